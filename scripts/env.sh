@@ -1,0 +1,130 @@
+# shellcheck shell=bash
+# statim's build/run environment: a Debian forky root made with debootstrap, cached outside the
+# checkout, with the packages of scripts/packages.txt. Sourced by scripts/in-env and the Makefile.
+#
+#   statim_env_exec CMD...   run CMD inside the environment (or natively, see below), same cwd/env
+#   statim_env_root          print the path of the (built) root
+#
+# Native mode: when the host already has the libraries (pkg-config finds llama and drogon is
+# installed), or STATIM_NATIVE=1, commands run directly on the host. STATIM_NATIVE=0 forces the root.
+# Knobs: STATIM_ENV_CACHE (where roots live), STATIM_DEBIAN_MIRROR (else taken from the host's apt
+# configuration).
+
+STATIM_PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATIM_PACKAGES_FILE="$STATIM_PROJECT_DIR/scripts/packages.txt"
+STATIM_SUITE=forky
+
+statim_env_log() { echo "statim-env: $*" >&2; }
+
+statim_env_packages() { grep -v '^\s*#' "$STATIM_PACKAGES_FILE" | grep -v '^\s*$' | tr '\n' ' '; }
+
+statim_env_is_native() {
+  case "${STATIM_NATIVE:-}" in 1) return 0 ;; 0) return 1 ;; esac
+  [ -n "${STATIM_IN_ENV:-}" ] && return 0
+  command -v pkg-config >/dev/null 2>&1 && pkg-config --exists llama 2>/dev/null &&
+    [ -f /usr/lib/x86_64-linux-gnu/cmake/Drogon/DrogonConfig.cmake -o -d /usr/lib/cmake/Drogon ] &&
+    command -v cmake >/dev/null 2>&1
+}
+
+# The first plain Debian archive URI in the host's apt configuration (deb822 or one-line format).
+statim_env_mirror() {
+  if [ -n "${STATIM_DEBIAN_MIRROR:-}" ]; then echo "$STATIM_DEBIAN_MIRROR"; return; fi
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' |
+    grep -v -e security -e '^$' | grep '/debian/\?$' | head -n1)
+  if [ -z "$uri" ]; then
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; break}}' |
+      grep -v security | grep '/debian/\?$' | head -n1)
+  fi
+  [ -n "$uri" ] || { statim_env_log "no Debian mirror in the host's apt configuration; set STATIM_DEBIAN_MIRROR"; return 1; }
+  echo "$uri"
+}
+
+statim_env_cache() { echo "${STATIM_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/statim-env}"; }
+
+# The root's name carries a hash of the package list and of this script: either changing rebuilds it.
+statim_env_root() {
+  local key
+  key=$(cat "$STATIM_PACKAGES_FILE" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+  echo "$(statim_env_cache)/$STATIM_SUITE-$key"
+}
+
+statim_env_host_tools() {
+  local missing=()
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  statim_env_log "installing host tools: ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Runs CMD inside ROOT as root in a private mount namespace; the checkout, ../shared and the caller's
+# cwd appear at the same paths as on the host; the network is the host's.
+statim_env_chroot() {
+  local root=$1; shift
+  local binds=("$STATIM_PROJECT_DIR")
+  [ -d "$STATIM_PROJECT_DIR/../shared" ] && binds+=("$(cd "$STATIM_PROJECT_DIR/../shared" && pwd)")
+  case "$PWD" in "$STATIM_PROJECT_DIR"*) ;; /|/tmp*|/proc*|/dev*|/sys*) ;; *) binds+=("$PWD") ;; esac
+  local cwd=$PWD
+  [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) cwd=/ ;; esac
+  STATIM_ENV_ROOT_DIR=$root STATIM_ENV_BINDS="${binds[*]}" STATIM_ENV_CWD=$cwd \
+  unshare --mount --propagation private --fork -- /bin/bash -c '
+    set -e
+    R=$STATIM_ENV_ROOT_DIR
+    mount --rbind /dev "$R/dev"; mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"
+    [ -f /etc/resolv.conf ] && mount --bind /etc/resolv.conf "$R/etc/resolv.conf" || true
+    for d in $STATIM_ENV_BINDS; do mkdir -p "$R$d"; mount --rbind "$d" "$R$d"; done
+    cd "$R"
+    exec chroot "$R" /usr/bin/env -C "$STATIM_ENV_CWD" \
+      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin STATIM_IN_ENV=1 \
+      HOME="${HOME:-/root}" "$@"' statim-env "$@"
+}
+
+statim_env_build() {
+  local root=$1
+  [ "$(id -u)" = 0 ] || { statim_env_log "building the environment needs root (or set STATIM_NATIVE=1 on a host with the packages)"; return 1; }
+  statim_env_host_tools || return 1
+  local mirror tmp
+  mirror=$(statim_env_mirror) || return 1
+  tmp="$root.building"
+  rm -rf "$tmp"; mkdir -p "$(dirname "$root")"
+  statim_env_log "creating Debian $STATIM_SUITE root in $root (mirror from host apt config)"
+  # bookworm's debootstrap has no forky script; sid's is the one that fits testing.
+  debootstrap --variant=minbase "$STATIM_SUITE" "$tmp" "$mirror" /usr/share/debootstrap/scripts/sid \
+    >"$tmp.log" 2>&1 || { statim_env_log "debootstrap failed, see $tmp.log"; tail -20 "$tmp.log" >&2; return 1; }
+  # The mirror may be weeks old: its Release file can be past Valid-Until.
+  echo 'Acquire::Check-Valid-Until "false";' >"$tmp/etc/apt/apt.conf.d/99statim-valid-until"
+  echo 'APT::Install-Recommends "false";' >"$tmp/etc/apt/apt.conf.d/99statim-no-recommends"
+  local pkgs; pkgs=$(statim_env_packages)
+  statim_env_log "installing packages: $pkgs"
+  statim_env_chroot "$tmp" /bin/sh -c "apt-get -o Acquire::Check-Valid-Until=false update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq --no-install-recommends $pkgs &&
+    apt-get clean" >>"$tmp.log" 2>&1 || { statim_env_log "package install failed, see $tmp.log"; tail -20 "$tmp.log" >&2; return 1; }
+  mv "$tmp.log" "$tmp/.statim-build.log"
+  touch "$tmp/.statim-ready"
+  mv "$tmp" "$root"
+  # Roots for older package lists are dead weight.
+  local old
+  for old in "$(dirname "$root")/$STATIM_SUITE-"*; do
+    [ "$old" = "$root" ] || case "$old" in *.building|*.log) ;; *) rm -rf "$old" ;; esac
+  done
+  statim_env_log "environment ready"
+}
+
+statim_env_ensure() {
+  local root; root=$(statim_env_root)
+  [ -f "$root/.statim-ready" ] && return 0
+  mkdir -p "$(statim_env_cache)"
+  # One builder at a time; the others wait and then find it ready.
+  (
+    flock 9
+    [ -f "$root/.statim-ready" ] || statim_env_build "$root"
+  ) 9>"$(statim_env_cache)/.lock"
+}
+
+statim_env_exec() {
+  if statim_env_is_native; then exec "$@"; fi
+  statim_env_ensure || exit 1
+  statim_env_chroot "$(statim_env_root)" "$@"
+}
