@@ -1,0 +1,45 @@
+# statim: the two commands are `make run` and `make test`. Everything runs inside the Debian
+# forky environment (scripts/in-env), or natively on a host that has the packages.
+PORT ?= 5000
+DATA_DIR ?= data
+MODELS_DIR ?= models
+JOBS ?= $(shell nproc)
+IN_ENV := scripts/in-env
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test test-unit test-e2e test-sanitize build-sanitize shell image fixtures bench clean
+
+all: build
+
+build:
+	$(IN_ENV) cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	$(IN_ENV) cmake --build build -j $(JOBS)
+
+run: build
+	$(IN_ENV) build/statim serve --port $(PORT) --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR)
+
+# Unit + e2e tests on the normal build, then the same under ASan+UBSan.
+test: build
+	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
+	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
+	$(MAKE) test-sanitize
+
+build-sanitize:
+	$(IN_ENV) cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_SANITIZE=ON >/dev/null
+	$(IN_ENV) cmake --build build-asan -j $(JOBS)
+
+test-sanitize: build-sanitize
+	$(IN_ENV) env ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	$(IN_ENV) env STATIM_BIN=build-asan/statim STATIM_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 python3 -m pytest -q tests/e2e
+
+shell:
+	$(IN_ENV) bash
+
+fixtures:
+	$(IN_ENV) python3 tests/fixtures/make_tiny_gguf.py build/fixtures/tiny.gguf
+
+image:
+	docker build -t statim:latest .
+
+clean:
+	rm -rf build build-asan build-tsan

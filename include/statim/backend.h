@@ -1,0 +1,78 @@
+// The backend extension point: one interface, one folder per implementation under src/backends/,
+// one registration line in src/backends/registry.cpp.
+//
+// Lifecycle and threading contract:
+//   Backend       stateless factory, one static instance per kind; thread-safe.
+//   LoadedModel   the weights of one model, shared by all its workers; newSession() is thread-safe.
+//   Session       one worker's private state (e.g. a llama_context). The scheduler never calls a
+//                 Session concurrently, so backends need no locks of their own.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "statim/error.h"
+#include "statim/job.h"
+
+namespace statim {
+
+// The part of a model manifest a backend sees.
+struct ModelConfig {
+  std::string id;
+  std::string type;              // job type this model serves
+  std::filesystem::path file;    // absolute path of the weights; empty when the backend needs none
+  nlohmann::json params = nlohmann::json::object();  // backend-specific [params] table
+  int parallel = 1;              // how many sessions (workers) the scheduler will open
+};
+
+// Handed to Session::run for one job. Called only from the session's own thread.
+class JobControl {
+ public:
+  virtual ~JobControl() = default;
+  // True once the job should stop early (cancellation, shutdown deadline). Backends poll it
+  // between steps (or from their library's abort callback) and return what they have.
+  virtual bool cancelled() const = 0;
+  // Progress notes for observers (tokens generated, percent done). Never blocks on clients.
+  virtual void progress(const nlohmann::json& event) = 0;
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  // Runs one job to the end and returns its result object (e.g. {"text", "tokens_in", ...}).
+  // A failure is returned as an Error and ends the job FAILED; the session stays usable.
+  virtual Result<nlohmann::json> run(const Job& job, JobControl& control) = 0;
+};
+
+class LoadedModel {
+ public:
+  virtual ~LoadedModel() = default;
+  // Thread-safe. Each scheduler worker opens one session and keeps it.
+  virtual Result<std::unique_ptr<Session>> newSession() = 0;
+  // Facts worth showing in GET /models (context size, parameters, ...).
+  virtual nlohmann::json describe() const { return nlohmann::json::object(); }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  // Job types this backend can serve; a manifest's `type` must be one of them. The first is the
+  // default.
+  virtual std::vector<std::string> jobTypes() const = 0;
+  // Checks a job's params before the job is stored (so bad input never becomes a FAILED job).
+  // Must not need the model loaded. Returns the error naming the offending field.
+  virtual Result<void> validateParams(std::string_view type, const nlohmann::json& params) const = 0;
+  // Checks the manifest's backend params (at start-up, before loading).
+  virtual Result<void> validateConfig(const ModelConfig& config) const { (void)config; return ok(); }
+  // Loads the model (may take long; called off the HTTP threads). Errors say what is wrong with
+  // the file so GET /models can show it.
+  virtual Result<std::shared_ptr<LoadedModel>> load(const ModelConfig& config) const = 0;
+};
+
+}  // namespace statim

@@ -1,0 +1,85 @@
+#include "api/dto/job_dto.h"
+
+#include <charconv>
+#include <format>
+
+#include "core/clock.h"
+
+namespace statim::api {
+namespace {
+
+constexpr size_t kMaxPromptBytes = 1 << 20;
+constexpr size_t kMaxModelBytes = 128;
+
+nlohmann::json optTime(const std::optional<Micros>& t) {
+  return t ? nlohmann::json(formatIsoUtc(*t)) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+nlohmann::json jobToJson(const Job& j) {
+  return {
+      {"id", j.id},
+      {"model", j.model},
+      {"type", j.type},
+      {"prompt", j.prompt},
+      {"params", j.params},
+      {"priority", j.priority},
+      {"status", toString(j.status)},
+      {"status_message", j.status_message},
+      {"timestamp", formatTimestamp(j.created_at)},
+      {"created_at", formatIsoUtc(j.created_at)},
+      {"started_at", optTime(j.started_at)},
+      {"finished_at", optTime(j.finished_at)},
+      {"result", j.result},
+      {"error", j.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.error)},
+      {"attempts", j.attempts},
+  };
+}
+
+Result<NewJob> parseNewJob(const nlohmann::json& body) {
+  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "params", "priority"};
+  for (auto& [k, v] : body.items()) {
+    if (std::ranges::find(kFields, k) == kFields.end()) {
+      return fail(Error::invalid(std::format("unknown field '{}' (allowed: model, prompt, params, priority)", k), k));
+    }
+  }
+  NewJob job;
+  auto model = body.find("model");
+  if (model == body.end() || model->is_null()) return fail(Error::invalid("'model' is required: the id of a model from GET /models", "model"));
+  if (!model->is_string()) return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
+  job.model = model->get<std::string>();
+  if (job.model.empty()) return fail(Error::invalid("'model' must not be empty", "model"));
+  if (job.model.size() > kMaxModelBytes) return fail(Error::invalid(std::format("'model' must be at most {} bytes", kMaxModelBytes), "model"));
+
+  auto prompt = body.find("prompt");
+  if (prompt == body.end() || prompt->is_null()) return fail(Error::invalid("'prompt' is required", "prompt"));
+  if (!prompt->is_string()) return fail(Error::invalid(std::format("'prompt' must be a string, not {}", prompt->type_name()), "prompt"));
+  job.prompt = prompt->get<std::string>();
+  if (job.prompt.empty()) return fail(Error::invalid("'prompt' must not be empty", "prompt"));
+  if (job.prompt.size() > kMaxPromptBytes) return fail(Error::invalid(std::format("'prompt' must be at most {} bytes", kMaxPromptBytes), "prompt"));
+
+  if (auto p = body.find("params"); p != body.end() && !p->is_null()) {
+    if (!p->is_object()) return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
+    job.params = *p;
+  }
+  if (auto p = body.find("priority"); p != body.end() && !p->is_null()) {
+    if (!p->is_number_integer()) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    auto v = p->is_number_unsigned() ? 1000 : p->get<std::int64_t>();
+    if (v < -100 || v > 100) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    job.priority = static_cast<int>(v);
+  }
+  return job;
+}
+
+Result<JobId> parseJobId(std::string_view text) {
+  JobId id = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || id <= 0 || text[0] == '+') {
+    std::string shown(text.substr(0, 64));
+    return fail(Error::invalid(std::format("job id must be a positive integer (got '{}')", shown), "id"));
+  }
+  return id;
+}
+
+}  // namespace statim::api

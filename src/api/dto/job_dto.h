@@ -1,0 +1,21 @@
+// JSON <-> job domain types for the job API.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "statim/error.h"
+#include "statim/job.h"
+#include "store/job_store.h"
+
+namespace statim::api {
+
+// The job as clients see it; `timestamp` keeps the original API's format.
+nlohmann::json jobToJson(const Job& job);
+
+// Validates a POST /job body: {"model", "prompt", "params"?, "priority"?}.
+Result<NewJob> parseNewJob(const nlohmann::json& body);
+
+// Parses a job id path segment: a positive decimal integer, nothing else.
+Result<JobId> parseJobId(std::string_view text);
+
+}  // namespace statim::api

@@ -1,0 +1,23 @@
+// Small helpers shared by controllers: JSON responses and request bodies.
+#pragma once
+
+#include <drogon/HttpRequest.h>
+#include <drogon/HttpResponse.h>
+#include <nlohmann/json.hpp>
+
+#include "statim/error.h"
+
+namespace statim::api {
+
+using Callback = std::function<void(const drogon::HttpResponsePtr&)>;
+
+drogon::HttpResponsePtr jsonResponse(const nlohmann::json& body, int status = 200);
+// Parses the body as a JSON object (whatever the Content-Type: curl -d sends form encoding).
+Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req);
+// Parses a query parameter as an integer in [min, max]; absent -> fallback.
+Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string& name, std::int64_t fallback,
+                              std::int64_t min, std::int64_t max);
+// Rejects query parameters not in `known`, naming them.
+Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known);
+
+}  // namespace statim::api

@@ -1,0 +1,92 @@
+#include "api/server.h"
+
+#include <chrono>
+#include <format>
+#include <random>
+
+#include <drogon/HttpAppFramework.h>
+
+#include "api/errors.h"
+#include "api/http_util.h"
+#include "core/logging.h"
+
+namespace statim::api {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t g_max_body_bytes = 0;  // for the 413 message; set once in configureServer
+
+// Accept a caller's X-Request-Id when it is short and printable; otherwise make one.
+std::string requestId(const drogon::HttpRequest& req) {
+  const std::string& given = req.getHeader("x-request-id");
+  if (!given.empty() && given.size() <= 128 &&
+      std::ranges::all_of(given, [](char c) { return c > 32 && c < 127; })) {
+    return given;
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::format("{:016x}", rng());
+}
+
+Error frameworkError(drogon::HttpStatusCode code, const drogon::HttpRequest& req) {
+  switch (code) {
+    case drogon::k413RequestEntityTooLarge:
+      return {ErrorCode::kPayloadTooLarge,
+              std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)",
+                          g_max_body_bytes), {}};
+    case drogon::k405MethodNotAllowed:
+      return {ErrorCode::kInvalidArgument, std::format("method {} is not allowed on {}", req.methodString(), req.path()), {}};
+    case drogon::k404NotFound:
+      return Error::notFound(std::format("no route for {} {}", req.methodString(), req.path()));
+    default:
+      return Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code)));
+  }
+}
+
+}  // namespace
+
+void configureServer(const ApiContext& ctx) {
+  auto& app = drogon::app();
+  const Config& c = ctx.config;
+  g_max_body_bytes = c.http_max_body_bytes;
+  app.addListener(c.http_host, static_cast<uint16_t>(c.http_port));
+  app.setThreadNum(c.http_threads > 0 ? static_cast<size_t>(c.http_threads) : 0);
+  app.setClientMaxBodySize(static_cast<size_t>(c.http_max_body_bytes));
+  app.setClientMaxMemoryBodySize(static_cast<size_t>(c.http_max_body_bytes));
+  app.setLogLevel(trantor::Logger::kWarn);
+  app.setServerHeaderField("statim/" STATIM_VERSION);
+  // No static files: only the routes below answer.
+  app.setDocumentRoot("/nonexistent-statim-docroot");
+  app.setFileTypes({});
+
+  app.registerPreRoutingAdvice([](const drogon::HttpRequestPtr& req) {
+    req->attributes()->insert("request_id", requestId(*req));
+    req->attributes()->insert("start", Clock::now());
+  });
+  app.registerPreSendingAdvice([](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
+    auto attrs = req->attributes();
+    std::string id = attrs->find("request_id") ? attrs->get<std::string>("request_id") : requestId(*req);
+    resp->addHeader("X-Request-Id", id);
+    double ms = attrs->find("start")
+                    ? std::chrono::duration<double, std::milli>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
+                    : 0.0;
+    int status = static_cast<int>(resp->statusCode());
+    nlohmann::json fields = {{"request_id", id}, {"method", req->methodString()}, {"path", req->path()},
+                             {"status", status}, {"duration_ms", std::round(ms * 1000) / 1000},
+                             {"remote", req->peerAddr().toIp()}};
+    if (status >= 500) log::error("http", fields);
+    else log::info("http", fields);
+  });
+  app.setCustomErrorHandler([](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) {
+    return errorResponse(frameworkError(code, *req));
+  });
+  app.setDefaultHandler([](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    cb(errorResponse(frameworkError(drogon::k404NotFound, *req)));
+  });
+
+  registerJobRoutes(ctx);
+  registerModelRoutes(ctx);
+  registerSystemRoutes(ctx);
+}
+
+}  // namespace statim::api

@@ -1,0 +1,27 @@
+// The HTTP adapter: wires routes, request ids, access logging and error shapes onto Drogon.
+// Holds no job logic: it parses, validates, calls the scheduler/store, and renders.
+#pragma once
+
+#include "core/config.h"
+#include "models/model_registry.h"
+#include "scheduler/scheduler.h"
+#include "store/job_store.h"
+
+namespace statim::api {
+
+struct ApiContext {
+  const Config& config;
+  JobStore& store;
+  Scheduler& scheduler;
+  ModelRegistry& models;
+};
+
+// Registers every route and advice on drogon::app() and configures its listener.
+void configureServer(const ApiContext& ctx);
+
+// Per-resource route registration (controllers/).
+void registerJobRoutes(const ApiContext& ctx);
+void registerModelRoutes(const ApiContext& ctx);
+void registerSystemRoutes(const ApiContext& ctx);
+
+}  // namespace statim::api

@@ -1,0 +1,53 @@
+#include "backends/echo/echo_backend.h"
+
+#include <chrono>
+#include <thread>
+
+#include "backends/params.h"
+
+namespace statim {
+namespace {
+
+class EchoSession final : public Session {
+ public:
+  Result<nlohmann::json> run(const Job& job, JobControl& control) override {
+    auto start = std::chrono::steady_clock::now();
+    auto delay = std::chrono::milliseconds(job.params.value("delay_ms", 0));
+    // Sleep in small slices so cancellation and shutdown stay prompt.
+    while (std::chrono::steady_clock::now() - start < delay && !control.cancelled()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (auto it = job.params.find("fail"); it != job.params.end()) {
+      return fail(Error::backend(it->get<std::string>()));
+    }
+    return nlohmann::json{{"text", job.prompt}};
+  }
+};
+
+class EchoModel final : public LoadedModel {
+ public:
+  Result<std::unique_ptr<Session>> newSession() override { return std::make_unique<EchoSession>(); }
+};
+
+class EchoBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "echo"; }
+  std::vector<std::string> jobTypes() const override { return {"completion"}; }
+  Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
+    if (auto r = params::onlyKnown(p, {"delay_ms", "fail"}, "params"); !r) return r;
+    if (auto r = params::integer(p, "delay_ms", 0, 600000, "params"); !r) return r;
+    return params::string(p, "fail", 4096, "params");
+  }
+  Result<std::shared_ptr<LoadedModel>> load(const ModelConfig&) const override {
+    return std::make_shared<EchoModel>();
+  }
+};
+
+}  // namespace
+
+const Backend& echoBackend() {
+  static const EchoBackend backend;
+  return backend;
+}
+
+}  // namespace statim

@@ -1,0 +1,32 @@
+#include "backends/registry.h"
+
+#include <array>
+
+#include "backends/echo/echo_backend.h"
+#include "backends/llama/llama_backend.h"
+
+namespace statim {
+namespace {
+
+// Adding a backend: one folder under src/backends/ and one line here.
+const std::array<const Backend*, 2> kBackends = {
+    &echoBackend(),
+    &llamaBackend(),
+};
+
+}  // namespace
+
+const Backend* findBackend(std::string_view name) {
+  for (const Backend* b : kBackends) {
+    if (b->name() == name) return b;
+  }
+  return nullptr;
+}
+
+std::string backendList() {
+  std::string out;
+  for (const Backend* b : kBackends) out += (out.empty() ? "" : ", ") + std::string(b->name());
+  return out;
+}
+
+}  // namespace statim

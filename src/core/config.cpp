@@ -1,0 +1,164 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <format>
+#include <functional>
+#include <variant>
+
+#include <toml++/toml.hpp>
+
+extern char** environ;
+
+namespace statim {
+namespace {
+
+using Member = std::variant<std::string Config::*, std::filesystem::path Config::*, int Config::*,
+                            std::int64_t Config::*, double Config::*>;
+
+struct Key {
+  const char* name;  // dotted TOML path
+  Member member;
+};
+
+const Key kKeys[] = {
+    {"data_dir", &Config::data_dir},
+    {"models_dir", &Config::models_dir},
+    {"http.host", &Config::http_host},
+    {"http.port", &Config::http_port},
+    {"http.threads", &Config::http_threads},
+    {"http.max_body_bytes", &Config::http_max_body_bytes},
+    {"log.level", &Config::log_level},
+    {"log.format", &Config::log_format},
+    {"jobs.max_attempts", &Config::jobs_max_attempts},
+    {"jobs.lease_seconds", &Config::jobs_lease_seconds},
+    {"jobs.shutdown_grace_seconds", &Config::jobs_shutdown_grace_seconds},
+    {"jobs.default_max_queue", &Config::jobs_default_max_queue},
+    {"jobs.max_page_size", &Config::jobs_max_page_size},
+};
+
+std::string envName(std::string_view key) {
+  std::string out = "STATIM_";
+  for (char c : key) out += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+template <typename T>
+Result<T> parseNumber(const std::string& key, const std::string& text) {
+  T value{};
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || ptr != text.data() + text.size()) {
+    return fail(Error::invalid(std::format("config {}: '{}' is not a valid number", key, text), key));
+  }
+  return value;
+}
+
+Result<void> assign(Config& c, const Key& k, const std::string& text) {
+  return std::visit(
+      [&](auto member) -> Result<void> {
+        using T = std::remove_reference_t<decltype(c.*member)>;
+        if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::filesystem::path>) {
+          c.*member = text;
+        } else {
+          auto v = parseNumber<T>(k.name, text);
+          if (!v) return fail(v.error());
+          c.*member = *v;
+        }
+        return ok();
+      },
+      k.member);
+}
+
+Result<void> assignToml(Config& c, const Key& k, const toml::node& node) {
+  return std::visit(
+      [&](auto member) -> Result<void> {
+        using T = std::remove_reference_t<decltype(c.*member)>;
+        if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::filesystem::path>) {
+          if (auto s = node.value<std::string>()) { c.*member = *s; return ok(); }
+          return fail(Error::invalid(std::format("config {}: expected a string", k.name), k.name));
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (auto v = node.value<double>()) { c.*member = *v; return ok(); }
+          return fail(Error::invalid(std::format("config {}: expected a number", k.name), k.name));
+        } else {
+          if (auto v = node.value<std::int64_t>(); v && node.is_integer()) {
+            c.*member = static_cast<T>(*v);
+            return ok();
+          }
+          return fail(Error::invalid(std::format("config {}: expected an integer", k.name), k.name));
+        }
+      },
+      k.member);
+}
+
+const Key* findKey(std::string_view name) {
+  auto it = std::ranges::find_if(kKeys, [&](const Key& k) { return name == k.name; });
+  return it == std::end(kKeys) ? nullptr : &*it;
+}
+
+// Rejects keys the file has but we do not know, so a typo never silently does nothing.
+Result<void> applyTable(Config& c, const toml::table& table, const std::string& prefix) {
+  for (auto&& [k, node] : table) {
+    std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (auto* sub = node.as_table()) {
+      if (auto r = applyTable(c, *sub, name); !r) return r;
+      continue;
+    }
+    const Key* key = findKey(name);
+    if (!key) return fail(Error::invalid(std::format("config: unknown key '{}'", name), name));
+    if (auto r = assignToml(c, *key, node); !r) return r;
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> validateConfig(const Config& c) {
+  if (c.http_port < 0 || c.http_port > 65535) return fail(Error::invalid("config http.port must be 0..65535", "http.port"));
+  if (c.log_format != "text" && c.log_format != "json") return fail(Error::invalid("config log.format must be 'text' or 'json'", "log.format"));
+  if (c.jobs_max_attempts < 1) return fail(Error::invalid("config jobs.max_attempts must be >= 1", "jobs.max_attempts"));
+  if (c.jobs_lease_seconds <= 0) return fail(Error::invalid("config jobs.lease_seconds must be > 0", "jobs.lease_seconds"));
+  if (c.http_max_body_bytes < 1024) return fail(Error::invalid("config http.max_body_bytes must be >= 1024", "http.max_body_bytes"));
+  if (c.jobs_max_page_size < 1) return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
+  return ok();
+}
+
+Result<void> setConfigValue(Config& config, const std::string& key, const std::string& value) {
+  const Key* k = findKey(key);
+  if (!k) return fail(Error::invalid(std::format("config: unknown key '{}'", key), key));
+  return assign(config, *k, value);
+}
+
+Result<Config> loadConfig(const std::filesystem::path& path,
+                          const std::map<std::string, std::string>& env) {
+  Config c;
+  if (!path.empty()) {
+    try {
+      toml::table table = toml::parse_file(path.string());
+      if (auto r = applyTable(c, table, ""); !r) return fail(r.error());
+    } catch (const toml::parse_error& e) {
+      return fail(Error::invalid(std::format("config {}: {} (line {})", path.string(), e.description(),
+                                             e.source().begin.line)));
+    }
+  }
+  for (const Key& k : kKeys) {
+    if (auto it = env.find(envName(k.name)); it != env.end()) {
+      if (auto r = assign(c, k, it->second); !r) {
+        return fail(Error::invalid(std::format("{} (from {})", r.error().message, it->first), k.name));
+      }
+    }
+  }
+  if (auto r = validateConfig(c); !r) return fail(r.error());
+  return c;
+}
+
+std::map<std::string, std::string> processEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+}  // namespace statim

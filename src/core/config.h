@@ -1,0 +1,46 @@
+// Server configuration: defaults, then a TOML file, then STATIM_* environment variables, then
+// command-line flags (applied by the CLI). Every key `a.b` is overridable as STATIM_A_B.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "statim/error.h"
+
+namespace statim {
+
+struct Config {
+  std::filesystem::path data_dir = "data";
+  std::filesystem::path models_dir = "models";
+  // [http]
+  std::string http_host = "0.0.0.0";
+  int http_port = 5000;
+  int http_threads = 0;  // 0: one per core
+  std::int64_t http_max_body_bytes = 1 << 20;
+  // [log]
+  std::string log_level = "info";   // trace, debug, info, warn, error
+  std::string log_format = "text";  // text | json
+  // [jobs]
+  int jobs_max_attempts = 3;              // starts before an interrupted job is FAILED
+  double jobs_lease_seconds = 60;         // a PROCESSING job's lease; renewed while it runs
+  double jobs_shutdown_grace_seconds = 30;
+  std::int64_t jobs_default_max_queue = 1000;
+  int jobs_max_page_size = 1000;
+};
+
+// Reads `path` (if non-empty) over the defaults, then applies `env` (normally the process
+// environment). Unknown keys and wrong types are errors that name the key.
+Result<Config> loadConfig(const std::filesystem::path& path,
+                          const std::map<std::string, std::string>& env);
+
+std::map<std::string, std::string> processEnvironment();
+
+// Range checks that tie keys together; loadConfig calls it, the CLI again after its flags.
+Result<void> validateConfig(const Config& config);
+
+// Applies one "key=value" override by its dotted name (used by CLI flags and env handling).
+Result<void> setConfigValue(Config& config, const std::string& key, const std::string& value);
+
+}  // namespace statim

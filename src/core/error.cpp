@@ -1,0 +1,23 @@
+#include "statim/error.h"
+
+namespace statim {
+
+std::string_view errorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return "invalid_request";
+    case ErrorCode::kNotFound: return "not_found";
+    case ErrorCode::kModelNotFound: return "model_not_found";
+    case ErrorCode::kModelUnavailable: return "model_unavailable";
+    case ErrorCode::kQueueFull: return "queue_full";
+    case ErrorCode::kPayloadTooLarge: return "payload_too_large";
+    case ErrorCode::kConflict: return "conflict";
+    case ErrorCode::kCancelled: return "cancelled";
+    case ErrorCode::kShuttingDown: return "shutting_down";
+    case ErrorCode::kStorage: return "storage_error";
+    case ErrorCode::kBackend: return "backend_error";
+    case ErrorCode::kInternal: return "internal_error";
+  }
+  return "internal_error";
+}
+
+}  // namespace statim

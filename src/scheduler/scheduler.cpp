@@ -1,0 +1,246 @@
+#include "scheduler/scheduler.h"
+
+#include <format>
+#include <random>
+
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/logging.h"
+
+namespace statim {
+
+struct Scheduler::ModelQueue {
+  std::string id;
+  std::int64_t max_queue = 0;
+  std::int64_t queued = 0;      // admitted and not yet claimed (admission counter)
+  std::uint64_t generation = 0; // bumped on every submission: wakes idle workers without races
+  int running = 0;
+  std::condition_variable cv;
+  std::vector<std::thread> workers;
+};
+
+// What a backend sees of its job's fate. Cancellation of single jobs arrives in a later issue;
+// today only the end of a shutdown's grace period stops a running job.
+class Scheduler::Control final : public JobControl {
+ public:
+  explicit Control(const std::atomic<bool>& hard_stop) : hard_stop_(hard_stop) {}
+  bool cancelled() const override { return hard_stop_.load(std::memory_order_relaxed); }
+  void progress(const nlohmann::json&) override {}
+
+ private:
+  const std::atomic<bool>& hard_stop_;
+};
+
+namespace {
+
+std::string makeNodeId() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  return std::format("{}-{}-{:04x}", host, getpid(), rd() & 0xffff);
+}
+
+}  // namespace
+
+Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions options)
+    : store_(store), models_(models), options_(std::move(options)) {
+  if (options_.node_id.empty()) options_.node_id = makeNodeId();
+  for (auto& e : models_.list()) {
+    auto q = std::make_unique<ModelQueue>();
+    q->id = e.manifest.id;
+    q->max_queue = e.manifest.max_queue;
+    queues_.emplace(q->id, std::move(q));
+  }
+  lease_thread_ = std::thread([this] { leaseLoop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
+
+Result<RequeueReport> Scheduler::recover(bool all_processing) {
+  Micros before = all_processing ? std::numeric_limits<Micros>::max() : nowMicros();
+  auto report = store_.requeueAbandoned(before, options_.max_attempts);
+  if (!report) return report;
+  if (!report->requeued.empty() || !report->failed.empty()) {
+    log::warn("scheduler: recovered interrupted jobs",
+              {{"requeued", report->requeued}, {"failed_after_max_attempts", report->failed}});
+  }
+  auto counts = store_.queuedByModel();
+  if (!counts) return fail(counts.error());
+  std::lock_guard lock(mu_);
+  for (auto& [model, n] : *counts) {
+    if (auto it = queues_.find(model); it != queues_.end()) it->second->queued = n;
+  }
+  return report;
+}
+
+void Scheduler::startModel(const std::string& model_id) {
+  auto entry = models_.find(model_id);
+  if (!entry || !entry->loaded) return;
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(model_id);
+  if (stopping_ || it == queues_.end() || !it->second->workers.empty()) return;
+  ModelQueue& q = *it->second;
+  for (int i = 0; i < entry->manifest.parallel; ++i) {
+    q.workers.emplace_back([this, &q, loaded = entry->loaded, i] { workerLoop(q, loaded, i); });
+  }
+}
+
+void Scheduler::submit(NewJob job, SubmitCallback done) {
+  if (stopping_) return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
+  auto entry = models_.find(job.model);
+  if (!entry) {
+    std::string list;
+    for (auto& id : models_.ids()) list += (list.empty() ? "" : ", ") + id;
+    return done(fail(Error{ErrorCode::kModelNotFound,
+                           std::format("unknown model '{}'; available models: {}", job.model, list.empty() ? "(none)" : list),
+                           "model"}));
+  }
+  if (entry->state == ModelState::kFailed) {
+    return done(fail(Error{ErrorCode::kModelUnavailable,
+                           std::format("model '{}' failed to load: {}", job.model, entry->reason), "model"}));
+  }
+  job.type = entry->manifest.type;
+  if (auto r = entry->backend->validateParams(job.type, job.params); !r) return done(fail(r.error()));
+
+  ModelQueue* q = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    q = queues_.at(job.model).get();
+    if (q->queued >= q->max_queue) {
+      return done(fail(ErrorCode::kQueueFull,
+                       std::format("model '{}' has {} queued jobs (max_queue {}); retry later", job.model, q->queued, q->max_queue)));
+    }
+    ++q->queued;  // reserved before the write, so concurrent submissions cannot overshoot
+  }
+  store_.createAsync(std::move(job), [this, q, done = std::move(done)](Result<Job> r) {
+    {
+      std::lock_guard lock(mu_);
+      if (r) ++q->generation;
+      else --q->queued;
+    }
+    if (r) {
+      q->cv.notify_one();
+      log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}});
+    }
+    done(std::move(r));
+  });
+}
+
+void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
+  const std::string owner = std::format("{}/{}/{}", options_.node_id, q.id, index);
+  auto session = model->newSession();
+  if (!session) {
+    log::error("scheduler: worker could not open a session", {{"model", q.id}, {"error", session.error().message}});
+    return;
+  }
+  while (!stopping_) {
+    std::uint64_t seen;
+    {
+      std::lock_guard lock(mu_);
+      seen = q.generation;
+    }
+    auto claimed = store_.claimNext(q.id, owner, std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count());
+    if (!claimed) {
+      log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
+    } else if (*claimed) {
+      runJob(q, **session, std::move(**claimed), owner);
+      continue;
+    }
+    std::unique_lock lock(mu_);
+    q.cv.wait_for(lock, options_.poll_interval, [&] { return stopping_ || q.generation != seen; });
+  }
+}
+
+void Scheduler::runJob(ModelQueue& q, Session& session, Job job, const std::string& owner) {
+  {
+    std::lock_guard lock(mu_);
+    if (q.queued > 0) --q.queued;
+    ++q.running;
+    running_[job.id] = owner;
+  }
+  log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
+  Control control(hard_stop_);
+  Result<nlohmann::json> result = fail(Error::internal("not run"));
+  try {
+    result = session.run(job, control);
+  } catch (const std::exception& e) {
+    result = fail(Error::internal(std::format("backend threw: {}", e.what())));
+  }
+  if (hard_stop_) {
+    // Cut short by shutdown: leave it PROCESSING; the next start requeues it.
+    log::warn("job: interrupted by shutdown, will be requeued", {{"job_id", job.id}, {"model", job.model}});
+  } else if (result) {
+    if (auto r = store_.complete(job.id, owner, *result); !r) {
+      log::error("job: could not record completion", {{"job_id", job.id}, {"error", r.error().message}});
+    } else {
+      log::info("job: completed", {{"job_id", job.id}, {"model", job.model}});
+    }
+  } else {
+    if (auto r = store_.fail(job.id, owner, result.error().message); !r) {
+      log::error("job: could not record failure", {{"job_id", job.id}, {"error", r.error().message}});
+    }
+    log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", result.error().message}});
+  }
+  {
+    std::lock_guard lock(mu_);
+    --q.running;
+    running_.erase(job.id);
+  }
+  idle_cv_.notify_all();
+}
+
+void Scheduler::leaseLoop() {
+  const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
+  const Micros lease_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
+  std::unique_lock lock(mu_);
+  while (!joined_) {
+    lease_cv_.wait_for(lock, period, [&] { return joined_; });
+    if (joined_) break;
+    auto running = running_;
+    lock.unlock();
+    for (auto& [id, owner] : running) {
+      if (auto r = store_.heartbeat(id, owner, lease_us); !r && r.error().code != ErrorCode::kConflict) {
+        log::error("scheduler: lease renewal failed", {{"job_id", id}, {"error", r.error().message}});
+      }
+    }
+    // Jobs whose worker vanished (another node crashed) go back to the queue.
+    if (auto r = store_.requeueAbandoned(nowMicros(), options_.max_attempts); r && !r->requeued.empty()) {
+      log::warn("scheduler: requeued jobs with expired leases", {{"jobs", r->requeued}});
+    }
+    lock.lock();
+  }
+}
+
+bool Scheduler::shutdown(std::chrono::milliseconds grace) {
+  stopping_ = true;
+  std::unique_lock lock(mu_);
+  if (joined_) return true;
+  for (auto& [id, q] : queues_) q->cv.notify_all();
+  bool finished = idle_cv_.wait_for(lock, grace, [&] { return running_.empty(); });
+  if (!finished) {
+    log::warn("scheduler: grace period over, stopping running jobs", {{"running", running_.size()}});
+    hard_stop_ = true;
+  }
+  std::vector<std::thread> workers;
+  for (auto& [id, q] : queues_) {
+    for (auto& t : q->workers) workers.push_back(std::move(t));
+    q->workers.clear();
+  }
+  joined_ = true;
+  lease_cv_.notify_all();
+  lock.unlock();
+  for (auto& t : workers) t.join();
+  if (lease_thread_.joinable()) lease_thread_.join();
+  return finished;
+}
+
+ModelQueueStats Scheduler::stats(const std::string& model_id) const {
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(model_id);
+  if (it == queues_.end()) return {};
+  auto& q = *it->second;
+  return {q.queued, q.running, static_cast<int>(q.workers.size()), q.max_queue};
+}
+
+}  // namespace statim

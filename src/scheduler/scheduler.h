@@ -1,0 +1,95 @@
+// The scheduler: admission (bounded per-model queues), worker threads per model, leases and
+// graceful shutdown. All threads and locks of the job engine live here and in the store.
+//
+// The queue itself is the store (JobStore::claimNext picks the highest priority, then oldest,
+// QUEUED job), so queued work survives restarts and, with a shared store, is shared between
+// nodes. The scheduler keeps only counters for admission and wakes its workers on submission.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "models/model_registry.h"
+#include "statim/error.h"
+#include "statim/job.h"
+#include "store/job_store.h"
+
+namespace statim {
+
+struct SchedulerOptions {
+  std::chrono::milliseconds lease{60000};        // a running job's lease, renewed every lease/3
+  int max_attempts = 3;                          // starts before an interrupted job is FAILED
+  std::chrono::milliseconds poll_interval{1000}; // idle workers re-check the store this often
+  std::string node_id;                           // lease owner prefix; generated when empty
+};
+
+struct ModelQueueStats {
+  std::int64_t queued = 0;
+  int running = 0;
+  int workers = 0;
+  std::int64_t max_queue = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions options);
+  ~Scheduler();  // shutdown(0) if not yet stopped
+
+  // At start-up, before serving: requeues (or fails, after max_attempts) jobs left PROCESSING by
+  // a previous run. `all_processing` treats every PROCESSING job as abandoned (one node owning
+  // the store); otherwise only those whose lease expired. Then seeds the admission counters.
+  Result<RequeueReport> recover(bool all_processing);
+
+  // Starts the workers of a model once it is ready (ModelRegistry's on_ready hook).
+  void startModel(const std::string& model_id);
+
+  using SubmitCallback = std::function<void(Result<Job>)>;
+  // Admits and durably stores a job, then wakes a worker. `done` is called exactly once: inline
+  // for admission errors, else on a store thread after the commit. Never blocks on I/O.
+  // Errors: kShuttingDown, kModelNotFound, kModelUnavailable, kInvalidArgument (params),
+  // kQueueFull, kStorage.
+  void submit(NewJob job, SubmitCallback done);
+
+  // Stops admitting and claiming; waits up to `grace` for running jobs to finish; then asks the
+  // rest to stop (they stay PROCESSING and are requeued at the next start). Returns true when
+  // every running job finished within the grace period. Idempotent.
+  bool shutdown(std::chrono::milliseconds grace);
+
+  ModelQueueStats stats(const std::string& model_id) const;
+  bool stopping() const { return stopping_.load(); }
+
+ private:
+  struct ModelQueue;
+  class Control;
+  void workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index);
+  void runJob(ModelQueue& q, Session& session, Job job, const std::string& owner);
+  void leaseLoop();
+
+  JobStore& store_;
+  ModelRegistry& models_;
+  SchedulerOptions options_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<ModelQueue>> queues_;  // guarded by mu_ (map shape fixed at construction)
+  std::map<JobId, std::string> running_;                       // job -> lease owner; guarded by mu_
+  std::condition_variable idle_cv_;                            // signalled when a job finishes
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> hard_stop_{false};  // grace period over: running jobs should stop now
+  bool joined_ = false;                 // guarded by mu_
+
+  std::condition_variable lease_cv_;
+  std::thread lease_thread_;
+};
+
+}  // namespace statim

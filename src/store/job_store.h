@@ -1,0 +1,71 @@
+// The durable job store: the single source of truth for jobs, and the queue itself.
+//
+// Thread-safety: every method may be called from any thread, concurrently.
+// Durability: a method that returns (or calls back) success has committed its change to disk.
+//
+// Claim/lease semantics (kept independent of the engine so a PostgreSQL store with
+// `FOR UPDATE SKIP LOCKED` fits the same contract):
+//   claimNext     atomically moves the best QUEUED job of a model (highest priority, then oldest)
+//                 to PROCESSING, owned by `owner` until now+lease; attempts += 1.
+//   heartbeat     extends the lease of a job the owner still holds.
+//   complete/fail/finishCancelled only succeed for the current owner of a PROCESSING job
+//                 (kConflict otherwise), so a worker whose lease expired cannot overwrite the
+//                 outcome of the worker that took the job over.
+//   requeueAbandoned returns PROCESSING jobs whose lease expired before `expired_before` to
+//                 QUEUED, or FAILs them once they have been started `max_attempts` times.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "statim/error.h"
+#include "statim/job.h"
+
+namespace statim {
+
+struct JobFilter {
+  std::optional<JobStatus> status;
+  std::optional<std::string> model;
+  int limit = 50;
+  int offset = 0;
+};
+
+struct JobPage {
+  std::vector<Job> jobs;  // newest first
+  std::int64_t total = 0; // matching jobs, ignoring limit/offset
+};
+
+struct RequeueReport {
+  std::vector<JobId> requeued;
+  std::vector<JobId> failed;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  using CreateCallback = std::function<void(Result<Job>)>;
+  // Stores a new QUEUED job. `done` runs after the commit, on a store thread: it must not block.
+  // Concurrent creates share one commit (group commit).
+  virtual void createAsync(NewJob job, CreateCallback done) = 0;
+  Result<Job> create(NewJob job);  // blocking convenience over createAsync
+
+  virtual Result<Job> get(JobId id) = 0;
+  virtual Result<JobPage> list(const JobFilter& filter) = 0;
+
+  virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner,
+                                               Micros lease) = 0;
+  virtual Result<void> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
+  virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) = 0;
+  virtual Result<void> fail(JobId id, const std::string& owner, const std::string& error) = 0;
+  virtual Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) = 0;
+
+  // QUEUED jobs per model (the scheduler seeds its admission counters with this).
+  virtual Result<std::map<std::string, std::int64_t>> queuedByModel() = 0;
+};
+
+}  // namespace statim

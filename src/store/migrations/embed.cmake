@@ -1,0 +1,11 @@
+# Writes OUT: a C++ array NAME of {version, name, sql} from the migration FILES (NNNN_name.sql).
+set(body "#include \"store/migrations/migration.h\"\nnamespace statim {\nconst std::vector<Migration> ${NAME} = {\n")
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.*)$" _ ${base})
+  file(READ ${f} sql)
+  math(EXPR version "${CMAKE_MATCH_1}")
+  string(APPEND body "  {${version}, \"${CMAKE_MATCH_2}\", R\"statim_sql(${sql})statim_sql\"},\n")
+endforeach()
+string(APPEND body "};\n}  // namespace statim\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,17 @@
+// A schema migration, embedded from src/store/migrations/<engine>/NNNN_name.sql at build time.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace statim {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+extern const std::vector<Migration> kSqliteMigrations;
+
+}  // namespace statim

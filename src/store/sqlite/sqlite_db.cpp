@@ -1,0 +1,113 @@
+#include "store/sqlite/sqlite_db.h"
+
+#include <format>
+
+#include <sqlite3.h>
+
+namespace statim {
+
+SqliteStatement& SqliteStatement::bind(int index, std::int64_t value) {
+  sqlite3_bind_int64(stmt_, index, value);
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::bind(int index, std::string_view value) {
+  sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+
+SqliteStatement& SqliteStatement::bind(int index, std::optional<std::int64_t> value) {
+  if (value) return bind(index, *value);
+  sqlite3_bind_null(stmt_, index);
+  return *this;
+}
+
+Result<bool> SqliteStatement::step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return fail(Error::storage(std::format("sqlite: {}", sqlite3_errmsg(sqlite3_db_handle(stmt_)))));
+}
+
+Result<void> SqliteStatement::run() {
+  while (true) {
+    auto r = step();
+    if (!r) return fail(r.error());
+    if (!*r) return ok();
+  }
+}
+
+std::int64_t SqliteStatement::columnInt(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+std::string SqliteStatement::columnText(int col) const {
+  auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+}
+
+bool SqliteStatement::columnIsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+std::optional<std::int64_t> SqliteStatement::columnOptInt(int col) const {
+  if (columnIsNull(col)) return std::nullopt;
+  return columnInt(col);
+}
+
+void SqliteStatement::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+void SqliteDb::StmtDeleter::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+
+Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
+  if (rc != SQLITE_OK) {
+    return fail(Error::storage(std::format("cannot open database {}: {}", path.string(),
+                                           raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
+  }
+  sqlite3_busy_timeout(raw, 10000);
+  // FULL: a commit is on disk when it returns (WAL mode fsyncs the log at each commit).
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA foreign_keys=ON"}) {
+    if (auto r = db->exec(pragma); !r) return fail(r.error());
+  }
+  return db;
+}
+
+SqliteDb::~SqliteDb() {
+  cache_.clear();
+  sqlite3_close_v2(db_);
+}
+
+Result<void> SqliteDb::exec(std::string_view sql) {
+  char* err = nullptr;
+  std::string s(sql);
+  if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    return fail(Error::storage(std::format("sqlite: {}", msg)));
+  }
+  return ok();
+}
+
+Result<SqliteStatement*> SqliteDb::prepare(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                           &stmt, nullptr) != SQLITE_OK) {
+      return fail(Error::storage(std::format("sqlite prepare: {}", sqlite3_errmsg(db_))));
+    }
+    it = cache_.emplace(sql, std::pair{std::unique_ptr<sqlite3_stmt, StmtDeleter>(stmt), SqliteStatement(stmt)}).first;
+  }
+  it->second.second.reset();
+  return &it->second.second;
+}
+
+std::int64_t SqliteDb::changes() const { return sqlite3_changes64(db_); }
+
+std::string SqliteDb::lastError() const { return sqlite3_errmsg(db_); }
+
+}  // namespace statim

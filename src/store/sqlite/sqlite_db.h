@@ -1,0 +1,64 @@
+// Thin RAII wrapper over the sqlite3 C API: a connection with a cache of prepared statements.
+// Not thread-safe: one SqliteDb is used by one thread at a time (the store hands them out).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "statim/error.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace statim {
+
+class SqliteStatement {
+ public:
+  explicit SqliteStatement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  // Binds by 1-based index; empty optionals bind NULL.
+  SqliteStatement& bind(int index, std::int64_t value);
+  SqliteStatement& bind(int index, std::string_view value);
+  SqliteStatement& bind(int index, std::optional<std::int64_t> value);
+  // Steps once: true when a row is available, false when done.
+  Result<bool> step();
+  // Steps to the end, for statements that return no rows.
+  Result<void> run();
+  std::int64_t columnInt(int col) const;
+  std::string columnText(int col) const;
+  bool columnIsNull(int col) const;
+  std::optional<std::int64_t> columnOptInt(int col) const;
+  // Makes the cached statement reusable (clears bindings). Called by SqliteDb::prepare.
+  void reset();
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+class SqliteDb {
+ public:
+  // Opens (creating if needed) the database and applies the connection pragmas
+  // (WAL, synchronous=FULL, busy timeout).
+  static Result<std::unique_ptr<SqliteDb>> open(const std::filesystem::path& path);
+  ~SqliteDb();
+  SqliteDb(const SqliteDb&) = delete;
+  SqliteDb& operator=(const SqliteDb&) = delete;
+
+  Result<void> exec(std::string_view sql);
+  // Returns a cached, reset statement for `sql` (owned by this connection).
+  Result<SqliteStatement*> prepare(const std::string& sql);
+  std::int64_t changes() const;
+  std::string lastError() const;
+
+ private:
+  explicit SqliteDb(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  struct StmtDeleter { void operator()(sqlite3_stmt* s) const; };
+  std::unordered_map<std::string, std::pair<std::unique_ptr<sqlite3_stmt, StmtDeleter>, SqliteStatement>> cache_;
+};
+
+}  // namespace statim
