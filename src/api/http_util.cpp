@@ -5,12 +5,24 @@
 
 namespace statim::api {
 
-drogon::HttpResponsePtr jsonResponse(const nlohmann::json& body, int status) {
+namespace {
+
+drogon::HttpResponsePtr jsonText(std::string text, int status) {
   auto resp = drogon::HttpResponse::newHttpResponse();
   resp->setStatusCode(static_cast<drogon::HttpStatusCode>(status));
   resp->setContentTypeCode(drogon::CT_APPLICATION_JSON);
-  resp->setBody(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  resp->setBody(std::move(text));
   return resp;
+}
+
+}  // namespace
+
+drogon::HttpResponsePtr jsonResponse(const nlohmann::json& body, int status) {
+  return jsonText(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), status);
+}
+
+drogon::HttpResponsePtr orderedJsonResponse(const nlohmann::ordered_json& body, int status) {
+  return jsonText(body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), status);
 }
 
 Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req) {

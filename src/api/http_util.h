@@ -12,6 +12,8 @@ namespace statim::api {
 using Callback = std::function<void(const drogon::HttpResponsePtr&)>;
 
 drogon::HttpResponsePtr jsonResponse(const nlohmann::json& body, int status = 200);
+// Keeps the fields in the order written (job objects read like the original API's).
+drogon::HttpResponsePtr orderedJsonResponse(const nlohmann::ordered_json& body, int status = 200);
 // Parses the body as a JSON object (whatever the Content-Type: curl -d sends form encoding).
 Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req);
 // Parses a query parameter as an integer in [min, max]; absent -> fallback.

@@ -50,10 +50,10 @@ int serve(const Config& config) {
   api::ApiContext ctx{config, **store, scheduler, *models};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
-    for (auto& l : drogon::app().getListeners()) {
-      log::info("statim: listening", {{"address", l.toIpPort()}, {"version", STATIM_VERSION},
-                                      {"models_dir", config.models_dir.string()}, {"data_dir", config.data_dir.string()}});
-    }
+    auto listeners = drogon::app().getListeners();
+    log::info("statim: listening", {{"address", listeners.empty() ? "" : listeners.front().toIpPort()},
+                                    {"version", STATIM_VERSION}, {"models_dir", config.models_dir.string()},
+                                    {"data_dir", config.data_dir.string()}});
   });
   drogon::app().run();  // returns after SIGTERM / SIGINT
 

@@ -25,7 +25,7 @@ void registerJobRoutes(const ApiContext& ctx) {
         // The response is sent only after the job row is committed.
         ctx.scheduler.submit(std::move(*job), [cb = std::move(cb)](Result<Job> r) {
           if (!r) return cb(errorResponse(r.error()));
-          auto resp = jsonResponse(jobToJson(*r), 202);
+          auto resp = orderedJsonResponse(jobToJson(*r), 202);
           resp->addHeader("Location", std::format("/job/{}", r->id));
           cb(resp);
         });
@@ -39,7 +39,7 @@ void registerJobRoutes(const ApiContext& ctx) {
         if (!id) return cb(errorResponse(id.error()));
         auto job = ctx.store.get(*id);
         if (!job) return cb(errorResponse(job.error()));
-        cb(jsonResponse(jobToJson(*job)));
+        cb(orderedJsonResponse(jobToJson(*job)));
       },
       {drogon::Get});
 
@@ -65,9 +65,9 @@ void registerJobRoutes(const ApiContext& ctx) {
         if (auto m = req->getOptionalParameter<std::string>("model")) filter.model = *m;
         auto page = ctx.store.list(filter);
         if (!page) return cb(errorResponse(page.error()));
-        nlohmann::json jobs = nlohmann::json::array();
+        nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
         for (auto& j : page->jobs) jobs.push_back(jobToJson(j));
-        cb(jsonResponse({{"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
+        cb(orderedJsonResponse(nlohmann::ordered_json{{"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
       },
       {drogon::Get});
 }

@@ -11,14 +11,14 @@ namespace {
 constexpr size_t kMaxPromptBytes = 1 << 20;
 constexpr size_t kMaxModelBytes = 128;
 
-nlohmann::json optTime(const std::optional<Micros>& t) {
-  return t ? nlohmann::json(formatIsoUtc(*t)) : nlohmann::json(nullptr);
+nlohmann::ordered_json optTime(const std::optional<Micros>& t) {
+  return t ? nlohmann::ordered_json(formatIsoUtc(*t)) : nlohmann::ordered_json(nullptr);
 }
 
 }  // namespace
 
-nlohmann::json jobToJson(const Job& j) {
-  return {
+nlohmann::ordered_json jobToJson(const Job& j) {
+  return nlohmann::ordered_json{
       {"id", j.id},
       {"model", j.model},
       {"type", j.type},
@@ -32,7 +32,7 @@ nlohmann::json jobToJson(const Job& j) {
       {"started_at", optTime(j.started_at)},
       {"finished_at", optTime(j.finished_at)},
       {"result", j.result},
-      {"error", j.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(j.error)},
+      {"error", j.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(j.error)},
       {"attempts", j.attempts},
   };
 }

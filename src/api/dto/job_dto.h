@@ -10,7 +10,7 @@
 namespace statim::api {
 
 // The job as clients see it; `timestamp` keeps the original API's format.
-nlohmann::json jobToJson(const Job& job);
+nlohmann::ordered_json jobToJson(const Job& job);
 
 // Validates a POST /job body: {"model", "prompt", "params"?, "priority"?}.
 Result<NewJob> parseNewJob(const nlohmann::json& body);

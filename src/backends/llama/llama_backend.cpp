@@ -17,8 +17,11 @@ void initOnce() {
     // libllama logs a lot at info level; keep warnings and errors, in our log.
     llama_log_set(
         [](ggml_log_level level, const char* text, void*) {
-          if (level == GGML_LOG_LEVEL_ERROR) log::error("llama: " + std::string(text));
-          else if (level == GGML_LOG_LEVEL_WARN) log::warn("llama: " + std::string(text));
+          if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
+          std::string line = "llama: " + std::string(text);
+          while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+          if (level == GGML_LOG_LEVEL_ERROR) log::error(line);
+          else log::warn(line);
         },
         nullptr);
     ggml_backend_load_all();

@@ -138,9 +138,10 @@ Result<nlohmann::json> LlamaSession::run(const Job& job, JobControl& control) {
   llama_memory_clear(llama_get_memory(ctx_.get()), true);
   SamplerPtr sampler = makeSampler(sampling);
 
-  // Prompt in n_batch chunks.
-  for (int i = 0; i < n_prompt; i += options_.n_batch) {
-    int n = std::min(options_.n_batch, n_prompt - i);
+  // Prompt in chunks of the context's batch size (libllama may have lowered n_batch to n_ctx).
+  const int n_batch = static_cast<int>(llama_n_batch(ctx_.get()));
+  for (int i = 0; i < n_prompt; i += n_batch) {
+    int n = std::min(n_batch, n_prompt - i);
     int rc = llama_decode(ctx_.get(), llama_batch_get_one(tokens->data() + i, n));
     if (rc == 2 || control.cancelled()) {
       return nlohmann::json{{"text", ""}, {"tokens_in", n_prompt}, {"tokens_out", 0}, {"finish_reason", "cancelled"}};

@@ -1,0 +1,76 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+
+namespace statim {
+namespace {
+
+TEST(Config, DefaultsWithoutFileOrEnv) {
+  auto c = loadConfig("", {});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->http_port, 5000);
+  EXPECT_EQ(c->data_dir, "data");
+  EXPECT_EQ(c->log_format, "text");
+  EXPECT_EQ(c->jobs_max_attempts, 3);
+}
+
+TEST(Config, FileThenEnvOverride) {
+  testing::TempDir dir;
+  auto file = dir.write("statim.toml", R"(
+data_dir = "/var/lib/x"
+[http]
+port = 8080
+[jobs]
+lease_seconds = 2.5
+)");
+  auto c = loadConfig(file, {{"STATIM_HTTP_PORT", "9090"}, {"STATIM_LOG_FORMAT", "json"}, {"UNRELATED", "1"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->data_dir, "/var/lib/x");
+  EXPECT_EQ(c->http_port, 9090);  // env wins over the file
+  EXPECT_EQ(c->log_format, "json");
+  EXPECT_DOUBLE_EQ(c->jobs_lease_seconds, 2.5);
+}
+
+TEST(Config, UnknownKeyIsNamed) {
+  testing::TempDir dir;
+  auto file = dir.write("statim.toml", "[http]\nprot = 1\n");
+  auto c = loadConfig(file, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("unknown key 'http.prot'"), std::string::npos) << c.error().message;
+}
+
+TEST(Config, WrongTypeIsNamed) {
+  testing::TempDir dir;
+  auto file = dir.write("statim.toml", "[http]\nport = \"eighty\"\n");
+  auto c = loadConfig(file, {});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "config http.port: expected an integer");
+}
+
+TEST(Config, BadEnvValueNamesTheVariable) {
+  auto c = loadConfig("", {{"STATIM_HTTP_PORT", "12x"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("STATIM_HTTP_PORT"), std::string::npos) << c.error().message;
+}
+
+TEST(Config, RangeChecks) {
+  auto c = loadConfig("", {{"STATIM_LOG_FORMAT", "xml"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("log.format"), std::string::npos);
+  c = loadConfig("", {{"STATIM_JOBS_MAX_ATTEMPTS", "0"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("jobs.max_attempts"), std::string::npos);
+}
+
+TEST(Config, SyntaxErrorHasLine) {
+  testing::TempDir dir;
+  auto file = dir.write("statim.toml", "data_dir = \"x\"\n[http\n");
+  auto c = loadConfig(file, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("line 2"), std::string::npos) << c.error().message;
+}
+
+}  // namespace
+}  // namespace statim

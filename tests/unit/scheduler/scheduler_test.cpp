@@ -1,0 +1,233 @@
+#include "scheduler/scheduler.h"
+
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "backends/echo/echo_backend.h"
+#include "store/sqlite/sqlite_job_store.h"
+#include "../test_util.h"
+
+namespace statim {
+namespace {
+
+using namespace std::chrono_literals;
+
+ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
+  ModelEntry e;
+  e.manifest.id = std::move(id);
+  e.manifest.backend = "echo";
+  e.manifest.type = "completion";
+  e.manifest.parallel = parallel;
+  e.manifest.max_queue = max_queue;
+  e.backend = &echoBackend();
+  return e;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void start(std::vector<ModelEntry> entries) {
+    auto s = SqliteJobStore::open(dir_.path() / "jobs.db");
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    registry_ = std::make_unique<ModelRegistry>(std::move(entries));
+    scheduler_ = std::make_unique<Scheduler>(*store_, *registry_,
+                                             SchedulerOptions{.lease = 2000ms, .poll_interval = 200ms});
+    ASSERT_TRUE(scheduler_->recover(true));
+    registry_->loadAll([this](const std::string& id) { scheduler_->startModel(id); });
+    registry_->waitLoaded();
+  }
+  void TearDown() override {
+    if (scheduler_) scheduler_->shutdown(10s);
+  }
+
+  Result<Job> submit(std::string model, std::string prompt, nlohmann::json params = nlohmann::json::object(),
+                     int priority = 0) {
+    std::promise<Result<Job>> p;
+    scheduler_->submit({.model = std::move(model), .prompt = std::move(prompt), .params = std::move(params),
+                        .priority = priority},
+                       [&](Result<Job> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  }
+
+  Job waitFor(JobId id, JobStatus status, std::chrono::milliseconds timeout = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      auto j = store_->get(id);
+      EXPECT_TRUE(j);
+      if (j && j->status == status) return *j;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "job " << id << " did not reach " << toString(status) << " (is "
+                      << (j ? toString(j->status) : "?") << ")";
+        return j ? *j : Job{};
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+
+  // Waits until the scheduler itself counts the job as running (its admission counter has
+  // released the job's queue slot), which can be a moment after the store shows PROCESSING.
+  void waitRunning(const std::string& model, int n) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (scheduler_->stats(model).running != n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(2ms);
+    }
+    ASSERT_EQ(scheduler_->stats(model).running, n);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<ModelRegistry> registry_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, RunsASubmittedJobToCompletion) {
+  start({echoEntry("echo", 1, 10)});
+  auto job = submit("echo", "A cat in space");
+  ASSERT_TRUE(job) << job.error().message;
+  EXPECT_EQ(job->status, JobStatus::kQueued);
+  EXPECT_EQ(job->type, "completion");
+  auto done = waitFor(job->id, JobStatus::kCompleted);
+  EXPECT_EQ(done.result["text"], "A cat in space");
+  EXPECT_EQ(done.attempts, 1);
+}
+
+TEST_F(SchedulerTest, UnknownModelListsTheAvailableOnes) {
+  start({echoEntry("a", 1, 10), echoEntry("b", 1, 10)});
+  auto r = submit("c", "x");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kModelNotFound);
+  EXPECT_EQ(r.error().message, "unknown model 'c'; available models: a, b");
+}
+
+TEST_F(SchedulerTest, InvalidParamsAreRejectedBeforeStoring) {
+  start({echoEntry("echo", 1, 10)});
+  auto r = submit("echo", "x", {{"delay_ms", "soon"}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(r.error().message, "'params.delay_ms' must be an integer");
+  r = submit("echo", "x", {{"colour", 1}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "unknown field 'params.colour' (allowed: delay_ms, fail)");
+  EXPECT_EQ(store_->list({})->total, 0);
+}
+
+TEST_F(SchedulerTest, FailedModelIsUnavailable) {
+  auto broken = echoEntry("broken", 1, 10);
+  broken.state = ModelState::kFailed;
+  broken.reason = "model file not found: /x.gguf";
+  start({std::move(broken)});
+  auto r = submit("broken", "x");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kModelUnavailable);
+  EXPECT_EQ(r.error().message, "model 'broken' failed to load: model file not found: /x.gguf");
+}
+
+TEST_F(SchedulerTest, BoundedQueueRejectsWhenFullAndRecovers) {
+  start({echoEntry("echo", 1, 2)});
+  auto blocker = submit("echo", "block", {{"delay_ms", 400}});
+  ASSERT_TRUE(blocker);
+  waitRunning("echo", 1);
+  ASSERT_TRUE(submit("echo", "q1"));
+  ASSERT_TRUE(submit("echo", "q2"));
+  auto full = submit("echo", "q3");
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, ErrorCode::kQueueFull);
+  EXPECT_EQ(full.error().message, "model 'echo' has 2 queued jobs (max_queue 2); retry later");
+  waitFor(blocker->id, JobStatus::kCompleted);
+  auto later = submit("echo", "q4");
+  ASSERT_TRUE(later) << later.error().message;
+  waitFor(later->id, JobStatus::kCompleted);
+}
+
+TEST_F(SchedulerTest, HigherPriorityRunsFirstThenFifo) {
+  start({echoEntry("echo", 1, 100)});
+  auto blocker = submit("echo", "block", {{"delay_ms", 300}});
+  waitFor(blocker->id, JobStatus::kProcessing);
+  std::vector<JobId> ids;
+  for (auto [name, prio] : {std::pair{"low-a", 0}, {"high-a", 5}, {"low-b", 0}, {"high-b", 5}, {"urgent", 9}}) {
+    ids.push_back(submit("echo", name, nlohmann::json::object(), prio)->id);
+  }
+  std::vector<std::pair<Micros, std::string>> started;
+  for (auto id : ids) {
+    auto j = waitFor(id, JobStatus::kCompleted);
+    started.emplace_back(*j.started_at, j.prompt);
+  }
+  std::ranges::sort(started);
+  std::vector<std::string> order;
+  for (auto& [t, p] : started) order.push_back(p);
+  EXPECT_EQ(order, (std::vector<std::string>{"urgent", "high-a", "high-b", "low-a", "low-b"}));
+}
+
+TEST_F(SchedulerTest, AFailingJobDoesNotStopTheWorker) {
+  start({echoEntry("echo", 1, 10)});
+  auto bad = submit("echo", "x", {{"fail", "boom"}});
+  auto good = submit("echo", "after");
+  EXPECT_EQ(waitFor(bad->id, JobStatus::kFailed).error, "boom");
+  EXPECT_EQ(waitFor(good->id, JobStatus::kCompleted).result["text"], "after");
+}
+
+TEST_F(SchedulerTest, ShutdownLetsRunningJobsFinishAndLeavesQueuedOnes) {
+  start({echoEntry("echo", 1, 10)});
+  auto running = submit("echo", "running", {{"delay_ms", 300}});
+  waitFor(running->id, JobStatus::kProcessing);
+  auto queued = submit("echo", "queued");
+  EXPECT_TRUE(scheduler_->shutdown(10s));
+  EXPECT_EQ(store_->get(running->id)->status, JobStatus::kCompleted);
+  EXPECT_EQ(store_->get(queued->id)->status, JobStatus::kQueued);
+  auto refused = submit("echo", "late");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kShuttingDown);
+}
+
+TEST_F(SchedulerTest, ShutdownGraceOverLeavesTheJobForRequeue) {
+  start({echoEntry("echo", 1, 10)});
+  auto slow = submit("echo", "slow", {{"delay_ms", 60000}});
+  waitFor(slow->id, JobStatus::kProcessing);
+  EXPECT_FALSE(scheduler_->shutdown(100ms));
+  auto j = store_->get(slow->id);
+  EXPECT_EQ(j->status, JobStatus::kProcessing);
+  // The next start requeues it.
+  scheduler_.reset();
+  registry_ = std::make_unique<ModelRegistry>(std::vector<ModelEntry>{echoEntry("echo", 1, 10)});
+  Scheduler next(*store_, *registry_, {});
+  auto report = next.recover(true);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->requeued, std::vector<JobId>{slow->id});
+  EXPECT_EQ(next.stats("echo").queued, 1);
+}
+
+// Load for the sanitizers: many submitters, two models, several workers each.
+TEST_F(SchedulerTest, ManyConcurrentSubmissionsAllComplete) {
+  start({echoEntry("a", 3, 100000), echoEntry("b", 2, 100000)});
+  constexpr int kThreads = 8, kPerThread = 60;
+  std::mutex mu;
+  std::vector<JobId> ids;
+  std::atomic<int> callbacks{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        scheduler_->submit({.model = (i % 2) ? "a" : "b", .prompt = std::format("{}-{}", t, i)},
+                           [&](Result<Job> r) {
+                             EXPECT_TRUE(r) << r.error().message;
+                             std::lock_guard l(mu);
+                             if (r) ids.push_back(r->id);
+                             ++callbacks;
+                           });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  while (callbacks < kThreads * kPerThread) std::this_thread::sleep_for(1ms);
+  for (auto id : ids) {
+    auto j = waitFor(id, JobStatus::kCompleted, 30s);
+    EXPECT_EQ(j.result["text"], j.prompt);
+  }
+  EXPECT_EQ(scheduler_->stats("a").queued, 0);
+  EXPECT_EQ(scheduler_->stats("b").running, 0);
+}
+
+}  // namespace
+}  // namespace statim

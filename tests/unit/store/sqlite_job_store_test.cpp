@@ -1,0 +1,235 @@
+#include "store/sqlite/sqlite_job_store.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "core/clock.h"
+#include "../test_util.h"
+
+namespace statim {
+namespace {
+
+constexpr Micros kLease = 60'000'000;
+
+NewJob newJob(std::string prompt, int priority = 0, std::string model = "m") {
+  return {.model = std::move(model), .type = "completion", .prompt = std::move(prompt),
+          .params = {{"k", 1}}, .priority = priority};
+}
+
+class SqliteJobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+  void reopen() {
+    store_.reset();
+    auto s = SqliteJobStore::open(dir_.path() / "jobs.db");
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<SqliteJobStore> store_;
+};
+
+TEST_F(SqliteJobStoreTest, CreateThenGetRoundTrips) {
+  auto created = store_->create(newJob("hello \xF0\x9F\x90\xB1 world", 5));
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_GT(created->id, 0);
+  EXPECT_EQ(created->status, JobStatus::kQueued);
+  auto got = store_->get(created->id);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->prompt, "hello \xF0\x9F\x90\xB1 world");
+  EXPECT_EQ(got->params, (nlohmann::json{{"k", 1}}));
+  EXPECT_EQ(got->priority, 5);
+  EXPECT_EQ(got->created_at, created->created_at);
+  EXPECT_EQ(got->attempts, 0);
+  EXPECT_EQ(store_->schemaVersion(), 1);
+}
+
+TEST_F(SqliteJobStoreTest, GetUnknownIsNotFound) {
+  auto got = store_->get(424242);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(got.error().message, "job 424242 not found");
+}
+
+TEST_F(SqliteJobStoreTest, ListPagesNewestFirstWithFilters) {
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(store_->create(newJob("p" + std::to_string(i), 0, i % 2 ? "odd" : "even")));
+  auto page = store_->list({.limit = 3, .offset = 1});
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->total, 7);
+  ASSERT_EQ(page->jobs.size(), 3u);
+  EXPECT_EQ(page->jobs[0].prompt, "p5");
+  EXPECT_EQ(page->jobs[2].prompt, "p3");
+  auto odd = store_->list({.model = "odd", .limit = 10});
+  ASSERT_TRUE(odd);
+  EXPECT_EQ(odd->total, 3);
+  auto claimed = store_->claimNext("even", "w", kLease);
+  ASSERT_TRUE(claimed && *claimed);
+  auto running = store_->list({.status = JobStatus::kProcessing, .limit = 10});
+  ASSERT_TRUE(running);
+  ASSERT_EQ(running->total, 1);
+  EXPECT_EQ(running->jobs[0].prompt, "p0");
+}
+
+TEST_F(SqliteJobStoreTest, ClaimTakesHighestPriorityThenOldest) {
+  ASSERT_TRUE(store_->create(newJob("low-1", 0)));
+  ASSERT_TRUE(store_->create(newJob("high-1", 10)));
+  ASSERT_TRUE(store_->create(newJob("low-2", 0)));
+  ASSERT_TRUE(store_->create(newJob("high-2", 10)));
+  ASSERT_TRUE(store_->create(newJob("other-model", 99, "x")));
+  std::vector<std::string> order;
+  while (true) {
+    auto c = store_->claimNext("m", "w1", kLease);
+    ASSERT_TRUE(c);
+    if (!*c) break;
+    EXPECT_EQ((*c)->status, JobStatus::kProcessing);
+    EXPECT_EQ((*c)->attempts, 1);
+    EXPECT_EQ((*c)->lease_owner, "w1");
+    EXPECT_TRUE((*c)->started_at.has_value());
+    order.push_back((*c)->prompt);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"high-1", "high-2", "low-1", "low-2"}));
+}
+
+TEST_F(SqliteJobStoreTest, OnlyTheLeaseOwnerFinishesAJob) {
+  auto job = store_->create(newJob("x"));
+  auto c = store_->claimNext("m", "owner-a", kLease);
+  ASSERT_TRUE(c && *c);
+  auto stolen = store_->complete(job->id, "owner-b", {{"text", "wrong"}});
+  ASSERT_FALSE(stolen);
+  EXPECT_EQ(stolen.error().code, ErrorCode::kConflict);
+  EXPECT_FALSE(store_->heartbeat(job->id, "owner-b", kLease));
+  ASSERT_TRUE(store_->heartbeat(job->id, "owner-a", kLease));
+  ASSERT_TRUE(store_->complete(job->id, "owner-a", {{"text", "right"}}));
+  auto got = store_->get(job->id);
+  EXPECT_EQ(got->status, JobStatus::kCompleted);
+  EXPECT_EQ(got->result["text"], "right");
+  EXPECT_TRUE(got->finished_at.has_value());
+  EXPECT_TRUE(got->lease_owner.empty());
+  // A finished job cannot be finished again.
+  EXPECT_FALSE(store_->fail(job->id, "owner-a", "late"));
+}
+
+TEST_F(SqliteJobStoreTest, FailRecordsTheMessage) {
+  auto job = store_->create(newJob("x"));
+  ASSERT_TRUE(store_->claimNext("m", "w", kLease));
+  ASSERT_TRUE(store_->fail(job->id, "w", "llama_decode failed"));
+  auto got = store_->get(job->id);
+  EXPECT_EQ(got->status, JobStatus::kFailed);
+  EXPECT_EQ(got->error, "llama_decode failed");
+}
+
+TEST_F(SqliteJobStoreTest, JobsSurviveReopen) {
+  std::vector<JobId> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(store_->create(newJob("j" + std::to_string(i)))->id);
+  reopen();
+  for (int i = 0; i < 20; ++i) {
+    auto got = store_->get(ids[i]);
+    ASSERT_TRUE(got) << got.error().message;
+    EXPECT_EQ(got->prompt, "j" + std::to_string(i));
+  }
+  // Ids are never reused after a reopen.
+  EXPECT_GT(store_->create(newJob("next"))->id, ids.back());
+}
+
+TEST_F(SqliteJobStoreTest, AbandonedJobsAreRequeuedThenFailedAfterMaxAttempts) {
+  auto a = store_->create(newJob("a"));
+  ASSERT_TRUE(store_->claimNext("m", "dead-node", kLease));  // attempt 1
+  auto r = store_->requeueAbandoned(std::numeric_limits<Micros>::max(), 2);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->requeued, std::vector<JobId>{a->id});
+  auto got = store_->get(a->id);
+  EXPECT_EQ(got->status, JobStatus::kQueued);
+  EXPECT_EQ(got->attempts, 1);
+  EXPECT_NE(got->status_message.find("requeued"), std::string::npos);
+  ASSERT_TRUE(store_->claimNext("m", "dead-again", kLease));  // attempt 2
+  r = store_->requeueAbandoned(std::numeric_limits<Micros>::max(), 2);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->failed, std::vector<JobId>{a->id});
+  got = store_->get(a->id);
+  EXPECT_EQ(got->status, JobStatus::kFailed);
+  EXPECT_NE(got->error.find("abandoned"), std::string::npos) << got->error;
+  EXPECT_NE(got->error.find("2 times"), std::string::npos) << got->error;
+}
+
+TEST_F(SqliteJobStoreTest, LiveLeasesAreNotRequeued) {
+  ASSERT_TRUE(store_->create(newJob("a")));
+  ASSERT_TRUE(store_->claimNext("m", "alive", kLease));
+  auto r = store_->requeueAbandoned(nowMicros(), 3);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->requeued.empty());
+  EXPECT_TRUE(r->failed.empty());
+}
+
+TEST_F(SqliteJobStoreTest, QueuedByModelCounts) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_->create(newJob("a", 0, "m1")));
+  ASSERT_TRUE(store_->create(newJob("b", 0, "m2")));
+  ASSERT_TRUE(store_->claimNext("m1", "w", kLease));
+  auto counts = store_->queuedByModel();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ((*counts)["m1"], 2);
+  EXPECT_EQ((*counts)["m2"], 1);
+}
+
+// Many threads submitting at once: every job is stored once, ids are distinct, and the writer
+// groups them into far fewer transactions than jobs (group commit).
+TEST_F(SqliteJobStoreTest, ConcurrentCreatesShareCommits) {
+  constexpr int kThreads = 16, kPerThread = 50;
+  std::atomic<int> done{0}, errors{0};
+  std::mutex mu;
+  std::set<JobId> ids;
+  auto before = store_->commitCount();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        store_->createAsync(newJob(std::format("t{}-{}", t, i)), [&](Result<Job> r) {
+          if (!r) ++errors;
+          else { std::lock_guard l(mu); ids.insert(r->id); }
+          ++done;
+        });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  while (done < kThreads * kPerThread) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_LT(store_->commitCount() - before, kThreads * kPerThread);
+  auto page = store_->list({.limit = 1});
+  EXPECT_EQ(page->total, kThreads * kPerThread);
+}
+
+// Workers claiming concurrently never get the same job twice.
+TEST_F(SqliteJobStoreTest, ConcurrentClaimsAreExclusive) {
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(store_->create(newJob("j")));
+  std::mutex mu;
+  std::vector<JobId> claimed;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 8; ++w) {
+    workers.emplace_back([&, w] {
+      while (true) {
+        auto c = store_->claimNext("m", "w" + std::to_string(w), kLease);
+        if (!c || !*c) return;
+        std::lock_guard l(mu);
+        claimed.push_back((*c)->id);
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  std::set<JobId> unique(claimed.begin(), claimed.end());
+  EXPECT_EQ(claimed.size(), 200u);
+  EXPECT_EQ(unique.size(), 200u);
+}
+
+TEST_F(SqliteJobStoreTest, OpeningAFileThatIsNotADatabaseFails) {
+  dir_.write("garbage.db", std::string(4096, 'x'));
+  auto s = SqliteJobStore::open(dir_.path() / "garbage.db");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("not a database"), std::string::npos) << s.error().message;
+}
+
+}  // namespace
+}  // namespace statim
