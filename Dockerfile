@@ -73,7 +73,7 @@ RUN set -eu; \
     DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false install -y -qq --no-install-recommends $pkgs; \
     apt-get clean; rm -rf /var/lib/apt/lists/* /tmp/statim
 
-RUN useradd --system --user-group --uid 10001 --home-dir /var/lib/statim --no-create-home \
+RUN useradd --user-group --uid 10001 --home-dir /var/lib/statim --no-create-home \
       --shell /usr/sbin/nologin statim && \
     mkdir -p /var/lib/statim /opt/statim/models-files && chown statim:statim /var/lib/statim
 

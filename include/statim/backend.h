@@ -24,10 +24,10 @@ namespace statim {
 // The part of a model manifest a backend sees.
 struct ModelConfig {
   std::string id;
-  std::string type;              // job type this model serves
-  std::filesystem::path file;    // absolute path of the weights; empty when the backend needs none
+  std::string type;                                  // job type this model serves
+  std::filesystem::path file;                        // absolute path of the weights; empty when the backend needs none
   nlohmann::json params = nlohmann::json::object();  // backend-specific [params] table
-  int parallel = 1;              // how many sessions (workers) the scheduler will open
+  int parallel = 1;                                  // how many sessions (workers) the scheduler will open
 };
 
 // Handed to Session::run for one job. Called only from the session's own thread.
@@ -69,7 +69,10 @@ class Backend {
   // Must not need the model loaded. Returns the error naming the offending field.
   virtual Result<void> validateParams(std::string_view type, const nlohmann::json& params) const = 0;
   // Checks the manifest's backend params (at start-up, before loading).
-  virtual Result<void> validateConfig(const ModelConfig& config) const { (void)config; return ok(); }
+  virtual Result<void> validateConfig(const ModelConfig& config) const {
+    (void)config;
+    return ok();
+  }
   // Loads the model (may take long; called off the HTTP threads). Errors say what is wrong with
   // the file so GET /models can show it.
   virtual Result<std::shared_ptr<LoadedModel>> load(const ModelConfig& config) const = 0;

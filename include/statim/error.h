@@ -16,10 +16,10 @@ enum class ErrorCode {
   kQueueFull,         // back-pressure: the model's queue is at max_queue
   kPayloadTooLarge,
   kConflict,
-  kCancelled,         // the job was cancelled while running
-  kShuttingDown,      // the server is stopping and takes no new work
-  kStorage,           // the job store failed (I/O, corruption, constraint)
-  kBackend,           // inference failed inside a backend
+  kCancelled,     // the job was cancelled while running
+  kShuttingDown,  // the server is stopping and takes no new work
+  kStorage,       // the job store failed (I/O, corruption, constraint)
+  kBackend,       // inference failed inside a backend
   kInternal,
 };
 

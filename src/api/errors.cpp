@@ -9,7 +9,10 @@ namespace {
 
 std::string_view errorType(int status) {
   switch (status) {
-    case 400: case 409: case 413: case 415: return "invalid_request_error";
+    case 400:
+    case 409:
+    case 413:
+    case 415: return "invalid_request_error";
     case 401: return "authentication_error";
     case 403: return "permission_error";
     case 404: return "not_found_error";

@@ -30,7 +30,8 @@ Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req) {
   if (body.empty()) return fail(Error::invalid("the request body is empty; send a JSON object"));
   try {
     auto j = nlohmann::json::parse(body);
-    if (!j.is_object()) return fail(Error::invalid(std::format("the request body must be a JSON object, not {}", j.type_name())));
+    if (!j.is_object())
+      return fail(Error::invalid(std::format("the request body must be a JSON object, not {}", j.type_name())));
     return j;
   } catch (const nlohmann::json::parse_error& e) {
     return fail(Error::invalid(std::format("malformed JSON at byte {}: {}", e.byte, e.what())));
@@ -46,7 +47,8 @@ Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string&
   std::int64_t v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || ptr != s.data() + s.size() || v < min || v > max) {
-    return fail(Error::invalid(std::format("query parameter '{}' must be an integer between {} and {} (got '{}')", name, min, max, s), name));
+    return fail(Error::invalid(
+        std::format("query parameter '{}' must be an integer between {} and {} (got '{}')", name, min, max, s), name));
   }
   return v;
 }

@@ -20,8 +20,7 @@ std::int64_t g_max_body_bytes = 0;  // for the 413 message; set once in configur
 // Accept a caller's X-Request-Id when it is short and printable; otherwise make one.
 std::string requestId(const drogon::HttpRequest& req) {
   const std::string& given = req.getHeader("x-request-id");
-  if (!given.empty() && given.size() <= 128 &&
-      std::ranges::all_of(given, [](char c) { return c > 32 && c < 127; })) {
+  if (!given.empty() && given.size() <= 128 && std::ranges::all_of(given, [](char c) { return c > 32 && c < 127; })) {
     return given;
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -33,9 +32,12 @@ Error frameworkError(drogon::HttpStatusCode code, const drogon::HttpRequest& req
     case drogon::k413RequestEntityTooLarge:
       return {ErrorCode::kPayloadTooLarge,
               std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)",
-                          g_max_body_bytes), {}};
+                          g_max_body_bytes),
+              {}};
     case drogon::k405MethodNotAllowed:
-      return {ErrorCode::kInvalidArgument, std::format("method {} is not allowed on {}", req.methodString(), req.path()), {}};
+      return {ErrorCode::kInvalidArgument,
+              std::format("method {} is not allowed on {}", req.methodString(), req.path()),
+              {}};
     case drogon::k404NotFound:
       return Error::notFound(std::format("no route for {} {}", req.methodString(), req.path()));
     default:
@@ -67,15 +69,21 @@ void configureServer(const ApiContext& ctx) {
     auto attrs = req->attributes();
     std::string id = attrs->find("request_id") ? attrs->get<std::string>("request_id") : requestId(*req);
     resp->addHeader("X-Request-Id", id);
-    double ms = attrs->find("start")
-                    ? std::chrono::duration<double, std::milli>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
-                    : 0.0;
+    double ms =
+        attrs->find("start")
+            ? std::chrono::duration<double, std::milli>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
+            : 0.0;
     int status = static_cast<int>(resp->statusCode());
-    nlohmann::json fields = {{"request_id", id}, {"method", req->methodString()}, {"path", req->path()},
-                             {"status", status}, {"duration_ms", std::round(ms * 1000) / 1000},
+    nlohmann::json fields = {{"request_id", id},
+                             {"method", req->methodString()},
+                             {"path", req->path()},
+                             {"status", status},
+                             {"duration_ms", std::round(ms * 1000) / 1000},
                              {"remote", req->peerAddr().toIp()}};
-    if (status >= 500) log::error("http", fields);
-    else log::info("http", fields);
+    if (status >= 500)
+      log::error("http", fields);
+    else
+      log::info("http", fields);
   });
   app.setCustomErrorHandler([](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) {
     return errorResponse(frameworkError(code, *req));

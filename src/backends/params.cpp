@@ -18,7 +18,8 @@ Result<void> onlyKnown(const nlohmann::json& obj, std::initializer_list<std::str
     if (!found) {
       std::string list;
       for (auto kn : known) list += (list.empty() ? "" : ", ") + std::string(kn);
-      return fail(Error::invalid(std::format("unknown field '{}' (allowed: {})", field(where, k), list), field(where, k)));
+      return fail(
+          Error::invalid(std::format("unknown field '{}' (allowed: {})", field(where, k), list), field(where, k)));
     }
   }
   return ok();
@@ -37,14 +38,14 @@ Result<void> integer(const nlohmann::json& obj, std::string_view key, std::int64
   return ok();
 }
 
-Result<void> number(const nlohmann::json& obj, std::string_view key, double min, double max,
-                    std::string_view where) {
+Result<void> number(const nlohmann::json& obj, std::string_view key, double min, double max, std::string_view where) {
   auto it = obj.find(key);
   if (it == obj.end()) return ok();
   auto f = field(where, key);
   if (!it->is_number()) return fail(Error::invalid(std::format("'{}' must be a number", f), f));
   double v = it->get<double>();
-  if (!(v >= min && v <= max)) return fail(Error::invalid(std::format("'{}' must be between {} and {}", f, min, max), f));
+  if (!(v >= min && v <= max))
+    return fail(Error::invalid(std::format("'{}' must be between {} and {}", f, min, max), f));
   return ok();
 }
 
@@ -65,9 +66,15 @@ Result<void> stringOrList(const nlohmann::json& obj, std::string_view key, size_
   if (it == obj.end()) return ok();
   auto f = field(where, key);
   auto bad = [&] {
-    return fail(Error::invalid(std::format("'{}' must be a non-empty string or a list of at most {} non-empty strings of at most {} bytes", f, max_items, max_len), f));
+    return fail(Error::invalid(
+        std::format("'{}' must be a non-empty string or a list of at most {} non-empty strings of at most {} bytes", f,
+                    max_items, max_len),
+        f));
   };
-  auto good = [&](const nlohmann::json& s) { return s.is_string() && !s.get_ref<const std::string&>().empty() && s.get_ref<const std::string&>().size() <= max_len; };
+  auto good = [&](const nlohmann::json& s) {
+    return s.is_string() && !s.get_ref<const std::string&>().empty() &&
+           s.get_ref<const std::string&>().size() <= max_len;
+  };
   if (it->is_string()) return good(*it) ? ok() : bad();
   if (!it->is_array() || it->size() > max_items) return bad();
   for (auto& s : *it) {

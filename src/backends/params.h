@@ -19,8 +19,7 @@ Result<void> onlyKnown(const nlohmann::json& obj, std::initializer_list<std::str
 // Each check passes when the key is absent; `where` prefixes the field name ("params").
 Result<void> integer(const nlohmann::json& obj, std::string_view key, std::int64_t min, std::int64_t max,
                      std::string_view where);
-Result<void> number(const nlohmann::json& obj, std::string_view key, double min, double max,
-                    std::string_view where);
+Result<void> number(const nlohmann::json& obj, std::string_view key, double min, double max, std::string_view where);
 Result<void> string(const nlohmann::json& obj, std::string_view key, size_t max_len, std::string_view where);
 // A string or an array of at most max_items strings.
 Result<void> stringOrList(const nlohmann::json& obj, std::string_view key, size_t max_items, size_t max_len,

@@ -52,13 +52,15 @@ int serve(const Config& config) {
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();
     log::info("statim: listening", {{"address", listeners.empty() ? "" : listeners.front().toIpPort()},
-                                    {"version", STATIM_VERSION}, {"models_dir", config.models_dir.string()},
+                                    {"version", STATIM_VERSION},
+                                    {"models_dir", config.models_dir.string()},
                                     {"data_dir", config.data_dir.string()}});
   });
   drogon::app().run();  // returns after SIGTERM / SIGINT
 
   log::info("statim: stopping; waiting for running jobs", {{"grace_s", config.jobs_shutdown_grace_seconds}});
-  bool clean = scheduler.shutdown(std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
+  bool clean =
+      scheduler.shutdown(std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
   log::info("statim: stopped", {{"all_jobs_finished", clean}});
   return 0;
 }

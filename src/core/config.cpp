@@ -74,10 +74,16 @@ Result<void> assignToml(Config& c, const Key& k, const toml::node& node) {
       [&](auto member) -> Result<void> {
         using T = std::remove_reference_t<decltype(c.*member)>;
         if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::filesystem::path>) {
-          if (auto s = node.value<std::string>()) { c.*member = *s; return ok(); }
+          if (auto s = node.value<std::string>()) {
+            c.*member = *s;
+            return ok();
+          }
           return fail(Error::invalid(std::format("config {}: expected a string", k.name), k.name));
         } else if constexpr (std::is_same_v<T, double>) {
-          if (auto v = node.value<double>()) { c.*member = *v; return ok(); }
+          if (auto v = node.value<double>()) {
+            c.*member = *v;
+            return ok();
+          }
           return fail(Error::invalid(std::format("config {}: expected a number", k.name), k.name));
         } else {
           if (auto v = node.value<std::int64_t>(); v && node.is_integer()) {
@@ -113,12 +119,18 @@ Result<void> applyTable(Config& c, const toml::table& table, const std::string& 
 }  // namespace
 
 Result<void> validateConfig(const Config& c) {
-  if (c.http_port < 0 || c.http_port > 65535) return fail(Error::invalid("config http.port must be 0..65535", "http.port"));
-  if (c.log_format != "text" && c.log_format != "json") return fail(Error::invalid("config log.format must be 'text' or 'json'", "log.format"));
-  if (c.jobs_max_attempts < 1) return fail(Error::invalid("config jobs.max_attempts must be >= 1", "jobs.max_attempts"));
-  if (c.jobs_lease_seconds <= 0) return fail(Error::invalid("config jobs.lease_seconds must be > 0", "jobs.lease_seconds"));
-  if (c.http_max_body_bytes < 1024) return fail(Error::invalid("config http.max_body_bytes must be >= 1024", "http.max_body_bytes"));
-  if (c.jobs_max_page_size < 1) return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
+  if (c.http_port < 0 || c.http_port > 65535)
+    return fail(Error::invalid("config http.port must be 0..65535", "http.port"));
+  if (c.log_format != "text" && c.log_format != "json")
+    return fail(Error::invalid("config log.format must be 'text' or 'json'", "log.format"));
+  if (c.jobs_max_attempts < 1)
+    return fail(Error::invalid("config jobs.max_attempts must be >= 1", "jobs.max_attempts"));
+  if (c.jobs_lease_seconds <= 0)
+    return fail(Error::invalid("config jobs.lease_seconds must be > 0", "jobs.lease_seconds"));
+  if (c.http_max_body_bytes < 1024)
+    return fail(Error::invalid("config http.max_body_bytes must be >= 1024", "http.max_body_bytes"));
+  if (c.jobs_max_page_size < 1)
+    return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
   return ok();
 }
 
@@ -128,16 +140,15 @@ Result<void> setConfigValue(Config& config, const std::string& key, const std::s
   return assign(config, *k, value);
 }
 
-Result<Config> loadConfig(const std::filesystem::path& path,
-                          const std::map<std::string, std::string>& env) {
+Result<Config> loadConfig(const std::filesystem::path& path, const std::map<std::string, std::string>& env) {
   Config c;
   if (!path.empty()) {
     try {
       toml::table table = toml::parse_file(path.string());
       if (auto r = applyTable(c, table, ""); !r) return fail(r.error());
     } catch (const toml::parse_error& e) {
-      return fail(Error::invalid(std::format("config {}: {} (line {})", path.string(), e.description(),
-                                             e.source().begin.line)));
+      return fail(Error::invalid(
+          std::format("config {}: {} (line {})", path.string(), e.description(), e.source().begin.line)));
     }
   }
   for (const Key& k : kKeys) {

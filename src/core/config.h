@@ -23,8 +23,8 @@ struct Config {
   std::string log_level = "info";   // trace, debug, info, warn, error
   std::string log_format = "text";  // text | json
   // [jobs]
-  int jobs_max_attempts = 3;              // starts before an interrupted job is FAILED
-  double jobs_lease_seconds = 60;         // a PROCESSING job's lease; renewed while it runs
+  int jobs_max_attempts = 3;       // starts before an interrupted job is FAILED
+  double jobs_lease_seconds = 60;  // a PROCESSING job's lease; renewed while it runs
   double jobs_shutdown_grace_seconds = 30;
   std::int64_t jobs_default_max_queue = 1000;
   int jobs_max_page_size = 1000;
@@ -32,8 +32,7 @@ struct Config {
 
 // Reads `path` (if non-empty) over the defaults, then applies `env` (normally the process
 // environment). Unknown keys and wrong types are errors that name the key.
-Result<Config> loadConfig(const std::filesystem::path& path,
-                          const std::map<std::string, std::string>& env);
+Result<Config> loadConfig(const std::filesystem::path& path, const std::map<std::string, std::string>& env);
 
 std::map<std::string, std::string> processEnvironment();
 

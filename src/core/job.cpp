@@ -14,8 +14,8 @@ std::string_view toString(JobStatus s) {
 }
 
 std::optional<JobStatus> parseJobStatus(std::string_view s) {
-  for (auto st : {JobStatus::kQueued, JobStatus::kProcessing, JobStatus::kCompleted,
-                  JobStatus::kFailed, JobStatus::kCancelled}) {
+  for (auto st :
+       {JobStatus::kQueued, JobStatus::kProcessing, JobStatus::kCompleted, JobStatus::kFailed, JobStatus::kCancelled}) {
     if (toString(st) == s) return st;
   }
   return std::nullopt;

@@ -16,9 +16,13 @@ void init(std::string_view level, std::string_view format);
 
 void event(Level level, std::string_view message, const nlohmann::json& fields = nlohmann::json::object());
 
-inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { event(Level::kDebug, m, f); }
+inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  event(Level::kDebug, m, f);
+}
 inline void info(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { event(Level::kInfo, m, f); }
 inline void warn(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { event(Level::kWarn, m, f); }
-inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) { event(Level::kError, m, f); }
+inline void error(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
+  event(Level::kError, m, f);
+}
 
 }  // namespace statim::log

@@ -41,7 +41,7 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
   } catch (const toml::parse_error& e) {
     return err(std::format("{} (line {})", e.description(), e.source().begin.line));
   }
-  static const std::set<std::string> kKnown = {"id", "backend", "file", "type", "description",
+  static const std::set<std::string> kKnown = {"id",        "backend",  "file",     "type",  "description",
                                                "max_queue", "parallel", "required", "params"};
   for (auto&& [k, v] : t) {
     if (!kKnown.contains(std::string(k.str()))) return err(std::format("unknown key '{}'", k.str()));
@@ -57,8 +57,10 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
     out = *v;
     return ok();
   };
-  for (auto [key, out, required] : {std::tuple{"id", &m.id, true}, {"backend", &m.backend, true},
-                                    {"type", &m.type, false}, {"description", &m.description, false}}) {
+  for (auto [key, out, required] : {std::tuple{"id", &m.id, true},
+                                    {"backend", &m.backend, true},
+                                    {"type", &m.type, false},
+                                    {"description", &m.description, false}}) {
     if (auto r = str(key, *out, required); !r) return err(r.error().message);
   }
   static const std::regex kIdPattern(R"([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})");

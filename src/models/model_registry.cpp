@@ -79,9 +79,9 @@ std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesyste
     }
     auto dup = std::ranges::find_if(entries, [&](auto& e) { return e.manifest.id == m->id; });
     if (dup != entries.end()) {
-      entries.push_back(failedEntry(m->id + "@" + f.filename().string(), f,
-                                    std::format("duplicate model id '{}' (also in {})", m->id,
-                                                dup->manifest.source.filename().string())));
+      entries.push_back(failedEntry(
+          m->id + "@" + f.filename().string(), f,
+          std::format("duplicate model id '{}' (also in {})", m->id, dup->manifest.source.filename().string())));
       continue;
     }
     entries.push_back(prepare(std::move(*m)));
@@ -143,9 +143,8 @@ void ModelRegistry::setState(const std::string& id, ModelState state, std::strin
 
 void ModelRegistry::waitLoaded() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] {
-    return std::ranges::none_of(entries_, [](auto& e) { return e.state == ModelState::kLoading; });
-  });
+  cv_.wait(lock,
+           [&] { return std::ranges::none_of(entries_, [](auto& e) { return e.state == ModelState::kLoading; }); });
 }
 
 std::optional<ModelEntry> ModelRegistry::find(const std::string& id) const {

@@ -27,16 +27,15 @@ struct ModelEntry {
   ModelManifest manifest;
   const Backend* backend = nullptr;  // null when the manifest names an unknown backend
   ModelState state = ModelState::kLoading;
-  std::string reason;                       // why it failed
-  std::shared_ptr<LoadedModel> loaded;      // set when ready
+  std::string reason;                   // why it failed
+  std::shared_ptr<LoadedModel> loaded;  // set when ready
 };
 
 class ModelRegistry {
  public:
   // Reads every *.toml under `dir` (not recursive). Unreadable or invalid manifests become failed
   // entries named after their file, so the operator sees them in GET /models.
-  static std::unique_ptr<ModelRegistry> fromDirectory(const std::filesystem::path& dir,
-                                                      std::int64_t default_max_queue);
+  static std::unique_ptr<ModelRegistry> fromDirectory(const std::filesystem::path& dir, std::int64_t default_max_queue);
   // For tests: a registry over given manifests.
   explicit ModelRegistry(std::vector<ModelEntry> entries);
   ~ModelRegistry();  // waits for the loader thread

@@ -13,8 +13,8 @@ namespace statim {
 struct Scheduler::ModelQueue {
   std::string id;
   std::int64_t max_queue = 0;
-  std::int64_t queued = 0;      // admitted and not yet claimed (admission counter)
-  std::uint64_t generation = 0; // bumped on every submission: wakes idle workers without races
+  std::int64_t queued = 0;       // admitted and not yet claimed (admission counter)
+  std::uint64_t generation = 0;  // bumped on every submission: wakes idle workers without races
   int running = 0;
   std::condition_variable cv;
   std::vector<std::thread> workers;
@@ -87,14 +87,15 @@ void Scheduler::startModel(const std::string& model_id) {
 }
 
 void Scheduler::submit(NewJob job, SubmitCallback done) {
-  if (stopping_) return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
+  if (stopping_)
+    return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
   auto entry = models_.find(job.model);
   if (!entry) {
     std::string list;
     for (auto& id : models_.ids()) list += (list.empty() ? "" : ", ") + id;
-    return done(fail(Error{ErrorCode::kModelNotFound,
-                           std::format("unknown model '{}'; available models: {}", job.model, list.empty() ? "(none)" : list),
-                           "model"}));
+    return done(fail(Error{
+        ErrorCode::kModelNotFound,
+        std::format("unknown model '{}'; available models: {}", job.model, list.empty() ? "(none)" : list), "model"}));
   }
   if (entry->state == ModelState::kFailed) {
     return done(fail(Error{ErrorCode::kModelUnavailable,
@@ -108,16 +109,18 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     std::lock_guard lock(mu_);
     q = queues_.at(job.model).get();
     if (q->queued >= q->max_queue) {
-      return done(fail(ErrorCode::kQueueFull,
-                       std::format("model '{}' has {} queued jobs (max_queue {}); retry later", job.model, q->queued, q->max_queue)));
+      return done(fail(ErrorCode::kQueueFull, std::format("model '{}' has {} queued jobs (max_queue {}); retry later",
+                                                          job.model, q->queued, q->max_queue)));
     }
     ++q->queued;  // reserved before the write, so concurrent submissions cannot overshoot
   }
   store_.createAsync(std::move(job), [this, q, done = std::move(done)](Result<Job> r) {
     {
       std::lock_guard lock(mu_);
-      if (r) ++q->generation;
-      else --q->queued;
+      if (r)
+        ++q->generation;
+      else
+        --q->queued;
     }
     if (r) {
       q->cv.notify_one();
@@ -140,7 +143,8 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
       std::lock_guard lock(mu_);
       seen = q.generation;
     }
-    auto claimed = store_.claimNext(q.id, owner, std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count());
+    auto claimed =
+        store_.claimNext(q.id, owner, std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count());
     if (!claimed) {
       log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
     } else if (*claimed) {

@@ -28,10 +28,10 @@
 namespace statim {
 
 struct SchedulerOptions {
-  std::chrono::milliseconds lease{60000};        // a running job's lease, renewed every lease/3
-  int max_attempts = 3;                          // starts before an interrupted job is FAILED
-  std::chrono::milliseconds poll_interval{1000}; // idle workers re-check the store this often
-  std::string node_id;                           // lease owner prefix; generated when empty
+  std::chrono::milliseconds lease{60000};         // a running job's lease, renewed every lease/3
+  int max_attempts = 3;                           // starts before an interrupted job is FAILED
+  std::chrono::milliseconds poll_interval{1000};  // idle workers re-check the store this often
+  std::string node_id;                            // lease owner prefix; generated when empty
 };
 
 struct ModelQueueStats {

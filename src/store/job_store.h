@@ -35,8 +35,8 @@ struct JobFilter {
 };
 
 struct JobPage {
-  std::vector<Job> jobs;  // newest first
-  std::int64_t total = 0; // matching jobs, ignoring limit/offset
+  std::vector<Job> jobs;   // newest first
+  std::int64_t total = 0;  // matching jobs, ignoring limit/offset
 };
 
 struct RequeueReport {
@@ -57,8 +57,7 @@ class JobStore {
   virtual Result<Job> get(JobId id) = 0;
   virtual Result<JobPage> list(const JobFilter& filter) = 0;
 
-  virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner,
-                                               Micros lease) = 0;
+  virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) = 0;
   virtual Result<void> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
   virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) = 0;
   virtual Result<void> fail(JobId id, const std::string& owner, const std::string& error) = 0;

@@ -9,21 +9,20 @@ namespace statim::api {
 
 void registerSystemRoutes(const ApiContext& ctx) {
   auto& app = drogon::app();
-  app.registerHandler(
-      "/healthz",
-      [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
-        // A read through the store proves the database answers.
-        auto probe = ctx.store.list({.limit = 1});
-        if (!probe) return cb(jsonResponse({{"status", "unhealthy"}, {"store", probe.error().message}}, 503));
-        cb(jsonResponse({{"status", ctx.scheduler.stopping() ? "stopping" : "ok"}}));
-      },
-      {drogon::Get});
-  app.registerHandler(
-      "/version",
-      [](const drogon::HttpRequestPtr&, Callback&& cb) {
-        cb(jsonResponse({{"name", "statim"}, {"version", STATIM_VERSION}}));
-      },
-      {drogon::Get});
+  app.registerHandler("/healthz",
+                      [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+                        // A read through the store proves the database answers.
+                        auto probe = ctx.store.list({.limit = 1});
+                        if (!probe)
+                          return cb(jsonResponse({{"status", "unhealthy"}, {"store", probe.error().message}}, 503));
+                        cb(jsonResponse({{"status", ctx.scheduler.stopping() ? "stopping" : "ok"}}));
+                      },
+                      {drogon::Get});
+  app.registerHandler("/version",
+                      [](const drogon::HttpRequestPtr&, Callback&& cb) {
+                        cb(jsonResponse({{"name", "statim"}, {"version", STATIM_VERSION}}));
+                      },
+                      {drogon::Get});
 }
 
 }  // namespace statim::api

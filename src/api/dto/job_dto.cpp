@@ -46,27 +46,35 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   }
   NewJob job;
   auto model = body.find("model");
-  if (model == body.end() || model->is_null()) return fail(Error::invalid("'model' is required: the id of a model from GET /models", "model"));
-  if (!model->is_string()) return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
+  if (model == body.end() || model->is_null())
+    return fail(Error::invalid("'model' is required: the id of a model from GET /models", "model"));
+  if (!model->is_string())
+    return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
   job.model = model->get<std::string>();
   if (job.model.empty()) return fail(Error::invalid("'model' must not be empty", "model"));
-  if (job.model.size() > kMaxModelBytes) return fail(Error::invalid(std::format("'model' must be at most {} bytes", kMaxModelBytes), "model"));
+  if (job.model.size() > kMaxModelBytes)
+    return fail(Error::invalid(std::format("'model' must be at most {} bytes", kMaxModelBytes), "model"));
 
   auto prompt = body.find("prompt");
   if (prompt == body.end() || prompt->is_null()) return fail(Error::invalid("'prompt' is required", "prompt"));
-  if (!prompt->is_string()) return fail(Error::invalid(std::format("'prompt' must be a string, not {}", prompt->type_name()), "prompt"));
+  if (!prompt->is_string())
+    return fail(Error::invalid(std::format("'prompt' must be a string, not {}", prompt->type_name()), "prompt"));
   job.prompt = prompt->get<std::string>();
   if (job.prompt.empty()) return fail(Error::invalid("'prompt' must not be empty", "prompt"));
-  if (job.prompt.size() > kMaxPromptBytes) return fail(Error::invalid(std::format("'prompt' must be at most {} bytes", kMaxPromptBytes), "prompt"));
+  if (job.prompt.size() > kMaxPromptBytes)
+    return fail(Error::invalid(std::format("'prompt' must be at most {} bytes", kMaxPromptBytes), "prompt"));
 
   if (auto p = body.find("params"); p != body.end() && !p->is_null()) {
-    if (!p->is_object()) return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
+    if (!p->is_object())
+      return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
     job.params = *p;
   }
   if (auto p = body.find("priority"); p != body.end() && !p->is_null()) {
-    if (!p->is_number_integer()) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (!p->is_number_integer())
+      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     auto v = p->is_number_unsigned() ? 1000 : p->get<std::int64_t>();
-    if (v < -100 || v > 100) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (v < -100 || v > 100)
+      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);
   }
   return job;

@@ -38,9 +38,7 @@ class EchoBackend final : public Backend {
     if (auto r = params::integer(p, "delay_ms", 0, 600000, "params"); !r) return r;
     return params::string(p, "fail", 4096, "params");
   }
-  Result<std::shared_ptr<LoadedModel>> load(const ModelConfig&) const override {
-    return std::make_shared<EchoModel>();
-  }
+  Result<std::shared_ptr<LoadedModel>> load(const ModelConfig&) const override { return std::make_shared<EchoModel>(); }
 };
 
 }  // namespace

@@ -20,8 +20,10 @@ void initOnce() {
           if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
           std::string line = "llama: " + std::string(text);
           while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-          if (level == GGML_LOG_LEVEL_ERROR) log::error(line);
-          else log::warn(line);
+          if (level == GGML_LOG_LEVEL_ERROR)
+            log::error(line);
+          else
+            log::warn(line);
         },
         nullptr);
     ggml_backend_load_all();
@@ -35,7 +37,8 @@ namespace {
 // instead of a deep libllama failure.
 Result<void> checkGguf(const std::filesystem::path& file) {
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) return fail(Error::backend(std::format("model file not found: {}", file.string())));
+  if (!std::filesystem::exists(file, ec))
+    return fail(Error::backend(std::format("model file not found: {}", file.string())));
   std::ifstream in(file, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4)) return fail(Error::backend(std::format("cannot read model file {}", file.string())));
@@ -75,7 +78,8 @@ class LlamaBackend final : public Backend {
   std::vector<std::string> jobTypes() const override { return {"completion"}; }
 
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (auto r = params::onlyKnown(p, {"max_tokens", "temperature", "top_k", "top_p", "seed", "stop"}, "params"); !r) return r;
+    if (auto r = params::onlyKnown(p, {"max_tokens", "temperature", "top_k", "top_p", "seed", "stop"}, "params"); !r)
+      return r;
     if (auto r = params::integer(p, "max_tokens", 1, 32768, "params"); !r) return r;
     if (auto r = params::number(p, "temperature", 0.0, 10.0, "params"); !r) return r;
     if (auto r = params::integer(p, "top_k", 0, 100000, "params"); !r) return r;
@@ -98,7 +102,9 @@ class LlamaBackend final : public Backend {
     auto mp = llama_model_default_params();
     mp.load_mode = LLAMA_LOAD_MODE_MMAP;
     llama_model* raw = llama_model_load_from_file(c.file.c_str(), mp);
-    if (!raw) return fail(Error::backend(std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
+    if (!raw)
+      return fail(Error::backend(
+          std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
     std::shared_ptr<llama_model> model(raw, ModelDeleter{});
     SessionOptions o;
     int n_ctx_train = llama_model_n_ctx_train(raw);

@@ -7,9 +7,15 @@
 
 namespace statim::llama {
 
-struct ModelDeleter { void operator()(llama_model* m) const { llama_model_free(m); } };
-struct ContextDeleter { void operator()(llama_context* c) const { llama_free(c); } };
-struct SamplerDeleter { void operator()(llama_sampler* s) const { llama_sampler_free(s); } };
+struct ModelDeleter {
+  void operator()(llama_model* m) const { llama_model_free(m); }
+};
+struct ContextDeleter {
+  void operator()(llama_context* c) const { llama_free(c); }
+};
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
 
 using ModelPtr = std::unique_ptr<llama_model, ModelDeleter>;
 using ContextPtr = std::unique_ptr<llama_context, ContextDeleter>;

@@ -11,9 +11,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double secondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct Sampling {
   int max_tokens = 256;
@@ -32,8 +30,10 @@ Sampling readSampling(const nlohmann::json& p) {
   s.top_p = p.value("top_p", s.top_p);
   s.seed = p.contains("seed") ? p["seed"].get<std::uint32_t>() : std::random_device{}();
   if (auto it = p.find("stop"); it != p.end()) {
-    if (it->is_string()) s.stop.push_back(it->get<std::string>());
-    else for (auto& x : *it) s.stop.push_back(x.get<std::string>());
+    if (it->is_string())
+      s.stop.push_back(it->get<std::string>());
+    else
+      for (auto& x : *it) s.stop.push_back(x.get<std::string>());
   }
   return s;
 }
@@ -77,19 +77,21 @@ std::string tokenPiece(const llama_vocab* vocab, llama_token tok) {
 }  // namespace
 
 Result<std::unique_ptr<LlamaSession>> LlamaSession::create(std::shared_ptr<llama_model> model,
-                                                          const SessionOptions& options) {
+                                                           const SessionOptions& options) {
   auto cp = llama_context_default_params();
   cp.n_ctx = static_cast<uint32_t>(options.n_ctx);
   cp.n_batch = static_cast<uint32_t>(options.n_batch);
   cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
   cp.n_seq_max = 1;
-  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cp.n_threads = threads;
   cp.n_threads_batch = threads;
   cp.no_perf = true;
   ContextPtr ctx(llama_init_from_model(model.get(), cp));
   if (!ctx) {
-    return fail(Error::backend(std::format("cannot create a llama context with n_ctx={} (out of memory?)", options.n_ctx)));
+    return fail(
+        Error::backend(std::format("cannot create a llama context with n_ctx={} (out of memory?)", options.n_ctx)));
   }
   std::unique_ptr<LlamaSession> session(new LlamaSession(std::move(model), std::move(ctx), options));
   // Cancellation reaches inside llama_decode through its abort callback.
@@ -119,7 +121,10 @@ Result<std::vector<llama_token>> LlamaSession::tokenize(const std::string& text)
 
 Result<nlohmann::json> LlamaSession::run(const Job& job, JobControl& control) {
   control_ = &control;
-  struct Reset { LlamaSession* s; ~Reset() { s->control_ = nullptr; } } reset{this};
+  struct Reset {
+    LlamaSession* s;
+    ~Reset() { s->control_ = nullptr; }
+  } reset{this};
 
   const Sampling sampling = readSampling(job.params);
   const llama_vocab* vocab = llama_model_get_vocab(model_.get());
@@ -131,7 +136,9 @@ Result<nlohmann::json> LlamaSession::run(const Job& job, JobControl& control) {
   const int n_prompt = static_cast<int>(tokens->size());
   if (n_prompt >= n_ctx) {
     return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} "
-                                           "(manifest params.n_ctx); shorten the prompt", n_prompt, n_ctx), "prompt"));
+                                           "(manifest params.n_ctx); shorten the prompt",
+                                           n_prompt, n_ctx),
+                               "prompt"));
   }
   const int max_tokens = std::min(sampling.max_tokens, n_ctx - n_prompt);
 
@@ -158,7 +165,10 @@ Result<nlohmann::json> LlamaSession::run(const Job& job, JobControl& control) {
   while (n_out < max_tokens) {
     llama_token tok = llama_sampler_sample(sampler.get(), ctx_.get(), -1);
     if (n_out == 0) first_token = Clock::now();
-    if (llama_vocab_is_eog(vocab, tok)) { finish = "stop"; break; }
+    if (llama_vocab_is_eog(vocab, tok)) {
+      finish = "stop";
+      break;
+    }
     std::string piece = tokenPiece(vocab, tok);
     text += piece;
     ++n_out;
@@ -170,9 +180,15 @@ Result<nlohmann::json> LlamaSession::run(const Job& job, JobControl& control) {
       }
     }
     if (n_out >= max_tokens) break;
-    if (control.cancelled()) { finish = "cancelled"; break; }
+    if (control.cancelled()) {
+      finish = "cancelled";
+      break;
+    }
     int rc = llama_decode(ctx_.get(), llama_batch_get_one(&tok, 1));
-    if (rc == 2) { finish = "cancelled"; break; }
+    if (rc == 2) {
+      finish = "cancelled";
+      break;
+    }
     if (rc != 0) return fail(Error::backend(std::format("llama_decode failed after {} tokens (code {})", n_out, rc)));
   }
 

@@ -60,17 +60,16 @@ void SqliteDb::StmtDeleter::operator()(sqlite3_stmt* s) const { sqlite3_finalize
 
 Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& path) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
   if (rc != SQLITE_OK) {
-    return fail(Error::storage(std::format("cannot open database {}: {}", path.string(),
-                                           raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
+    return fail(Error::storage(
+        std::format("cannot open database {}: {}", path.string(), raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
   }
   sqlite3_busy_timeout(raw, 10000);
   // FULL: a commit is on disk when it returns (WAL mode fsyncs the log at each commit).
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     if (auto r = db->exec(pragma); !r) return fail(r.error());
   }
   return db;
@@ -96,8 +95,8 @@ Result<SqliteStatement*> SqliteDb::prepare(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                           &stmt, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+        SQLITE_OK) {
       return fail(Error::storage(std::format("sqlite prepare: {}", sqlite3_errmsg(db_))));
     }
     it = cache_.emplace(sql, std::pair{std::unique_ptr<sqlite3_stmt, StmtDeleter>(stmt), SqliteStatement(stmt)}).first;

@@ -57,7 +57,9 @@ class SqliteDb {
  private:
   explicit SqliteDb(sqlite3* db) : db_(db) {}
   sqlite3* db_;
-  struct StmtDeleter { void operator()(sqlite3_stmt* s) const; };
+  struct StmtDeleter {
+    void operator()(sqlite3_stmt* s) const;
+  };
   std::unordered_map<std::string, std::pair<std::unique_ptr<sqlite3_stmt, StmtDeleter>, SqliteStatement>> cache_;
 };
 

@@ -68,7 +68,8 @@ Result<int> migrate(SqliteDb& db) {
     }
     if (!applied) {
       (void)db.exec("ROLLBACK");
-      return statim::fail(Error::storage(std::format("migration {} ({}) failed: {}", m.version, m.name, applied.error().message)));
+      return statim::fail(
+          Error::storage(std::format("migration {} ({}) failed: {}", m.version, m.name, applied.error().message)));
     }
     if (auto r = db.exec("COMMIT"); !r) return statim::fail(r.error());
     log::info("store: applied migration", {{"version", m.version}, {"name", m.name}});
@@ -78,7 +79,9 @@ Result<int> migrate(SqliteDb& db) {
 }
 
 Error conflict(JobId id, const std::string& owner) {
-  return {ErrorCode::kConflict, std::format("job {} is not PROCESSING under lease '{}' (lease lost or job finished)", id, owner), {}};
+  return {ErrorCode::kConflict,
+          std::format("job {} is not PROCESSING under lease '{}' (lease lost or job finished)", id, owner),
+          {}};
 }
 
 }  // namespace
@@ -190,8 +193,10 @@ Result<T> SqliteJobStore::write(Fn fn) {
              return result->has_value();
            },
            [&](const Error* err) {
-             if (err) promise.set_value(std::unexpected(*err));
-             else promise.set_value(std::move(*result));
+             if (err)
+               promise.set_value(std::unexpected(*err));
+             else
+               promise.set_value(std::move(*result));
            }});
   return future.get();
 }
@@ -225,20 +230,34 @@ void SqliteJobStore::createAsync(NewJob nj, CreateCallback done) {
              auto st = db.prepare(
                  "INSERT INTO jobs (model, type, prompt, params, priority, status, status_message, created_at)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, 'QUEUED', ?6, ?7) RETURNING id");
-             if (!st) { *error = st.error(); return false; }
+             if (!st) {
+               *error = st.error();
+               return false;
+             }
              auto& s = **st;
-             s.bind(1, job->model).bind(2, job->type).bind(3, job->prompt).bind(4, dumpJson(job->params))
-                 .bind(5, std::int64_t{job->priority}).bind(6, job->status_message).bind(7, job->created_at);
+             s.bind(1, job->model)
+                 .bind(2, job->type)
+                 .bind(3, job->prompt)
+                 .bind(4, dumpJson(job->params))
+                 .bind(5, std::int64_t{job->priority})
+                 .bind(6, job->status_message)
+                 .bind(7, job->created_at);
              auto row = s.step();
-             if (!row || !*row) { *error = row ? Error::storage("insert returned no id") : row.error(); return false; }
+             if (!row || !*row) {
+               *error = row ? Error::storage("insert returned no id") : row.error();
+               return false;
+             }
              job->id = s.columnInt(0);
              s.reset();
              return true;
            },
            [job, error, done = std::move(done)](const Error* err) {
-             if (err) done(std::unexpected(*err));
-             else if (*error) done(std::unexpected(**error));
-             else done(std::move(*job));
+             if (err)
+               done(std::unexpected(*err));
+             else if (*error)
+               done(std::unexpected(**error));
+             else
+               done(std::move(*job));
            }});
 }
 
@@ -266,7 +285,10 @@ Result<JobPage> SqliteJobStore::list(const JobFilter& f) {
   JobPage page;
   // One read transaction so the page and the total agree.
   if (auto r = lease->db->exec("BEGIN"); !r) return statim::fail(r.error());
-  auto finish = [&](auto result) { (void)lease->db->exec("COMMIT"); return result; };
+  auto finish = [&](auto result) {
+    (void)lease->db->exec("COMMIT");
+    return result;
+  };
   auto count = lease->db->prepare(std::format("SELECT COUNT(*) FROM jobs {}", where));
   if (!count) return finish(Result<JobPage>(std::unexpected(count.error())));
   auto bindFilter = [&](SqliteStatement& s) {
@@ -294,12 +316,13 @@ Result<JobPage> SqliteJobStore::list(const JobFilter& f) {
 Result<std::optional<Job>> SqliteJobStore::claimNext(const std::string& model, const std::string& owner, Micros lease) {
   return write<std::optional<Job>>([&](SqliteDb& db) -> Result<std::optional<Job>> {
     Micros now = nowMicros();
-    auto st = db.prepare(std::format(
-        "UPDATE jobs SET status = 'PROCESSING', status_message = 'running', started_at = ?1,"
-        " attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3"
-        " WHERE id = (SELECT id FROM jobs WHERE model = ?4 AND status = 'QUEUED'"
-        "             ORDER BY priority DESC, id LIMIT 1)"
-        " RETURNING {}", kCols));
+    auto st =
+        db.prepare(std::format("UPDATE jobs SET status = 'PROCESSING', status_message = 'running', started_at = ?1,"
+                               " attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3"
+                               " WHERE id = (SELECT id FROM jobs WHERE model = ?4 AND status = 'QUEUED'"
+                               "             ORDER BY priority DESC, id LIMIT 1)"
+                               " RETURNING {}",
+                               kCols));
     if (!st) return statim::fail(st.error());
     auto& s = **st;
     s.bind(1, now).bind(2, owner).bind(3, now + lease).bind(4, model);
@@ -314,7 +337,8 @@ Result<std::optional<Job>> SqliteJobStore::claimNext(const std::string& model, c
 
 Result<void> SqliteJobStore::heartbeat(JobId id, const std::string& owner, Micros lease) {
   return write<void>([&](SqliteDb& db) -> Result<void> {
-    auto st = db.prepare("UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3");
+    auto st = db.prepare(
+        "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3");
     if (!st) return statim::fail(st.error());
     if (auto r = (*st)->bind(1, nowMicros() + lease).bind(2, id).bind(3, owner).run(); !r) return r;
     if (db.changes() == 0) return statim::fail(conflict(id, owner));

@@ -35,7 +35,8 @@ class LlamaBackendTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete dir_; }
 
-  std::shared_ptr<LoadedModel> load(const std::filesystem::path& file, nlohmann::json params = {{"n_ctx", 256}, {"threads", 2}}) {
+  std::shared_ptr<LoadedModel> load(const std::filesystem::path& file,
+                                    nlohmann::json params = {{"n_ctx", 256}, {"threads", 2}}) {
     ModelConfig c{.id = "t", .type = "completion", .file = file, .params = std::move(params)};
     EXPECT_TRUE(llamaBackend().validateConfig(c));
     auto m = llamaBackend().load(c);
@@ -115,7 +116,11 @@ TEST_F(LlamaBackendTest, CancellationStopsGeneration) {
   ASSERT_FALSE(tiny_.empty());
   auto model = load(tiny_);
   auto session = model->newSession();
-  Job job{.id = 1, .model = "t", .type = "completion", .prompt = "Hello", .params = {{"max_tokens", 200}, {"temperature", 0}}};
+  Job job{.id = 1,
+          .model = "t",
+          .type = "completion",
+          .prompt = "Hello",
+          .params = {{"max_tokens", 200}, {"temperature", 0}}};
   NoCancel control;
   control.cancel_after = 5;
   auto r = (*session)->run(job, control);
@@ -144,15 +149,20 @@ TEST_F(LlamaBackendTest, MissingAndCorruptFilesFailWithReasons) {
 
 TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
   auto& b = llamaBackend();
-  struct Case { nlohmann::json params; std::string message; };
+  struct Case {
+    nlohmann::json params;
+    std::string message;
+  };
   for (auto& c : std::vector<Case>{
            {{{"temperature", -1}}, "'params.temperature' must be between 0 and 10"},
            {{{"max_tokens", "many"}}, "'params.max_tokens' must be an integer"},
            {{{"max_tokens", 0}}, "'params.max_tokens' must be between 1 and 32768"},
            {{{"top_p", 1.5}}, "'params.top_p' must be between 0 and 1"},
            {{{"seed", -3}}, "'params.seed' must be between 0 and 4294967295"},
-           {{{"stop", 5}}, "'params.stop' must be a non-empty string or a list of at most 16 non-empty strings of at most 256 bytes"},
-           {{{"bogus", 1}}, "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, seed, stop)"},
+           {{{"stop", 5}},
+            "'params.stop' must be a non-empty string or a list of at most 16 non-empty strings of at most 256 bytes"},
+           {{{"bogus", 1}},
+            "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, seed, stop)"},
        }) {
     auto r = b.validateParams("completion", c.params);
     ASSERT_FALSE(r) << c.params.dump();

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "models/model_registry.h"
 #include "../test_util.h"
+#include "models/model_registry.h"
 
 namespace statim {
 namespace {
@@ -21,7 +21,8 @@ required = true
 [params]
 n_ctx = 256
 threads = 2
-)", "/etc/statim/models/stories.toml", 1000);
+)",
+                         "/etc/statim/models/stories.toml", 1000);
   ASSERT_TRUE(m) << m.error().message;
   EXPECT_EQ(m->id, "stories");
   EXPECT_EQ(m->backend, "llama");
@@ -41,7 +42,9 @@ TEST(Manifest, DefaultsApply) {
 }
 
 TEST(Manifest, ErrorsNameTheFileAndKey) {
-  struct Case { std::string text, expected; };
+  struct Case {
+    std::string text, expected;
+  };
   for (auto& c : std::vector<Case>{
            {"backend = \"echo\"", "manifest x.toml: missing required key 'id'"},
            {"id = 5\nbackend = \"echo\"", "manifest x.toml: 'id' must be a string"},
@@ -72,7 +75,8 @@ TEST(ModelRegistry, BadManifestsAreListedAsFailedAndOthersLoad) {
   EXPECT_EQ(reg->ids(), (std::vector<std::string>{"broken", "echo", "gone", "x"}));
   EXPECT_EQ(reg->find("echo")->state, ModelState::kReady);
   EXPECT_EQ(reg->find("broken")->state, ModelState::kFailed);
-  EXPECT_NE(reg->find("x")->reason.find("unknown backend 'quantum' (available: echo, llama"), std::string::npos) << reg->find("x")->reason;
+  EXPECT_NE(reg->find("x")->reason.find("unknown backend 'quantum' (available: echo, llama"), std::string::npos)
+      << reg->find("x")->reason;
   auto gone = reg->find("gone");
   EXPECT_EQ(gone->state, ModelState::kFailed);
   EXPECT_NE(gone->reason.find("model file not found"), std::string::npos) << gone->reason;

@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "../test_util.h"
 #include "backends/echo/echo_backend.h"
 #include "store/sqlite/sqlite_job_store.h"
-#include "../test_util.h"
 
 namespace statim {
 namespace {
@@ -32,8 +32,8 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
     registry_ = std::make_unique<ModelRegistry>(std::move(entries));
-    scheduler_ = std::make_unique<Scheduler>(*store_, *registry_,
-                                             SchedulerOptions{.lease = 2000ms, .poll_interval = 200ms});
+    scheduler_ =
+        std::make_unique<Scheduler>(*store_, *registry_, SchedulerOptions{.lease = 2000ms, .poll_interval = 200ms});
     ASSERT_TRUE(scheduler_->recover(true));
     registry_->loadAll([this](const std::string& id) { scheduler_->startModel(id); });
     registry_->waitLoaded();
@@ -45,9 +45,9 @@ class SchedulerTest : public ::testing::Test {
   Result<Job> submit(std::string model, std::string prompt, nlohmann::json params = nlohmann::json::object(),
                      int priority = 0) {
     std::promise<Result<Job>> p;
-    scheduler_->submit({.model = std::move(model), .prompt = std::move(prompt), .params = std::move(params),
-                        .priority = priority},
-                       [&](Result<Job> r) { p.set_value(std::move(r)); });
+    scheduler_->submit(
+        {.model = std::move(model), .prompt = std::move(prompt), .params = std::move(params), .priority = priority},
+        [&](Result<Job> r) { p.set_value(std::move(r)); });
     return p.get_future().get();
   }
 
@@ -209,13 +209,12 @@ TEST_F(SchedulerTest, ManyConcurrentSubmissionsAllComplete) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        scheduler_->submit({.model = (i % 2) ? "a" : "b", .prompt = std::format("{}-{}", t, i)},
-                           [&](Result<Job> r) {
-                             EXPECT_TRUE(r) << r.error().message;
-                             std::lock_guard l(mu);
-                             if (r) ids.push_back(r->id);
-                             ++callbacks;
-                           });
+        scheduler_->submit({.model = (i % 2) ? "a" : "b", .prompt = std::format("{}-{}", t, i)}, [&](Result<Job> r) {
+          EXPECT_TRUE(r) << r.error().message;
+          std::lock_guard l(mu);
+          if (r) ids.push_back(r->id);
+          ++callbacks;
+        });
       }
     });
   }

@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "core/clock.h"
 #include "../test_util.h"
+#include "core/clock.h"
 
 namespace statim {
 namespace {
@@ -15,8 +15,11 @@ namespace {
 constexpr Micros kLease = 60'000'000;
 
 NewJob newJob(std::string prompt, int priority = 0, std::string model = "m") {
-  return {.model = std::move(model), .type = "completion", .prompt = std::move(prompt),
-          .params = {{"k", 1}}, .priority = priority};
+  return {.model = std::move(model),
+          .type = "completion",
+          .prompt = std::move(prompt),
+          .params = {{"k", 1}},
+          .priority = priority};
 }
 
 class SqliteJobStoreTest : public ::testing::Test {
@@ -186,8 +189,12 @@ TEST_F(SqliteJobStoreTest, ConcurrentCreatesShareCommits) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         store_->createAsync(newJob(std::format("t{}-{}", t, i)), [&](Result<Job> r) {
-          if (!r) ++errors;
-          else { std::lock_guard l(mu); ids.insert(r->id); }
+          if (!r)
+            ++errors;
+          else {
+            std::lock_guard l(mu);
+            ids.insert(r->id);
+          }
           ++done;
         });
       }
