@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 IN_ENV := scripts/in-env
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-unit test-e2e test-sanitize build-sanitize shell image fixtures bench clean
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image fixtures bench clean
 
 all: build
 
@@ -31,6 +31,13 @@ build-sanitize:
 test-sanitize: build-sanitize
 	$(IN_ENV) env ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build-asan/statim STATIM_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 python3 -m pytest -q tests/e2e
+	$(MAKE) test-tsan
+
+# ThreadSanitizer over the concurrent parts: the store's group commit and the scheduler.
+test-tsan:
+	$(IN_ENV) cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_TSAN=ON >/dev/null
+	$(IN_ENV) cmake --build build-tsan -j $(JOBS) --target statim_unit_tests
+	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:SchedulerTest.*'
 
 shell:
 	$(IN_ENV) bash

@@ -15,6 +15,7 @@ enum class ErrorCode {
   kModelUnavailable,  // the model exists but is not loaded (failed or still loading)
   kQueueFull,         // back-pressure: the model's queue is at max_queue
   kPayloadTooLarge,
+  kMethodNotAllowed,
   kConflict,
   kCancelled,     // the job was cancelled while running
   kShuttingDown,  // the server is stopping and takes no new work

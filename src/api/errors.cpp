@@ -10,6 +10,7 @@ namespace {
 std::string_view errorType(int status) {
   switch (status) {
     case 400:
+    case 405:
     case 409:
     case 413:
     case 415: return "invalid_request_error";
@@ -32,6 +33,7 @@ int httpStatus(ErrorCode code) {
     case ErrorCode::kModelUnavailable: return 503;
     case ErrorCode::kQueueFull: return 429;
     case ErrorCode::kPayloadTooLarge: return 413;
+    case ErrorCode::kMethodNotAllowed: return 405;
     case ErrorCode::kConflict: return 409;
     case ErrorCode::kCancelled: return 409;
     case ErrorCode::kShuttingDown: return 503;

@@ -8,6 +8,7 @@
 
 #include "api/errors.h"
 #include "api/http_util.h"
+#include "api/routes.h"
 #include "core/logging.h"
 
 namespace statim::api {
@@ -53,8 +54,11 @@ void configureServer(const ApiContext& ctx) {
   g_max_body_bytes = c.http_max_body_bytes;
   app.addListener(c.http_host, static_cast<uint16_t>(c.http_port));
   app.setThreadNum(c.http_threads > 0 ? static_cast<size_t>(c.http_threads) : 0);
-  app.setClientMaxBodySize(static_cast<size_t>(c.http_max_body_bytes));
-  app.setClientMaxMemoryBodySize(static_cast<size_t>(c.http_max_body_bytes));
+  // Drogon answers bodies over its own limit with a bare 413 and closes the connection, so its
+  // limit sits well above ours: most oversize bodies reach the check below and get a JSON error.
+  const auto framework_limit = static_cast<size_t>(std::max<std::int64_t>(4 * c.http_max_body_bytes, c.http_max_body_bytes + (1 << 20)));
+  app.setClientMaxBodySize(framework_limit);
+  app.setClientMaxMemoryBodySize(framework_limit);
   app.setLogLevel(trantor::Logger::kWarn);
   app.setServerHeaderField("statim/" STATIM_VERSION);
   // No static files: only the routes below answer.
@@ -64,6 +68,14 @@ void configureServer(const ApiContext& ctx) {
   app.registerPreRoutingAdvice([](const drogon::HttpRequestPtr& req) {
     req->attributes()->insert("request_id", requestId(*req));
     req->attributes()->insert("start", Clock::now());
+  });
+  app.registerPreRoutingAdvice([limit = c.http_max_body_bytes](const drogon::HttpRequestPtr& req,
+                                                                 drogon::AdviceCallback&& respond,
+                                                                 drogon::AdviceChainCallback&& next) {
+    if (static_cast<std::int64_t>(req->body().size()) > limit) {
+      return respond(errorResponse(frameworkError(drogon::k413RequestEntityTooLarge, *req)));
+    }
+    next();
   });
   app.registerPreSendingAdvice([](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
     auto attrs = req->attributes();
@@ -88,8 +100,15 @@ void configureServer(const ApiContext& ctx) {
   app.setCustomErrorHandler([](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) {
     return errorResponse(frameworkError(code, *req));
   });
+  // No handler matched: a known path with another method is a 405, anything else a 404.
   app.setDefaultHandler([](const drogon::HttpRequestPtr& req, Callback&& cb) {
-    cb(errorResponse(frameworkError(drogon::k404NotFound, *req)));
+    std::string allow = allowedMethods(req->path());
+    if (allow.empty()) return cb(errorResponse(frameworkError(drogon::k404NotFound, *req)));
+    auto resp = errorResponse(Error{ErrorCode::kMethodNotAllowed,
+                                    std::format("method {} is not allowed on {} (allowed: {})", req->methodString(),
+                                                req->path(), allow), {}});
+    resp->addHeader("Allow", allow);
+    cb(resp);
   });
 
   registerJobRoutes(ctx);

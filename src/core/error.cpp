@@ -10,6 +10,7 @@ std::string_view errorCodeName(ErrorCode code) {
     case ErrorCode::kModelUnavailable: return "model_unavailable";
     case ErrorCode::kQueueFull: return "queue_full";
     case ErrorCode::kPayloadTooLarge: return "payload_too_large";
+    case ErrorCode::kMethodNotAllowed: return "method_not_allowed";
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kShuttingDown: return "shutting_down";

@@ -103,10 +103,10 @@ class Server:
     restart on the same database."""
 
     def __init__(self, root: Path, env: dict[str, str] | None = None, name: str = "statim"):
-        self.root = root
+        self.root = root.resolve()
         self.name = name
-        self.data_dir = root / "data"
-        self.models_dir = root / "models"
+        self.data_dir = self.root / "data"
+        self.models_dir = self.root / "models"
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
@@ -173,8 +173,7 @@ class Server:
 
         def settled():
             models = self.models()
-            return all(m["state"] != "loading" for i, m in models.items()
-                       if wanted is None or i in wanted) and models
+            return all(m["state"] != "loading" for i, m in models.items() if wanted is None or i in wanted)
         wait_until(settled, timeout, "models to load")
         return self.models()
 
@@ -379,12 +378,11 @@ def tiny_gguf(tmp_path_factory) -> Path:
 
 
 def _servers_of(item) -> list[Server]:
-    found = []
+    found: list[Server] = []
     for v in getattr(item, "funcargs", {}).values():
-        if isinstance(v, Server):
-            found.append(v)
-        elif isinstance(v, ServerFactory):
-            found.extend(v.servers)
+        for s in v.servers if isinstance(v, ServerFactory) else [v] if isinstance(v, Server) else []:
+            if all(s is not f for f in found):
+                found.append(s)
     return found
 
 

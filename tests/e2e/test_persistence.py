@@ -28,7 +28,7 @@ def test_kill9_interrupted_jobs_complete_after_restart(make_server):
     s = make_server("crash2")
     s.add_model("echo", parallel=2)
     s.start()
-    interrupted = [s.submit("echo", f"interrupted {i}", {"delay_ms": 1500})["id"] for i in range(2)]
+    interrupted = [s.submit("echo", f"interrupted {i}", {"delay_ms": 2000})["id"] for i in range(2)]
     waiting = [s.submit("echo", f"waiting {i}", {"delay_ms": 10})["id"] for i in range(4)]
     for id in interrupted:
         s.wait_running(id)
@@ -92,3 +92,18 @@ def test_max_attempts_one_fails_at_first_restart(make_server):
     assert job["status"] == "FAILED" and job["error"].startswith("abandoned"), job
     assert "jobs.max_attempts = 1" in job["error"]
     assert s.jobs(status="FAILED")["total"] == 1
+
+
+def test_long_job_outlives_its_lease(make_server):
+    # Heartbeats renew the lease, so a job longer than jobs.lease_seconds is neither requeued nor
+    # run twice.
+    s = make_server("lease", env={"STATIM_JOBS_LEASE_SECONDS": "0.3"})
+    s.add_model("echo", parallel=2)
+    s.start()
+    id = s.submit("echo", "longer than the lease", {"delay_ms": 1500})["id"]
+    job = s.wait_job(id)
+    assert job["status"] == "COMPLETED" and job["attempts"] == 1, job
+    assert job["result"] == {"text": "longer than the lease"}
+    msgs = [e["msg"] for e in s.log_events()]
+    assert "scheduler: requeued jobs with expired leases" not in msgs
+    assert msgs.count("job: started") == 1, msgs

@@ -6,7 +6,7 @@ def test_queue_full_429_then_drains(make_server):
     s = make_server("queue")
     s.add_model("small", max_queue=2, parallel=1)
     s.start()
-    blocker = s.submit("small", "blocker", {"delay_ms": 1500})["id"]
+    blocker = s.submit("small", "blocker", {"delay_ms": 2500})["id"]
     s.wait_running(blocker)
     s.wait_queue("small", queued=0, running=1)  # the running job no longer counts as queued
     queued = [s.submit("small", f"queued {i}", {"delay_ms": 10})["id"] for i in range(2)]
@@ -45,7 +45,7 @@ def test_priority_order_then_fifo(make_server):
     s = make_server("priority")
     s.add_model("echo", parallel=1)
     s.start()
-    blocker = s.submit("echo", "blocker", {"delay_ms": 1500})["id"]
+    blocker = s.submit("echo", "blocker", {"delay_ms": 2000})["id"]
     s.wait_running(blocker)
     plan = [("low-1", -5), ("mid-1", 0), ("high-1", 10), ("low-2", -5), ("high-2", 10), ("mid-2", None),
             ("top", 100), ("bottom", -100)]
@@ -60,6 +60,31 @@ def test_priority_order_then_fifo(make_server):
     ordered = [jobs[n] for n in by_start]
     assert all(a["finished_at"] <= b["started_at"] for a, b in zip(ordered, ordered[1:]))
     assert s.job(blocker)["finished_at"] <= ordered[0]["started_at"]
+
+
+def test_priority_accepts_the_whole_range(make_server):
+    s = make_server("priority-range")
+    s.add_model("echo")
+    s.start()
+    for p in (-100, -1, 0, 1, 42, 100):
+        r = s.submit_raw("echo", f"p={p}", priority=p)
+        assert r.status_code == 202, f"priority {p}: {r.status_code} {r.text}"
+        assert r.json()["priority"] == p
+
+
+def test_negative_priorities_order(make_server):
+    # The same ordering check with priorities <= -1 only.
+    s = make_server("priority-neg")
+    s.add_model("echo", parallel=1)
+    s.start()
+    blocker = s.submit("echo", "blocker", {"delay_ms": 1000})["id"]
+    s.wait_running(blocker)
+    plan = [("low-1", -50), ("mid-1", -10), ("high-1", -1), ("low-2", -50), ("high-2", -1), ("mid-2", -10)]
+    ids = {name: s.submit("echo", name, priority=p)["id"] for name, p in plan}
+    assert s.job(blocker)["status"] == "PROCESSING", "the blocker finished too early"
+    jobs = {name: s.wait_job(id) for name, id in ids.items()}
+    by_start = sorted(jobs, key=lambda n: (jobs[n]["started_at"], jobs[n]["id"]))
+    assert by_start == ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"], by_start
 
 
 def test_failing_job_then_the_worker_keeps_serving(make_server):
@@ -83,3 +108,12 @@ def test_failing_job_then_the_worker_keeps_serving(make_server):
     assert s.wait_job(s.submit("echo", "still here")["id"])["result"]["text"] == "still here"
     assert s.jobs(status="FAILED")["total"] == 2
     wait_until(lambda: s.models()["echo"]["running"] == 0, 5, "worker to go idle")
+
+
+def test_empty_failure_message_still_explains(echo_server):
+    # fail="" is either refused up front or still leaves an error on the FAILED job.
+    r = echo_server.submit_raw("echo", "silent doom", {"fail": ""})
+    if r.status_code != 400:
+        assert r.status_code == 202, r.text
+        silent = echo_server.wait_job(r.json()["id"])
+        assert silent["status"] == "FAILED" and silent["error"], f"a FAILED job must say why: {silent}"

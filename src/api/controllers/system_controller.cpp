@@ -3,26 +3,21 @@
 
 #include "api/errors.h"
 #include "api/http_util.h"
+#include "api/routes.h"
 #include "api/server.h"
 
 namespace statim::api {
 
 void registerSystemRoutes(const ApiContext& ctx) {
-  auto& app = drogon::app();
-  app.registerHandler("/healthz",
-                      [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
-                        // A read through the store proves the database answers.
-                        auto probe = ctx.store.list({.limit = 1});
-                        if (!probe)
-                          return cb(jsonResponse({{"status", "unhealthy"}, {"store", probe.error().message}}, 503));
-                        cb(jsonResponse({{"status", ctx.scheduler.stopping() ? "stopping" : "ok"}}));
-                      },
-                      {drogon::Get});
-  app.registerHandler("/version",
-                      [](const drogon::HttpRequestPtr&, Callback&& cb) {
-                        cb(jsonResponse({{"name", "statim"}, {"version", STATIM_VERSION}}));
-                      },
-                      {drogon::Get});
+  addRoute("/healthz", drogon::Get, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+    // A read through the store proves the database answers.
+    auto probe = ctx.store.list({.limit = 1});
+    if (!probe) return cb(jsonResponse({{"status", "unhealthy"}, {"store", probe.error().message}}, 503));
+    cb(jsonResponse({{"status", ctx.scheduler.stopping() ? "stopping" : "ok"}}));
+  });
+  addRoute("/version", drogon::Get, [](const drogon::HttpRequestPtr&, Callback&& cb) {
+    cb(jsonResponse({{"name", "statim"}, {"version", STATIM_VERSION}}));
+  });
 }
 
 }  // namespace statim::api

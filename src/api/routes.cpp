@@ -1,0 +1,61 @@
+#include "api/routes.h"
+
+#include <mutex>
+
+namespace statim::api {
+namespace {
+
+std::vector<RouteInfo>& routes() {
+  static std::vector<RouteInfo> r;
+  return r;
+}
+
+// "/job/{id}" matches "/job/17": segments in braces match any one segment.
+bool matches(const std::string& pattern, const std::string& path) {
+  size_t i = 0, j = 0;
+  while (i < pattern.size() && j < path.size()) {
+    if (pattern[i] == '{') {
+      i = pattern.find('}', i);
+      if (i == std::string::npos) return false;
+      ++i;
+      while (j < path.size() && path[j] != '/') ++j;
+      continue;
+    }
+    if (pattern[i] != path[j]) return false;
+    ++i;
+    ++j;
+  }
+  return i == pattern.size() && (j == path.size() || (j + 1 == path.size() && path[j] == '/'));
+}
+
+const char* methodName(drogon::HttpMethod m) {
+  switch (m) {
+    case drogon::Get: return "GET";
+    case drogon::Post: return "POST";
+    case drogon::Put: return "PUT";
+    case drogon::Delete: return "DELETE";
+    case drogon::Patch: return "PATCH";
+    case drogon::Head: return "HEAD";
+    case drogon::Options: return "OPTIONS";
+    default: return "OTHER";
+  }
+}
+
+}  // namespace
+
+void noteRoute(const std::string& path, drogon::HttpMethod method) { routes().push_back({path, method}); }
+
+const std::vector<RouteInfo>& registeredRoutes() { return routes(); }
+
+std::string allowedMethods(const std::string& request_path) {
+  std::string out;
+  for (auto& r : routes()) {
+    if (!matches(r.path, request_path)) continue;
+    std::string name = methodName(r.method);
+    if (out.find(name) != std::string::npos) continue;
+    out += (out.empty() ? "" : ", ") + name;
+  }
+  return out;
+}
+
+}  // namespace statim::api
