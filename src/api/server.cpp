@@ -5,6 +5,9 @@
 #include <random>
 
 #include <drogon/HttpAppFramework.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "api/errors.h"
 #include "api/http_util.h"
@@ -28,22 +31,51 @@ std::string requestId(const drogon::HttpRequest& req) {
   return std::format("{:016x}", rng());
 }
 
-Error frameworkError(drogon::HttpStatusCode code, const drogon::HttpRequest& req) {
-  switch (code) {
-    case drogon::k413RequestEntityTooLarge:
-      return {ErrorCode::kPayloadTooLarge,
-              std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)",
-                          g_max_body_bytes),
-              {}};
-    case drogon::k405MethodNotAllowed:
-      return {ErrorCode::kInvalidArgument,
-              std::format("method {} is not allowed on {}", req.methodString(), req.path()),
-              {}};
-    case drogon::k404NotFound:
-      return Error::notFound(std::format("no route for {} {}", req.methodString(), req.path()));
-    default:
-      return Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code)));
+// Port 0 means "any free port". Drogon would bind each I/O thread's socket separately (each to a
+// different port), so the port is chosen once here.
+std::uint16_t freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  std::uint16_t port = 0;
+  if (fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
   }
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+Error payloadTooLarge() {
+  return {ErrorCode::kPayloadTooLarge,
+          std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)",
+                      g_max_body_bytes),
+          {}};
+}
+
+// Responses for requests no handler took: Drogon's own rejections (405, 413, ...) and paths no
+// route matched. A known path with another method is a 405 with `Allow` (OPTIONS: 204 + Allow).
+drogon::HttpResponsePtr unroutedResponse(drogon::HttpStatusCode code, const drogon::HttpRequest& req) {
+  if (code == drogon::k413RequestEntityTooLarge) return errorResponse(payloadTooLarge());
+  std::string allow = allowedMethods(req.path());
+  if (allow.empty()) return errorResponse(Error::notFound(std::format("no route for {} {}", req.methodString(), req.path())));
+  if (req.method() == drogon::Options) {
+    auto resp = drogon::HttpResponse::newHttpResponse();
+    resp->setStatusCode(drogon::k204NoContent);
+    resp->addHeader("Allow", allow);
+    return resp;
+  }
+  if (code == drogon::k405MethodNotAllowed || code == drogon::k404NotFound || code == drogon::k403Forbidden) {
+    auto resp = errorResponse(Error{ErrorCode::kMethodNotAllowed,
+                                    std::format("method {} is not allowed on {} (allowed: {})", req.methodString(),
+                                                req.path(), allow),
+                                    {}});
+    resp->addHeader("Allow", allow);
+    return resp;
+  }
+  return errorResponse(Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code))));
 }
 
 }  // namespace
@@ -52,7 +84,7 @@ void configureServer(const ApiContext& ctx) {
   auto& app = drogon::app();
   const Config& c = ctx.config;
   g_max_body_bytes = c.http_max_body_bytes;
-  app.addListener(c.http_host, static_cast<uint16_t>(c.http_port));
+  app.addListener(c.http_host, c.http_port == 0 ? freePort() : static_cast<std::uint16_t>(c.http_port));
   app.setThreadNum(c.http_threads > 0 ? static_cast<size_t>(c.http_threads) : 0);
   // Drogon answers bodies over its own limit with a bare 413 and closes the connection, so its
   // limit sits well above ours: most oversize bodies reach the check below and get a JSON error.
@@ -73,7 +105,7 @@ void configureServer(const ApiContext& ctx) {
                                                                  drogon::AdviceCallback&& respond,
                                                                  drogon::AdviceChainCallback&& next) {
     if (static_cast<std::int64_t>(req->body().size()) > limit) {
-      return respond(errorResponse(frameworkError(drogon::k413RequestEntityTooLarge, *req)));
+      return respond(errorResponse(payloadTooLarge()));
     }
     next();
   });
@@ -97,18 +129,10 @@ void configureServer(const ApiContext& ctx) {
     else
       log::info("http", fields);
   });
-  app.setCustomErrorHandler([](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) {
-    return errorResponse(frameworkError(code, *req));
-  });
-  // No handler matched: a known path with another method is a 405, anything else a 404.
+  app.setCustomErrorHandler(
+      [](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) { return unroutedResponse(code, *req); });
   app.setDefaultHandler([](const drogon::HttpRequestPtr& req, Callback&& cb) {
-    std::string allow = allowedMethods(req->path());
-    if (allow.empty()) return cb(errorResponse(frameworkError(drogon::k404NotFound, *req)));
-    auto resp = errorResponse(Error{ErrorCode::kMethodNotAllowed,
-                                    std::format("method {} is not allowed on {} (allowed: {})", req->methodString(),
-                                                req->path(), allow), {}});
-    resp->addHeader("Allow", allow);
-    cb(resp);
+    cb(unroutedResponse(drogon::k404NotFound, *req));
   });
 
   registerJobRoutes(ctx);

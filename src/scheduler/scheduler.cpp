@@ -181,6 +181,7 @@ void Scheduler::runJob(ModelQueue& q, Session& session, Job job, const std::stri
       log::info("job: completed", {{"job_id", job.id}, {"model", job.model}});
     }
   } else {
+    if (result.error().message.empty()) result.error().message = "the backend failed without saying why";
     if (auto r = store_.fail(job.id, owner, result.error().message); !r) {
       log::error("job: could not record failure", {{"job_id", job.id}, {"error", r.error().message}});
     }

@@ -103,6 +103,13 @@ def test_body_over_the_limit_is_413(server):
     assert r.status_code == 202, r.text
 
 
+def test_huge_body_is_refused_and_the_server_survives(server):
+    # Far past the limit the HTTP layer answers 413 itself and closes the connection.
+    body = json.dumps({"model": "echo", "prompt": "x" * (3 << 20)})
+    r = post_raw(server, body, timeout=60)
+    assert r.status_code == 413, r.text
+
+
 def test_unknown_job_is_404(server):
     err = assert_error(server.get("/job/999999"), 404, "not_found", "job 999999 not found")
     assert err["type"] == "not_found_error"
@@ -150,9 +157,16 @@ def test_bad_list_queries(server, query, param, message):
     assert_error(server.get(f"/job?{query}"), 400, "invalid_request", message, param=param)
 
 
-def test_wrong_method_on_a_known_route_is_405(server):
-    r = server.post("/healthz")
-    assert_error(r, 405, None, "method POST is not allowed on /healthz")
+@pytest.mark.parametrize("method,path,allow", [
+    ("POST", "/healthz", "GET"), ("DELETE", "/healthz", "GET"), ("POST", "/version", "GET"),
+    ("POST", "/models", "GET"), ("PUT", "/job", "GET, POST"), ("DELETE", "/job", "GET, POST"),
+    ("DELETE", "/job/1", "GET"), ("POST", "/job/1", "GET"),
+])
+def test_wrong_method_on_a_known_path_is_405(server, method, path, allow):
+    r = server.request(method, path)
+    err = assert_error(r, 405, "method_not_allowed", f"method {method} is not allowed on {path}")
+    assert err["param"] is None
+    assert {m.strip() for m in r.headers.get("Allow", "").split(",")} == {m.strip() for m in allow.split(",")}, r.headers
 
 
 def test_every_error_carries_request_id(server):

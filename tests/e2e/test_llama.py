@@ -48,7 +48,8 @@ def test_models_listing(server):
     assert tiny["details"]["n_params"] > 0
     # A relative 'file' resolves against the manifest's folder.
     assert models["relative"]["state"] == "ready", models["relative"]
-    assert models["relative"]["details"]["n_ctx"] == 128
+    # GET /models reports the context libllama made: it rounds the requested 128 up to 256.
+    assert models["relative"]["details"]["n_ctx"] == 256
 
 
 def test_completion(server):

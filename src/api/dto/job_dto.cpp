@@ -72,7 +72,8 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   if (auto p = body.find("priority"); p != body.end() && !p->is_null()) {
     if (!p->is_number_integer())
       return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
-    auto v = p->is_number_unsigned() ? 1000 : p->get<std::int64_t>();
+    // Non-negative JSON integers parse as unsigned; anything that large is out of range anyway.
+    auto v = p->is_number_unsigned() && p->get<std::uint64_t>() > 100 ? 1000 : p->get<std::int64_t>();
     if (v < -100 || v > 100)
       return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);

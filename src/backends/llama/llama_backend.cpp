@@ -114,6 +114,7 @@ class LlamaBackend final : public Backend {
     // Fail at load, not at the first job, if a context cannot be made.
     auto probe = LlamaSession::create(model, o);
     if (!probe) return fail(probe.error());
+    o.n_ctx = (*probe)->contextSize();
     return std::make_shared<LlamaModel>(std::move(model), o);
   }
 };

@@ -105,6 +105,8 @@ Result<std::unique_ptr<LlamaSession>> LlamaSession::create(std::shared_ptr<llama
   return session;
 }
 
+int LlamaSession::contextSize() const { return static_cast<int>(llama_n_ctx(ctx_.get())); }
+
 Result<std::vector<llama_token>> LlamaSession::tokenize(const std::string& text) const {
   const llama_vocab* vocab = llama_model_get_vocab(model_.get());
   int cap = static_cast<int>(text.size()) + 8;

@@ -21,6 +21,8 @@ class LlamaSession final : public Session {
   static Result<std::unique_ptr<LlamaSession>> create(std::shared_ptr<llama_model> model,
                                                       const SessionOptions& options);
   Result<nlohmann::json> run(const Job& job, JobControl& control) override;
+  // The context size libllama actually made (it rounds the requested n_ctx up).
+  int contextSize() const;
 
  private:
   LlamaSession(std::shared_ptr<llama_model> model, ContextPtr ctx, SessionOptions options)
