@@ -349,6 +349,21 @@ class ServerFactory:
     def cleanup(self) -> None:
         for s in self.servers:
             s.cleanup()
+        # Under ASan/UBSan a report does not always crash the server: look for one in every log.
+        found = []
+        for s in self.servers:
+            for path in s.log_paths:
+                text = path.read_text(errors="replace") if path.exists() else ""
+                for marker in SANITIZER_MARKERS:
+                    at = text.find(marker)
+                    if at >= 0:
+                        found.append(f"{path}:\n{text[max(0, at - 200):at + 3000]}")
+                        break
+        if found:
+            pytest.fail("sanitizer report in the server log:\n" + "\n\n".join(found))
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
 
 
 @pytest.fixture
