@@ -6,6 +6,9 @@
 //   LoadedModel   the weights of one model, shared by all its workers; newSession() is thread-safe.
 //   Session       one worker's private state (e.g. a llama_context). The scheduler never calls a
 //                 Session concurrently, so backends need no locks of their own.
+//   BatchSession  for backends that advance many jobs in one step (continuous batching): the
+//                 scheduler's single batch worker adds jobs between steps and calls step() in a
+//                 loop. Also never called concurrently.
 #pragma once
 
 #include <filesystem>
@@ -37,8 +40,28 @@ class JobControl {
   // True once the job should stop early (cancellation, shutdown deadline). Backends poll it
   // between steps (or from their library's abort callback) and return what they have.
   virtual bool cancelled() const = 0;
-  // Progress notes for observers (tokens generated, percent done). Never blocks on clients.
+  // Progress notes for observers: {"type": "token", "text": "..."} for generated text, or
+  // {"type": "progress", ...}. Never blocks on clients.
   virtual void progress(const nlohmann::json& event) = 0;
+};
+
+// How one job of a batch ended. A job stopped because control.cancelled() became true returns
+// its partial result with "finish_reason": "cancelled".
+struct BatchOutcome {
+  JobId id = 0;
+  Result<nlohmann::json> result;
+};
+
+class BatchSession {
+ public:
+  virtual ~BatchSession() = default;
+  virtual int capacity() const = 0;  // jobs that can be active at once
+  virtual int active() const = 0;
+  // Takes a job into a free slot (requires active() < capacity()). `control` stays valid until
+  // the job's outcome is returned. An error here ends the job FAILED at once.
+  virtual Result<void> add(const Job& job, JobControl& control) = 0;
+  // Advances every active job by one step and returns those that ended in it.
+  virtual std::vector<BatchOutcome> step() = 0;
 };
 
 class Session {
@@ -53,7 +76,14 @@ class LoadedModel {
  public:
   virtual ~LoadedModel() = default;
   // Thread-safe. Each scheduler worker opens one session and keeps it.
-  virtual Result<std::unique_ptr<Session>> newSession() = 0;
+  virtual Result<std::unique_ptr<Session>> newSession() {
+    return fail(Error::internal("this model runs jobs in batches (newBatchSession)"));
+  }
+  // Batched models return true; the scheduler then opens one BatchSession instead of sessions.
+  virtual bool batched() const { return false; }
+  virtual Result<std::unique_ptr<BatchSession>> newBatchSession() {
+    return fail(Error::internal("this model runs one job per session (newSession)"));
+  }
   // Facts worth showing in GET /models (context size, parameters, ...).
   virtual nlohmann::json describe() const { return nlohmann::json::object(); }
 };
@@ -65,6 +95,11 @@ class Backend {
   // Job types this backend can serve; a manifest's `type` must be one of them. The first is the
   // default.
   virtual std::vector<std::string> jobTypes() const = 0;
+  // The job types a model with manifest type `manifest_type` accepts (a completion model also
+  // takes chat jobs, say).
+  virtual std::vector<std::string> servedTypes(std::string_view manifest_type) const {
+    return {std::string(manifest_type)};
+  }
   // Checks a job's params before the job is stored (so bad input never becomes a FAILED job).
   // Must not need the model loaded. Returns the error naming the offending field.
   virtual Result<void> validateParams(std::string_view type, const nlohmann::json& params) const = 0;

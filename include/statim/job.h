@@ -50,6 +50,7 @@ struct Job {
   // Lease: which worker holds a PROCESSING job, and until when (see JobStore).
   std::string lease_owner;
   std::optional<Micros> lease_expires_at;
+  bool cancel_requested = false;
 };
 
 }  // namespace statim

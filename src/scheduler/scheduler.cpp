@@ -20,16 +20,25 @@ struct Scheduler::ModelQueue {
   std::vector<std::thread> workers;
 };
 
-// What a backend sees of its job's fate. Cancellation of single jobs arrives in a later issue;
-// today only the end of a shutdown's grace period stops a running job.
+// What a backend sees of its job: its own cancel flag, the shutdown deadline, and the event hub.
 class Scheduler::Control final : public JobControl {
  public:
-  explicit Control(const std::atomic<bool>& hard_stop) : hard_stop_(hard_stop) {}
-  bool cancelled() const override { return hard_stop_.load(std::memory_order_relaxed); }
-  void progress(const nlohmann::json&) override {}
+  Control(JobId id, const std::atomic<bool>& hard_stop, JobEvents& events)
+      : id_(id), hard_stop_(hard_stop), events_(events) {}
+  bool cancelled() const override {
+    return cancel_.load(std::memory_order_relaxed) || hard_stop_.load(std::memory_order_relaxed);
+  }
+  void progress(const nlohmann::json& event) override {
+    events_.publish({id_, event.value("type", "progress"), event});
+  }
+  void requestCancel() { cancel_ = true; }
+  bool cancelRequested() const { return cancel_.load(); }
 
  private:
+  JobId id_;
+  std::atomic<bool> cancel_{false};
   const std::atomic<bool>& hard_stop_;
+  JobEvents& events_;
 };
 
 namespace {
@@ -81,6 +90,11 @@ void Scheduler::startModel(const std::string& model_id) {
   auto it = queues_.find(model_id);
   if (stopping_ || it == queues_.end() || !it->second->workers.empty()) return;
   ModelQueue& q = *it->second;
+  if (entry->loaded->batched()) {
+    // One thread drives the model's batch; `parallel` is its capacity.
+    q.workers.emplace_back([this, &q, loaded = entry->loaded] { batchLoop(q, loaded); });
+    return;
+  }
   for (int i = 0; i < entry->manifest.parallel; ++i) {
     q.workers.emplace_back([this, &q, loaded = entry->loaded, i] { workerLoop(q, loaded, i); });
   }
@@ -101,7 +115,14 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     return done(fail(Error{ErrorCode::kModelUnavailable,
                            std::format("model '{}' failed to load: {}", job.model, entry->reason), "model"}));
   }
-  job.type = entry->manifest.type;
+  auto served = entry->backend->servedTypes(entry->manifest.type);
+  if (job.type.empty()) job.type = entry->manifest.type;
+  if (std::ranges::find(served, job.type) == served.end()) {
+    std::string list;
+    for (auto& t : served) list += (list.empty() ? "" : ", ") + t;
+    return done(fail(Error::invalid(
+        std::format("model '{}' does not serve {} jobs (it serves: {})", job.model, job.type, list), "model")));
+  }
   if (auto r = entry->backend->validateParams(job.type, job.params); !r) return done(fail(r.error()));
 
   ModelQueue* q = nullptr;
@@ -124,10 +145,26 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     }
     if (r) {
       q->cv.notify_one();
+      events_.publish({r->id, "queued"});
       log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}});
     }
     done(std::move(r));
   });
+}
+
+std::optional<Job> Scheduler::claim(ModelQueue& q, const std::string& owner) {
+  auto lease = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
+  auto claimed = store_.claimNext(q.id, owner, lease);
+  if (!claimed) {
+    log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
+    return std::nullopt;
+  }
+  return std::move(*claimed);
+}
+
+void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
+  std::unique_lock lock(mu_);
+  q.cv.wait_for(lock, options_.poll_interval, [&] { return stopping_ || q.generation != seen; });
 }
 
 void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
@@ -143,49 +180,125 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
       std::lock_guard lock(mu_);
       seen = q.generation;
     }
-    auto claimed =
-        store_.claimNext(q.id, owner, std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count());
-    if (!claimed) {
-      log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
-    } else if (*claimed) {
-      runJob(q, **session, std::move(**claimed), owner);
+    if (auto job = claim(q, owner)) {
+      Control control(job->id, hard_stop_, events_);
+      began(q, *job, owner, control);
+      Result<nlohmann::json> result = fail(Error::internal("not run"));
+      try {
+        result = (*session)->run(*job, control);
+      } catch (const std::exception& e) {
+        result = fail(Error::internal(std::format("backend threw: {}", e.what())));
+      }
+      finish(q, *job, owner, control, std::move(result));
       continue;
     }
-    std::unique_lock lock(mu_);
-    q.cv.wait_for(lock, options_.poll_interval, [&] { return stopping_ || q.generation != seen; });
+    waitForWork(q, seen);
   }
 }
 
-void Scheduler::runJob(ModelQueue& q, Session& session, Job job, const std::string& owner) {
+void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
+  const std::string owner = std::format("{}/{}/batch", options_.node_id, q.id);
+  auto session = model->newBatchSession();
+  if (!session) {
+    log::error("scheduler: could not open a batch session", {{"model", q.id}, {"error", session.error().message}});
+    return;
+  }
+  BatchSession& batch = **session;
+  struct Active {
+    Job job;
+    std::unique_ptr<Control> control;
+  };
+  std::map<JobId, Active> active;
+  while (true) {
+    std::uint64_t seen;
+    {
+      std::lock_guard lock(mu_);
+      seen = q.generation;
+    }
+    // Between steps: fill free slots (new jobs join the running batch).
+    while (!stopping_ && batch.active() < batch.capacity()) {
+      auto job = claim(q, owner);
+      if (!job) break;
+      auto control = std::make_unique<Control>(job->id, hard_stop_, events_);
+      began(q, *job, owner, *control);
+      if (auto r = batch.add(*job, *control); !r) {
+        finish(q, *job, owner, *control, fail(r.error()));
+        continue;
+      }
+      JobId id = job->id;
+      active.emplace(id, Active{std::move(*job), std::move(control)});
+    }
+    if (active.empty()) {
+      if (stopping_) return;
+      waitForWork(q, seen);
+      continue;
+    }
+    if (hard_stop_) {
+      // Grace period over: leave the rest PROCESSING; the next start requeues them.
+      for (auto& [id, a] : active) finish(q, a.job, owner, *a.control, fail(Error::internal("interrupted")));
+      return;
+    }
+    std::vector<BatchOutcome> outcomes;
+    try {
+      outcomes = batch.step();
+    } catch (const std::exception& e) {
+      // A throwing step poisons the whole batch: fail its jobs, keep serving.
+      for (auto& [id, a] : active) outcomes.push_back({id, fail(Error::internal(std::format("backend threw: {}", e.what())))});
+    }
+    for (auto& o : outcomes) {
+      auto it = active.find(o.id);
+      if (it == active.end()) continue;
+      finish(q, it->second.job, owner, *it->second.control, std::move(o.result));
+      active.erase(it);
+    }
+  }
+}
+
+void Scheduler::began(ModelQueue& q, const Job& job, const std::string& owner, Control& control) {
   {
     std::lock_guard lock(mu_);
     if (q.queued > 0) --q.queued;
     ++q.running;
-    running_[job.id] = owner;
+    running_[job.id] = {owner, &control};
   }
+  // A cancel may have been requested between the claim and now (or on another node).
+  if (job.cancel_requested) control.requestCancel();
+  events_.publish({job.id, "started", {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
-  Control control(hard_stop_);
-  Result<nlohmann::json> result = fail(Error::internal("not run"));
-  try {
-    result = session.run(job, control);
-  } catch (const std::exception& e) {
-    result = fail(Error::internal(std::format("backend threw: {}", e.what())));
-  }
-  if (hard_stop_) {
-    // Cut short by shutdown: leave it PROCESSING; the next start requeues it.
+}
+
+void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control,
+                       Result<nlohmann::json> result) {
+  const char* event = nullptr;
+  if (hard_stop_ && !control.cancelRequested()) {
     log::warn("job: interrupted by shutdown, will be requeued", {{"job_id", job.id}, {"model", job.model}});
+  } else if (control.cancelRequested()) {
+    nlohmann::json partial = result ? *result : nlohmann::json(nullptr);
+    if (auto r = store_.finishCancelled(job.id, owner, partial); !r) {
+      log::error("job: could not record cancellation", {{"job_id", job.id}, {"error", r.error().message}});
+    } else {
+      event = "cancelled";
+      log::info("job: cancelled", {{"job_id", job.id}, {"model", job.model}});
+    }
   } else if (result) {
     if (auto r = store_.complete(job.id, owner, *result); !r) {
       log::error("job: could not record completion", {{"job_id", job.id}, {"error", r.error().message}});
     } else {
+      event = "completed";
       log::info("job: completed", {{"job_id", job.id}, {"model", job.model}});
     }
   } else {
     if (result.error().message.empty()) result.error().message = "the backend failed without saying why";
     if (auto r = store_.fail(job.id, owner, result.error().message); !r) {
       log::error("job: could not record failure", {{"job_id", job.id}, {"error", r.error().message}});
+    } else {
+      event = "failed";
     }
     log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", result.error().message}});
+  }
+  if (event) {
+    auto final_job = store_.get(job.id);
+    if (final_job) events_.publish({job.id, event, {{"status", toString(final_job->status)}}});
   }
   {
     std::lock_guard lock(mu_);
@@ -193,6 +306,25 @@ void Scheduler::runJob(ModelQueue& q, Session& session, Job job, const std::stri
     running_.erase(job.id);
   }
   idle_cv_.notify_all();
+}
+
+Result<Job> Scheduler::cancel(JobId id) {
+  auto outcome = store_.requestCancel(id);
+  if (!outcome) return fail(outcome.error());
+  auto& job = outcome->job;
+  if (outcome->before == JobStatus::kQueued) {
+    // It was QUEUED: release its queue slot and tell observers.
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = queues_.find(job.model); it != queues_.end() && it->second->queued > 0) --it->second->queued;
+    }
+    events_.publish({id, "cancelled", {{"status", "CANCELLED"}}});
+    log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
+  } else if (outcome->before == JobStatus::kProcessing) {
+    std::lock_guard lock(mu_);
+    if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
+  }
+  return job;
 }
 
 void Scheduler::leaseLoop() {
@@ -204,9 +336,15 @@ void Scheduler::leaseLoop() {
     if (joined_) break;
     auto running = running_;
     lock.unlock();
-    for (auto& [id, owner] : running) {
-      if (auto r = store_.heartbeat(id, owner, lease_us); !r && r.error().code != ErrorCode::kConflict) {
+    for (auto& [id, run] : running) {
+      auto r = store_.heartbeat(id, run.owner, lease_us);
+      if (!r && r.error().code != ErrorCode::kConflict) {
         log::error("scheduler: lease renewal failed", {{"job_id", id}, {"error", r.error().message}});
+      }
+      if (r && *r) {
+        // Cancelled through another node sharing the store.
+        std::lock_guard relock(mu_);
+        if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
       }
     }
     // Jobs whose worker vanished (another node crashed) go back to the queue.

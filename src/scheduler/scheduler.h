@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "models/model_registry.h"
+#include "scheduler/job_events.h"
 #include "statim/error.h"
 #include "statim/job.h"
 #include "store/job_store.h"
@@ -66,14 +67,34 @@ class Scheduler {
   // every running job finished within the grace period. Idempotent.
   bool shutdown(std::chrono::milliseconds grace);
 
+  // Cancels a job: a QUEUED one becomes CANCELLED at once; a PROCESSING one is asked to stop
+  // (within one step; it then ends CANCELLED with its partial result); a finished one is
+  // returned as it is. Errors: kNotFound.
+  Result<Job> cancel(JobId id);
+
+  // Live events of jobs (see job_events.h).
+  JobEvents& events() { return events_; }
+
   ModelQueueStats stats(const std::string& model_id) const;
   bool stopping() const { return stopping_.load(); }
 
  private:
   struct ModelQueue;
   class Control;
+  struct Running {
+    std::string owner;
+    Control* control;
+  };
   void workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index);
-  void runJob(ModelQueue& q, Session& session, Job job, const std::string& owner);
+  void batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model);
+  // Claims the next job of q, or nullopt (store errors are logged).
+  std::optional<Job> claim(ModelQueue& q, const std::string& owner);
+  // Waits until a submission for q arrives (or the poll interval passes, or stopping).
+  void waitForWork(ModelQueue& q, std::uint64_t seen);
+  void began(ModelQueue& q, const Job& job, const std::string& owner, Control& control);
+  // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop).
+  void finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control,
+              Result<nlohmann::json> result);
   void leaseLoop();
 
   JobStore& store_;
@@ -82,7 +103,7 @@ class Scheduler {
 
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<ModelQueue>> queues_;  // guarded by mu_ (map shape fixed at construction)
-  std::map<JobId, std::string> running_;                       // job -> lease owner; guarded by mu_
+  std::map<JobId, Running> running_;                           // guarded by mu_
   std::condition_variable idle_cv_;                            // signalled when a job finishes
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hard_stop_{false};  // grace period over: running jobs should stop now
@@ -90,6 +111,7 @@ class Scheduler {
 
   std::condition_variable lease_cv_;
   std::thread lease_thread_;
+  JobEvents events_;
 };
 
 }  // namespace statim

@@ -7,7 +7,10 @@
 // `FOR UPDATE SKIP LOCKED` fits the same contract):
 //   claimNext     atomically moves the best QUEUED job of a model (highest priority, then oldest)
 //                 to PROCESSING, owned by `owner` until now+lease; attempts += 1.
-//   heartbeat     extends the lease of a job the owner still holds.
+//   heartbeat     extends the lease of a job the owner still holds; answers whether someone asked
+//                 to cancel it (so the node running it learns of a cancel made on another node).
+//   requestCancel QUEUED -> CANCELLED at once; PROCESSING -> cancel_requested, for the owner to
+//                 stop it and call finishCancelled; a finished job is returned unchanged.
 //   complete/fail/finishCancelled only succeed for the current owner of a PROCESSING job
 //                 (kConflict otherwise), so a worker whose lease expired cannot overwrite the
 //                 outcome of the worker that took the job over.
@@ -39,6 +42,11 @@ struct JobPage {
   std::int64_t total = 0;  // matching jobs, ignoring limit/offset
 };
 
+struct CancelOutcome {
+  Job job;            // after the change
+  JobStatus before;   // the status the cancel found
+};
+
 struct RequeueReport {
   std::vector<JobId> requeued;
   std::vector<JobId> failed;
@@ -58,9 +66,14 @@ class JobStore {
   virtual Result<JobPage> list(const JobFilter& filter) = 0;
 
   virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) = 0;
-  virtual Result<void> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
+  // Returns true when a cancel has been requested for the job.
+  virtual Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
   virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) = 0;
   virtual Result<void> fail(JobId id, const std::string& owner, const std::string& error) = 0;
+  // Ends a PROCESSING job as CANCELLED, keeping what it produced so far (may be null).
+  virtual Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) = 0;
+  // See requestCancel above. kNotFound for an unknown id.
+  virtual Result<CancelOutcome> requestCancel(JobId id) = 0;
   virtual Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) = 0;
 
   // QUEUED jobs per model (the scheduler seeds its admission counters with this).

@@ -1,4 +1,5 @@
 # Writes OUT: a C++ array NAME of {version, name, sql} from the migration FILES (NNNN_name.sql).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "#include \"store/migrations/migration.h\"\nnamespace statim {\nconst std::vector<Migration> ${NAME} = {\n")
 foreach(f ${FILES})
   get_filename_component(base ${f} NAME_WE)

@@ -13,7 +13,7 @@ namespace {
 constexpr size_t kMaxBatch = 1024;
 constexpr const char* kCols =
     "id, model, type, prompt, params, priority, status, status_message, created_at, started_at, "
-    "finished_at, result, error, attempts, lease_owner, lease_expires_at";
+    "finished_at, result, error, attempts, lease_owner, lease_expires_at, cancel_requested";
 
 Job rowToJob(const SqliteStatement& s) {
   Job j;
@@ -37,6 +37,7 @@ Job rowToJob(const SqliteStatement& s) {
   j.attempts = static_cast<int>(s.columnInt(13));
   j.lease_owner = s.columnText(14);
   j.lease_expires_at = s.columnOptInt(15);
+  j.cancel_requested = s.columnInt(16) != 0;
   return j;
 }
 
@@ -335,14 +336,20 @@ Result<std::optional<Job>> SqliteJobStore::claimNext(const std::string& model, c
   });
 }
 
-Result<void> SqliteJobStore::heartbeat(JobId id, const std::string& owner, Micros lease) {
-  return write<void>([&](SqliteDb& db) -> Result<void> {
+Result<bool> SqliteJobStore::heartbeat(JobId id, const std::string& owner, Micros lease) {
+  return write<bool>([&](SqliteDb& db) -> Result<bool> {
     auto st = db.prepare(
-        "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3");
+        "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3"
+        " RETURNING cancel_requested");
     if (!st) return statim::fail(st.error());
-    if (auto r = (*st)->bind(1, nowMicros() + lease).bind(2, id).bind(3, owner).run(); !r) return r;
-    if (db.changes() == 0) return statim::fail(conflict(id, owner));
-    return ok();
+    auto& s = **st;
+    s.bind(1, nowMicros() + lease).bind(2, id).bind(3, owner);
+    auto row = s.step();
+    if (!row) return statim::fail(row.error());
+    if (!*row) return statim::fail(conflict(id, owner));
+    bool cancel = s.columnInt(0) != 0;
+    s.reset();
+    return cancel;
   });
 }
 
@@ -368,6 +375,58 @@ Result<void> SqliteJobStore::fail(JobId id, const std::string& owner, const std:
     if (auto r = (*st)->bind(1, error).bind(2, nowMicros()).bind(3, id).bind(4, owner).run(); !r) return r;
     if (db.changes() == 0) return statim::fail(conflict(id, owner));
     return ok();
+  });
+}
+
+Result<void> SqliteJobStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
+  std::optional<std::string> text;
+  if (!partial.is_null()) text = dumpJson(partial);
+  return write<void>([&](SqliteDb& db) -> Result<void> {
+    auto st = db.prepare(
+        "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled while running', result = ?1,"
+        " finished_at = ?2, lease_owner = '', lease_expires_at = NULL"
+        " WHERE id = ?3 AND status = 'PROCESSING' AND lease_owner = ?4");
+    if (!st) return statim::fail(st.error());
+    auto& s = **st;
+    if (text) s.bind(1, *text);
+    s.bind(2, nowMicros()).bind(3, id).bind(4, owner);
+    if (auto r = s.run(); !r) return r;
+    if (db.changes() == 0) return statim::fail(conflict(id, owner));
+    return ok();
+  });
+}
+
+Result<CancelOutcome> SqliteJobStore::requestCancel(JobId id) {
+  return write<CancelOutcome>([&](SqliteDb& db) -> Result<CancelOutcome> {
+    // One transaction: read the status, then change it according to what it was.
+    auto select = [&]() -> Result<Job> {
+      auto st = db.prepare(std::format("SELECT {} FROM jobs WHERE id = ?1", kCols));
+      if (!st) return statim::fail(st.error());
+      auto& s = **st;
+      s.bind(1, id);
+      auto row = s.step();
+      if (!row) return statim::fail(row.error());
+      if (!*row) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
+      Job j = rowToJob(s);
+      s.reset();
+      return j;
+    };
+    auto before = select();
+    if (!before) return statim::fail(before.error());
+    const char* sql = nullptr;
+    if (before->status == JobStatus::kQueued) {
+      sql = "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled before it started',"
+            " finished_at = ?2 WHERE id = ?1";
+    } else if (before->status == JobStatus::kProcessing) {
+      sql = "UPDATE jobs SET cancel_requested = 1, status_message = 'cancelling' WHERE id = ?1 AND ?2 > 0";
+    }
+    if (!sql) return CancelOutcome{*before, before->status};
+    auto st = db.prepare(sql);
+    if (!st) return statim::fail(st.error());
+    if (auto r = (*st)->bind(1, id).bind(2, nowMicros()).run(); !r) return statim::fail(r.error());
+    auto after = select();
+    if (!after) return statim::fail(after.error());
+    return CancelOutcome{std::move(*after), before->status};
   });
 }
 

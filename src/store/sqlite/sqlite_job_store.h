@@ -28,9 +28,11 @@ class SqliteJobStore final : public JobStore {
   Result<Job> get(JobId id) override;
   Result<JobPage> list(const JobFilter& filter) override;
   Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) override;
-  Result<void> heartbeat(JobId id, const std::string& owner, Micros lease) override;
+  Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
   Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) override;
   Result<void> fail(JobId id, const std::string& owner, const std::string& error) override;
+  Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) override;
+  Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;
 
