@@ -22,7 +22,8 @@ std::string allowedMethods(const std::string& request_path);
 template <typename Handler>
 void addRoute(const std::string& path, drogon::HttpMethod method, Handler&& handler) {
   noteRoute(path, method);
-  drogon::app().registerHandler(path, std::forward<Handler>(handler), {method});
+  // Always hand Drogon its own copy: given an lvalue it would keep a reference to it.
+  drogon::app().registerHandler(path, std::decay_t<Handler>(std::forward<Handler>(handler)), {method});
 }
 
 }  // namespace statim::api

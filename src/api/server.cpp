@@ -138,6 +138,7 @@ void configureServer(const ApiContext& ctx) {
   registerJobRoutes(ctx);
   registerModelRoutes(ctx);
   registerSystemRoutes(ctx);
+  registerOpenAiRoutes(ctx);
 }
 
 }  // namespace statim::api

@@ -23,5 +23,6 @@ void configureServer(const ApiContext& ctx);
 void registerJobRoutes(const ApiContext& ctx);
 void registerModelRoutes(const ApiContext& ctx);
 void registerSystemRoutes(const ApiContext& ctx);
+void registerOpenAiRoutes(const ApiContext& ctx);
 
 }  // namespace statim::api

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@ struct JobEvent {
   JobId job_id = 0;
   std::string type;
   nlohmann::json data = nlohmann::json::object();
+  std::optional<Job> job;  // the final job, on terminal events
   bool terminal() const { return type == "completed" || type == "failed" || type == "cancelled"; }
 };
 

@@ -298,7 +298,7 @@ void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, 
   }
   if (event) {
     auto final_job = store_.get(job.id);
-    if (final_job) events_.publish({job.id, event, {{"status", toString(final_job->status)}}});
+    if (final_job) events_.publish({job.id, event, {{"status", toString(final_job->status)}}, std::move(*final_job)});
   }
   {
     std::lock_guard lock(mu_);
@@ -318,7 +318,7 @@ Result<Job> Scheduler::cancel(JobId id) {
       std::lock_guard lock(mu_);
       if (auto it = queues_.find(job.model); it != queues_.end() && it->second->queued > 0) --it->second->queued;
     }
-    events_.publish({id, "cancelled", {{"status", "CANCELLED"}}});
+    events_.publish({id, "cancelled", {{"status", "CANCELLED"}}, job});
     log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
   } else if (outcome->before == JobStatus::kProcessing) {
     std::lock_guard lock(mu_);

@@ -160,7 +160,7 @@ def test_bad_list_queries(server, query, param, message):
 @pytest.mark.parametrize("method,path,allow", [
     ("POST", "/healthz", "GET"), ("DELETE", "/healthz", "GET"), ("POST", "/version", "GET"),
     ("POST", "/models", "GET"), ("PUT", "/job", "GET, POST"), ("DELETE", "/job", "GET, POST"),
-    ("DELETE", "/job/1", "GET"), ("POST", "/job/1", "GET"),
+    ("PUT", "/job/1", "GET, DELETE"), ("POST", "/job/1", "GET, DELETE"), ("GET", "/job/1/cancel", "POST"),
 ])
 def test_wrong_method_on_a_known_path_is_405(server, method, path, allow):
     r = server.request(method, path)

@@ -1,10 +1,12 @@
-// POST /job, GET /job/{id}, GET /job
+// POST /job, GET /job/{id}, GET /job, POST /job/{id}/cancel, DELETE /job/{id}, GET /job/{id}/events
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
 
 #include "api/dto/job_dto.h"
 #include "api/errors.h"
+#include "api/follow.h"
+#include "api/sse.h"
 #include "api/http_util.h"
 #include "api/routes.h"
 #include "api/server.h"
@@ -61,6 +63,42 @@ void registerJobRoutes(const ApiContext& ctx) {
     for (auto& j : page->jobs) jobs.push_back(jobToJson(j));
     cb(orderedJsonResponse(nlohmann::ordered_json{
         {"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
+  });
+
+  auto cancel = [&ctx](const HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
+    auto id = parseJobId(id_text);
+    if (!id) return cb(errorResponse(id.error()));
+    auto job = ctx.scheduler.cancel(*id);
+    if (!job) return cb(errorResponse(job.error()));
+    cb(orderedJsonResponse(jobToJson(*job)));
+  };
+  addRoute("/job/{id}/cancel", drogon::Post, cancel);
+  addRoute("/job/{id}", drogon::Delete, cancel);
+
+  // The job's life as Server-Sent Events: "state" first (the job now, and data.text so far),
+  // then queued / started / token / completed | failed | cancelled. A client may join any time;
+  // leaving does not cancel the job.
+  addRoute("/job/{id}/events", drogon::Get, [&ctx](const HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
+    auto id = parseJobId(id_text);
+    if (!id) return cb(errorResponse(id.error()));
+    if (auto job = ctx.store.get(*id); !job) return cb(errorResponse(job.error()));
+    cb(sseResponse([&ctx, id = *id](std::shared_ptr<SseStream> stream) {
+      auto r = followJob(ctx.store, ctx.scheduler.events(), id, [stream](const JobEvent& e) {
+        nlohmann::ordered_json data;
+        if (e.type == "state") {
+          data = {{"job", jobToJson(*e.job)}, {"text", e.data.value("text", "")}};
+        } else if (e.job) {
+          data = {{"job", jobToJson(*e.job)}};
+        } else {
+          data = nlohmann::ordered_json(e.data);
+          data["job_id"] = e.job_id;
+        }
+        bool open = stream->send(e.type, data.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+        if (e.terminal()) stream->close();
+        return open;
+      });
+      if (!r) stream->close();
+    }));
   });
 }
 

@@ -38,44 +38,75 @@ nlohmann::ordered_json jobToJson(const Job& j) {
 }
 
 Result<NewJob> parseNewJob(const nlohmann::json& body) {
-  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "params", "priority"};
+  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "messages", "input",
+                                                                  "params", "priority"};
   for (auto& [k, v] : body.items()) {
     if (std::ranges::find(kFields, k) == kFields.end()) {
-      return fail(Error::invalid(std::format("unknown field '{}' (allowed: model, prompt, params, priority)", k), k));
+      return fail(Error::invalid(
+          std::format("unknown field '{}' (allowed: model, prompt, messages, input, params, priority)", k), k));
     }
   }
   NewJob job;
   auto model = body.find("model");
-  if (model == body.end() || model->is_null())
+  if (model == body.end() || model->is_null()) {
     return fail(Error::invalid("'model' is required: the id of a model from GET /models", "model"));
-  if (!model->is_string())
-    return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
+  }
+  if (!model->is_string()) return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
   job.model = model->get<std::string>();
   if (job.model.empty()) return fail(Error::invalid("'model' must not be empty", "model"));
-  if (job.model.size() > kMaxModelBytes)
+  if (job.model.size() > kMaxModelBytes) {
     return fail(Error::invalid(std::format("'model' must be at most {} bytes", kMaxModelBytes), "model"));
-
-  auto prompt = body.find("prompt");
-  if (prompt == body.end() || prompt->is_null()) return fail(Error::invalid("'prompt' is required", "prompt"));
-  if (!prompt->is_string())
-    return fail(Error::invalid(std::format("'prompt' must be a string, not {}", prompt->type_name()), "prompt"));
-  job.prompt = prompt->get<std::string>();
-  if (job.prompt.empty()) return fail(Error::invalid("'prompt' must not be empty", "prompt"));
-  if (job.prompt.size() > kMaxPromptBytes)
-    return fail(Error::invalid(std::format("'prompt' must be at most {} bytes", kMaxPromptBytes), "prompt"));
+  }
 
   if (auto p = body.find("params"); p != body.end() && !p->is_null()) {
-    if (!p->is_object())
-      return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
+    if (!p->is_object()) return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
     job.params = *p;
   }
+  for (const char* inner : {"messages", "input"}) {
+    if (job.params.contains(inner)) {
+      return fail(Error::invalid(std::format("give '{}' at the top level, not inside 'params'", inner), std::string("params.") + inner));
+    }
+  }
+
+  // The input: exactly one of prompt (completion), messages (chat), input (embedding).
+  int given = body.contains("prompt") + body.contains("messages") + body.contains("input");
+  if (given == 0) return fail(Error::invalid("'prompt' is required (or 'messages' for chat, 'input' for embeddings)", "prompt"));
+  if (given > 1) return fail(Error::invalid("give only one of 'prompt', 'messages' and 'input'", "prompt"));
+  if (auto messages = body.find("messages"); messages != body.end()) {
+    if (!messages->is_array() || messages->empty()) {
+      return fail(Error::invalid("'messages' must be a non-empty list of {role, content}", "messages"));
+    }
+    job.type = "chat";
+    job.params["messages"] = *messages;
+    // The last user message stands for the job in listings.
+    for (auto& m : *messages) {
+      if (m.is_object() && m.value("role", "") == "user" && m.contains("content") && m["content"].is_string()) {
+        job.prompt = m["content"];
+      }
+    }
+  } else if (auto input = body.find("input"); input != body.end()) {
+    job.type = "embedding";
+    job.params["input"] = *input;
+    if (input->is_string()) job.prompt = *input;
+    else if (input->is_array() && !input->empty() && (*input)[0].is_string()) job.prompt = (*input)[0];
+  } else {
+    auto prompt = body.find("prompt");
+    if (prompt->is_null()) return fail(Error::invalid("'prompt' is required", "prompt"));
+    if (!prompt->is_string()) {
+      return fail(Error::invalid(std::format("'prompt' must be a string, not {}", prompt->type_name()), "prompt"));
+    }
+    job.prompt = prompt->get<std::string>();
+    if (job.prompt.empty()) return fail(Error::invalid("'prompt' must not be empty", "prompt"));
+  }
+  if (job.prompt.size() > kMaxPromptBytes) {
+    return fail(Error::invalid(std::format("'prompt' must be at most {} bytes", kMaxPromptBytes), "prompt"));
+  }
+
   if (auto p = body.find("priority"); p != body.end() && !p->is_null()) {
-    if (!p->is_number_integer())
-      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (!p->is_number_integer()) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     // Non-negative JSON integers parse as unsigned; anything that large is out of range anyway.
     auto v = p->is_number_unsigned() && p->get<std::uint64_t>() > 100 ? 1000 : p->get<std::int64_t>();
-    if (v < -100 || v > 100)
-      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (v < -100 || v > 100) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);
   }
   return job;

@@ -12,7 +12,8 @@ namespace statim::api {
 // The job as clients see it; `timestamp` keeps the original API's format.
 nlohmann::ordered_json jobToJson(const Job& job);
 
-// Validates a POST /job body: {"model", "prompt", "params"?, "priority"?}.
+// Validates a POST /job body: {"model", "prompt" | "messages" | "input", "params"?, "priority"?}.
+// "messages" makes a chat job, "input" an embedding job; both travel in params.
 Result<NewJob> parseNewJob(const nlohmann::json& body);
 
 // Parses a job id path segment: a positive decimal integer, nothing else.

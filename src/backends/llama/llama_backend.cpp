@@ -4,7 +4,10 @@
 #include <fstream>
 #include <mutex>
 
-#include "backends/llama/llama_session.h"
+#include "backends/llama/batch_session.h"
+#include "backends/llama/chat.h"
+#include "backends/llama/embedding_session.h"
+#include "backends/llama/sampling.h"
 #include "backends/params.h"
 #include "core/logging.h"
 
@@ -20,10 +23,8 @@ void initOnce() {
           if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
           std::string line = "llama: " + std::string(text);
           while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-          if (level == GGML_LOG_LEVEL_ERROR)
-            log::error(line);
-          else
-            log::warn(line);
+          if (level == GGML_LOG_LEVEL_ERROR) log::error(line);
+          else log::warn(line);
         },
         nullptr);
     ggml_backend_load_all();
@@ -37,8 +38,7 @@ namespace {
 // instead of a deep libllama failure.
 Result<void> checkGguf(const std::filesystem::path& file) {
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec))
-    return fail(Error::backend(std::format("model file not found: {}", file.string())));
+  if (!std::filesystem::exists(file, ec)) return fail(Error::backend(std::format("model file not found: {}", file.string())));
   std::ifstream in(file, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4)) return fail(Error::backend(std::format("cannot read model file {}", file.string())));
@@ -50,10 +50,17 @@ Result<void> checkGguf(const std::filesystem::path& file) {
 
 class LlamaModel final : public LoadedModel {
  public:
-  LlamaModel(std::shared_ptr<llama_model> model, SessionOptions options)
-      : model_(std::move(model)), options_(options) {}
+  LlamaModel(std::shared_ptr<llama_model> model, ContextOptions options, std::string type, int parallel)
+      : model_(std::move(model)), options_(std::move(options)), type_(std::move(type)), parallel_(parallel) {}
+
+  bool batched() const override { return type_ != "embedding"; }
+  Result<std::unique_ptr<BatchSession>> newBatchSession() override {
+    auto s = LlamaBatchSession::create(model_, options_, parallel_);
+    if (!s) return fail(s.error());
+    return std::unique_ptr<BatchSession>(std::move(*s));
+  }
   Result<std::unique_ptr<Session>> newSession() override {
-    auto s = LlamaSession::create(model_, options_);
+    auto s = EmbeddingSession::create(model_, options_);
     if (!s) return fail(s.error());
     return std::unique_ptr<Session>(std::move(*s));
   }
@@ -64,35 +71,57 @@ class LlamaModel final : public LoadedModel {
             {"n_params", llama_model_n_params(model_.get())},
             {"n_ctx_train", llama_model_n_ctx_train(model_.get())},
             {"n_ctx", options_.n_ctx},
-            {"n_vocab", llama_vocab_n_tokens(llama_model_get_vocab(model_.get()))}};
+            {"n_embd", llama_model_n_embd(model_.get())},
+            {"n_vocab", llama_vocab_n_tokens(llama_model_get_vocab(model_.get()))},
+            {"chat_template", !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr}};
   }
 
  private:
   std::shared_ptr<llama_model> model_;
-  SessionOptions options_;
+  ContextOptions options_;
+  std::string type_;
+  int parallel_;
 };
+
+Result<void> validateEmbeddingInput(const nlohmann::json& p) {
+  if (auto r = params::onlyKnown(p, {"input"}, "params"); !r) return r;
+  auto it = p.find("input");
+  if (it == p.end()) return ok();
+  auto bad = [] {
+    return fail(Error::invalid("'params.input' must be a non-empty string or a list of 1..2048 non-empty strings", "params.input"));
+  };
+  if (it->is_string()) return it->get_ref<const std::string&>().empty() ? bad() : ok();
+  if (!it->is_array() || it->empty() || it->size() > 2048) return bad();
+  for (auto& x : *it) {
+    if (!x.is_string() || x.get_ref<const std::string&>().empty()) return bad();
+  }
+  return ok();
+}
 
 class LlamaBackend final : public Backend {
  public:
   std::string_view name() const override { return "llama"; }
-  std::vector<std::string> jobTypes() const override { return {"completion"}; }
+  std::vector<std::string> jobTypes() const override { return {"completion", "chat", "embedding"}; }
+  std::vector<std::string> servedTypes(std::string_view manifest_type) const override {
+    if (manifest_type == "embedding") return {"embedding"};
+    return {"completion", "chat"};  // one generative model serves both
+  }
 
-  Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (auto r = params::onlyKnown(p, {"max_tokens", "temperature", "top_k", "top_p", "seed", "stop"}, "params"); !r)
-      return r;
-    if (auto r = params::integer(p, "max_tokens", 1, 32768, "params"); !r) return r;
-    if (auto r = params::number(p, "temperature", 0.0, 10.0, "params"); !r) return r;
-    if (auto r = params::integer(p, "top_k", 0, 100000, "params"); !r) return r;
-    if (auto r = params::number(p, "top_p", 0.0, 1.0, "params"); !r) return r;
-    if (auto r = params::integer(p, "seed", 0, 4294967295LL, "params"); !r) return r;
-    return params::stringOrList(p, "stop", 16, 256, "params");
+  Result<void> validateParams(std::string_view type, const nlohmann::json& p) const override {
+    if (type == "embedding") return validateEmbeddingInput(p);
+    if (type == "chat") {
+      if (auto r = validateSampling(p, {"messages"}); !r) return r;
+      return validateMessages(p);
+    }
+    return validateSampling(p, {});
   }
 
   Result<void> validateConfig(const ModelConfig& c) const override {
     if (c.file.empty()) return fail(Error::invalid("the llama backend needs 'file' (a GGUF model)", "file"));
-    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads"}, "params"); !r) return r;
+    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads", "chat_template"}, "params"); !r) return r;
     if (auto r = params::integer(c.params, "n_ctx", 16, 1 << 20, "params"); !r) return r;
     if (auto r = params::integer(c.params, "n_batch", 1, 1 << 16, "params"); !r) return r;
+    if (auto r = params::string(c.params, "chat_template", 1 << 16, "params"); !r) return r;
     return params::integer(c.params, "threads", 0, 1024, "params");
   }
 
@@ -102,20 +131,28 @@ class LlamaBackend final : public Backend {
     auto mp = llama_model_default_params();
     mp.load_mode = LLAMA_LOAD_MODE_MMAP;
     llama_model* raw = llama_model_load_from_file(c.file.c_str(), mp);
-    if (!raw)
-      return fail(Error::backend(
-          std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
+    if (!raw) {
+      return fail(Error::backend(std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
+    }
     std::shared_ptr<llama_model> model(raw, ModelDeleter{});
-    SessionOptions o;
+    ContextOptions o;
     int n_ctx_train = llama_model_n_ctx_train(raw);
     o.n_ctx = c.params.value("n_ctx", std::min(2048, n_ctx_train > 0 ? n_ctx_train : 2048));
     o.n_batch = c.params.value("n_batch", 512);
     o.threads = c.params.value("threads", 0);
-    // Fail at load, not at the first job, if a context cannot be made.
-    auto probe = LlamaSession::create(model, o);
-    if (!probe) return fail(probe.error());
-    o.n_ctx = (*probe)->contextSize();
-    return std::make_shared<LlamaModel>(std::move(model), o);
+    o.chat_template = c.params.value("chat_template", "");
+    // Make one context now: a model whose context cannot be made fails at load, not at its first
+    // job; and libllama may round n_ctx up, which GET /models should show.
+    if (c.type == "embedding") {
+      auto probe = EmbeddingSession::create(model, o);
+      if (!probe) return fail(probe.error());
+      o.n_ctx = (*probe)->contextSize();
+    } else {
+      auto probe = LlamaBatchSession::create(model, o, c.parallel);
+      if (!probe) return fail(probe.error());
+      o.n_ctx = (*probe)->contextPerSequence();
+    }
+    return std::make_shared<LlamaModel>(std::move(model), o, c.type, c.parallel);
   }
 };
 

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <format>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -36,20 +37,38 @@ class LlamaBackendTest : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   std::shared_ptr<LoadedModel> load(const std::filesystem::path& file,
-                                    nlohmann::json params = {{"n_ctx", 256}, {"threads", 2}}) {
-    ModelConfig c{.id = "t", .type = "completion", .file = file, .params = std::move(params)};
+                                    nlohmann::json params = {{"n_ctx", 256}, {"threads", 2}}, int parallel = 1,
+                                    std::string type = "completion") {
+    ModelConfig c{.id = "t", .type = type, .file = file, .params = std::move(params), .parallel = parallel};
     EXPECT_TRUE(llamaBackend().validateConfig(c));
     auto m = llamaBackend().load(c);
     EXPECT_TRUE(m) << m.error().message;
     return m ? *m : nullptr;
   }
 
+  // Runs jobs through one batch session together; returns their results in job order.
+  std::vector<Result<nlohmann::json>> runBatch(LoadedModel& model, std::vector<Job> jobs,
+                                               std::vector<NoCancel>* controls = nullptr) {
+    EXPECT_TRUE(model.batched());
+    auto session = model.newBatchSession();
+    EXPECT_TRUE(session) << session.error().message;
+    std::vector<NoCancel> own(jobs.size());
+    auto& ctl = controls ? *controls : own;
+    std::map<JobId, Result<nlohmann::json>> results;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      if (auto r = (*session)->add(jobs[i], ctl[i]); !r) results.emplace(jobs[i].id, fail(r.error()));
+    }
+    for (int steps = 0; (*session)->active() > 0 && steps < 100000; ++steps) {
+      for (auto& o : (*session)->step()) results.emplace(o.id, std::move(o.result));
+    }
+    std::vector<Result<nlohmann::json>> out;
+    for (auto& j : jobs) out.push_back(results.contains(j.id) ? results.at(j.id) : fail(Error::internal("no outcome")));
+    return out;
+  }
+
   Result<nlohmann::json> run(LoadedModel& model, std::string prompt, nlohmann::json params) {
-    auto session = model.newSession();
-    EXPECT_TRUE(session);
     Job job{.id = 1, .model = "t", .type = "completion", .prompt = std::move(prompt), .params = std::move(params)};
-    NoCancel control;
-    return (*session)->run(job, control);
+    return runBatch(model, {job})[0];
   }
 
   static inline testing::TempDir* dir_ = nullptr;
@@ -115,18 +134,105 @@ TEST_F(LlamaBackendTest, PromptLongerThanContextIsAClearError) {
 TEST_F(LlamaBackendTest, CancellationStopsGeneration) {
   ASSERT_FALSE(tiny_.empty());
   auto model = load(tiny_);
-  auto session = model->newSession();
-  Job job{.id = 1,
-          .model = "t",
-          .type = "completion",
-          .prompt = "Hello",
-          .params = {{"max_tokens", 200}, {"temperature", 0}}};
-  NoCancel control;
-  control.cancel_after = 5;
-  auto r = (*session)->run(job, control);
+  std::vector<NoCancel> controls(1);
+  controls[0].cancel_after = 5;
+  Job job{.id = 1, .model = "t", .type = "completion", .prompt = "Hello", .params = {{"max_tokens", 200}, {"temperature", 0}}};
+  auto r = runBatch(*model, {job}, &controls)[0];
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["finish_reason"], "cancelled");
   EXPECT_LT((*r)["tokens_out"].get<int>(), 200);
+}
+
+// Continuous batching must not change greedy results: 6 jobs decoded together (different
+// prompts and lengths, one long enough to need several prompt chunks) give the text each gives alone.
+TEST_F(LlamaBackendTest, BatchedGreedyEqualsSingle) {
+  ASSERT_FALSE(tiny_.empty());
+  auto single = load(tiny_, {{"n_ctx", 256}, {"threads", 2}});
+  auto batched = load(tiny_, {{"n_ctx", 256}, {"n_batch", 32}, {"threads", 2}}, 4);
+  std::vector<Job> jobs;
+  std::string long_prompt;
+  for (int i = 0; i < 20; ++i) long_prompt += "the world of water ";
+  std::vector<std::string> prompts = {"Hello", "Once upon a time", long_prompt, "I think", "The", "What people say"};
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    jobs.push_back({.id = static_cast<JobId>(i + 1), .model = "t", .type = "completion", .prompt = prompts[i],
+                    .params = {{"max_tokens", 8 + 3 * static_cast<int>(i)}, {"temperature", 0}}});
+  }
+  // 6 jobs, capacity 4: two wait for free slots and join the running batch.
+  auto session = batched->newBatchSession();
+  ASSERT_TRUE(session);
+  std::vector<NoCancel> controls(jobs.size());
+  std::map<JobId, nlohmann::json> together;
+  size_t next = 0;
+  while (together.size() < jobs.size()) {
+    while (next < jobs.size() && (*session)->active() < (*session)->capacity()) {
+      ASSERT_TRUE((*session)->add(jobs[next], controls[next]));
+      ++next;
+    }
+    for (auto& o : (*session)->step()) {
+      ASSERT_TRUE(o.result) << o.result.error().message;
+      together[o.id] = *o.result;
+    }
+  }
+  for (auto& job : jobs) {
+    auto alone = runBatch(*single, {job})[0];
+    ASSERT_TRUE(alone);
+    EXPECT_EQ(together[job.id]["text"], (*alone)["text"]) << "job " << job.id;
+    EXPECT_EQ(together[job.id]["tokens_out"], job.params["max_tokens"]);
+  }
+}
+
+TEST_F(LlamaBackendTest, ChatUsesTheModelTemplate) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
+  Job chat{.id = 1, .model = "t", .type = "chat", .prompt = "hi",
+           .params = {{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hello"}}}},
+                      {"max_tokens", 6}, {"temperature", 0}}};
+  // The same text as a completion of the ChatML rendering.
+  Job completion{.id = 2, .model = "t", .type = "completion",
+                 .prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
+                 .params = {{"max_tokens", 6}, {"temperature", 0}}};
+  auto r = runBatch(*model, {chat, completion});
+  ASSERT_TRUE(r[0]) << r[0].error().message;
+  ASSERT_TRUE(r[1]) << r[1].error().message;
+  EXPECT_EQ((*r[0])["text"], (*r[1])["text"]);
+  EXPECT_EQ((*r[0])["tokens_in"], (*r[1])["tokens_in"]);
+}
+
+TEST_F(LlamaBackendTest, ChatWithoutTemplateIsAClearError) {
+  auto file = sharedModels() / "llm" / "stories260K.gguf";
+  if (!std::filesystem::exists(file)) GTEST_SKIP() << "real model absent: " << file;
+  auto model = load(file, {{"n_ctx", 256}});
+  Job chat{.id = 1, .model = "t", .type = "chat", .prompt = "hi",
+           .params = {{"messages", {{{"role", "user"}, {"content", "Hello"}}}}}};
+  auto r = runBatch(*model, {chat})[0];
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("this model has no chat template"), std::string::npos) << r.error().message;
+}
+
+TEST_F(LlamaBackendTest, EmbeddingsAreNormalisedAndDeterministic) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 1, "embedding");
+  ASSERT_FALSE(model->batched());
+  auto session = model->newSession();
+  ASSERT_TRUE(session);
+  NoCancel control;
+  Job job{.id = 1, .model = "t", .type = "embedding", .prompt = "x",
+          .params = {{"input", {"Hello world", "Hello world", "Something else"}}}};
+  auto r = (*session)->run(job, control);
+  ASSERT_TRUE(r) << r.error().message;
+  auto& v = (*r)["embeddings"];
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ((*r)["dimensions"], 64);
+  ASSERT_EQ(v[0].size(), 64u);
+  auto dot = [](const nlohmann::json& a, const nlohmann::json& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d += a[i].get<double>() * b[i].get<double>();
+    return d;
+  };
+  EXPECT_NEAR(dot(v[0], v[0]), 1.0, 1e-5);
+  EXPECT_NEAR(dot(v[0], v[1]), 1.0, 1e-5);  // same text, same vector
+  EXPECT_EQ(v[0], v[1]);
+  EXPECT_LT(dot(v[0], v[2]), 0.9999);
 }
 
 TEST_F(LlamaBackendTest, MissingAndCorruptFilesFailWithReasons) {
@@ -162,7 +268,10 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
            {{{"stop", 5}},
             "'params.stop' must be a non-empty string or a list of at most 16 non-empty strings of at most 256 bytes"},
            {{{"bogus", 1}},
-            "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, seed, stop)"},
+            "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, stop, grammar, response_format)"},
+           {{{"min_p", 2}}, "'params.min_p' must be between 0 and 1"},
+           {{{"presence_penalty", 3}}, "'params.presence_penalty' must be between -2 and 2"},
+           {{{"response_format", {{"type", "xml"}}}}, "'params.response_format.type' must be text, json_object or json_schema (got 'xml')"},
        }) {
     auto r = b.validateParams("completion", c.params);
     ASSERT_FALSE(r) << c.params.dump();

@@ -240,3 +240,44 @@ TEST_F(SqliteJobStoreTest, OpeningAFileThatIsNotADatabaseFails) {
 
 }  // namespace
 }  // namespace statim
+
+namespace statim {
+namespace {
+
+TEST_F(SqliteJobStoreTest, CancelQueuedRunningFinishedAndUnknown) {
+  auto unknown = store_->requestCancel(999);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().message, "job 999 not found");
+
+  auto queued = store_->create(newJob("q"));
+  auto c = store_->requestCancel(queued->id);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->before, JobStatus::kQueued);
+  EXPECT_EQ(c->job.status, JobStatus::kCancelled);
+  EXPECT_EQ(c->job.status_message, "cancelled before it started");
+  EXPECT_TRUE(c->job.finished_at.has_value());
+
+  auto running = store_->create(newJob("r"));
+  ASSERT_TRUE(store_->claimNext("m", "w", kLease));
+  c = store_->requestCancel(running->id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->before, JobStatus::kProcessing);
+  EXPECT_EQ(c->job.status, JobStatus::kProcessing);
+  EXPECT_TRUE(c->job.cancel_requested);
+  auto hb = store_->heartbeat(running->id, "w", kLease);
+  ASSERT_TRUE(hb);
+  EXPECT_TRUE(*hb);  // the owner learns of the cancel through its heartbeat
+  ASSERT_TRUE(store_->finishCancelled(running->id, "w", {{"text", "partial"}}));
+  auto got = store_->get(running->id);
+  EXPECT_EQ(got->status, JobStatus::kCancelled);
+  EXPECT_EQ(got->result["text"], "partial");
+
+  // Cancelling a finished job changes nothing.
+  c = store_->requestCancel(running->id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->before, JobStatus::kCancelled);
+  EXPECT_EQ(c->job.result["text"], "partial");
+}
+
+}  // namespace
+}  // namespace statim

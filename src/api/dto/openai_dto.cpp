@@ -1,0 +1,262 @@
+#include "api/dto/openai_dto.h"
+
+#include <cstring>
+#include <format>
+
+namespace statim::api {
+namespace {
+
+// Fields copied into the job's params as they are (the backend validates them).
+constexpr std::initializer_list<std::string_view> kSamplingFields = {
+    "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty",
+    "repeat_penalty", "response_format", "grammar"};
+// Fields accepted and ignored (they do not change what a single local completion produces).
+constexpr std::initializer_list<std::string_view> kIgnoredFields = {"user", "metadata", "store", "service_tier"};
+
+bool contains(std::initializer_list<std::string_view> list, std::string_view k) {
+  return std::ranges::find(list, k) != list.end();
+}
+
+Result<void> readModel(const nlohmann::json& body, NewJob& job) {
+  auto m = body.find("model");
+  if (m == body.end() || !m->is_string() || m->get_ref<const std::string&>().empty()) {
+    return fail(Error::invalid("'model' is required: the id of a model from GET /v1/models", "model"));
+  }
+  job.model = *m;
+  return ok();
+}
+
+// The common part of completions and chat: sampling, max_tokens, n, stream.
+Result<void> readGeneration(const nlohmann::json& body, OpenAiRequest& req,
+                            std::initializer_list<std::string_view> own_fields) {
+  for (auto& [k, v] : body.items()) {
+    if (contains(own_fields, k) || contains(kSamplingFields, k) || contains(kIgnoredFields, k)) continue;
+    if (k == "model" || k == "max_tokens" || k == "max_completion_tokens" || k == "n" || k == "stream" ||
+        k == "stream_options" || k == "logprobs" || k == "echo")
+      continue;
+    return fail(Error::invalid(std::format("unsupported field '{}'", k), k));
+  }
+  if (auto r = readModel(body, req.job); !r) return r;
+  for (auto& [k, v] : body.items()) {
+    if (contains(kSamplingFields, k) && !v.is_null()) req.job.params[k] = v;
+  }
+  for (const char* k : {"max_tokens", "max_completion_tokens"}) {
+    if (auto it = body.find(k); it != body.end() && !it->is_null()) req.job.params["max_tokens"] = *it;
+  }
+  if (auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) {
+    return fail(Error::invalid("only 'n': 1 is supported", "n"));
+  }
+  if (auto lp = body.find("logprobs"); lp != body.end() && !lp->is_null() && *lp != false && *lp != 0) {
+    return fail(Error::invalid("'logprobs' is not supported", "logprobs"));
+  }
+  if (auto e = body.find("echo"); e != body.end() && !e->is_null() && *e != false) {
+    return fail(Error::invalid("'echo' is not supported", "echo"));
+  }
+  if (auto s = body.find("stream"); s != body.end() && !s->is_null()) {
+    if (!s->is_boolean()) return fail(Error::invalid("'stream' must be true or false", "stream"));
+    req.stream = *s;
+  }
+  if (auto so = body.find("stream_options"); so != body.end() && so->is_object()) {
+    req.include_usage = so->value("include_usage", false);
+  }
+  return ok();
+}
+
+std::int64_t createdSeconds(const Job& job) { return job.created_at / 1000000; }
+
+std::string b64(const std::string& bytes) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                 static_cast<unsigned char>(bytes[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out += kAlphabet[(v >> k) & 63];
+  }
+  if (i < bytes.size()) {
+    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<OpenAiRequest> parseCompletionRequest(const nlohmann::json& body) {
+  OpenAiRequest req;
+  req.job.type = "completion";
+  if (auto r = readGeneration(body, req, {"prompt", "suffix", "best_of", "logit_bias"}); !r) return fail(r.error());
+  auto p = body.find("prompt");
+  if (p != body.end() && p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
+    req.job.prompt = (*p)[0];
+  } else if (p != body.end() && p->is_string()) {
+    req.job.prompt = *p;
+  } else {
+    return fail(Error::invalid("'prompt' must be a string (or a list of one string)", "prompt"));
+  }
+  if (req.job.prompt.empty()) return fail(Error::invalid("'prompt' must not be empty", "prompt"));
+  if (auto s = body.find("suffix"); s != body.end() && !s->is_null()) {
+    return fail(Error::invalid("'suffix' is not supported", "suffix"));
+  }
+  if (auto b = body.find("best_of"); b != body.end() && !b->is_null() && *b != 1) {
+    return fail(Error::invalid("only 'best_of': 1 is supported", "best_of"));
+  }
+  if (auto lb = body.find("logit_bias"); lb != body.end() && !lb->is_null() && !lb->empty()) {
+    return fail(Error::invalid("'logit_bias' is not supported", "logit_bias"));
+  }
+  return req;
+}
+
+Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
+  OpenAiRequest req;
+  req.job.type = "chat";
+  if (auto r = readGeneration(body, req, {"messages", "tools", "tool_choice", "parallel_tool_calls", "logit_bias", "top_logprobs"}); !r) {
+    return fail(r.error());
+  }
+  for (const char* unsupported : {"tools", "tool_choice"}) {
+    if (auto t = body.find(unsupported); t != body.end() && !t->is_null() && !(t->is_array() && t->empty())) {
+      return fail(Error::invalid(std::format("'{}' is not supported", unsupported), unsupported));
+    }
+  }
+  if (auto lb = body.find("logit_bias"); lb != body.end() && !lb->is_null() && !lb->empty()) {
+    return fail(Error::invalid("'logit_bias' is not supported", "logit_bias"));
+  }
+  auto m = body.find("messages");
+  if (m == body.end() || !m->is_array() || m->empty()) {
+    return fail(Error::invalid("'messages' must be a non-empty list of {role, content}", "messages"));
+  }
+  nlohmann::json messages = nlohmann::json::array();
+  for (size_t i = 0; i < m->size(); ++i) {
+    const auto& msg = (*m)[i];
+    if (!msg.is_object()) return fail(Error::invalid(std::format("'messages[{}]' must be an object", i), "messages"));
+    nlohmann::json out = {{"role", msg.value("role", nlohmann::json(nullptr))}};
+    auto content = msg.find("content");
+    if (content != msg.end() && content->is_array()) {
+      // Content parts: only text parts can be served by a text model.
+      std::string text;
+      for (auto& part : *content) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text")) {
+          return fail(Error::invalid(std::format("'messages[{}].content' may only hold text parts", i),
+                                     std::format("messages[{}].content", i)));
+        }
+        text += part["text"].get<std::string>();
+      }
+      out["content"] = text;
+    } else {
+      out["content"] = content != msg.end() ? *content : nlohmann::json(nullptr);
+    }
+    if (out["content"].is_null()) out["content"] = "";
+    if (msg.contains("name")) out["name"] = msg["name"];
+    messages.push_back(std::move(out));
+  }
+  req.job.params["messages"] = messages;
+  for (auto& msg : messages) {
+    if (msg["role"] == "user" && msg["content"].is_string()) req.job.prompt = msg["content"];
+  }
+  return req;
+}
+
+Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body) {
+  OpenAiRequest req;
+  req.job.type = "embedding";
+  for (auto& [k, v] : body.items()) {
+    if (k != "model" && k != "input" && k != "encoding_format" && k != "user" && k != "dimensions") {
+      return fail(Error::invalid(std::format("unsupported field '{}'", k), k));
+    }
+  }
+  if (auto r = readModel(body, req.job); !r) return fail(r.error());
+  auto in = body.find("input");
+  if (in == body.end()) return fail(Error::invalid("'input' is required: a string or a list of strings", "input"));
+  if (in->is_array() && !in->empty() && !(*in)[0].is_string()) {
+    return fail(Error::invalid("'input' must be text: token-id inputs are not supported", "input"));
+  }
+  req.job.params["input"] = *in;
+  req.job.prompt = in->is_string() ? in->get<std::string>() : (in->is_array() && !in->empty() ? (*in)[0].get<std::string>() : "");
+  if (auto f = body.find("encoding_format"); f != body.end() && !f->is_null()) {
+    if (*f != "float" && *f != "base64") {
+      return fail(Error::invalid("'encoding_format' must be float or base64", "encoding_format"));
+    }
+    req.encoding_format = *f;
+  }
+  if (auto d = body.find("dimensions"); d != body.end() && !d->is_null()) {
+    return fail(Error::invalid("'dimensions' is not supported: vectors have the model's full dimension", "dimensions"));
+  }
+  return req;
+}
+
+std::string finishReason(const Job& job) {
+  std::string r = job.result.is_object() ? job.result.value("finish_reason", "stop") : "stop";
+  return r == "length" ? "length" : "stop";
+}
+
+nlohmann::json usage(const Job& job) {
+  int in = job.result.is_object() ? job.result.value("tokens_in", 0) : 0;
+  int out = job.result.is_object() ? job.result.value("tokens_out", 0) : 0;
+  return {{"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
+}
+
+nlohmann::json completionResponse(const Job& job) {
+  return {{"id", std::format("cmpl-{}", job.id)},
+          {"object", "text_completion"},
+          {"created", createdSeconds(job)},
+          {"model", job.model},
+          {"choices", {{{"index", 0}, {"text", job.result.value("text", "")}, {"logprobs", nullptr}, {"finish_reason", finishReason(job)}}}},
+          {"usage", usage(job)}};
+}
+
+nlohmann::json chatResponse(const Job& job) {
+  return {{"id", std::format("chatcmpl-{}", job.id)},
+          {"object", "chat.completion"},
+          {"created", createdSeconds(job)},
+          {"model", job.model},
+          {"choices",
+           {{{"index", 0},
+             {"message", {{"role", "assistant"}, {"content", job.result.value("text", "")}}},
+             {"logprobs", nullptr},
+             {"finish_reason", finishReason(job)}}}},
+          {"usage", usage(job)}};
+}
+
+nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_format) {
+  nlohmann::json data = nlohmann::json::array();
+  const auto& vectors = job.result["embeddings"];
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    nlohmann::json embedding = vectors[i];
+    if (encoding_format == "base64") {
+      std::string bytes;
+      for (auto& x : vectors[i]) {
+        float f = x.get<float>();
+        char b[4];
+        std::memcpy(b, &f, 4);
+        bytes.append(b, 4);
+      }
+      embedding = b64(bytes);
+    }
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(embedding)}});
+  }
+  int tokens = job.result.value("tokens_in", 0);
+  return {{"object", "list"}, {"data", std::move(data)}, {"model", job.model},
+          {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};
+}
+
+nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason) {
+  return {{"id", std::format("cmpl-{}", job.id)},
+          {"object", "text_completion"},
+          {"created", createdSeconds(job)},
+          {"model", job.model},
+          {"choices", {{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}}}};
+}
+
+nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason) {
+  return {{"id", std::format("chatcmpl-{}", job.id)},
+          {"object", "chat.completion.chunk"},
+          {"created", createdSeconds(job)},
+          {"model", job.model},
+          {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}}}};
+}
+
+}  // namespace statim::api

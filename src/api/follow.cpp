@@ -1,0 +1,68 @@
+#include "api/follow.h"
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+namespace statim::api {
+namespace {
+
+std::string terminalEventName(JobStatus s) {
+  switch (s) {
+    case JobStatus::kCompleted: return "completed";
+    case JobStatus::kFailed: return "failed";
+    default: return "cancelled";
+  }
+}
+
+// Events that arrive while the first state is being read wait in `backlog`, so the sink sees the
+// state first and nothing twice. Lock order: the hub's lock, then `mu` (never the reverse).
+struct Follower {
+  std::mutex mu;
+  bool ready = false;
+  bool closed = false;
+  std::deque<JobEvent> backlog;
+  FollowSink sink;
+
+  bool deliver(const JobEvent& e) {
+    if (closed) return false;
+    if (!sink(e) || e.terminal()) closed = true;
+    return !closed;
+  }
+};
+
+}  // namespace
+
+Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink sink) {
+  auto f = std::make_shared<Follower>();
+  f->sink = std::move(sink);
+  auto sub = events.subscribe(id, [f](const JobEvent& e) {
+    std::lock_guard lock(f->mu);
+    if (!f->ready) {
+      f->backlog.push_back(e);
+      return true;
+    }
+    return f->deliver(e);
+  });
+  auto job = store.get(id);
+  if (!job) {
+    events.unsubscribe(sub.token);
+    return fail(job.error());
+  }
+  bool keep;
+  {
+    std::lock_guard lock(f->mu);
+    JobEvent state{id, "state", {{"text", sub.text_so_far}}, *job};
+    keep = f->deliver(state);
+    if (keep && isTerminal(job->status)) keep = f->deliver({id, terminalEventName(job->status), {}, *job});
+    while (keep && !f->backlog.empty()) {
+      keep = f->deliver(f->backlog.front());
+      f->backlog.pop_front();
+    }
+    f->ready = true;
+  }
+  if (!keep) events.unsubscribe(sub.token);
+  return ok();
+}
+
+}  // namespace statim::api

@@ -1,0 +1,20 @@
+// Following a job for a client: its current state first, then each live event, until it ends.
+// Used by the SSE route and by the OpenAI routes (streaming or waiting for the result).
+#pragma once
+
+#include <functional>
+
+#include "scheduler/job_events.h"
+#include "store/job_store.h"
+
+namespace statim::api {
+
+// The sink receives, in order: one "state" event (job = the job now, data.text = text produced
+// so far), then live events ("started", "token", ...), ending with a terminal event whose `job`
+// is the final job (synthesised at once when the job had already ended). It returns false to
+// stop following (client gone). Calls are serialised; they come from store or worker threads
+// and must not block. Returns kNotFound (and calls nothing) for an unknown job.
+using FollowSink = std::function<bool(const JobEvent&)>;
+Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink sink);
+
+}  // namespace statim::api

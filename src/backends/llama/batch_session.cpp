@@ -1,0 +1,221 @@
+#include "backends/llama/batch_session.h"
+
+#include <algorithm>
+#include <format>
+#include <thread>
+
+#include "backends/llama/chat.h"
+
+namespace statim::llama {
+namespace {
+
+std::string tokenPiece(const llama_vocab* vocab, llama_token tok) {
+  std::string buf(64, '\0');
+  int n = llama_token_to_piece(vocab, tok, buf.data(), static_cast<int>(buf.size()), 0, false);
+  if (n < 0) {
+    buf.resize(static_cast<size_t>(-n));
+    n = llama_token_to_piece(vocab, tok, buf.data(), static_cast<int>(buf.size()), 0, false);
+  }
+  buf.resize(static_cast<size_t>(std::max(n, 0)));
+  return buf;
+}
+
+double msBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LlamaBatchSession>> LlamaBatchSession::create(std::shared_ptr<llama_model> model,
+                                                                     const ContextOptions& options, int capacity) {
+  auto cp = llama_context_default_params();
+  cp.n_seq_max = static_cast<uint32_t>(capacity);
+  cp.n_ctx = static_cast<uint32_t>(options.n_ctx) * cp.n_seq_max;
+  cp.kv_unified = false;  // each sequence gets its own n_ctx cells: one job cannot starve another
+  cp.n_batch = static_cast<uint32_t>(options.n_batch);
+  cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
+  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  cp.no_perf = true;
+  ContextPtr ctx(llama_init_from_model(model.get(), cp));
+  if (!ctx) {
+    return fail(Error::backend(std::format("cannot create a llama context for {} sequences of {} tokens (out of memory?)",
+                                           capacity, options.n_ctx)));
+  }
+  return std::unique_ptr<LlamaBatchSession>(new LlamaBatchSession(std::move(model), std::move(ctx), options, capacity));
+}
+
+LlamaBatchSession::LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options,
+                                     int capacity)
+    : model_(std::move(model)), ctx_(std::move(ctx)), options_(std::move(options)), slots_(static_cast<size_t>(capacity)) {
+  batch_ = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_.get())), 0, 1);
+}
+
+LlamaBatchSession::~LlamaBatchSession() { llama_batch_free(batch_); }
+
+int LlamaBatchSession::contextPerSequence() const { return static_cast<int>(llama_n_ctx_seq(ctx_.get())); }
+
+int LlamaBatchSession::active() const {
+  return static_cast<int>(std::ranges::count_if(slots_, [](const Slot& s) { return s.busy; }));
+}
+
+Result<std::vector<llama_token>> LlamaBatchSession::tokenize(const std::string& text) const {
+  const llama_vocab* vocab = llama_model_get_vocab(model_.get());
+  int cap = static_cast<int>(text.size()) + 8;
+  std::vector<llama_token> tokens(static_cast<size_t>(cap));
+  int n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), cap, true, true);
+  if (n < 0 && n != INT32_MIN) {
+    tokens.resize(static_cast<size_t>(-n));
+    n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), -n, true, true);
+  }
+  if (n <= 0) return fail(Error::invalid("the prompt could not be tokenized", "prompt"));
+  tokens.resize(static_cast<size_t>(n));
+  return tokens;
+}
+
+Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
+  auto free_slot = std::ranges::find_if(slots_, [](const Slot& s) { return !s.busy; });
+  if (free_slot == slots_.end()) return fail(Error::internal("batch is full"));
+  auto sampling = readSampling(job.params);
+  if (!sampling) return fail(sampling.error());
+  std::string prompt = job.prompt;
+  if (job.type == "chat") {
+    auto rendered = renderChat(model_.get(), options_.chat_template, job.params["messages"]);
+    if (!rendered) return fail(rendered.error());
+    prompt = std::move(*rendered);
+  }
+  auto tokens = tokenize(prompt);
+  if (!tokens) return fail(tokens.error());
+  const int n_ctx = contextPerSequence();
+  const int n_prompt = static_cast<int>(tokens->size());
+  if (n_prompt >= n_ctx) {
+    return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
+                                           "(manifest params.n_ctx); shorten the prompt",
+                                           n_prompt, n_ctx),
+                               "prompt"));
+  }
+  auto sampler = makeSampler(model_.get(), *sampling);
+  if (!sampler) return fail(sampler.error());
+  Slot& s = *free_slot;
+  s = Slot{};
+  s.busy = true;
+  s.id = job.id;
+  s.control = &control;
+  s.prompt = std::move(*tokens);
+  s.max_tokens = std::min(sampling->max_tokens, n_ctx - n_prompt);
+  s.sampler = std::move(*sampler);
+  s.output.emplace(sampling->stop);
+  s.start = Clock::now();
+  return ok();
+}
+
+BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::optional<Error> error) {
+  Slot& s = slots_[static_cast<size_t>(seq)];
+  llama_memory_seq_rm(llama_get_memory(ctx_.get()), seq, -1, -1);
+  BatchOutcome out{s.id, fail(Error::internal("unset"))};
+  if (error) {
+    out.result = fail(std::move(*error));
+  } else {
+    if (auto rest = s.output->takeStreamable(true); !rest.empty()) s.control->progress({{"type", "token"}, {"text", rest}});
+    auto now = Clock::now();
+    double gen_ms = s.n_out > 0 ? msBetween(s.first_token, now) : 0.0;
+    out.result = nlohmann::json{
+        {"text", s.output->text()},
+        {"tokens_in", static_cast<int>(s.prompt.size())},
+        {"tokens_out", s.n_out},
+        {"tokens_per_s", gen_ms > 0 ? s.n_out / (gen_ms / 1000.0) : 0.0},
+        {"time_to_first_token_ms", s.n_out > 0 ? msBetween(s.start, s.first_token) : 0.0},
+        {"duration_ms", msBetween(s.start, now)},
+        {"finish_reason", std::move(finish)},
+    };
+  }
+  s = Slot{};
+  return out;
+}
+
+std::vector<BatchOutcome> LlamaBatchSession::step() {
+  std::vector<BatchOutcome> done;
+  const llama_vocab* vocab = llama_model_get_vocab(model_.get());
+
+  // Cancelled jobs leave before the step, with what they have.
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].busy && slots_[i].control->cancelled()) done.push_back(release(static_cast<int>(i), "cancelled"));
+  }
+
+  // One token for every generating sequence, then prompt chunks in the room left.
+  const int n_batch = static_cast<int>(llama_n_batch(ctx_.get()));
+  batch_.n_tokens = 0;
+  auto push = [&](llama_token tok, int pos, int seq, bool logits) {
+    int i = batch_.n_tokens++;
+    batch_.token[i] = tok;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = logits;
+    return i;
+  };
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    s.logits_index = -1;
+    if (s.busy && s.pending) s.logits_index = push(*s.pending, s.n_past, static_cast<int>(i), true);
+  }
+  for (size_t i = 0; i < slots_.size() && batch_.n_tokens < n_batch; ++i) {
+    Slot& s = slots_[i];
+    if (!s.busy || s.prompt_done == s.prompt.size()) continue;
+    size_t room = static_cast<size_t>(n_batch - batch_.n_tokens);
+    size_t n = std::min(room, s.prompt.size() - s.prompt_done);
+    for (size_t k = 0; k < n; ++k) {
+      bool last = s.prompt_done + k + 1 == s.prompt.size();
+      int idx = push(s.prompt[s.prompt_done + k], static_cast<int>(s.prompt_done + k), static_cast<int>(i), last);
+      if (last) s.logits_index = idx;
+    }
+    s.prompt_done += n;
+  }
+  if (batch_.n_tokens == 0) return done;
+
+  int rc = llama_decode(ctx_.get(), batch_);
+  if (rc != 0) {
+    // The batch's sequences are in an unknown state: end every job in it.
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (!slots_[i].busy) continue;
+      done.push_back(release(static_cast<int>(i), "error",
+                             Error::backend(std::format("llama_decode failed (code {}{})", rc,
+                                                        rc == 1 ? ": no room in the KV cache" : ""))));
+    }
+    return done;
+  }
+
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    if (!s.busy) continue;
+    if (s.pending) {
+      ++s.n_past;
+      s.pending.reset();
+    } else if (s.logits_index >= 0) {
+      s.n_past = static_cast<int>(s.prompt.size());  // the prompt is now all in the cache
+    }
+    if (s.logits_index < 0) continue;  // still reading its prompt
+    llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
+    if (s.n_out == 0) s.first_token = Clock::now();
+    if (llama_vocab_is_eog(vocab, tok)) {
+      done.push_back(release(static_cast<int>(i), "stop"));
+      continue;
+    }
+    ++s.n_out;
+    bool stopped = s.output->append(tokenPiece(vocab, tok));
+    if (auto delta = s.output->takeStreamable(false); !delta.empty()) {
+      s.control->progress({{"type", "token"}, {"text", delta}});
+    }
+    if (stopped) {
+      done.push_back(release(static_cast<int>(i), "stop"));
+    } else if (s.n_out >= s.max_tokens) {
+      done.push_back(release(static_cast<int>(i), "length"));
+    } else {
+      s.pending = tok;
+    }
+  }
+  return done;
+}
+
+}  // namespace statim::llama

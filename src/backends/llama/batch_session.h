@@ -1,0 +1,69 @@
+// Continuous batching over one llama_context: up to `capacity` jobs (one sequence each) advance
+// together, one llama_decode per step. Generating jobs contribute one token per step; a job's
+// prompt is fed in chunks that fill the rest of the step's batch, so a long prompt never stalls
+// the jobs already generating. Each sequence has its own bounded share of the KV cache.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/llama/llama_handles.h"
+#include "backends/llama/sampling.h"
+#include "backends/llama/text_output.h"
+#include "statim/backend.h"
+
+namespace statim::llama {
+
+struct ContextOptions {
+  int n_ctx = 2048;   // per sequence
+  int n_batch = 512;  // tokens per decode step, all sequences together
+  int threads = 0;    // 0: all cores
+  std::string chat_template;  // manifest override
+};
+
+class LlamaBatchSession final : public BatchSession {
+ public:
+  static Result<std::unique_ptr<LlamaBatchSession>> create(std::shared_ptr<llama_model> model,
+                                                           const ContextOptions& options, int capacity);
+  ~LlamaBatchSession() override;
+
+  int capacity() const override { return static_cast<int>(slots_.size()); }
+  int active() const override;
+  Result<void> add(const Job& job, JobControl& control) override;
+  std::vector<BatchOutcome> step() override;
+
+  int contextPerSequence() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Slot {
+    bool busy = false;
+    JobId id = 0;
+    JobControl* control = nullptr;
+    std::vector<llama_token> prompt;
+    size_t prompt_done = 0;  // prompt tokens already decoded
+    int n_past = 0;          // next position in the sequence
+    int max_tokens = 0;
+    int n_out = 0;
+    std::optional<llama_token> pending;  // sampled, not yet decoded
+    int logits_index = -1;               // this step's output row, or -1
+    SamplerPtr sampler;
+    std::optional<TextOutput> output;
+    Clock::time_point start, first_token;
+  };
+
+  LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
+  Result<std::vector<llama_token>> tokenize(const std::string& text) const;
+  BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
+
+  std::shared_ptr<llama_model> model_;
+  ContextPtr ctx_;
+  ContextOptions options_;
+  llama_batch batch_;
+  std::vector<Slot> slots_;
+};
+
+}  // namespace statim::llama

@@ -1,0 +1,67 @@
+#include "backends/llama/chat.h"
+
+#include <format>
+#include <vector>
+
+namespace statim::llama {
+
+Result<void> validateMessages(const nlohmann::json& params) {
+  auto it = params.find("messages");
+  if (it == params.end() || !it->is_array() || it->empty()) {
+    return fail(Error::invalid("'messages' must be a non-empty list of {role, content}", "messages"));
+  }
+  for (size_t i = 0; i < it->size(); ++i) {
+    const auto& m = (*it)[i];
+    std::string f = std::format("messages[{}]", i);
+    if (!m.is_object()) return fail(Error::invalid(std::format("'{}' must be an object", f), f));
+    for (auto& [k, v] : m.items()) {
+      if (k != "role" && k != "content" && k != "name") {
+        return fail(Error::invalid(std::format("unknown field '{}.{}' (allowed: role, content, name)", f, k), f + "." + k));
+      }
+    }
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string()) return fail(Error::invalid(std::format("'{}.role' must be a string", f), f + ".role"));
+    static const std::vector<std::string> kRoles = {"system", "user", "assistant", "tool", "developer"};
+    if (std::ranges::find(kRoles, role->get<std::string>()) == kRoles.end()) {
+      return fail(Error::invalid(std::format("'{}.role' must be one of system, user, assistant, tool, developer (got '{}')", f,
+                                             role->get<std::string>().substr(0, 32)),
+                                 f + ".role"));
+    }
+    auto content = m.find("content");
+    if (content == m.end() || !content->is_string()) {
+      return fail(Error::invalid(std::format("'{}.content' must be a string", f), f + ".content"));
+    }
+  }
+  return ok();
+}
+
+Result<std::string> renderChat(const llama_model* model, const std::string& override_template,
+                               const nlohmann::json& messages) {
+  const char* tmpl = override_template.empty() ? llama_model_chat_template(model, nullptr) : override_template.c_str();
+  if (!tmpl) {
+    return fail(Error::invalid("this model has no chat template; send a plain prompt, or set params.chat_template "
+                               "(e.g. \"chatml\") in its manifest",
+                               "messages"));
+  }
+  std::vector<std::string> roles, contents;
+  for (auto& m : messages) {
+    roles.push_back(m["role"] == "developer" ? "system" : m["role"].get<std::string>());
+    contents.push_back(m["content"]);
+  }
+  std::vector<llama_chat_message> chat;
+  for (size_t i = 0; i < roles.size(); ++i) chat.push_back({roles[i].c_str(), contents[i].c_str()});
+  std::string out(1024, '\0');
+  int n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, out.data(), static_cast<int>(out.size()));
+  if (n > static_cast<int>(out.size())) {
+    out.resize(static_cast<size_t>(n));
+    n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, out.data(), static_cast<int>(out.size()));
+  }
+  if (n < 0) {
+    return fail(Error::backend("the model's chat template is not one libllama supports; set params.chat_template "
+                               "(e.g. \"chatml\") in its manifest"));
+  }
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace statim::llama

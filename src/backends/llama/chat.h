@@ -1,0 +1,21 @@
+// Chat messages -> one prompt, through the model's chat template (llama_chat_apply_template).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "backends/llama/llama_handles.h"
+#include "statim/error.h"
+
+namespace statim::llama {
+
+// Checks params.messages: a non-empty list of {"role": system|user|assistant|tool, "content": string}.
+Result<void> validateMessages(const nlohmann::json& params);
+
+// `override_template` (manifest params.chat_template: a name such as "chatml" or a template)
+// wins over the model's own. Errors say how to fix a model without a template.
+Result<std::string> renderChat(const llama_model* model, const std::string& override_template,
+                               const nlohmann::json& messages);
+
+}  // namespace statim::llama

@@ -1,0 +1,121 @@
+#include "backends/llama/sampling.h"
+
+#include <format>
+#include <random>
+
+#include "backends/llama/json_grammar.h"
+#include "backends/params.h"
+
+namespace statim::llama {
+namespace {
+
+constexpr std::initializer_list<std::string_view> kSamplingFields = {
+    "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
+    "presence_penalty", "frequency_penalty", "seed", "stop", "grammar", "response_format"};
+
+Result<void> validateResponseFormat(const nlohmann::json& p) {
+  auto it = p.find("response_format");
+  if (it == p.end() || it->is_null()) return ok();
+  const std::string f = "params.response_format";
+  if (!it->is_object() || !it->contains("type") || !(*it)["type"].is_string()) {
+    return fail(Error::invalid(std::format("'{}' must be an object with a string 'type' (text, json_object, json_schema)", f), f));
+  }
+  std::string type = (*it)["type"];
+  if (type == "text" || type == "json_object") return ok();
+  if (type != "json_schema") {
+    return fail(Error::invalid(std::format("'{}.type' must be text, json_object or json_schema (got '{}')", f, type), f + ".type"));
+  }
+  auto js = it->find("json_schema");
+  if (js == it->end() || !js->is_object() || !js->contains("schema")) {
+    return fail(Error::invalid(std::format("'{}.json_schema.schema' is required for type json_schema", f), f + ".json_schema.schema"));
+  }
+  auto g = jsonSchemaToGbnf((*js)["schema"]);
+  if (!g) return fail(Error::invalid(g.error().message, f + ".json_schema.schema"));
+  return ok();
+}
+
+}  // namespace
+
+Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std::string_view> extra) {
+  std::vector<std::string_view> known(kSamplingFields);
+  known.insert(known.end(), extra.begin(), extra.end());
+  if (!p.is_object()) return fail(Error::invalid("'params' must be an object", "params"));
+  for (auto& [k, v] : p.items()) {
+    if (std::ranges::find(known, k) == known.end()) {
+      std::string list;
+      for (auto kn : known) list += (list.empty() ? "" : ", ") + std::string(kn);
+      return fail(Error::invalid(std::format("unknown field 'params.{}' (allowed: {})", k, list), "params." + k));
+    }
+  }
+  const std::string_view w = "params";
+  for (auto r : {params::integer(p, "max_tokens", 1, 32768, w), params::number(p, "temperature", 0.0, 10.0, w),
+                 params::integer(p, "top_k", 0, 100000, w), params::number(p, "top_p", 0.0, 1.0, w),
+                 params::number(p, "min_p", 0.0, 1.0, w), params::number(p, "repeat_penalty", 0.0, 10.0, w),
+                 params::integer(p, "repeat_last_n", -1, 32768, w), params::number(p, "presence_penalty", -2.0, 2.0, w),
+                 params::number(p, "frequency_penalty", -2.0, 2.0, w), params::integer(p, "seed", 0, 4294967295LL, w),
+                 params::stringOrList(p, "stop", 16, 256, w), params::string(p, "grammar", 1 << 16, w)}) {
+    if (!r) return r;
+  }
+  if (p.contains("grammar") && p.contains("response_format") && p["response_format"].value("type", "text") != "text") {
+    return fail(Error::invalid("give either 'params.grammar' or a JSON 'params.response_format', not both", "params.grammar"));
+  }
+  return validateResponseFormat(p);
+}
+
+Result<Sampling> readSampling(const nlohmann::json& p) {
+  Sampling s;
+  s.max_tokens = p.value("max_tokens", s.max_tokens);
+  s.temperature = p.value("temperature", s.temperature);
+  s.top_k = p.value("top_k", s.top_k);
+  s.top_p = p.value("top_p", s.top_p);
+  s.min_p = p.value("min_p", s.min_p);
+  s.repeat_penalty = p.value("repeat_penalty", s.repeat_penalty);
+  s.repeat_last_n = p.value("repeat_last_n", s.repeat_last_n);
+  s.presence_penalty = p.value("presence_penalty", s.presence_penalty);
+  s.frequency_penalty = p.value("frequency_penalty", s.frequency_penalty);
+  s.seed = p.contains("seed") ? p["seed"].get<std::uint32_t>() : std::random_device{}();
+  if (auto it = p.find("stop"); it != p.end()) {
+    if (it->is_string()) s.stop.push_back(it->get<std::string>());
+    else for (auto& x : *it) s.stop.push_back(x.get<std::string>());
+  }
+  s.grammar = p.value("grammar", "");
+  if (auto rf = p.find("response_format"); rf != p.end() && rf->is_object()) {
+    std::string type = rf->value("type", "text");
+    if (type == "json_object") s.grammar = anyJsonGbnf();
+    if (type == "json_schema") {
+      auto g = jsonSchemaToGbnf((*rf)["json_schema"]["schema"]);
+      if (!g) return fail(Error::invalid(g.error().message, "params.response_format.json_schema.schema"));
+      s.grammar = *g;
+    }
+  }
+  return s;
+}
+
+Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
+  const llama_vocab* vocab = llama_model_get_vocab(model);
+  SamplerPtr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+  auto add = [&](llama_sampler* smpl) { llama_sampler_chain_add(chain.get(), smpl); };
+  if (s.repeat_penalty != 1.0 || s.presence_penalty != 0.0 || s.frequency_penalty != 0.0) {
+    // repeat_last_n -1 means "the whole context"; 4096 covers any context a job here has.
+    add(llama_sampler_init_penalties(llama_vocab_n_tokens(vocab), s.repeat_last_n < 0 ? 4096 : s.repeat_last_n,
+                                     static_cast<float>(s.repeat_penalty),
+                                     static_cast<float>(s.frequency_penalty), static_cast<float>(s.presence_penalty)));
+  }
+  if (!s.grammar.empty()) {
+    llama_sampler* g = llama_sampler_init_grammar(vocab, s.grammar.c_str(), "root");
+    if (!g) return fail(Error::invalid("the grammar does not parse as GBNF (see the server log for where)", "params.grammar"));
+    add(g);
+  }
+  if (s.temperature <= 0) {
+    add(llama_sampler_init_greedy());
+    return chain;
+  }
+  if (s.top_k > 0) add(llama_sampler_init_top_k(s.top_k));
+  if (s.top_p < 1.0) add(llama_sampler_init_top_p(static_cast<float>(s.top_p), 1));
+  if (s.min_p > 0.0) add(llama_sampler_init_min_p(static_cast<float>(s.min_p), 1));
+  add(llama_sampler_init_temp(static_cast<float>(s.temperature)));
+  add(llama_sampler_init_dist(s.seed));
+  return chain;
+}
+
+}  // namespace statim::llama

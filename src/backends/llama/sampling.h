@@ -1,0 +1,41 @@
+// Job params -> libllama sampler chain, and the validation of those params.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backends/llama/llama_handles.h"
+#include "statim/error.h"
+
+namespace statim::llama {
+
+struct Sampling {
+  int max_tokens = 256;
+  double temperature = 0.8;  // <= 0: greedy
+  int top_k = 40;
+  double top_p = 0.95;
+  double min_p = 0.05;
+  double repeat_penalty = 1.0;  // 1: off
+  int repeat_last_n = 64;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  std::uint32_t seed = 0;
+  std::vector<std::string> stop;
+  std::string grammar;  // GBNF; empty: unconstrained (response_format is turned into this)
+};
+
+// Checks the sampling fields of a job's params (names the field on error). `extra` lists the
+// other fields the job type allows (e.g. "messages").
+Result<void> validateSampling(const nlohmann::json& params, std::initializer_list<std::string_view> extra);
+
+// Reads validated params; response_format / grammar become `grammar`. A missing seed is random.
+Result<Sampling> readSampling(const nlohmann::json& params);
+
+// Builds the chain: penalties, grammar, then greedy or top_k/top_p/min_p/temperature/dist.
+// Fails (naming params.grammar / params.response_format) when the grammar does not parse.
+Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s);
+
+}  // namespace statim::llama
