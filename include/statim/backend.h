@@ -84,6 +84,12 @@ class LoadedModel {
   virtual Result<std::unique_ptr<BatchSession>> newBatchSession() {
     return fail(Error::internal("this model runs one job per session (newSession)"));
   }
+  // Checks what needs the loaded model (a chat template, a grammar against the vocabulary)
+  // before the job is stored, so such mistakes are a 400 and not a FAILED job. Thread-safe.
+  virtual Result<void> checkJob(const NewJob& job) const {
+    (void)job;
+    return ok();
+  }
   // Facts worth showing in GET /models (context size, parameters, ...).
   virtual nlohmann::json describe() const { return nlohmann::json::object(); }
 };

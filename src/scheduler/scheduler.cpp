@@ -124,6 +124,9 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
         std::format("model '{}' does not serve {} jobs (it serves: {})", job.model, job.type, list), "model")));
   }
   if (auto r = entry->backend->validateParams(job.type, job.params); !r) return done(fail(r.error()));
+  if (entry->loaded) {
+    if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
+  }
 
   ModelQueue* q = nullptr;
   {

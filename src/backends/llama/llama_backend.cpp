@@ -64,6 +64,21 @@ class LlamaModel final : public LoadedModel {
     if (!s) return fail(s.error());
     return std::unique_ptr<Session>(std::move(*s));
   }
+  Result<void> checkJob(const NewJob& job) const override {
+    if (job.type == "chat") {
+      if (auto r = renderChat(model_.get(), options_.chat_template, job.params["messages"]); !r) return fail(r.error());
+    }
+    if (job.type != "embedding") {
+      // Builds the sampler once: a grammar that does not parse is refused now.
+      auto sampling = readSampling(job.params);
+      if (!sampling) return fail(sampling.error());
+      if (!sampling->grammar.empty()) {
+        if (auto s = makeSampler(model_.get(), *sampling); !s) return fail(s.error());
+      }
+    }
+    return ok();
+  }
+
   nlohmann::json describe() const override {
     char desc[256] = {};
     llama_model_desc(model_.get(), desc, sizeof desc);
