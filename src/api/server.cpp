@@ -49,10 +49,10 @@ std::uint16_t freePort() {
 }
 
 Error payloadTooLarge() {
-  return {ErrorCode::kPayloadTooLarge,
-          std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)",
-                      g_max_body_bytes),
-          {}};
+  return {
+      ErrorCode::kPayloadTooLarge,
+      std::format("request body is larger than the server's limit of {} bytes (http.max_body_bytes)", g_max_body_bytes),
+      {}};
 }
 
 // Responses for requests no handler took: Drogon's own rejections (405, 413, ...) and paths no
@@ -60,7 +60,8 @@ Error payloadTooLarge() {
 drogon::HttpResponsePtr unroutedResponse(drogon::HttpStatusCode code, const drogon::HttpRequest& req) {
   if (code == drogon::k413RequestEntityTooLarge) return errorResponse(payloadTooLarge());
   std::string allow = allowedMethods(req.path());
-  if (allow.empty()) return errorResponse(Error::notFound(std::format("no route for {} {}", req.methodString(), req.path())));
+  if (allow.empty())
+    return errorResponse(Error::notFound(std::format("no route for {} {}", req.methodString(), req.path())));
   if (req.method() == drogon::Options) {
     auto resp = drogon::HttpResponse::newHttpResponse();
     resp->setStatusCode(drogon::k204NoContent);
@@ -68,14 +69,15 @@ drogon::HttpResponsePtr unroutedResponse(drogon::HttpStatusCode code, const drog
     return resp;
   }
   if (code == drogon::k405MethodNotAllowed || code == drogon::k404NotFound || code == drogon::k403Forbidden) {
-    auto resp = errorResponse(Error{ErrorCode::kMethodNotAllowed,
-                                    std::format("method {} is not allowed on {} (allowed: {})", req.methodString(),
-                                                req.path(), allow),
-                                    {}});
+    auto resp = errorResponse(
+        Error{ErrorCode::kMethodNotAllowed,
+              std::format("method {} is not allowed on {} (allowed: {})", req.methodString(), req.path(), allow),
+              {}});
     resp->addHeader("Allow", allow);
     return resp;
   }
-  return errorResponse(Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code))));
+  return errorResponse(
+      Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code))));
 }
 
 }  // namespace
@@ -88,7 +90,8 @@ void configureServer(const ApiContext& ctx) {
   app.setThreadNum(c.http_threads > 0 ? static_cast<size_t>(c.http_threads) : 0);
   // Drogon answers bodies over its own limit with a bare 413 and closes the connection, so its
   // limit sits well above ours: most oversize bodies reach the check below and get a JSON error.
-  const auto framework_limit = static_cast<size_t>(std::max<std::int64_t>(4 * c.http_max_body_bytes, c.http_max_body_bytes + (1 << 20)));
+  const auto framework_limit =
+      static_cast<size_t>(std::max<std::int64_t>(4 * c.http_max_body_bytes, c.http_max_body_bytes + (1 << 20)));
   app.setClientMaxBodySize(framework_limit);
   app.setClientMaxMemoryBodySize(framework_limit);
   app.setLogLevel(trantor::Logger::kWarn);
@@ -102,8 +105,8 @@ void configureServer(const ApiContext& ctx) {
     req->attributes()->insert("start", Clock::now());
   });
   app.registerPreRoutingAdvice([limit = c.http_max_body_bytes](const drogon::HttpRequestPtr& req,
-                                                                 drogon::AdviceCallback&& respond,
-                                                                 drogon::AdviceChainCallback&& next) {
+                                                               drogon::AdviceCallback&& respond,
+                                                               drogon::AdviceChainCallback&& next) {
     if (static_cast<std::int64_t>(req->body().size()) > limit) {
       return respond(errorResponse(payloadTooLarge()));
     }
@@ -131,9 +134,8 @@ void configureServer(const ApiContext& ctx) {
   });
   app.setCustomErrorHandler(
       [](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) { return unroutedResponse(code, *req); });
-  app.setDefaultHandler([](const drogon::HttpRequestPtr& req, Callback&& cb) {
-    cb(unroutedResponse(drogon::k404NotFound, *req));
-  });
+  app.setDefaultHandler(
+      [](const drogon::HttpRequestPtr& req, Callback&& cb) { cb(unroutedResponse(drogon::k404NotFound, *req)); });
 
   registerJobRoutes(ctx);
   registerModelRoutes(ctx);

@@ -32,10 +32,9 @@ Result<void> integer(const nlohmann::json& obj, std::string_view key, std::int64
   auto f = field(where, key);
   if (!it->is_number_integer()) return fail(Error::invalid(std::format("'{}' must be an integer", f), f));
   // nlohmann stores non-negative integers as unsigned: compare in the type the value has.
-  bool in_range = it->is_number_unsigned()
-                      ? (max >= 0 && it->get<std::uint64_t>() <= static_cast<std::uint64_t>(max) &&
-                         static_cast<std::int64_t>(it->get<std::uint64_t>()) >= min)
-                      : (it->get<std::int64_t>() >= min && it->get<std::int64_t>() <= max);
+  bool in_range = it->is_number_unsigned() ? (max >= 0 && it->get<std::uint64_t>() <= static_cast<std::uint64_t>(max) &&
+                                              static_cast<std::int64_t>(it->get<std::uint64_t>()) >= min)
+                                           : (it->get<std::int64_t>() >= min && it->get<std::int64_t>() <= max);
   if (!in_range) return fail(Error::invalid(std::format("'{}' must be between {} and {}", f, min, max), f));
   return ok();
 }

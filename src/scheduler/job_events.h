@@ -54,9 +54,9 @@ class JobEvents {
     std::map<Token, Listener> listeners;
   };
   mutable std::mutex mu_;
-  std::map<JobId, Entry> jobs_;       // guarded by mu_
-  std::map<Token, JobId> tokens_;     // guarded by mu_
-  Token next_token_ = 1;              // guarded by mu_
+  std::map<JobId, Entry> jobs_;    // guarded by mu_
+  std::map<Token, JobId> tokens_;  // guarded by mu_
+  Token next_token_ = 1;           // guarded by mu_
 };
 
 }  // namespace statim

@@ -246,7 +246,8 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
       outcomes = batch.step();
     } catch (const std::exception& e) {
       // A throwing step poisons the whole batch: fail its jobs, keep serving.
-      for (auto& [id, a] : active) outcomes.push_back({id, fail(Error::internal(std::format("backend threw: {}", e.what())))});
+      for (auto& [id, a] : active)
+        outcomes.push_back({id, fail(Error::internal(std::format("backend threw: {}", e.what())))});
     }
     for (auto& o : outcomes) {
       auto it = active.find(o.id);

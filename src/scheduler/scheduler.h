@@ -93,8 +93,7 @@ class Scheduler {
   void waitForWork(ModelQueue& q, std::uint64_t seen);
   void began(ModelQueue& q, const Job& job, const std::string& owner, Control& control);
   // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop).
-  void finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control,
-              Result<nlohmann::json> result);
+  void finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control, Result<nlohmann::json> result);
   void leaseLoop();
 
   JobStore& store_;

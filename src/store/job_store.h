@@ -43,8 +43,8 @@ struct JobPage {
 };
 
 struct CancelOutcome {
-  Job job;            // after the change
-  JobStatus before;   // the status the cancel found
+  Job job;           // after the change
+  JobStatus before;  // the status the cancel found
 };
 
 struct RequeueReport {

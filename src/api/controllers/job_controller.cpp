@@ -6,10 +6,10 @@
 #include "api/dto/job_dto.h"
 #include "api/errors.h"
 #include "api/follow.h"
-#include "api/sse.h"
 #include "api/http_util.h"
 #include "api/routes.h"
 #include "api/server.h"
+#include "api/sse.h"
 
 namespace statim::api {
 

@@ -26,71 +26,74 @@ nlohmann::json render(Kind kind, const Job& job, const OpenAiRequest& req) {
 }
 
 Error jobError(const Job& job) {
-  if (job.status == JobStatus::kCancelled) return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
+  if (job.status == JobStatus::kCancelled)
+    return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
   return Error::backend(std::format("job {} failed: {}", job.id, job.error));
 }
 
 // Waits for the job to end and answers with the OpenAI object (or the error).
 void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job, Callback cb) {
-  auto r = followJob(ctx.store, ctx.scheduler.events(), job.id,
-                     [kind, req, cb = std::move(cb)](const JobEvent& e) {
-                       if (!e.terminal()) return true;
-                       const Job& done = *e.job;
-                       if (done.status != JobStatus::kCompleted) {
-                         cb(errorResponse(jobError(done)));
-                       } else {
-                         auto resp = jsonResponse(render(kind, done, req));
-                         resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
-                         cb(resp);
-                       }
-                       return false;
-                     });
+  auto r = followJob(ctx.store, ctx.scheduler.events(), job.id, [kind, req, cb = std::move(cb)](const JobEvent& e) {
+    if (!e.terminal()) return true;
+    const Job& done = *e.job;
+    if (done.status != JobStatus::kCompleted) {
+      cb(errorResponse(jobError(done)));
+    } else {
+      auto resp = jsonResponse(render(kind, done, req));
+      resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
+      cb(resp);
+    }
+    return false;
+  });
   if (!r) cb(errorResponse(r.error()));
 }
 
-std::string dump(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 // Streams the job as OpenAI chunks. A client that goes away cancels the job: it was created
 // for this stream alone.
 drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job) {
   auto resp = sseResponse([&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
     auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish) {
-      return kind == Kind::kChat ? chatChunk(job, text.empty() && finish.is_null() ? nlohmann::json{{"role", "assistant"}, {"content", ""}}
-                                                                                   : nlohmann::json{{"content", text}},
-                                             finish)
-                                 : completionChunk(job, text, finish);
+      return kind == Kind::kChat
+                 ? chatChunk(job,
+                             text.empty() && finish.is_null() ? nlohmann::json{{"role", "assistant"}, {"content", ""}}
+                                                              : nlohmann::json{{"content", text}},
+                             finish)
+                 : completionChunk(job, text, finish);
     };
     if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
-    auto r = followJob(ctx.store, ctx.scheduler.events(), job.id,
-                       [&ctx, stream, chunk, kind, req, job](const JobEvent& e) {
-                         bool open = true;
-                         std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
-                         if (!text.empty()) open = stream->send("", dump(chunk(text, nullptr)));
-                         if (e.terminal()) {
-                           const Job& done = *e.job;
-                           if (done.status == JobStatus::kFailed) {
-                             Error err = jobError(done);
-                             stream->send("", dump({{"error", {{"message", err.message}, {"type", "server_error"}, {"code", errorCodeName(err.code)}}}}));
-                           } else {
-                             nlohmann::json last = kind == Kind::kChat ? chatChunk(done, nlohmann::json::object(), finishReason(done))
-                                                                       : completionChunk(done, "", finishReason(done));
-                             stream->send("", dump(last));
-                             if (req.include_usage) {
-                               nlohmann::json u = last;
-                               u["choices"] = nlohmann::json::array();
-                               u["usage"] = usage(done);
-                               stream->send("", dump(u));
-                             }
-                           }
-                           stream->sendRaw("data: [DONE]\n\n");
-                           stream->close();
-                           return false;
-                         }
-                         if (!open) (void)ctx.scheduler.cancel(job.id);
-                         return open;
-                       });
+    auto r =
+        followJob(ctx.store, ctx.scheduler.events(), job.id, [&ctx, stream, chunk, kind, req, job](const JobEvent& e) {
+          bool open = true;
+          std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
+          if (!text.empty()) open = stream->send("", dump(chunk(text, nullptr)));
+          if (e.terminal()) {
+            const Job& done = *e.job;
+            if (done.status == JobStatus::kFailed) {
+              Error err = jobError(done);
+              stream->send(
+                  "",
+                  dump({{"error",
+                         {{"message", err.message}, {"type", "server_error"}, {"code", errorCodeName(err.code)}}}}));
+            } else {
+              nlohmann::json last = kind == Kind::kChat ? chatChunk(done, nlohmann::json::object(), finishReason(done))
+                                                        : completionChunk(done, "", finishReason(done));
+              stream->send("", dump(last));
+              if (req.include_usage) {
+                nlohmann::json u = last;
+                u["choices"] = nlohmann::json::array();
+                u["usage"] = usage(done);
+                stream->send("", dump(u));
+              }
+            }
+            stream->sendRaw("data: [DONE]\n\n");
+            stream->close();
+            return false;
+          }
+          if (!open) (void)ctx.scheduler.cancel(job.id);
+          return open;
+        });
     if (!r) stream->close();
   });
   resp->addHeader("X-Statim-Job-Id", std::to_string(job.id));
@@ -121,8 +124,12 @@ void registerOpenAiRoutes(const ApiContext& ctx) {
     nlohmann::json data = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
       if (e.state == ModelState::kFailed) continue;
-      data.push_back({{"id", e.manifest.id}, {"object", "model"}, {"created", 0}, {"owned_by", "statim"},
-                      {"type", e.manifest.type}, {"state", toString(e.state)}});
+      data.push_back({{"id", e.manifest.id},
+                      {"object", "model"},
+                      {"created", 0},
+                      {"owned_by", "statim"},
+                      {"type", e.manifest.type},
+                      {"state", toString(e.state)}});
     }
     cb(jsonResponse({{"object", "list"}, {"data", std::move(data)}}));
   });

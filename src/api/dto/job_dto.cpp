@@ -38,8 +38,8 @@ nlohmann::ordered_json jobToJson(const Job& j) {
 }
 
 Result<NewJob> parseNewJob(const nlohmann::json& body) {
-  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "messages", "input",
-                                                                  "params", "priority"};
+  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "messages",
+                                                                  "input", "params", "priority"};
   for (auto& [k, v] : body.items()) {
     if (std::ranges::find(kFields, k) == kFields.end()) {
       return fail(Error::invalid(
@@ -51,7 +51,8 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   if (model == body.end() || model->is_null()) {
     return fail(Error::invalid("'model' is required: the id of a model from GET /models", "model"));
   }
-  if (!model->is_string()) return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
+  if (!model->is_string())
+    return fail(Error::invalid(std::format("'model' must be a string, not {}", model->type_name()), "model"));
   job.model = model->get<std::string>();
   if (job.model.empty()) return fail(Error::invalid("'model' must not be empty", "model"));
   if (job.model.size() > kMaxModelBytes) {
@@ -59,18 +60,21 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   }
 
   if (auto p = body.find("params"); p != body.end() && !p->is_null()) {
-    if (!p->is_object()) return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
+    if (!p->is_object())
+      return fail(Error::invalid(std::format("'params' must be an object, not {}", p->type_name()), "params"));
     job.params = *p;
   }
   for (const char* inner : {"messages", "input"}) {
     if (job.params.contains(inner)) {
-      return fail(Error::invalid(std::format("give '{}' at the top level, not inside 'params'", inner), std::string("params.") + inner));
+      return fail(Error::invalid(std::format("give '{}' at the top level, not inside 'params'", inner),
+                                 std::string("params.") + inner));
     }
   }
 
   // The input: exactly one of prompt (completion), messages (chat), input (embedding).
   int given = body.contains("prompt") + body.contains("messages") + body.contains("input");
-  if (given == 0) return fail(Error::invalid("'prompt' is required (or 'messages' for chat, 'input' for embeddings)", "prompt"));
+  if (given == 0)
+    return fail(Error::invalid("'prompt' is required (or 'messages' for chat, 'input' for embeddings)", "prompt"));
   if (given > 1) return fail(Error::invalid("give only one of 'prompt', 'messages' and 'input'", "prompt"));
   if (auto messages = body.find("messages"); messages != body.end()) {
     if (!messages->is_array() || messages->empty()) {
@@ -87,8 +91,10 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   } else if (auto input = body.find("input"); input != body.end()) {
     job.type = "embedding";
     job.params["input"] = *input;
-    if (input->is_string()) job.prompt = *input;
-    else if (input->is_array() && !input->empty() && (*input)[0].is_string()) job.prompt = (*input)[0];
+    if (input->is_string())
+      job.prompt = *input;
+    else if (input->is_array() && !input->empty() && (*input)[0].is_string())
+      job.prompt = (*input)[0];
   } else {
     auto prompt = body.find("prompt");
     if (prompt->is_null()) return fail(Error::invalid("'prompt' is required", "prompt"));
@@ -103,10 +109,12 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
   }
 
   if (auto p = body.find("priority"); p != body.end() && !p->is_null()) {
-    if (!p->is_number_integer()) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (!p->is_number_integer())
+      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     // Non-negative JSON integers parse as unsigned; anything that large is out of range anyway.
     auto v = p->is_number_unsigned() && p->get<std::uint64_t>() > 100 ? 1000 : p->get<std::int64_t>();
-    if (v < -100 || v > 100) return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
+    if (v < -100 || v > 100)
+      return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);
   }
   return job;

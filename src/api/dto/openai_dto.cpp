@@ -8,8 +8,8 @@ namespace {
 
 // Fields copied into the job's params as they are (the backend validates them).
 constexpr std::initializer_list<std::string_view> kSamplingFields = {
-    "temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty",
-    "repeat_penalty", "response_format", "grammar"};
+    "temperature",       "top_p",          "top_k",           "min_p",  "seed", "stop", "presence_penalty",
+    "frequency_penalty", "repeat_penalty", "response_format", "grammar"};
 // Fields accepted and ignored (they do not change what a single local completion produces).
 constexpr std::initializer_list<std::string_view> kIgnoredFields = {"user", "metadata", "store", "service_tier"};
 
@@ -114,7 +114,9 @@ Result<OpenAiRequest> parseCompletionRequest(const nlohmann::json& body) {
 Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
   OpenAiRequest req;
   req.job.type = "chat";
-  if (auto r = readGeneration(body, req, {"messages", "tools", "tool_choice", "parallel_tool_calls", "logit_bias", "top_logprobs"}); !r) {
+  if (auto r = readGeneration(
+          body, req, {"messages", "tools", "tool_choice", "parallel_tool_calls", "logit_bias", "top_logprobs"});
+      !r) {
     return fail(r.error());
   }
   for (const char* unsupported : {"tools", "tool_choice"}) {
@@ -175,7 +177,8 @@ Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body) {
     return fail(Error::invalid("'input' must be text: token-id inputs are not supported", "input"));
   }
   req.job.params["input"] = *in;
-  req.job.prompt = in->is_string() ? in->get<std::string>() : (in->is_array() && !in->empty() ? (*in)[0].get<std::string>() : "");
+  req.job.prompt =
+      in->is_string() ? in->get<std::string>() : (in->is_array() && !in->empty() ? (*in)[0].get<std::string>() : "");
   if (auto f = body.find("encoding_format"); f != body.end() && !f->is_null()) {
     if (*f != "float" && *f != "base64") {
       return fail(Error::invalid("'encoding_format' must be float or base64", "encoding_format"));
@@ -204,7 +207,11 @@ nlohmann::json completionResponse(const Job& job) {
           {"object", "text_completion"},
           {"created", createdSeconds(job)},
           {"model", job.model},
-          {"choices", {{{"index", 0}, {"text", job.result.value("text", "")}, {"logprobs", nullptr}, {"finish_reason", finishReason(job)}}}},
+          {"choices",
+           {{{"index", 0},
+             {"text", job.result.value("text", "")},
+             {"logprobs", nullptr},
+             {"finish_reason", finishReason(job)}}}},
           {"usage", usage(job)}};
 }
 
@@ -239,7 +246,9 @@ nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_for
     data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", std::move(embedding)}});
   }
   int tokens = job.result.value("tokens_in", 0);
-  return {{"object", "list"}, {"data", std::move(data)}, {"model", job.model},
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"model", job.model},
           {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};
 }
 

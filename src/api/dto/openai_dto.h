@@ -14,7 +14,7 @@ namespace statim::api {
 struct OpenAiRequest {
   NewJob job;
   bool stream = false;
-  bool include_usage = false;           // stream_options.include_usage
+  bool include_usage = false;             // stream_options.include_usage
   std::string encoding_format = "float";  // embeddings: float | base64
 };
 

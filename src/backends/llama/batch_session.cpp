@@ -34,21 +34,25 @@ Result<std::unique_ptr<LlamaBatchSession>> LlamaBatchSession::create(std::shared
   cp.kv_unified = false;  // each sequence gets its own n_ctx cells: one job cannot starve another
   cp.n_batch = static_cast<uint32_t>(options.n_batch);
   cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
-  int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cp.n_threads = threads;
   cp.n_threads_batch = threads;
   cp.no_perf = true;
   ContextPtr ctx(llama_init_from_model(model.get(), cp));
   if (!ctx) {
-    return fail(Error::backend(std::format("cannot create a llama context for {} sequences of {} tokens (out of memory?)",
-                                           capacity, options.n_ctx)));
+    return fail(Error::backend(std::format(
+        "cannot create a llama context for {} sequences of {} tokens (out of memory?)", capacity, options.n_ctx)));
   }
   return std::unique_ptr<LlamaBatchSession>(new LlamaBatchSession(std::move(model), std::move(ctx), options, capacity));
 }
 
 LlamaBatchSession::LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options,
                                      int capacity)
-    : model_(std::move(model)), ctx_(std::move(ctx)), options_(std::move(options)), slots_(static_cast<size_t>(capacity)) {
+    : model_(std::move(model)),
+      ctx_(std::move(ctx)),
+      options_(std::move(options)),
+      slots_(static_cast<size_t>(capacity)) {
   batch_ = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_.get())), 0, 1);
 }
 
@@ -117,7 +121,8 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
   if (error) {
     out.result = fail(std::move(*error));
   } else {
-    if (auto rest = s.output->takeStreamable(true); !rest.empty()) s.control->progress({{"type", "token"}, {"text", rest}});
+    if (auto rest = s.output->takeStreamable(true); !rest.empty())
+      s.control->progress({{"type", "token"}, {"text", rest}});
     auto now = Clock::now();
     double gen_ms = s.n_out > 0 ? msBetween(s.first_token, now) : 0.0;
     out.result = nlohmann::json{

@@ -18,9 +18,9 @@
 namespace statim::llama {
 
 struct ContextOptions {
-  int n_ctx = 2048;   // per sequence
-  int n_batch = 512;  // tokens per decode step, all sequences together
-  int threads = 0;    // 0: all cores
+  int n_ctx = 2048;           // per sequence
+  int n_batch = 512;          // tokens per decode step, all sequences together
+  int threads = 0;            // 0: all cores
   std::string chat_template;  // manifest override
 };
 

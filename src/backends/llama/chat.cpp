@@ -16,16 +16,19 @@ Result<void> validateMessages(const nlohmann::json& params) {
     if (!m.is_object()) return fail(Error::invalid(std::format("'{}' must be an object", f), f));
     for (auto& [k, v] : m.items()) {
       if (k != "role" && k != "content" && k != "name") {
-        return fail(Error::invalid(std::format("unknown field '{}.{}' (allowed: role, content, name)", f, k), f + "." + k));
+        return fail(
+            Error::invalid(std::format("unknown field '{}.{}' (allowed: role, content, name)", f, k), f + "." + k));
       }
     }
     auto role = m.find("role");
-    if (role == m.end() || !role->is_string()) return fail(Error::invalid(std::format("'{}.role' must be a string", f), f + ".role"));
+    if (role == m.end() || !role->is_string())
+      return fail(Error::invalid(std::format("'{}.role' must be a string", f), f + ".role"));
     static const std::vector<std::string> kRoles = {"system", "user", "assistant", "tool", "developer"};
     if (std::ranges::find(kRoles, role->get<std::string>()) == kRoles.end()) {
-      return fail(Error::invalid(std::format("'{}.role' must be one of system, user, assistant, tool, developer (got '{}')", f,
-                                             role->get<std::string>().substr(0, 32)),
-                                 f + ".role"));
+      return fail(
+          Error::invalid(std::format("'{}.role' must be one of system, user, assistant, tool, developer (got '{}')", f,
+                                     role->get<std::string>().substr(0, 32)),
+                         f + ".role"));
     }
     auto content = m.find("content");
     if (content == m.end() || !content->is_string()) {
@@ -39,9 +42,10 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
                                const nlohmann::json& messages) {
   const char* tmpl = override_template.empty() ? llama_model_chat_template(model, nullptr) : override_template.c_str();
   if (!tmpl) {
-    return fail(Error::invalid("this model has no chat template; send a plain prompt, or set params.chat_template "
-                               "(e.g. \"chatml\") in its manifest",
-                               "messages"));
+    return fail(
+        Error::invalid("this model has no chat template; send a plain prompt, or set params.chat_template "
+                       "(e.g. \"chatml\") in its manifest",
+                       "messages"));
   }
   std::vector<std::string> roles, contents;
   for (auto& m : messages) {
@@ -57,8 +61,9 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
     n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, out.data(), static_cast<int>(out.size()));
   }
   if (n < 0) {
-    return fail(Error::backend("the model's chat template is not one libllama supports; set params.chat_template "
-                               "(e.g. \"chatml\") in its manifest"));
+    return fail(
+        Error::backend("the model's chat template is not one libllama supports; set params.chat_template "
+                       "(e.g. \"chatml\") in its manifest"));
   }
   out.resize(static_cast<size_t>(n));
   return out;

@@ -16,7 +16,8 @@ Result<std::unique_ptr<EmbeddingSession>> EmbeddingSession::create(std::shared_p
     // A whole input must fit one micro-batch (non-causal models see it all at once).
     cp.n_batch = cp.n_ubatch = cp.n_ctx;
     cp.n_seq_max = 1;
-    int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int threads =
+        options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     cp.n_threads = cp.n_threads_batch = threads;
     cp.no_perf = true;
     return ContextPtr(llama_init_from_model(model.get(), cp));
@@ -32,8 +33,10 @@ int EmbeddingSession::contextSize() const { return static_cast<int>(llama_n_ctx(
 Result<nlohmann::json> EmbeddingSession::run(const Job& job, JobControl& control) {
   std::vector<std::string> inputs;
   if (auto it = job.params.find("input"); it != job.params.end()) {
-    if (it->is_string()) inputs.push_back(*it);
-    else for (auto& x : *it) inputs.push_back(x);
+    if (it->is_string())
+      inputs.push_back(*it);
+    else
+      for (auto& x : *it) inputs.push_back(x);
   } else {
     inputs.push_back(job.prompt);
   }
@@ -50,7 +53,8 @@ Result<nlohmann::json> EmbeddingSession::run(const Job& job, JobControl& control
                            static_cast<int32_t>(tokens.size()), true, false);
     if (n <= 0) return fail(Error::invalid(std::format("input {} could not be tokenized", i), "input"));
     if (n > n_ctx) {
-      return fail(Error::invalid(std::format("input {} is {} tokens but the model's context holds {}", i, n, n_ctx), "input"));
+      return fail(
+          Error::invalid(std::format("input {} is {} tokens but the model's context holds {}", i, n, n_ctx), "input"));
     }
     tokens.resize(static_cast<size_t>(n));
     tokens_in += n;

@@ -20,7 +20,8 @@ class EmbeddingSession final : public Session {
   int contextSize() const;
 
  private:
-  EmbeddingSession(std::shared_ptr<llama_model> model, ContextPtr ctx) : model_(std::move(model)), ctx_(std::move(ctx)) {}
+  EmbeddingSession(std::shared_ptr<llama_model> model, ContextPtr ctx)
+      : model_(std::move(model)), ctx_(std::move(ctx)) {}
   std::shared_ptr<llama_model> model_;
   ContextPtr ctx_;
 };

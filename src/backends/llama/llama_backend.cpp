@@ -23,8 +23,10 @@ void initOnce() {
           if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
           std::string line = "llama: " + std::string(text);
           while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-          if (level == GGML_LOG_LEVEL_ERROR) log::error(line);
-          else log::warn(line);
+          if (level == GGML_LOG_LEVEL_ERROR)
+            log::error(line);
+          else
+            log::warn(line);
         },
         nullptr);
     ggml_backend_load_all();
@@ -38,7 +40,8 @@ namespace {
 // instead of a deep libllama failure.
 Result<void> checkGguf(const std::filesystem::path& file) {
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) return fail(Error::backend(std::format("model file not found: {}", file.string())));
+  if (!std::filesystem::exists(file, ec))
+    return fail(Error::backend(std::format("model file not found: {}", file.string())));
   std::ifstream in(file, std::ios::binary);
   char magic[4] = {};
   if (!in.read(magic, 4)) return fail(Error::backend(std::format("cannot read model file {}", file.string())));
@@ -88,7 +91,8 @@ class LlamaModel final : public LoadedModel {
             {"n_ctx", options_.n_ctx},
             {"n_embd", llama_model_n_embd(model_.get())},
             {"n_vocab", llama_vocab_n_tokens(llama_model_get_vocab(model_.get()))},
-            {"chat_template", !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr}};
+            {"chat_template",
+             !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr}};
   }
 
  private:
@@ -103,7 +107,8 @@ Result<void> validateEmbeddingInput(const nlohmann::json& p) {
   auto it = p.find("input");
   if (it == p.end()) return ok();
   auto bad = [] {
-    return fail(Error::invalid("'params.input' must be a non-empty string or a list of 1..2048 non-empty strings", "params.input"));
+    return fail(Error::invalid("'params.input' must be a non-empty string or a list of 1..2048 non-empty strings",
+                               "params.input"));
   };
   if (it->is_string()) return it->get_ref<const std::string&>().empty() ? bad() : ok();
   if (!it->is_array() || it->empty() || it->size() > 2048) return bad();
@@ -147,7 +152,8 @@ class LlamaBackend final : public Backend {
     mp.load_mode = LLAMA_LOAD_MODE_MMAP;
     llama_model* raw = llama_model_load_from_file(c.file.c_str(), mp);
     if (!raw) {
-      return fail(Error::backend(std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
+      return fail(Error::backend(
+          std::format("libllama could not load {} (corrupt or unsupported GGUF; see the log)", c.file.string())));
     }
     std::shared_ptr<llama_model> model(raw, ModelDeleter{});
     ContextOptions o;

@@ -10,24 +10,27 @@ namespace statim::llama {
 namespace {
 
 constexpr std::initializer_list<std::string_view> kSamplingFields = {
-    "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
-    "presence_penalty", "frequency_penalty", "seed", "stop", "grammar", "response_format"};
+    "max_tokens",       "temperature",       "top_k", "top_p", "min_p",   "repeat_penalty", "repeat_last_n",
+    "presence_penalty", "frequency_penalty", "seed",  "stop",  "grammar", "response_format"};
 
 Result<void> validateResponseFormat(const nlohmann::json& p) {
   auto it = p.find("response_format");
   if (it == p.end() || it->is_null()) return ok();
   const std::string f = "params.response_format";
   if (!it->is_object() || !it->contains("type") || !(*it)["type"].is_string()) {
-    return fail(Error::invalid(std::format("'{}' must be an object with a string 'type' (text, json_object, json_schema)", f), f));
+    return fail(Error::invalid(
+        std::format("'{}' must be an object with a string 'type' (text, json_object, json_schema)", f), f));
   }
   std::string type = (*it)["type"];
   if (type == "text" || type == "json_object") return ok();
   if (type != "json_schema") {
-    return fail(Error::invalid(std::format("'{}.type' must be text, json_object or json_schema (got '{}')", f, type), f + ".type"));
+    return fail(Error::invalid(std::format("'{}.type' must be text, json_object or json_schema (got '{}')", f, type),
+                               f + ".type"));
   }
   auto js = it->find("json_schema");
   if (js == it->end() || !js->is_object() || !js->contains("schema")) {
-    return fail(Error::invalid(std::format("'{}.json_schema.schema' is required for type json_schema", f), f + ".json_schema.schema"));
+    return fail(Error::invalid(std::format("'{}.json_schema.schema' is required for type json_schema", f),
+                               f + ".json_schema.schema"));
   }
   auto g = jsonSchemaToGbnf((*js)["schema"]);
   if (!g) return fail(Error::invalid(g.error().message, f + ".json_schema.schema"));
@@ -57,7 +60,8 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
     if (!r) return r;
   }
   if (p.contains("grammar") && p.contains("response_format") && p["response_format"].value("type", "text") != "text") {
-    return fail(Error::invalid("give either 'params.grammar' or a JSON 'params.response_format', not both", "params.grammar"));
+    return fail(
+        Error::invalid("give either 'params.grammar' or a JSON 'params.response_format', not both", "params.grammar"));
   }
   return validateResponseFormat(p);
 }
@@ -75,8 +79,10 @@ Result<Sampling> readSampling(const nlohmann::json& p) {
   s.frequency_penalty = p.value("frequency_penalty", s.frequency_penalty);
   s.seed = p.contains("seed") ? p["seed"].get<std::uint32_t>() : std::random_device{}();
   if (auto it = p.find("stop"); it != p.end()) {
-    if (it->is_string()) s.stop.push_back(it->get<std::string>());
-    else for (auto& x : *it) s.stop.push_back(x.get<std::string>());
+    if (it->is_string())
+      s.stop.push_back(it->get<std::string>());
+    else
+      for (auto& x : *it) s.stop.push_back(x.get<std::string>());
   }
   s.grammar = p.value("grammar", "");
   if (auto rf = p.find("response_format"); rf != p.end() && rf->is_object()) {
@@ -98,12 +104,14 @@ Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
   if (s.repeat_penalty != 1.0 || s.presence_penalty != 0.0 || s.frequency_penalty != 0.0) {
     // repeat_last_n -1 means "the whole context"; 4096 covers any context a job here has.
     add(llama_sampler_init_penalties(llama_vocab_n_tokens(vocab), s.repeat_last_n < 0 ? 4096 : s.repeat_last_n,
-                                     static_cast<float>(s.repeat_penalty),
-                                     static_cast<float>(s.frequency_penalty), static_cast<float>(s.presence_penalty)));
+                                     static_cast<float>(s.repeat_penalty), static_cast<float>(s.frequency_penalty),
+                                     static_cast<float>(s.presence_penalty)));
   }
   if (!s.grammar.empty()) {
     llama_sampler* g = llama_sampler_init_grammar(vocab, s.grammar.c_str(), "root");
-    if (!g) return fail(Error::invalid("the grammar does not parse as GBNF (see the server log for where)", "params.grammar"));
+    if (!g)
+      return fail(
+          Error::invalid("the grammar does not parse as GBNF (see the server log for where)", "params.grammar"));
     add(g);
   }
   if (s.temperature <= 0) {

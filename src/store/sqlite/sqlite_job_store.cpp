@@ -415,8 +415,9 @@ Result<CancelOutcome> SqliteJobStore::requestCancel(JobId id) {
     if (!before) return statim::fail(before.error());
     const char* sql = nullptr;
     if (before->status == JobStatus::kQueued) {
-      sql = "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled before it started',"
-            " finished_at = ?2 WHERE id = ?1";
+      sql =
+          "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled before it started',"
+          " finished_at = ?2 WHERE id = ?1";
     } else if (before->status == JobStatus::kProcessing) {
       sql = "UPDATE jobs SET cancel_requested = 1, status_message = 'cancelling' WHERE id = ?1 AND ?2 > 0";
     }

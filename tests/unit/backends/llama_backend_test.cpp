@@ -136,7 +136,11 @@ TEST_F(LlamaBackendTest, CancellationStopsGeneration) {
   auto model = load(tiny_);
   std::vector<NoCancel> controls(1);
   controls[0].cancel_after = 5;
-  Job job{.id = 1, .model = "t", .type = "completion", .prompt = "Hello", .params = {{"max_tokens", 200}, {"temperature", 0}}};
+  Job job{.id = 1,
+          .model = "t",
+          .type = "completion",
+          .prompt = "Hello",
+          .params = {{"max_tokens", 200}, {"temperature", 0}}};
   auto r = runBatch(*model, {job}, &controls)[0];
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["finish_reason"], "cancelled");
@@ -154,7 +158,10 @@ TEST_F(LlamaBackendTest, BatchedGreedyEqualsSingle) {
   for (int i = 0; i < 20; ++i) long_prompt += "the world of water ";
   std::vector<std::string> prompts = {"Hello", "Once upon a time", long_prompt, "I think", "The", "What people say"};
   for (size_t i = 0; i < prompts.size(); ++i) {
-    jobs.push_back({.id = static_cast<JobId>(i + 1), .model = "t", .type = "completion", .prompt = prompts[i],
+    jobs.push_back({.id = static_cast<JobId>(i + 1),
+                    .model = "t",
+                    .type = "completion",
+                    .prompt = prompts[i],
                     .params = {{"max_tokens", 8 + 3 * static_cast<int>(i)}, {"temperature", 0}}});
   }
   // 6 jobs, capacity 4: two wait for free slots and join the running batch.
@@ -184,13 +191,21 @@ TEST_F(LlamaBackendTest, BatchedGreedyEqualsSingle) {
 TEST_F(LlamaBackendTest, ChatUsesTheModelTemplate) {
   ASSERT_FALSE(tiny_.empty());
   auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
-  Job chat{.id = 1, .model = "t", .type = "chat", .prompt = "hi",
-           .params = {{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hello"}}}},
-                      {"max_tokens", 6}, {"temperature", 0}}};
+  Job chat{.id = 1,
+           .model = "t",
+           .type = "chat",
+           .prompt = "hi",
+           .params = {
+               {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hello"}}}},
+               {"max_tokens", 6},
+               {"temperature", 0}}};
   // The same text as a completion of the ChatML rendering.
-  Job completion{.id = 2, .model = "t", .type = "completion",
-                 .prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
-                 .params = {{"max_tokens", 6}, {"temperature", 0}}};
+  Job completion{
+      .id = 2,
+      .model = "t",
+      .type = "completion",
+      .prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
+      .params = {{"max_tokens", 6}, {"temperature", 0}}};
   auto r = runBatch(*model, {chat, completion});
   ASSERT_TRUE(r[0]) << r[0].error().message;
   ASSERT_TRUE(r[1]) << r[1].error().message;
@@ -202,7 +217,10 @@ TEST_F(LlamaBackendTest, ChatWithoutTemplateIsAClearError) {
   auto file = sharedModels() / "llm" / "stories260K.gguf";
   if (!std::filesystem::exists(file)) GTEST_SKIP() << "real model absent: " << file;
   auto model = load(file, {{"n_ctx", 256}});
-  Job chat{.id = 1, .model = "t", .type = "chat", .prompt = "hi",
+  Job chat{.id = 1,
+           .model = "t",
+           .type = "chat",
+           .prompt = "hi",
            .params = {{"messages", {{{"role", "user"}, {"content", "Hello"}}}}}};
   auto r = runBatch(*model, {chat})[0];
   ASSERT_FALSE(r);
@@ -216,7 +234,10 @@ TEST_F(LlamaBackendTest, EmbeddingsAreNormalisedAndDeterministic) {
   auto session = model->newSession();
   ASSERT_TRUE(session);
   NoCancel control;
-  Job job{.id = 1, .model = "t", .type = "embedding", .prompt = "x",
+  Job job{.id = 1,
+          .model = "t",
+          .type = "embedding",
+          .prompt = "x",
           .params = {{"input", {"Hello world", "Hello world", "Something else"}}}};
   auto r = (*session)->run(job, control);
   ASSERT_TRUE(r) << r.error().message;
@@ -268,10 +289,12 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
            {{{"stop", 5}},
             "'params.stop' must be a non-empty string or a list of at most 16 non-empty strings of at most 256 bytes"},
            {{{"bogus", 1}},
-            "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, stop, grammar, response_format)"},
+            "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, "
+            "repeat_last_n, presence_penalty, frequency_penalty, seed, stop, grammar, response_format)"},
            {{{"min_p", 2}}, "'params.min_p' must be between 0 and 1"},
            {{{"presence_penalty", 3}}, "'params.presence_penalty' must be between -2 and 2"},
-           {{{"response_format", {{"type", "xml"}}}}, "'params.response_format.type' must be text, json_object or json_schema (got 'xml')"},
+           {{{"response_format", {{"type", "xml"}}}},
+            "'params.response_format.type' must be text, json_object or json_schema (got 'xml')"},
        }) {
     auto r = b.validateParams("completion", c.params);
     ASSERT_FALSE(r) << c.params.dump();

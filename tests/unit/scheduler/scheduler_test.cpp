@@ -228,5 +228,36 @@ TEST_F(SchedulerTest, ManyConcurrentSubmissionsAllComplete) {
   EXPECT_EQ(scheduler_->stats("b").running, 0);
 }
 
+TEST_F(SchedulerTest, CancelQueuedAndRunningJobs) {
+  start({echoEntry("echo", 1, 10)});
+  auto running = submit("echo", "running", {{"delay_ms", 60000}});
+  waitRunning("echo", 1);
+  auto queued = submit("echo", "queued");
+  std::vector<std::string> events;
+  std::mutex mu;
+  scheduler_->events().subscribe(running->id, [&](const JobEvent& e) {
+    std::lock_guard l(mu);
+    events.push_back(e.type);
+    return true;
+  });
+  auto c = scheduler_->cancel(queued->id);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->status, JobStatus::kCancelled);
+  EXPECT_EQ(scheduler_->stats("echo").queued, 0);  // its queue slot is free again
+  c = scheduler_->cancel(running->id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status_message, "cancelling");
+  auto done = waitFor(running->id, JobStatus::kCancelled);
+  EXPECT_EQ(done.status_message, "cancelled while running");
+  // The worker is free for the next job.
+  auto next = submit("echo", "next");
+  EXPECT_EQ(waitFor(next->id, JobStatus::kCompleted).result["text"], "next");
+  std::lock_guard l(mu);
+  EXPECT_EQ(events, std::vector<std::string>{"cancelled"});
+  auto unknown = scheduler_->cancel(4242);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace statim
