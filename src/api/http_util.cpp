@@ -1,4 +1,5 @@
 #include "api/http_util.h"
+#include "core/strings.h"
 
 #include <charconv>
 #include <format>
@@ -58,9 +59,7 @@ Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_lis
     bool found = false;
     for (auto kn : known) found = found || kn == k;
     if (!found) {
-      std::string list;
-      for (auto kn : known) list += (list.empty() ? "" : ", ") + std::string(kn);
-      return fail(Error::invalid(std::format("unknown query parameter '{}' (allowed: {})", k, list), k));
+      return fail(Error::invalid(std::format("unknown query parameter '{}' (allowed: {})", k, joinNames(known)), k));
     }
   }
   return ok();

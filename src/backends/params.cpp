@@ -1,4 +1,5 @@
 #include "backends/params.h"
+#include "core/strings.h"
 
 namespace statim::params {
 namespace {
@@ -16,8 +17,7 @@ Result<void> onlyKnown(const nlohmann::json& obj, std::initializer_list<std::str
     bool found = false;
     for (auto kn : known) found = found || kn == k;
     if (!found) {
-      std::string list;
-      for (auto kn : known) list += (list.empty() ? "" : ", ") + std::string(kn);
+      std::string list = joinNames(known);
       return fail(
           Error::invalid(std::format("unknown field '{}' (allowed: {})", field(where, k), list), field(where, k)));
     }

@@ -1,4 +1,5 @@
 #include "models/model_registry.h"
+#include "core/strings.h"
 
 #include <algorithm>
 #include <format>
@@ -43,8 +44,7 @@ ModelEntry prepare(ModelManifest m) {
   if (m.type.empty()) m.type = types.front();
   if (std::ranges::find(types, m.type) == types.end()) {
     std::string id = m.id, type = m.type, source = m.source.string();
-    std::string joined;
-    for (auto& t : types) joined += (joined.empty() ? "" : ", ") + t;
+    std::string joined = joinNames(types);
     return failedEntry(std::move(id), source,
                        std::format("backend '{}' has no job type '{}' (it serves: {})", m.backend, type, joined));
   }

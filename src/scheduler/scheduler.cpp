@@ -1,4 +1,5 @@
 #include "scheduler/scheduler.h"
+#include "core/strings.h"
 
 #include <format>
 #include <random>
@@ -105,8 +106,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
   auto entry = models_.find(job.model);
   if (!entry) {
-    std::string list;
-    for (auto& id : models_.ids()) list += (list.empty() ? "" : ", ") + id;
+    std::string list = joinNames(models_.ids());
     return done(fail(Error{
         ErrorCode::kModelNotFound,
         std::format("unknown model '{}'; available models: {}", job.model, list.empty() ? "(none)" : list), "model"}));
@@ -118,8 +118,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   auto served = entry->backend->servedTypes(entry->manifest.type);
   if (job.type.empty()) job.type = entry->manifest.type;
   if (std::ranges::find(served, job.type) == served.end()) {
-    std::string list;
-    for (auto& t : served) list += (list.empty() ? "" : ", ") + t;
+    std::string list = joinNames(served);
     return done(fail(Error::invalid(
         std::format("model '{}' does not serve {} jobs (it serves: {})", job.model, job.type, list), "model")));
   }

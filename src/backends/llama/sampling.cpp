@@ -1,4 +1,5 @@
 #include "backends/llama/sampling.h"
+#include "core/strings.h"
 
 #include <format>
 #include <random>
@@ -45,8 +46,7 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
   if (!p.is_object()) return fail(Error::invalid("'params' must be an object", "params"));
   for (auto& [k, v] : p.items()) {
     if (std::ranges::find(known, k) == known.end()) {
-      std::string list;
-      for (auto kn : known) list += (list.empty() ? "" : ", ") + std::string(kn);
+      std::string list = joinNames(known);
       return fail(Error::invalid(std::format("unknown field 'params.{}' (allowed: {})", k, list), "params." + k));
     }
   }

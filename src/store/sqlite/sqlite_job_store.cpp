@@ -353,47 +353,36 @@ Result<bool> SqliteJobStore::heartbeat(JobId id, const std::string& owner, Micro
   });
 }
 
-Result<void> SqliteJobStore::complete(JobId id, const std::string& owner, const nlohmann::json& result) {
-  std::string text = dumpJson(result);
+// Ends a PROCESSING job held by `owner`; kConflict when it is not (lease lost, already ended).
+Result<void> SqliteJobStore::finishProcessing(JobId id, const std::string& owner, std::string_view status,
+                                              std::string_view message, const std::optional<std::string>& result,
+                                              const std::string& error) {
   return write<void>([&](SqliteDb& db) -> Result<void> {
     auto st = db.prepare(
-        "UPDATE jobs SET status = 'COMPLETED', status_message = 'completed', result = ?1, finished_at = ?2,"
-        " lease_owner = '', lease_expires_at = NULL WHERE id = ?3 AND status = 'PROCESSING' AND lease_owner = ?4");
+        "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
+        " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
     if (!st) return statim::fail(st.error());
-    if (auto r = (*st)->bind(1, text).bind(2, nowMicros()).bind(3, id).bind(4, owner).run(); !r) return r;
+    auto& s = **st;
+    s.bind(1, status).bind(2, message).bind(4, error).bind(5, nowMicros()).bind(6, id).bind(7, owner);
+    if (result) s.bind(3, *result);
+    if (auto r = s.run(); !r) return r;
     if (db.changes() == 0) return statim::fail(conflict(id, owner));
     return ok();
   });
 }
 
+Result<void> SqliteJobStore::complete(JobId id, const std::string& owner, const nlohmann::json& result) {
+  return finishProcessing(id, owner, "COMPLETED", "completed", dumpJson(result), "");
+}
+
 Result<void> SqliteJobStore::fail(JobId id, const std::string& owner, const std::string& error) {
-  return write<void>([&](SqliteDb& db) -> Result<void> {
-    auto st = db.prepare(
-        "UPDATE jobs SET status = 'FAILED', status_message = 'failed', error = ?1, finished_at = ?2,"
-        " lease_owner = '', lease_expires_at = NULL WHERE id = ?3 AND status = 'PROCESSING' AND lease_owner = ?4");
-    if (!st) return statim::fail(st.error());
-    if (auto r = (*st)->bind(1, error).bind(2, nowMicros()).bind(3, id).bind(4, owner).run(); !r) return r;
-    if (db.changes() == 0) return statim::fail(conflict(id, owner));
-    return ok();
-  });
+  return finishProcessing(id, owner, "FAILED", "failed", std::nullopt, error);
 }
 
 Result<void> SqliteJobStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
   std::optional<std::string> text;
   if (!partial.is_null()) text = dumpJson(partial);
-  return write<void>([&](SqliteDb& db) -> Result<void> {
-    auto st = db.prepare(
-        "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled while running', result = ?1,"
-        " finished_at = ?2, lease_owner = '', lease_expires_at = NULL"
-        " WHERE id = ?3 AND status = 'PROCESSING' AND lease_owner = ?4");
-    if (!st) return statim::fail(st.error());
-    auto& s = **st;
-    if (text) s.bind(1, *text);
-    s.bind(2, nowMicros()).bind(3, id).bind(4, owner);
-    if (auto r = s.run(); !r) return r;
-    if (db.changes() == 0) return statim::fail(conflict(id, owner));
-    return ok();
-  });
+  return finishProcessing(id, owner, "CANCELLED", "cancelled while running", text, "");
 }
 
 Result<CancelOutcome> SqliteJobStore::requestCancel(JobId id) {

@@ -50,6 +50,9 @@ class SqliteJobStore final : public JobStore {
   };
 
   SqliteJobStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
+  Result<void> finishProcessing(JobId id, const std::string& owner, std::string_view status,
+                                std::string_view message, const std::optional<std::string>& result,
+                                const std::string& error);
   void writerLoop();
   void enqueue(WriteOp op);
   // Runs `fn` on the writer inside a batch and waits for the commit.
