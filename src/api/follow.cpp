@@ -52,7 +52,10 @@ Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink 
   bool keep;
   {
     std::lock_guard lock(f->mu);
-    JobEvent state{id, "state", {{"text", sub.text_so_far}}, *job};
+    // A job that has ended has its whole text in its result.
+    std::string text = sub.text_so_far;
+    if (isTerminal(job->status) && job->result.is_object()) text = job->result.value("text", text);
+    JobEvent state{id, "state", {{"text", text}}, *job};
     keep = f->deliver(state);
     if (keep && isTerminal(job->status)) keep = f->deliver({id, terminalEventName(job->status), {}, *job});
     while (keep && !f->backlog.empty()) {

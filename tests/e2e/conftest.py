@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 import requests
@@ -309,6 +310,33 @@ class Server:
                           timeout, f"model {model} to show queued={queued} running={running}")
 
 
+def sse_events(resp: requests.Response) -> Iterator[tuple[str, str]]:
+    """The events of a text/event-stream response, as (event name, data) pairs, as they arrive.
+    An event without an `event:` line is named "message" (the OpenAI routes send those)."""
+    name, data = None, []
+    for raw in resp.iter_lines():
+        line = raw.decode("utf-8")
+        if not line:
+            if data or name:
+                yield name or "message", "\n".join(data)
+            name, data = None, []
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+    if data or name:
+        yield name or "message", "\n".join(data)
+
+
+def iso_micros(text: str) -> int:
+    """'2026-11-25T03:28:29.021308Z' -> microseconds since the epoch (for ordering job times)."""
+    t = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+
+
 _ANY = object()
 
 
@@ -349,18 +377,23 @@ class ServerFactory:
     def cleanup(self) -> None:
         for s in self.servers:
             s.cleanup()
-        # Under ASan/UBSan a report does not always crash the server: look for one in every log.
-        found = []
-        for s in self.servers:
-            for path in s.log_paths:
-                text = path.read_text(errors="replace") if path.exists() else ""
-                for marker in SANITIZER_MARKERS:
-                    at = text.find(marker)
-                    if at >= 0:
-                        found.append(f"{path}:\n{text[max(0, at - 200):at + 3000]}")
-                        break
-        if found:
-            pytest.fail("sanitizer report in the server log:\n" + "\n\n".join(found))
+        fail_on_sanitizer_reports(self.servers)
+
+
+def fail_on_sanitizer_reports(servers: Iterable[Server]) -> None:
+    """Under ASan/UBSan a report does not always crash the server: look for one in every log.
+    Module-scoped servers call this after cleanup() (make_server's servers get it for free)."""
+    found = []
+    for s in servers:
+        for path in s.log_paths:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            for marker in SANITIZER_MARKERS:
+                at = text.find(marker)
+                if at >= 0:
+                    found.append(f"{path}:\n{text[max(0, at - 200):at + 3000]}")
+                    break
+    if found:
+        pytest.fail("sanitizer report in the server log:\n" + "\n\n".join(found))
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer")
@@ -390,6 +423,22 @@ def tiny_gguf(tmp_path_factory) -> Path:
     r = subprocess.run([sys.executable, str(gen), str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and out.exists(), f"make_tiny_gguf.py failed:\n{r.stdout}\n{r.stderr}"
     return out
+
+
+def stories_path() -> Path | None:
+    """The real stories260K model beside the checkout, or None where it is absent."""
+    path = shared_models_dir() / "llm" / "stories260K.gguf"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="session")
+def stories_gguf() -> Path:
+    """The real stories260K GGUF (a TinyStories llama without a chat template); skips when absent."""
+    path = stories_path()
+    if path is None:
+        pytest.skip(f"real model absent: {shared_models_dir() / 'llm' / 'stories260K.gguf'} "
+                    "(set STATIM_SHARED_MODELS to the folder holding llm/stories260K.gguf)")
+    return path
 
 
 def _servers_of(item) -> list[Server]:

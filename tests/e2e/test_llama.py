@@ -112,13 +112,15 @@ def test_seeded_sampling_is_reproducible(server):
     assert others - {a}, "different seeds should give a different text"
 
 
-def test_prompt_longer_than_context_fails_the_job(server):
-    job = server.submit("relative", "word " * 400, {"max_tokens": 4})
-    done = server.wait_job(job["id"], timeout=60)
-    assert done["status"] == "FAILED", done
+def test_prompt_longer_than_context_is_refused(server):
+    before = server.jobs(model="relative")["total"]
+    r = server.post("/job", json={"model": "relative", "prompt": "word " * 400, "params": {"max_tokens": 4}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
     # libllama may round n_ctx up (128 -> 256), so the exact size is not checked.
-    assert re.search(r"the prompt is \d+ tokens but the model's context holds \d+", done["error"]), done
-    assert "params.n_ctx" in done["error"]
+    assert re.search(r"the prompt is \d+ tokens but the model's context holds \d+", err["message"]), err
+    assert "params.n_ctx" in err["message"] and err["param"] == "prompt"
+    assert server.jobs(model="relative")["total"] == before  # nothing stored
     assert complete(server, model="relative", max_tokens=2, **GREEDY)["tokens_out"] == 2
 
 

@@ -48,6 +48,14 @@ void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const 
   if (!r) cb(errorResponse(r.error()));
 }
 
+// Job params are top-level fields in OpenAI requests: name them the way the client wrote them.
+Error openAiNames(Error e) {
+  if (e.field.rfind("params.", 0) != 0) return e;
+  e.field = e.field.substr(7);
+  for (size_t at; (at = e.message.find("'params.")) != std::string::npos;) e.message.erase(at + 1, 7);
+  return e;
+}
+
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 // Streams the job as OpenAI chunks. A client that goes away cancels the job: it was created
@@ -110,7 +118,7 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     OpenAiRequest request = std::move(*parsed);
     NewJob job = request.job;
     ctx.scheduler.submit(std::move(job), [&ctx, kind, request, cb = std::move(cb)](Result<Job> r) {
-      if (!r) return cb(errorResponse(r.error()));
+      if (!r) return cb(errorResponse(openAiNames(r.error())));
       if (request.stream) return cb(streamJob(ctx, kind, request, *r));
       respondWhenDone(ctx, kind, request, *r, cb);
     });

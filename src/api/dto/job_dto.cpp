@@ -84,7 +84,8 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
     job.params["messages"] = *messages;
     // The last user message stands for the job in listings.
     for (auto& m : *messages) {
-      if (m.is_object() && m.value("role", "") == "user" && m.contains("content") && m["content"].is_string()) {
+      // Shapes are checked by the backend (naming the field); only well-formed entries count here.
+      if (m.is_object() && m.contains("role") && m["role"] == "user" && m.contains("content") && m["content"].is_string()) {
         job.prompt = m["content"];
       }
     }

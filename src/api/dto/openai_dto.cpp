@@ -56,8 +56,15 @@ Result<void> readGeneration(const nlohmann::json& body, OpenAiRequest& req,
     if (!s->is_boolean()) return fail(Error::invalid("'stream' must be true or false", "stream"));
     req.stream = *s;
   }
-  if (auto so = body.find("stream_options"); so != body.end() && so->is_object()) {
-    req.include_usage = so->value("include_usage", false);
+  if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
+    auto usage = so->is_object() ? so->find("include_usage") : so->end();
+    if (!so->is_object()) {
+      return fail(Error::invalid("'stream_options' must be an object like {\"include_usage\": true}", "stream_options"));
+    }
+    if (usage != so->end() && !usage->is_boolean()) {
+      return fail(Error::invalid("'stream_options.include_usage' must be true or false", "stream_options.include_usage"));
+    }
+    req.include_usage = usage != so->end() && usage->get<bool>();
   }
   return ok();
 }
@@ -141,7 +148,8 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
       // Content parts: only text parts can be served by a text model.
       std::string text;
       for (auto& part : *content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text")) {
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
           return fail(Error::invalid(std::format("'messages[{}].content' may only hold text parts", i),
                                      std::format("messages[{}].content", i)));
         }

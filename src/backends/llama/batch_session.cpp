@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "backends/llama/chat.h"
+#include "backends/llama/tokenize.h"
 
 namespace statim::llama {
 namespace {
@@ -64,20 +65,6 @@ int LlamaBatchSession::active() const {
   return static_cast<int>(std::ranges::count_if(slots_, [](const Slot& s) { return s.busy; }));
 }
 
-Result<std::vector<llama_token>> LlamaBatchSession::tokenize(const std::string& text) const {
-  const llama_vocab* vocab = llama_model_get_vocab(model_.get());
-  int cap = static_cast<int>(text.size()) + 8;
-  std::vector<llama_token> tokens(static_cast<size_t>(cap));
-  int n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), cap, true, true);
-  if (n < 0 && n != INT32_MIN) {
-    tokens.resize(static_cast<size_t>(-n));
-    n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), -n, true, true);
-  }
-  if (n <= 0) return fail(Error::invalid("the prompt could not be tokenized", "prompt"));
-  tokens.resize(static_cast<size_t>(n));
-  return tokens;
-}
-
 Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   auto free_slot = std::ranges::find_if(slots_, [](const Slot& s) { return !s.busy; });
   if (free_slot == slots_.end()) return fail(Error::internal("batch is full"));
@@ -89,7 +76,7 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
     if (!rendered) return fail(rendered.error());
     prompt = std::move(*rendered);
   }
-  auto tokens = tokenize(prompt);
+  auto tokens = tokenize(model_.get(), prompt);
   if (!tokens) return fail(tokens.error());
   const int n_ctx = contextPerSequence();
   const int n_prompt = static_cast<int>(tokens->size());
@@ -101,6 +88,12 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   }
   auto sampler = makeSampler(model_.get(), *sampling);
   if (!sampler) return fail(sampler.error());
+  // Repetition penalties count the prompt too, as llama-server's do. (Not with a grammar in the
+  // chain: the prompt is no part of the constrained output.)
+  if (sampling->grammar.empty() && (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 ||
+                                    sampling->frequency_penalty != 0.0)) {
+    for (llama_token t : *tokens) llama_sampler_accept(sampler->get(), t);
+  }
   Slot& s = *free_slot;
   s = Slot{};
   s.busy = true;

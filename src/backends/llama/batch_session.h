@@ -56,7 +56,6 @@ class LlamaBatchSession final : public BatchSession {
   };
 
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
-  Result<std::vector<llama_token>> tokenize(const std::string& text) const;
   BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
 
   std::shared_ptr<llama_model> model_;

@@ -34,6 +34,9 @@ Result<void> validateMessages(const nlohmann::json& params) {
     if (content == m.end() || !content->is_string()) {
       return fail(Error::invalid(std::format("'{}.content' must be a string", f), f + ".content"));
     }
+    if (auto name = m.find("name"); name != m.end() && !name->is_string()) {
+      return fail(Error::invalid(std::format("'{}.name' must be a string", f), f + ".name"));
+    }
   }
   return ok();
 }

@@ -8,6 +8,7 @@
 #include "backends/llama/chat.h"
 #include "backends/llama/embedding_session.h"
 #include "backends/llama/sampling.h"
+#include "backends/llama/tokenize.h"
 #include "backends/params.h"
 #include "core/logging.h"
 
@@ -68,10 +69,22 @@ class LlamaModel final : public LoadedModel {
     return std::unique_ptr<Session>(std::move(*s));
   }
   Result<void> checkJob(const NewJob& job) const override {
+    if (job.type == "embedding") return ok();
+    std::string prompt = job.prompt;
     if (job.type == "chat") {
-      if (auto r = renderChat(model_.get(), options_.chat_template, job.params["messages"]); !r) return fail(r.error());
+      auto rendered = renderChat(model_.get(), options_.chat_template, job.params["messages"]);
+      if (!rendered) return fail(rendered.error());
+      prompt = std::move(*rendered);
     }
-    if (job.type != "embedding") {
+    auto tokens = tokenize(model_.get(), prompt);
+    if (!tokens) return fail(tokens.error());
+    if (static_cast<int>(tokens->size()) >= options_.n_ctx) {
+      return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
+                                             "(manifest params.n_ctx); shorten the prompt",
+                                             tokens->size(), options_.n_ctx),
+                                 job.type == "chat" ? "messages" : "prompt"));
+    }
+    {
       // Builds the sampler once: a grammar that does not parse is refused now.
       auto sampling = readSampling(job.params);
       if (!sampling) return fail(sampling.error());
