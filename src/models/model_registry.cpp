@@ -93,7 +93,13 @@ ModelRegistry::ModelRegistry(std::vector<ModelEntry> entries) : entries_(std::mo
   std::ranges::sort(entries_, {}, [](auto& e) { return e.manifest.id; });
 }
 
-ModelRegistry::~ModelRegistry() {
+ModelRegistry::~ModelRegistry() { stopLoading(); }
+
+void ModelRegistry::stopLoading() {
+  {
+    std::lock_guard lock(mu_);
+    stop_loading_ = true;
+  }
   if (loader_.joinable()) loader_.join();
 }
 
@@ -104,10 +110,15 @@ void ModelRegistry::loadAll(std::function<void(const std::string&)> on_ready) {
     for (auto& e : entries_) {
       if (e.state == ModelState::kLoading) todo.push_back(e);
     }
+    loader_running_ = true;
   }
   loader_ = std::thread([this, todo = std::move(todo), on_ready = std::move(on_ready)] {
     for (auto& e : todo) {
       const auto& m = e.manifest;
+      {
+        std::lock_guard lock(mu_);
+        if (stop_loading_) break;
+      }
       log::info("models: loading", {{"model", m.id}, {"backend", m.backend}, {"file", m.file.string()}});
       Result<std::shared_ptr<LoadedModel>> loaded = fail(Error::internal("not loaded"));
       try {
@@ -122,8 +133,18 @@ void ModelRegistry::loadAll(std::function<void(const std::string&)> on_ready) {
       }
       setState(m.id, ModelState::kReady, "", *loaded);
       log::info("models: ready", {{"model", m.id}});
-      if (on_ready) on_ready(m.id);
+      bool stopped;
+      {
+        std::lock_guard lock(mu_);
+        stopped = stop_loading_;
+      }
+      if (on_ready && !stopped) on_ready(m.id);
     }
+    {
+      std::lock_guard lock(mu_);
+      loader_running_ = false;
+    }
+    cv_.notify_all();
   });
 }
 

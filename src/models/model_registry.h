@@ -43,8 +43,11 @@ class ModelRegistry {
   // Starts loading every model not yet failed, one after another on a background thread, and
   // calls on_ready(id) (on that thread) as each one becomes ready.
   void loadAll(std::function<void(const std::string&)> on_ready);
-  // Blocks until no model is loading (tests, readiness).
+  // Blocks until the loader is done: every model ready or failed, every on_ready call returned.
   void waitLoaded();
+  // Skips models not yet loaded, makes no more on_ready calls, and waits for the loader thread.
+  // Call before whatever on_ready refers to goes away. Idempotent.
+  void stopLoading();
 
   std::optional<ModelEntry> find(const std::string& id) const;
   std::vector<ModelEntry> list() const;  // sorted by id
@@ -56,6 +59,8 @@ class ModelRegistry {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<ModelEntry> entries_;  // guarded by mu_
+  bool loader_running_ = false;      // guarded by mu_
+  bool stop_loading_ = false;        // guarded by mu_
   std::thread loader_;
 };
 

@@ -2,6 +2,7 @@
 #include "core/strings.h"
 
 #include <format>
+#include <limits>
 #include <random>
 
 #include <unistd.h>
@@ -211,16 +212,26 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
     std::unique_ptr<Control> control;
   };
   std::map<JobId, Active> active;
+  // Claims cost a store write: try only when a submission was committed since the last empty
+  // claim, or when the poll interval has passed (work queued through another node).
+  auto next_poll = std::chrono::steady_clock::now();
+  std::uint64_t empty_at = std::numeric_limits<std::uint64_t>::max();
   while (true) {
     std::uint64_t seen;
+    bool want_claim;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
+      want_claim = q.generation != empty_at || std::chrono::steady_clock::now() >= next_poll;
     }
     // Between steps: fill free slots (new jobs join the running batch).
-    while (!stopping_ && batch.active() < batch.capacity()) {
+    while (want_claim && !stopping_ && batch.active() < batch.capacity()) {
       auto job = claim(q, owner);
-      if (!job) break;
+      if (!job) {
+        empty_at = seen;
+        next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
+        break;
+      }
       auto control = std::make_unique<Control>(job->id, hard_stop_, events_);
       began(q, *job, owner, *control);
       if (auto r = batch.add(*job, *control); !r) {

@@ -40,6 +40,7 @@ class SchedulerTest : public ::testing::Test {
   }
   void TearDown() override {
     if (scheduler_) scheduler_->shutdown(10s);
+    if (registry_) registry_->stopLoading();  // before the scheduler its hook calls goes away
   }
 
   Result<Job> submit(std::string model, std::string prompt, nlohmann::json params = nlohmann::json::object(),
