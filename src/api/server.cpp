@@ -121,6 +121,7 @@ void configureServer(const ApiContext& ctx) {
             ? std::chrono::duration<double, std::milli>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
             : 0.0;
     int status = static_cast<int>(resp->statusCode());
+    if (!log::enabled(status >= 500 ? log::Level::kError : log::Level::kInfo)) return;
     nlohmann::json fields = {{"request_id", id},
                              {"method", req->methodString()},
                              {"path", req->path()},

@@ -44,6 +44,8 @@ void init(std::string_view level, std::string_view format) {
   spdlog::set_default_logger(logger);
 }
 
+bool enabled(Level level) { return spdlog::default_logger_raw()->should_log(toSpd(level)); }
+
 void event(Level level, std::string_view message, const nlohmann::json& fields) {
   auto spd = toSpd(level);
   if (!spdlog::default_logger_raw()->should_log(spd)) return;

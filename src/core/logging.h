@@ -15,6 +15,8 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 void init(std::string_view level, std::string_view format);
 
 void event(Level level, std::string_view message, const nlohmann::json& fields = nlohmann::json::object());
+// Whether events at `level` are written; lets hot paths skip building their fields.
+bool enabled(Level level);
 
 inline void debug(std::string_view m, const nlohmann::json& f = nlohmann::json::object()) {
   event(Level::kDebug, m, f);

@@ -2,6 +2,7 @@
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
+#include <trantor/net/EventLoop.h>
 
 #include "api/dto/job_dto.h"
 #include "api/errors.h"
@@ -21,12 +22,17 @@ void registerJobRoutes(const ApiContext& ctx) {
     if (!body) return cb(errorResponse(body.error()));
     auto job = parseNewJob(*body);
     if (!job) return cb(errorResponse(job.error()));
-    // The response is sent only after the job row is committed.
-    ctx.scheduler.submit(std::move(*job), [cb = std::move(cb)](Result<Job> r) {
-      if (!r) return cb(errorResponse(r.error()));
-      auto resp = orderedJsonResponse(jobToJson(*r), 202);
-      resp->addHeader("Location", std::format("/job/{}", r->id));
-      cb(resp);
+    // The response is sent only after the job row is committed. The commit is reported on the
+    // store's writer thread; the response is built back on this request's I/O thread so the
+    // single writer spends its time on writes.
+    trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
+    ctx.scheduler.submit(std::move(*job), [loop, cb = std::move(cb)](Result<Job> r) {
+      loop->queueInLoop([r = std::move(r), cb] {
+        if (!r) return cb(errorResponse(r.error()));
+        auto resp = orderedJsonResponse(jobToJson(*r), 202);
+        resp->addHeader("Location", std::format("/job/{}", r->id));
+        cb(resp);
+      });
     });
   });
 

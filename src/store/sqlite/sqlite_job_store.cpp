@@ -158,15 +158,19 @@ void SqliteJobStore::writerLoop() {
       commit_error = r.error();
     } else {
       for (size_t i = 0; i < batch.size(); ++i) {
-        (void)db.exec("SAVEPOINT op");
+        // Prepared once and cached: a savepoint per write would otherwise be parsed every time.
+        auto run = [&db](const std::string& sql) {
+          if (auto st = db.prepare(sql)) (void)(*st)->run();
+        };
+        run("SAVEPOINT op");
         bool applied = false;
         try {
           applied = batch[i].apply(db);
         } catch (const std::exception& e) {
           op_errors[i] = Error::internal(std::format("store write failed: {}", e.what()));
         }
-        if (!applied) (void)db.exec("ROLLBACK TO op");
-        (void)db.exec("RELEASE op");
+        if (!applied) run("ROLLBACK TO op");
+        run("RELEASE op");
       }
       if (auto r = db.exec("COMMIT"); !r) {
         commit_error = r.error();
