@@ -18,6 +18,7 @@ class SseStream {
   // Raw SSE text (comments, [DONE] lines).
   bool sendRaw(const std::string& text);
   void close();
+  bool closed();
 
  private:
   std::mutex mu_;
@@ -25,6 +26,10 @@ class SseStream {
 };
 
 // A text/event-stream response whose stream is handed to `start` once the headers are out.
-drogon::HttpResponsePtr sseResponse(std::function<void(std::shared_ptr<SseStream>)> start);
+// Every few seconds an SSE comment goes out while the stream is open: it keeps proxies from
+// timing out, and it is how a client that left is noticed while its job produces nothing
+// (queued): `on_gone` then runs once.
+drogon::HttpResponsePtr sseResponse(std::function<void(std::shared_ptr<SseStream>)> start,
+                                    std::function<void()> on_gone = {});
 
 }  // namespace statim::api

@@ -297,10 +297,13 @@ def test_a_stream_closed_while_queued_cancels_its_job(server):
         first = next(r.iter_lines())
         assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"]["role"] == "assistant"
         assert server.job(job_id)["status"] == "QUEUED"
+    # The keep-alive comments notice the client is gone while the job still waits: it is
+    # cancelled without ever starting.
+    done = server.wait_job(job_id, timeout=10)
+    assert done["status"] == "CANCELLED" and done["started_at"] is None, done
+    assert done["status_message"] == "cancelled before it started", done
     for b in blockers:
         server.request("DELETE", f"/job/{b}")
-    done = server.wait_job(job_id, timeout=5)
-    assert done["status"] == "CANCELLED", done
 
 
 def test_prompt_longer_than_the_context_is_a_bad_request(server, client):

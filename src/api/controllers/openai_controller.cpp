@@ -103,7 +103,9 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
           return open;
         });
     if (!r) stream->close();
-  });
+  },
+  // Gone while nothing was streaming (e.g. still queued): same as a disconnect mid-stream.
+  [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); });
   resp->addHeader("X-Statim-Job-Id", std::to_string(job.id));
   return resp;
 }
