@@ -156,13 +156,24 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
 }
 
 std::optional<Job> Scheduler::claim(ModelQueue& q, const std::string& owner) {
+  {
+    // Counted until began() registers the job (or the claim comes back empty), so shutdown never
+    // mistakes a job between the store and running_ for an idle worker.
+    std::lock_guard lock(mu_);
+    ++claiming_;
+  }
   auto lease = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
   auto claimed = store_.claimNext(q.id, owner, lease);
-  if (!claimed) {
-    log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
+  if (!claimed) log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
+  if (!claimed || !*claimed) {
+    {
+      std::lock_guard lock(mu_);
+      --claiming_;
+    }
+    idle_cv_.notify_all();
     return std::nullopt;
   }
-  return std::move(*claimed);
+  return std::move(**claimed);
 }
 
 void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
@@ -273,6 +284,7 @@ void Scheduler::began(ModelQueue& q, const Job& job, const std::string& owner, C
     std::lock_guard lock(mu_);
     if (q.queued > 0) --q.queued;
     ++q.running;
+    --claiming_;
     running_[job.id] = {owner, &control};
   }
   // A cancel may have been requested between the claim and now (or on another node).
@@ -374,7 +386,7 @@ bool Scheduler::shutdown(std::chrono::milliseconds grace) {
   std::unique_lock lock(mu_);
   if (joined_) return true;
   for (auto& [id, q] : queues_) q->cv.notify_all();
-  bool finished = idle_cv_.wait_for(lock, grace, [&] { return running_.empty(); });
+  bool finished = idle_cv_.wait_for(lock, grace, [&] { return running_.empty() && claiming_ == 0; });
   if (!finished) {
     log::warn("scheduler: grace period over, stopping running jobs", {{"running", running_.size()}});
     hard_stop_ = true;

@@ -103,6 +103,7 @@ class Scheduler {
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<ModelQueue>> queues_;  // guarded by mu_ (map shape fixed at construction)
   std::map<JobId, Running> running_;                           // guarded by mu_
+  int claiming_ = 0;  // claims in flight, not yet in running_; guarded by mu_
   std::condition_variable idle_cv_;                            // signalled when a job finishes
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hard_stop_{false};  // grace period over: running jobs should stop now
