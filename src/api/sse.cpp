@@ -1,19 +1,19 @@
 #include "api/sse.h"
 
-#include <trantor/net/EventLoop.h>
-
 namespace statim::api {
 
 constexpr double kKeepAliveSeconds = 2.0;
 
 bool SseStream::sendRaw(const std::string& text) {
-  std::lock_guard lock(mu_);
-  if (!stream_) return false;
-  if (!stream_->send(text)) {
-    stream_->close();
-    stream_.reset();
-    return false;
-  }
+  if (closed()) return false;
+  loop_->runInLoop([self = shared_from_this(), text] {
+    if (!self->stream_) return;
+    if (!self->stream_->send(text)) {
+      self->gone_ = true;
+      self->stream_->close();
+      self->stream_.reset();
+    }
+  });
   return true;
 }
 
@@ -24,33 +24,31 @@ bool SseStream::send(const std::string& name, const std::string& data) {
   return sendRaw(text);
 }
 
-bool SseStream::closed() {
-  std::lock_guard lock(mu_);
-  return !stream_;
-}
-
 void SseStream::close() {
-  std::lock_guard lock(mu_);
-  if (stream_) stream_->close();
-  stream_.reset();
+  if (closing_.exchange(true)) return;
+  loop_->runInLoop([self = shared_from_this()] {
+    if (self->stream_) self->stream_->close();
+    self->stream_.reset();
+  });
 }
 
 drogon::HttpResponsePtr sseResponse(std::function<void(std::shared_ptr<SseStream>)> start,
                                     std::function<void()> on_gone) {
   auto resp = drogon::HttpResponse::newAsyncStreamResponse(
       [start = std::move(start), on_gone = std::move(on_gone)](drogon::ResponseStreamPtr raw) {
-        auto stream = std::make_shared<SseStream>(std::move(raw));
-        start(stream);
-        // The stream is started on its connection's I/O loop: the keep-alive timer lives there.
+        // Drogon starts the stream on its connection's I/O loop: writes and the keep-alive timer
+        // stay there.
         auto* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
-        if (!loop || stream->closed()) return;
+        auto stream = std::make_shared<SseStream>(std::move(raw), loop);
+        start(stream);
+        if (stream->closed()) return;
         auto timer = std::make_shared<trantor::TimerId>(0);
         *timer = loop->runEvery(kKeepAliveSeconds, [stream, timer, loop, on_gone] {
-          if (stream->closed()) return loop->invalidateTimer(*timer);  // ended normally
-          if (!stream->sendRaw(": keep-alive\n\n")) {
-            loop->invalidateTimer(*timer);
-            if (on_gone) on_gone();
-          }
+          // On the loop thread, sendRaw writes at once, so gone() is up to date right after it.
+          if (!stream->closed()) stream->sendRaw(": keep-alive\n\n");
+          if (!stream->closed()) return;
+          loop->invalidateTimer(*timer);
+          if (stream->gone() && on_gone) on_gone();
         });
       },
       true);  // no kick-off timeout: a queued job may wait long before its first event

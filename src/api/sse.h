@@ -1,28 +1,36 @@
 // Server-Sent Events over a Drogon async stream, shared by the job events route and the OpenAI
-// streaming routes. send() may be called from any thread; it reports false once the client is gone.
+// streaming routes. send() may be called from any thread: the write itself always happens on the
+// connection's I/O loop (trantor's streams are not safe to touch from other threads).
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include <drogon/HttpResponse.h>
+#include <trantor/net/EventLoop.h>
 
 namespace statim::api {
 
-class SseStream {
+class SseStream : public std::enable_shared_from_this<SseStream> {
  public:
-  explicit SseStream(drogon::ResponseStreamPtr stream) : stream_(std::move(stream)) {}
-  // One event: "event: NAME\ndata: DATA\n\n" (no event line when name is empty).
+  SseStream(drogon::ResponseStreamPtr stream, trantor::EventLoop* loop) : stream_(std::move(stream)), loop_(loop) {}
+  // One event: "event: NAME\ndata: DATA\n\n" (no event line when name is empty). Returns false
+  // once the stream is closed or its client is known to be gone.
   bool send(const std::string& name, const std::string& data);
   // Raw SSE text (comments, [DONE] lines).
   bool sendRaw(const std::string& text);
   void close();
-  bool closed();
+  bool closed() const { return closing_ || gone_; }
+  // The client went away (a write failed), as opposed to us closing the stream.
+  bool gone() const { return gone_; }
 
  private:
-  std::mutex mu_;
-  drogon::ResponseStreamPtr stream_;  // guarded by mu_; null once closed
+  drogon::ResponseStreamPtr stream_;  // used on loop_ only
+  trantor::EventLoop* loop_;
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> gone_{false};
 };
 
 // A text/event-stream response whose stream is handed to `start` once the headers are out.
