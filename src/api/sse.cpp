@@ -10,8 +10,8 @@ bool SseStream::sendRaw(const std::string& text) {
     if (!self->stream_) return;
     if (!self->stream_->send(text)) {
       self->gone_ = true;
-      self->stream_->close();
       self->stream_.reset();
+      if (auto on_gone = std::move(self->on_gone_)) on_gone();
     }
   });
   return true;
@@ -39,16 +39,15 @@ drogon::HttpResponsePtr sseResponse(std::function<void(std::shared_ptr<SseStream
         // Drogon starts the stream on its connection's I/O loop: writes and the keep-alive timer
         // stay there.
         auto* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
-        auto stream = std::make_shared<SseStream>(std::move(raw), loop);
+        auto stream = std::make_shared<SseStream>(std::move(raw), loop, on_gone);
         start(stream);
         if (stream->closed()) return;
         auto timer = std::make_shared<trantor::TimerId>(0);
-        *timer = loop->runEvery(kKeepAliveSeconds, [stream, timer, loop, on_gone] {
-          // On the loop thread, sendRaw writes at once, so gone() is up to date right after it.
-          if (!stream->closed()) stream->sendRaw(": keep-alive\n\n");
-          if (!stream->closed()) return;
-          loop->invalidateTimer(*timer);
-          if (stream->gone() && on_gone) on_gone();
+        *timer = loop->runEvery(kKeepAliveSeconds, [stream, timer, loop] {
+          // A failed write here calls on_gone (the client left while nothing else was sent).
+          if (stream->closed() || !stream->sendRaw(": keep-alive\n\n") || stream->closed()) {
+            loop->invalidateTimer(*timer);
+          }
         });
       },
       true);  // no kick-off timeout: a queued job may wait long before its first event

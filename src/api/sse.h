@@ -15,7 +15,11 @@ namespace statim::api {
 
 class SseStream : public std::enable_shared_from_this<SseStream> {
  public:
-  SseStream(drogon::ResponseStreamPtr stream, trantor::EventLoop* loop) : stream_(std::move(stream)), loop_(loop) {}
+  // `on_gone` runs once, on the I/O loop, when a write finds the client gone. It must not be
+  // called from event listeners: they run under the event hub's lock, and what a client's
+  // departure triggers (cancelling its job) writes to the store.
+  SseStream(drogon::ResponseStreamPtr stream, trantor::EventLoop* loop, std::function<void()> on_gone)
+      : stream_(std::move(stream)), loop_(loop), on_gone_(std::move(on_gone)) {}
   // One event: "event: NAME\ndata: DATA\n\n" (no event line when name is empty). Returns false
   // once the stream is closed or its client is known to be gone.
   bool send(const std::string& name, const std::string& data);
@@ -29,6 +33,7 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
  private:
   drogon::ResponseStreamPtr stream_;  // used on loop_ only
   trantor::EventLoop* loop_;
+  std::function<void()> on_gone_;  // used on loop_ only
   std::atomic<bool> closing_{false};
   std::atomic<bool> gone_{false};
 };

@@ -72,7 +72,7 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
     };
     if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
     auto r =
-        followJob(ctx.store, ctx.scheduler.events(), job.id, [&ctx, stream, chunk, kind, req, job](const JobEvent& e) {
+        followJob(ctx.store, ctx.scheduler.events(), job.id, [stream, chunk, kind, req, job](const JobEvent& e) {
           bool open = true;
           std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
           if (!text.empty()) open = stream->send("", dump(chunk(text, nullptr)));
@@ -99,12 +99,13 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
             stream->close();
             return false;
           }
-          if (!open) (void)ctx.scheduler.cancel(job.id);
+          // A departed client cancels the job through the stream's on_gone, on the I/O loop:
+          // never from here, under the event hub's lock (cancelling writes to the store).
           return open;
         });
     if (!r) stream->close();
   },
-  // Gone while nothing was streaming (e.g. still queued): same as a disconnect mid-stream.
+  // The client left: noticed by a failed write (a token, or a keep-alive while queued).
   [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); });
   resp->addHeader("X-Statim-Job-Id", std::to_string(job.id));
   return resp;
