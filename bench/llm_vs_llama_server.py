@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """statim vs llama-server: streamed /v1/completions under concurrent load, side by side.
 
-    scripts/in-env python3 bench/llm_vs_llama_server.py               # ~11 minutes; prints a markdown table
+    scripts/in-env python3 bench/llm_vs_llama_server.py               # ~10 minutes; prints a markdown table
     scripts/in-env python3 bench/llm_vs_llama_server.py --seconds 5 --warmup 2 --repeats 1   # smoke test
 
 Both servers load the same GGUF through the same libllama with the same threads (2) and the same
@@ -197,9 +197,9 @@ class Server:
 # ---- the client ----------------------------------------------------------------------------------
 
 # --abrupt-close: close the connection as soon as "data: [DONE]" has arrived, without reading the
-# chunked body's terminating chunk. statim (checkout 8fafbf5 with Debian's trantor 1.5.28) can then
-# abort with `trantor::Channel::remove(): Assertion 'events_ == kNoneEvent' failed` under load: see
-# bench/README.md. Off by default, so that the benchmark measures speed.
+# chunked body's terminating chunk (a stress variant: statim before 403b681 could abort with
+# `trantor::Channel::remove(): Assertion 'events_ == kNoneEvent' failed` under streaming load, with
+# or without it; see bench/README.md). Off by default.
 ABRUPT_CLOSE = False
 KEEP_ALIVE = False  # --keep-alive
 
@@ -407,7 +407,7 @@ def main():
     ap.add_argument("--keep-alive", action="store_true",
                     help="reuse each client's connection while the server keeps it open (default: a new one per request)")
     ap.add_argument("--abrupt-close", action="store_true",
-                    help="close each connection right after [DONE] (reproduces a statim crash; see README)")
+                    help="close each connection right after [DONE] (stress; see README)")
     args = ap.parse_args()
     global ABRUPT_CLOSE, KEEP_ALIVE
     ABRUPT_CLOSE = args.abrupt_close
