@@ -5,7 +5,6 @@
 #include <thread>
 
 #include "backends/llama/chat.h"
-#include "backends/llama/tokenize.h"
 
 namespace statim::llama {
 namespace {
@@ -70,13 +69,7 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   if (free_slot == slots_.end()) return fail(Error::internal("batch is full"));
   auto sampling = readSampling(job.params);
   if (!sampling) return fail(sampling.error());
-  std::string prompt = job.prompt;
-  if (job.type == "chat") {
-    auto rendered = renderChat(model_.get(), options_.chat_template, job.params["messages"]);
-    if (!rendered) return fail(rendered.error());
-    prompt = std::move(*rendered);
-  }
-  auto tokens = tokenize(model_.get(), prompt);
+  auto tokens = jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
   if (!tokens) return fail(tokens.error());
   const int n_ctx = contextPerSequence();
   const int n_prompt = static_cast<int>(tokens->size());
@@ -90,8 +83,8 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   if (!sampler) return fail(sampler.error());
   // Repetition penalties count the prompt too, as llama-server's do. (Not with a grammar in the
   // chain: the prompt is no part of the constrained output.)
-  if (sampling->grammar.empty() && (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 ||
-                                    sampling->frequency_penalty != 0.0)) {
+  if (sampling->grammar.empty() &&
+      (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 || sampling->frequency_penalty != 0.0)) {
     for (llama_token t : *tokens) llama_sampler_accept(sampler->get(), t);
   }
   Slot& s = *free_slot;

@@ -1,5 +1,7 @@
 #include "backends/llama/chat.h"
 
+#include "backends/llama/tokenize.h"
+
 #include <format>
 #include <vector>
 
@@ -70,6 +72,15 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
   }
   out.resize(static_cast<size_t>(n));
   return out;
+}
+
+Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const std::string& override_template,
+                                                 std::string_view type, const std::string& prompt,
+                                                 const nlohmann::json& params) {
+  if (type != "chat") return tokenize(model, prompt);
+  auto rendered = renderChat(model, override_template, params["messages"]);
+  if (!rendered) return fail(rendered.error());
+  return tokenize(model, *rendered);
 }
 
 }  // namespace statim::llama

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,5 +19,11 @@ Result<void> validateMessages(const nlohmann::json& params);
 // wins over the model's own. Errors say how to fix a model without a template.
 Result<std::string> renderChat(const llama_model* model, const std::string& override_template,
                                const nlohmann::json& messages);
+
+// The tokens a completion or chat job feeds the model: its prompt, or its messages rendered
+// through the chat template.
+Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const std::string& override_template,
+                                                 std::string_view type, const std::string& prompt,
+                                                 const nlohmann::json& params);
 
 }  // namespace statim::llama

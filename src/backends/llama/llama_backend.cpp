@@ -8,7 +8,6 @@
 #include "backends/llama/chat.h"
 #include "backends/llama/embedding_session.h"
 #include "backends/llama/sampling.h"
-#include "backends/llama/tokenize.h"
 #include "backends/params.h"
 #include "core/logging.h"
 
@@ -70,13 +69,7 @@ class LlamaModel final : public LoadedModel {
   }
   Result<void> checkJob(const NewJob& job) const override {
     if (job.type == "embedding") return ok();
-    std::string prompt = job.prompt;
-    if (job.type == "chat") {
-      auto rendered = renderChat(model_.get(), options_.chat_template, job.params["messages"]);
-      if (!rendered) return fail(rendered.error());
-      prompt = std::move(*rendered);
-    }
-    auto tokens = tokenize(model_.get(), prompt);
+    auto tokens = jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
     if (!tokens) return fail(tokens.error());
     if (static_cast<int>(tokens->size()) >= options_.n_ctx) {
       return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "

@@ -79,6 +79,19 @@ Result<int> migrate(SqliteDb& db) {
   return current;
 }
 
+Result<Job> selectJob(SqliteDb& db, JobId id) {
+  auto st = db.prepare(std::format("SELECT {} FROM jobs WHERE id = ?1", kCols));
+  if (!st) return statim::fail(st.error());
+  auto& s = **st;
+  s.bind(1, id);
+  auto row = s.step();
+  if (!row) return statim::fail(row.error());
+  if (!*row) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
+  Job j = rowToJob(s);
+  s.reset();
+  return j;
+}
+
 Error conflict(JobId id, const std::string& owner) {
   return {ErrorCode::kConflict,
           std::format("job {} is not PROCESSING under lease '{}' (lease lost or job finished)", id, owner),
@@ -269,16 +282,7 @@ void SqliteJobStore::createAsync(NewJob nj, CreateCallback done) {
 Result<Job> SqliteJobStore::get(JobId id) {
   auto lease = reader();
   if (!lease) return statim::fail(lease.error());
-  auto st = lease->db->prepare(std::format("SELECT {} FROM jobs WHERE id = ?1", kCols));
-  if (!st) return statim::fail(st.error());
-  auto& s = **st;
-  s.bind(1, id);
-  auto row = s.step();
-  if (!row) return statim::fail(row.error());
-  if (!*row) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
-  Job j = rowToJob(s);
-  s.reset();
-  return j;
+  return selectJob(*lease->db, id);
 }
 
 Result<JobPage> SqliteJobStore::list(const JobFilter& f) {
@@ -392,18 +396,7 @@ Result<void> SqliteJobStore::finishCancelled(JobId id, const std::string& owner,
 Result<CancelOutcome> SqliteJobStore::requestCancel(JobId id) {
   return write<CancelOutcome>([&](SqliteDb& db) -> Result<CancelOutcome> {
     // One transaction: read the status, then change it according to what it was.
-    auto select = [&]() -> Result<Job> {
-      auto st = db.prepare(std::format("SELECT {} FROM jobs WHERE id = ?1", kCols));
-      if (!st) return statim::fail(st.error());
-      auto& s = **st;
-      s.bind(1, id);
-      auto row = s.step();
-      if (!row) return statim::fail(row.error());
-      if (!*row) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
-      Job j = rowToJob(s);
-      s.reset();
-      return j;
-    };
+    auto select = [&] { return selectJob(db, id); };
     auto before = select();
     if (!before) return statim::fail(before.error());
     const char* sql = nullptr;
