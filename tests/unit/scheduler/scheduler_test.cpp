@@ -130,13 +130,15 @@ TEST_F(SchedulerTest, BoundedQueueRejectsWhenFullAndRecovers) {
   auto blocker = submit("echo", "block", {{"delay_ms", 400}});
   ASSERT_TRUE(blocker);
   waitRunning("echo", 1);
-  ASSERT_TRUE(submit("echo", "q1"));
+  auto q1 = submit("echo", "q1");
+  ASSERT_TRUE(q1);
   ASSERT_TRUE(submit("echo", "q2"));
   auto full = submit("echo", "q3");
   ASSERT_FALSE(full);
   EXPECT_EQ(full.error().code, ErrorCode::kQueueFull);
   EXPECT_EQ(full.error().message, "model 'echo' has 2 queued jobs (max_queue 2); retry later");
-  waitFor(blocker->id, JobStatus::kCompleted);
+  // Room opens once the worker has claimed a queued job, not when the blocker finishes.
+  waitFor(q1->id, JobStatus::kCompleted);
   auto later = submit("echo", "q4");
   ASSERT_TRUE(later) << later.error().message;
   waitFor(later->id, JobStatus::kCompleted);
