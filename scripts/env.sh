@@ -81,6 +81,16 @@ statim_env_chroot() {
       HOME="${HOME:-/root}" "$@"' statim-env "$@"
 }
 
+# True when some process has its root directory inside $1.
+statim_env_in_use() {
+  local link target
+  for link in /proc/[0-9]*/root; do
+    target=$(readlink "$link" 2>/dev/null) || continue
+    case "$target" in "$1"|"$1"/*) return 0 ;; esac
+  done
+  return 1
+}
+
 statim_env_build() {
   local root=$1
   [ "$(id -u)" = 0 ] || { statim_env_log "building the environment needs root (or set STATIM_NATIVE=1 on a host with the packages)"; return 1; }
@@ -104,10 +114,13 @@ statim_env_build() {
   mv "$tmp.log" "$tmp/.statim-build.log"
   touch "$tmp/.statim-ready"
   mv "$tmp" "$root"
-  # Roots for older package lists are dead weight.
+  # Roots for older package lists are dead weight, unless a process still runs in one (another
+  # checkout's build or test run): removing it would pull its libraries from under it.
   local old
   for old in "$(dirname "$root")/$STATIM_SUITE-"*; do
-    [ "$old" = "$root" ] || case "$old" in *.building|*.log) ;; *) rm -rf "$old" ;; esac
+    [ "$old" = "$root" ] && continue
+    case "$old" in *.building|*.log) continue ;; esac
+    statim_env_in_use "$old" || rm -rf "$old"
   done
   statim_env_log "environment ready"
 }
