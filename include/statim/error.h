@@ -14,6 +14,9 @@ enum class ErrorCode {
   kModelNotFound,     // unknown model id
   kModelUnavailable,  // the model exists but is not loaded (failed or still loading)
   kQueueFull,         // back-pressure: the model's queue is at max_queue
+  kUnauthenticated,   // no API key, or one that is unknown or revoked
+  kPermissionDenied,  // the key lacks the scope or the model
+  kRateLimited,       // the key's request rate or queued-jobs limit
   kPayloadTooLarge,
   kMethodNotAllowed,
   kConflict,

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,19 @@ inline bool isTerminal(JobStatus s) {
   return s == JobStatus::kCompleted || s == JobStatus::kFailed || s == JobStatus::kCancelled;
 }
 
+// Where statim reports a job's life: an HTTP(S) URL and the events to send.
+struct Webhook {
+  std::string url;
+  std::vector<std::string> events;  // of: queued, started, completed, failed, cancelled
+};
+
+// The API key a job belongs to. Jobs of a user key are visible only to that key.
+struct JobOwner {
+  std::int64_t key_id = 0;
+  std::string key_name;                   // for messages only; not stored with the job
+  std::optional<std::int64_t> max_queued;  // the key's limit on its QUEUED jobs, checked at create
+};
+
 // What a client asks for; validated by the API before it reaches the store.
 struct NewJob {
   std::string model;
@@ -30,6 +44,12 @@ struct NewJob {
   std::string prompt;
   nlohmann::json params = nlohmann::json::object();
   int priority = 0;  // higher runs first; FIFO within a priority
+  std::optional<JobOwner> owner;  // none when auth is off
+  std::optional<Webhook> webhook;
+  // A client's Idempotency-Key and a hash of what it sent with it: a second create with the same
+  // owner and key returns the first job (same hash) or fails with kConflict (another hash).
+  std::string idempotency_key;
+  std::string request_hash;
 };
 
 struct Job {
@@ -51,6 +71,10 @@ struct Job {
   std::string lease_owner;
   std::optional<Micros> lease_expires_at;
   bool cancel_requested = false;
+  std::optional<std::int64_t> owner_key_id;
+  std::optional<Webhook> webhook;
+  // Set by JobStore::create when an Idempotency-Key matched: this is the earlier job, unchanged.
+  bool replayed = false;
 };
 
 }  // namespace statim

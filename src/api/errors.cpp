@@ -32,6 +32,9 @@ int httpStatus(ErrorCode code) {
     case ErrorCode::kModelNotFound: return 404;
     case ErrorCode::kModelUnavailable: return 503;
     case ErrorCode::kQueueFull: return 429;
+    case ErrorCode::kUnauthenticated: return 401;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kRateLimited: return 429;
     case ErrorCode::kPayloadTooLarge: return 413;
     case ErrorCode::kMethodNotAllowed: return 405;
     case ErrorCode::kConflict: return 409;
@@ -52,7 +55,10 @@ drogon::HttpResponsePtr errorResponse(const Error& error) {
                            {"message", error.message},
                            {"param", error.field.empty() ? nlohmann::json(nullptr) : nlohmann::json(error.field)}}}};
   auto resp = jsonResponse(body, status);
-  if (error.code == ErrorCode::kQueueFull) resp->addHeader("Retry-After", "1");
+  if (error.code == ErrorCode::kQueueFull || error.code == ErrorCode::kRateLimited) {
+    resp->addHeader("Retry-After", "1");  // the rate limiter overrides it with the bucket's wait
+  }
+  if (error.code == ErrorCode::kUnauthenticated) resp->addHeader("WWW-Authenticate", "Bearer");
   if (error.code == ErrorCode::kShuttingDown || error.code == ErrorCode::kModelUnavailable) {
     resp->addHeader("Retry-After", "5");
   }

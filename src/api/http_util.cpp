@@ -1,8 +1,13 @@
 #include "api/http_util.h"
+#include "core/crypto.h"
 #include "core/strings.h"
 
 #include <charconv>
+#include <algorithm>
 #include <format>
+#include <optional>
+#include <set>
+#include <vector>
 
 namespace statim::api {
 
@@ -15,6 +20,61 @@ drogon::HttpResponsePtr jsonText(std::string text, int status) {
   resp->setBody(std::move(text));
   return resp;
 }
+
+constexpr size_t kMaxJsonDepth = 128;
+
+// SAX pass over a request body: nesting depth, duplicate keys, and syntax errors.
+struct JsonChecker : nlohmann::json_sax<nlohmann::json> {
+  struct Level {
+    bool object;
+    std::set<std::string, std::less<>> keys;
+  };
+  std::vector<Level> stack;
+  std::string path = "";  // the key being read, for messages
+  std::optional<Error> error;
+
+  bool value() { return true; }
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool open(bool object) {
+    if (stack.size() >= kMaxJsonDepth) {
+      error = Error::invalid(std::format("JSON nested deeper than {} levels", kMaxJsonDepth));
+      return false;
+    }
+    stack.push_back({object, {}});
+    return true;
+  }
+  bool start_object(std::size_t) override { return open(true); }
+  bool start_array(std::size_t) override { return open(false); }
+  bool end_object() override {
+    stack.pop_back();
+    return true;
+  }
+  bool end_array() override {
+    stack.pop_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (!stack.back().keys.insert(k).second) {
+      std::string shown = k.substr(0, 64);
+      error = Error::invalid(std::format("duplicate key '{}' in the JSON body (each key may appear once)", shown),
+                             stack.size() == 1 ? shown : "");
+      return false;
+    }
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::json::exception& e) override {
+    std::string what = e.what();
+    if (auto at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+    error = Error::invalid(std::format("malformed JSON at byte {}: {}", position, what));
+    return false;
+  }
+};
 
 }  // namespace
 
@@ -29,13 +89,18 @@ drogon::HttpResponsePtr orderedJsonResponse(const nlohmann::ordered_json& body, 
 Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req) {
   std::string_view body = req.body();
   if (body.empty()) return fail(Error::invalid("the request body is empty; send a JSON object"));
+  // A first pass that builds nothing refuses what the document model must never see: nesting
+  // deep enough to exhaust the stack when copied, duplicate keys, numbers out of range.
+  JsonChecker checker;
+  nlohmann::json::sax_parse(body, &checker);
+  if (checker.error) return fail(*checker.error);
   try {
     auto j = nlohmann::json::parse(body);
     if (!j.is_object())
       return fail(Error::invalid(std::format("the request body must be a JSON object, not {}", j.type_name())));
     return j;
-  } catch (const nlohmann::json::parse_error& e) {
-    return fail(Error::invalid(std::format("malformed JSON at byte {}: {}", e.byte, e.what())));
+  } catch (const nlohmann::json::exception& e) {
+    return fail(Error::invalid(std::format("malformed JSON: {}", e.what())));
   }
 }
 
@@ -63,6 +128,27 @@ Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_lis
     }
   }
   return ok();
+}
+
+Result<std::string> idempotencyKey(const drogon::HttpRequest& req) {
+  auto& headers = req.headers();
+  auto it = headers.find("idempotency-key");
+  if (it == headers.end()) return std::string();
+  const std::string& key = it->second;
+  if (key.empty() || key.size() > 255 ||
+      !std::ranges::all_of(key, [](char c) { return c >= 32 && c < 127; })) {
+    return fail(Error::invalid("header 'Idempotency-Key' must be 1..255 printable ASCII characters", "Idempotency-Key"));
+  }
+  return key;
+}
+
+std::string requestHash(const drogon::HttpRequest& req) {
+  return crypto::sha256Hex(std::string(req.methodString()) + " " + req.path() + "\n" + std::string(req.body()));
+}
+
+void noteJob(const drogon::HttpRequest& req, JobId id, const std::string& model) {
+  req.attributes()->insert("job_id", id);
+  if (!model.empty()) req.attributes()->insert("model", model);
 }
 
 }  // namespace statim::api

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "statim/error.h"
+#include "statim/job.h"
 
 namespace statim::api {
 
@@ -21,5 +22,13 @@ Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string&
                               std::int64_t min, std::int64_t max);
 // Rejects query parameters not in `known`, naming them.
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known);
+
+// The request's Idempotency-Key ("" when absent); 400 when present but empty, over 255
+// characters or not printable ASCII.
+Result<std::string> idempotencyKey(const drogon::HttpRequest& req);
+// What an Idempotency-Key is bound to: the route and the exact body.
+std::string requestHash(const drogon::HttpRequest& req);
+// Notes the job a request created or acted on, and its model (for the audit row and the log).
+void noteJob(const drogon::HttpRequest& req, JobId id, const std::string& model = {});
 
 }  // namespace statim::api

@@ -25,8 +25,10 @@ bool matches(const std::string& pattern, const std::string& path) {
     ++i;
     ++j;
   }
-  return i == pattern.size() && (j == path.size() || (j + 1 == path.size() && path[j] == '/'));
+  return i == pattern.size() && j == path.size();  // Drogon routes no trailing slash
 }
+
+}  // namespace
 
 const char* methodName(drogon::HttpMethod m) {
   switch (m) {
@@ -41,9 +43,16 @@ const char* methodName(drogon::HttpMethod m) {
   }
 }
 
-}  // namespace
+void noteRoute(const std::string& path, drogon::HttpMethod method, Access access) {
+  routes().push_back({path, method, access});
+}
 
-void noteRoute(const std::string& path, drogon::HttpMethod method) { routes().push_back({path, method}); }
+const RouteInfo* findRoute(const std::string& request_path, drogon::HttpMethod method) {
+  for (auto& r : routes()) {
+    if (r.method == method && matches(r.path, request_path)) return &r;
+  }
+  return nullptr;
+}
 
 const std::vector<RouteInfo>& registeredRoutes() { return routes(); }
 

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "api/errors.h"
+#include "api/filters/auth.h"
 #include "api/http_util.h"
 #include "api/routes.h"
+#include "core/clock.h"
 #include "core/logging.h"
 
 namespace statim::api {
@@ -80,6 +82,67 @@ drogon::HttpResponsePtr unroutedResponse(drogon::HttpStatusCode code, const drog
       Error::invalid(std::format("request rejected by the HTTP layer (status {})", static_cast<int>(code))));
 }
 
+bool mutating(drogon::HttpMethod m) {
+  return m == drogon::Post || m == drogon::Put || m == drogon::Patch || m == drogon::Delete;
+}
+
+const std::vector<double> kHttpSecondsBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+// After a response: the access log line, HTTP metrics, and (for mutating requests and refused
+// credentials) the audit row.
+void recordResponse(const ApiContext& ctx, const drogon::HttpRequest& req, const drogon::HttpResponse& resp,
+                    const std::string& request_id) {
+  auto attrs = req.attributes();
+  double seconds =
+      attrs->find("start")
+          ? std::chrono::duration<double>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
+          : 0.0;
+  int status = static_cast<int>(resp.statusCode());
+  std::string route = attrs->find("route") ? attrs->get<std::string>("route") : "";
+  Principal who = principalOf(req);
+  std::optional<JobId> job_id;
+  if (attrs->find("job_id")) job_id = attrs->get<JobId>("job_id");
+
+  ctx.metrics.add("statim_http_requests_total",
+                  {{"method", req.methodString()}, {"route", route.empty() ? "unmatched" : route},
+                   {"status", std::to_string(status)}});
+  ctx.metrics.observe("statim_http_request_duration_seconds", {{"route", route.empty() ? "unmatched" : route}},
+                      seconds);
+
+  if (mutating(req.method()) || status == 401 || status == 403) {
+    AuditEntry e;
+    e.time = nowMicros();
+    if (who.key) {
+      e.key_id = who.key->id;
+      e.key_name = who.key->name;
+    }
+    e.remote = req.peerAddr().toIp();
+    e.method = req.methodString();
+    e.route = route.empty() ? req.path() : route;
+    e.path = req.path().substr(0, 1024);
+    e.job_id = job_id;
+    e.status = status;
+    e.request_id = request_id;
+    ctx.audit.appendAudit(std::move(e));
+  }
+
+  if (!log::enabled(status >= 500 ? log::Level::kError : log::Level::kInfo)) return;
+  nlohmann::json fields = {{"request_id", request_id},
+                           {"method", req.methodString()},
+                           {"path", req.path()},
+                           {"status", status},
+                           {"duration_ms", std::round(seconds * 1e6) / 1000},
+                           {"remote", req.peerAddr().toIp()}};
+  if (who.key) fields["key"] = who.key->name;
+  if (job_id) fields["job_id"] = *job_id;
+  if (attrs->find("model")) fields["model"] = attrs->get<std::string>("model");
+  if (status >= 500)
+    log::error("http", fields);
+  else
+    log::info("http", fields);
+}
+
 }  // namespace
 
 void configureServer(const ApiContext& ctx) {
@@ -100,10 +163,35 @@ void configureServer(const ApiContext& ctx) {
   app.setDocumentRoot("/nonexistent-statim-docroot");
   app.setFileTypes({});
 
+  ctx.metrics.declareCounter("statim_http_requests_total", "HTTP requests answered, by method, route and status.");
+  ctx.metrics.declareHistogram("statim_http_request_duration_seconds",
+                               "Time to answer HTTP requests (streams: until the headers), by route.",
+                               kHttpSecondsBuckets);
+  auto auth = std::make_shared<Authenticator>(ctx.keys, c.auth_mode == "required");
+
   app.registerPreRoutingAdvice([](const drogon::HttpRequestPtr& req) {
     req->attributes()->insert("request_id", requestId(*req));
     req->attributes()->insert("start", Clock::now());
   });
+  // Authentication comes first: a client without a valid key learns nothing else.
+  app.registerPreRoutingAdvice(
+      [auth](const drogon::HttpRequestPtr& req, drogon::AdviceCallback&& respond, drogon::AdviceChainCallback&& next) {
+        // HEAD is answered by GET handlers, so it is checked as GET.
+        auto method = req->method() == drogon::Head ? drogon::Get : req->method();
+        const RouteInfo* route = findRoute(req->path(), method);
+        if (route) req->attributes()->insert("route", route->path);
+        auto decision = auth->check(*req, route);
+        setPrincipal(*req, decision.principal);
+        if (decision.error) {
+          auto resp = errorResponse(*decision.error);
+          if (decision.retry_after > 0) {
+            resp->removeHeader("Retry-After");
+            resp->addHeader("Retry-After", std::to_string(static_cast<long>(decision.retry_after)));
+          }
+          return respond(resp);
+        }
+        next();
+      });
   app.registerPreRoutingAdvice([limit = c.http_max_body_bytes](const drogon::HttpRequestPtr& req,
                                                                drogon::AdviceCallback&& respond,
                                                                drogon::AdviceChainCallback&& next) {
@@ -112,26 +200,11 @@ void configureServer(const ApiContext& ctx) {
     }
     next();
   });
-  app.registerPreSendingAdvice([](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
+  app.registerPreSendingAdvice([&ctx](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
     auto attrs = req->attributes();
     std::string id = attrs->find("request_id") ? attrs->get<std::string>("request_id") : requestId(*req);
     resp->addHeader("X-Request-Id", id);
-    double ms =
-        attrs->find("start")
-            ? std::chrono::duration<double, std::milli>(Clock::now() - attrs->get<Clock::time_point>("start")).count()
-            : 0.0;
-    int status = static_cast<int>(resp->statusCode());
-    if (!log::enabled(status >= 500 ? log::Level::kError : log::Level::kInfo)) return;
-    nlohmann::json fields = {{"request_id", id},
-                             {"method", req->methodString()},
-                             {"path", req->path()},
-                             {"status", status},
-                             {"duration_ms", std::round(ms * 1000) / 1000},
-                             {"remote", req->peerAddr().toIp()}};
-    if (status >= 500)
-      log::error("http", fields);
-    else
-      log::info("http", fields);
+    recordResponse(ctx, *req, *resp, id);
   });
   app.setCustomErrorHandler(
       [](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) { return unroutedResponse(code, *req); });
@@ -142,6 +215,12 @@ void configureServer(const ApiContext& ctx) {
   registerModelRoutes(ctx);
   registerSystemRoutes(ctx);
   registerOpenAiRoutes(ctx);
+  registerAdminRoutes(ctx);
+  registerDocsRoutes(ctx);
+  if (!auth->required()) {
+    log::warn("auth: auth.mode is off: every client may do everything (set auth.mode = \"required\" and create keys "
+              "with `statim keys create`)");
+  }
 }
 
 }  // namespace statim::api

@@ -3,9 +3,13 @@
 #pragma once
 
 #include "core/config.h"
+#include "core/metrics.h"
 #include "models/model_registry.h"
 #include "scheduler/scheduler.h"
+#include "store/audit_store.h"
 #include "store/job_store.h"
+#include "store/key_store.h"
+#include "store/webhook_store.h"
 
 namespace statim::api {
 
@@ -14,6 +18,10 @@ struct ApiContext {
   JobStore& store;
   Scheduler& scheduler;
   ModelRegistry& models;
+  KeyStore& keys;
+  AuditStore& audit;
+  WebhookStore& webhooks;
+  Metrics& metrics;  // HTTP metrics are added here; /metrics renders it
 };
 
 // Registers every route and advice on drogon::app() and configures its listener.
@@ -24,5 +32,7 @@ void registerJobRoutes(const ApiContext& ctx);
 void registerModelRoutes(const ApiContext& ctx);
 void registerSystemRoutes(const ApiContext& ctx);
 void registerOpenAiRoutes(const ApiContext& ctx);
+void registerAdminRoutes(const ApiContext& ctx);
+void registerDocsRoutes(const ApiContext& ctx);
 
 }  // namespace statim::api

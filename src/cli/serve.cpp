@@ -6,13 +6,47 @@
 
 #include <drogon/HttpAppFramework.h>
 
+#include <fstream>
+#include <sys/stat.h>
+
+#include "api/dto/job_dto.h"
 #include "api/server.h"
+#include "api/webhook_transport.h"
+#include "core/crypto.h"
 #include "core/logging.h"
 #include "models/model_registry.h"
+#include "scheduler/housekeeping.h"
 #include "scheduler/scheduler.h"
-#include "store/sqlite/sqlite_job_store.h"
+#include "store/sqlite/sqlite_store.h"
+#include "webhooks/dispatcher.h"
 
 namespace statim::cli {
+namespace {
+
+// The webhook signing secret: webhooks.secret, else one generated once into the data dir.
+Result<std::string> webhookSecret(const Config& config) {
+  if (!config.webhooks_secret.empty()) return config.webhooks_secret;
+  auto path = config.data_dir / "webhook_secret";
+  std::ifstream in(path);
+  std::string secret;
+  if (in && std::getline(in, secret) && !secret.empty()) return secret;
+  secret = crypto::randomHex(32);
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << secret << "\n";
+    if (!out) return fail(Error::storage("cannot write " + tmp.string()));
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return fail(Error::storage("cannot write " + path.string() + ": " + ec.message()));
+  log::info("webhooks: generated a signing secret (set webhooks.secret to choose one)", {{"path", path.string()}});
+  return secret;
+}
+
+}  // namespace
 
 int serve(const Config& config) {
   log::init(config.log_level, config.log_format);
@@ -23,7 +57,7 @@ int serve(const Config& config) {
     return 1;
   }
   auto db_path = config.data_dir / "statim.db";
-  auto store = SqliteJobStore::open(db_path);
+  auto store = SqliteStore::open(db_path);
   if (!store) {
     log::error("cannot open the job store", {{"path", db_path.string()}, {"error", store.error().message}});
     return 1;
@@ -36,7 +70,24 @@ int serve(const Config& config) {
       log::error("models: unusable manifest", {{"model", e.manifest.id}, {"reason", e.reason}});
     }
   }
+  if (config.auth_mode == "required") {
+    auto keys = (*store)->listKeys();
+    bool any = keys && std::ranges::any_of(*keys, [](const ApiKey& k) { return !k.revoked_at; });
+    if (!any) {
+      log::warn("auth: auth.mode is required and no API key exists: every request but /healthz, /readyz, /version "
+                "and /docs is refused; create one with `statim keys create --name admin --scope admin`");
+    }
+  }
+  auto secret = webhookSecret(config);
+  if (!secret) {
+    log::error("webhooks: no signing secret", {{"error", secret.error().message}});
+    return 1;
+  }
+
+  Metrics metrics;
+  JobMetrics job_metrics(metrics);
   SchedulerOptions options;
+  options.metrics = &job_metrics;
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
   Scheduler scheduler(**store, *models, options);
@@ -47,7 +98,25 @@ int serve(const Config& config) {
   }
   models->loadAll([&scheduler](const std::string& id) { scheduler.startModel(id); });
 
-  api::ApiContext ctx{config, **store, scheduler, *models};
+  api::DrogonWebhookTransport transport;
+  WebhookDispatcher webhooks(
+      **store, **store, transport,
+      [](const Job& job) {
+        return api::jobToJson(job).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+      },
+      {.secret = *secret,
+       .max_attempts = config.webhooks_max_attempts,
+       .retry_base_seconds = config.webhooks_retry_base_seconds,
+       .retry_max_seconds = config.webhooks_retry_max_seconds,
+       .timeout_seconds = config.webhooks_timeout_seconds});
+  Housekeeping housekeeping(
+      **store, **store,
+      {.jobs_days = config.jobs_retention_days,
+       .audit_days = config.audit_retention_days,
+       .interval = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_sweep_interval_seconds * 1000)),
+       .on_jobs_deleted = {}});
+
+  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();

@@ -35,6 +35,15 @@ const Key kKeys[] = {
     {"jobs.shutdown_grace_seconds", &Config::jobs_shutdown_grace_seconds},
     {"jobs.default_max_queue", &Config::jobs_default_max_queue},
     {"jobs.max_page_size", &Config::jobs_max_page_size},
+    {"jobs.retention_days", &Config::jobs_retention_days},
+    {"jobs.sweep_interval_seconds", &Config::jobs_sweep_interval_seconds},
+    {"auth.mode", &Config::auth_mode},
+    {"audit.retention_days", &Config::audit_retention_days},
+    {"webhooks.secret", &Config::webhooks_secret},
+    {"webhooks.max_attempts", &Config::webhooks_max_attempts},
+    {"webhooks.retry_base_seconds", &Config::webhooks_retry_base_seconds},
+    {"webhooks.retry_max_seconds", &Config::webhooks_retry_max_seconds},
+    {"webhooks.timeout_seconds", &Config::webhooks_timeout_seconds},
 };
 
 std::string envName(std::string_view key) {
@@ -131,6 +140,20 @@ Result<void> validateConfig(const Config& c) {
     return fail(Error::invalid("config http.max_body_bytes must be >= 1024", "http.max_body_bytes"));
   if (c.jobs_max_page_size < 1)
     return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
+  if (c.auth_mode != "required" && c.auth_mode != "off")
+    return fail(Error::invalid("config auth.mode must be 'required' or 'off'", "auth.mode"));
+  if (c.jobs_retention_days < 0 || c.audit_retention_days < 0)
+    return fail(Error::invalid("config jobs.retention_days and audit.retention_days must be >= 0 (0 = keep)",
+                               c.jobs_retention_days < 0 ? "jobs.retention_days" : "audit.retention_days"));
+  if (c.jobs_sweep_interval_seconds <= 0)
+    return fail(Error::invalid("config jobs.sweep_interval_seconds must be > 0", "jobs.sweep_interval_seconds"));
+  if (c.webhooks_max_attempts < 1)
+    return fail(Error::invalid("config webhooks.max_attempts must be >= 1", "webhooks.max_attempts"));
+  if (c.webhooks_retry_base_seconds <= 0 || c.webhooks_retry_max_seconds < c.webhooks_retry_base_seconds)
+    return fail(Error::invalid("config webhooks.retry_base_seconds must be > 0 and <= webhooks.retry_max_seconds",
+                               "webhooks.retry_base_seconds"));
+  if (c.webhooks_timeout_seconds <= 0)
+    return fail(Error::invalid("config webhooks.timeout_seconds must be > 0", "webhooks.timeout_seconds"));
   return ok();
 }
 

@@ -28,6 +28,18 @@ struct Config {
   double jobs_shutdown_grace_seconds = 30;
   std::int64_t jobs_default_max_queue = 1000;
   int jobs_max_page_size = 1000;
+  double jobs_retention_days = 0;  // ended jobs older than this are deleted; 0 keeps them forever
+  double jobs_sweep_interval_seconds = 600;  // how often retention runs
+  // [auth]
+  std::string auth_mode = "required";  // required | off
+  // [audit]
+  double audit_retention_days = 90;  // 0 keeps audit rows forever
+  // [webhooks]
+  std::string webhooks_secret;  // HMAC key; empty: generated once into <data_dir>/webhook_secret
+  int webhooks_max_attempts = 8;
+  double webhooks_retry_base_seconds = 2;  // delay before retry n is base * 2^(n-1), capped
+  double webhooks_retry_max_seconds = 3600;
+  double webhooks_timeout_seconds = 10;
 };
 
 // Reads `path` (if non-empty) over the defaults, then applies `env` (normally the process

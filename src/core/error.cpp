@@ -9,6 +9,9 @@ std::string_view errorCodeName(ErrorCode code) {
     case ErrorCode::kModelNotFound: return "model_not_found";
     case ErrorCode::kModelUnavailable: return "model_unavailable";
     case ErrorCode::kQueueFull: return "queue_full";
+    case ErrorCode::kUnauthenticated: return "unauthenticated";
+    case ErrorCode::kPermissionDenied: return "permission_denied";
+    case ErrorCode::kRateLimited: return "rate_limited";
     case ErrorCode::kPayloadTooLarge: return "payload_too_large";
     case ErrorCode::kMethodNotAllowed: return "method_not_allowed";
     case ErrorCode::kConflict: return "conflict";

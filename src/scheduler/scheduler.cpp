@@ -141,12 +141,13 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   store_.createAsync(std::move(job), [this, q, done = std::move(done)](Result<Job> r) {
     {
       std::lock_guard lock(mu_);
-      if (r)
+      if (r && !r->replayed)
         ++q->generation;
       else
-        --q->queued;
+        --q->queued;  // failed, or an idempotent retry that found its earlier job
     }
-    if (r) {
+    if (r && !r->replayed) {
+      if (options_.metrics) options_.metrics->submitted(*r);
       q->cv.notify_one();
       events_.publish({r->id, "queued"});
       log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}});
@@ -289,6 +290,7 @@ void Scheduler::began(ModelQueue& q, const Job& job, const std::string& owner, C
   }
   // A cancel may have been requested between the claim and now (or on another node).
   if (job.cancel_requested) control.requestCancel();
+  if (options_.metrics) options_.metrics->started(job);
   events_.publish({job.id, "started", {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
 }
@@ -324,6 +326,7 @@ void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, 
   }
   if (event) {
     auto final_job = store_.get(job.id);
+    if (final_job && options_.metrics) options_.metrics->finished(*final_job);
     if (final_job) events_.publish({job.id, event, {{"status", toString(final_job->status)}}, std::move(*final_job)});
   }
   {
@@ -344,6 +347,7 @@ Result<Job> Scheduler::cancel(JobId id) {
       std::lock_guard lock(mu_);
       if (auto it = queues_.find(job.model); it != queues_.end() && it->second->queued > 0) --it->second->queued;
     }
+    if (options_.metrics) options_.metrics->finished(job);
     events_.publish({id, "cancelled", {{"status", "CANCELLED"}}, job});
     log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
   } else if (outcome->before == JobStatus::kProcessing) {

@@ -22,6 +22,7 @@
 
 #include "models/model_registry.h"
 #include "scheduler/job_events.h"
+#include "scheduler/job_metrics.h"
 #include "statim/error.h"
 #include "statim/job.h"
 #include "store/job_store.h"
@@ -33,6 +34,7 @@ struct SchedulerOptions {
   int max_attempts = 3;                           // starts before an interrupted job is FAILED
   std::chrono::milliseconds poll_interval{1000};  // idle workers re-check the store this often
   std::string node_id;                            // lease owner prefix; generated when empty
+  JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
 };
 
 struct ModelQueueStats {

@@ -14,6 +14,10 @@
 //   complete/fail/finishCancelled only succeed for the current owner of a PROCESSING job
 //                 (kConflict otherwise), so a worker whose lease expired cannot overwrite the
 //                 outcome of the worker that took the job over.
+//   create        with an idempotency key the owner used before: returns that job (replayed =
+//                 true) when the request hash matches, kConflict when it does not. With an owner
+//                 whose max_queued is set, fails with kRateLimited when the owner already has that
+//                 many QUEUED jobs (checked in the insert's transaction, so it is exact).
 //   requeueAbandoned returns PROCESSING jobs whose lease expired before `expired_before` to
 //                 QUEUED, or FAILs them once they have been started `max_attempts` times.
 #pragma once
@@ -33,6 +37,7 @@ namespace statim {
 struct JobFilter {
   std::optional<JobStatus> status;
   std::optional<std::string> model;
+  std::optional<std::int64_t> owner_key_id;  // only this key's jobs
   int limit = 50;
   int offset = 0;
 };
@@ -78,6 +83,9 @@ class JobStore {
 
   // QUEUED jobs per model (the scheduler seeds its admission counters with this).
   virtual Result<std::map<std::string, std::int64_t>> queuedByModel() = 0;
+
+  // Deletes jobs that ended before `before` (with their webhook rows); returns their ids.
+  virtual Result<std::vector<JobId>> deleteFinishedBefore(Micros before) = 0;
 };
 
 }  // namespace statim

@@ -115,6 +115,25 @@ class Server:
         self.starts = 0
         self.log_paths: list[Path] = []
         self.returncode: int | None = None
+        self.key: str | None = None  # sent as "Authorization: Bearer" unless a request sets its own
+
+    # --- API keys ------------------------------------------------------------------------------
+    def enable_auth(self) -> None:
+        """auth.mode = required (the harness default is off, as for `make run`)."""
+        self.env["STATIM_AUTH_MODE"] = "required"
+
+    def keys_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Runs `statim keys ...` on this server's data dir (works while it runs)."""
+        r = subprocess.run([str(statim_bin()), "keys", *args, "--data-dir", str(self.data_dir)],
+                           capture_output=True, text=True, env=self._child_env(), cwd=self.root, timeout=60 * SLOW)
+        if check:
+            assert r.returncode == 0, f"statim keys {' '.join(args)} failed ({r.returncode}): {r.stderr}"
+        return r
+
+    def create_key(self, name: str, *args: str) -> str:
+        key = self.keys_cli("create", "--name", name, *args).stdout.strip()
+        assert re.fullmatch(r"sk-statim-[0-9a-f]{48}", key), key
+        return key
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -125,6 +144,7 @@ class Server:
         # Hermetic: no STATIM_* config and no proxies leak in from the caller's environment.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("STATIM_") and "proxy" not in k.lower()}
+        env["STATIM_AUTH_MODE"] = "off"  # tests of auth call enable_auth()
         if SANITIZED:
             env.setdefault("ASAN_OPTIONS", "detect_leaks=0")
         env.update(self.env)
@@ -245,7 +265,15 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def request(self, method: str, path: str, timeout: float = 10, **kw: Any) -> requests.Response:
+    def request(self, method: str, path: str, timeout: float = 10, key: Any = ...,
+                **kw: Any) -> requests.Response:
+        """key: ... sends self.key (if any) unless the headers carry credentials; None sends none;
+        a string sends that key."""
+        key = self.key if key is ... else key
+        headers = dict(kw.pop("headers", None) or {})
+        if key and not any(h.lower() in ("authorization", "x-api-key") for h in headers):
+            headers["Authorization"] = f"Bearer {key}"
+        kw["headers"] = headers
         with requests.Session() as s:
             s.trust_env = False  # never through a proxy
             return s.request(method, self.url + path, timeout=timeout * SLOW, **kw)

@@ -1,4 +1,5 @@
-// POST /job, GET /job/{id}, GET /job, POST /job/{id}/cancel, DELETE /job/{id}, GET /job/{id}/events
+// POST /job, GET /job/{id}, GET /job, POST /job/{id}/cancel, DELETE /job/{id}, GET /job/{id}/events,
+// GET /job/{id}/webhooks. A user key sees only its own jobs: others' answer 404 as if absent.
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
@@ -6,6 +7,8 @@
 
 #include "api/dto/job_dto.h"
 #include "api/errors.h"
+#include "api/filters/auth.h"
+#include "core/clock.h"
 #include "api/follow.h"
 #include "api/http_util.h"
 #include "api/routes.h"
@@ -16,35 +19,91 @@ namespace statim::api {
 
 using drogon::HttpRequestPtr;
 
+namespace {
+
+// The job `id_text` names, if it exists and the caller may see it.
+Result<Job> visibleJob(const ApiContext& ctx, const drogon::HttpRequest& req, const std::string& id_text) {
+  auto id = parseJobId(id_text);
+  if (!id) return fail(id.error());
+  auto job = ctx.store.get(*id);
+  if (!job) return fail(job.error());
+  if (!principalOf(req).canSee(*job)) return fail(Error::notFound(std::format("job {} not found", *id)));
+  return job;
+}
+
+nlohmann::json deliveryToJson(const WebhookDelivery& d) {
+  auto time = [](const std::optional<Micros>& t) { return t ? nlohmann::json(formatIsoUtc(*t)) : nlohmann::json(); };
+  nlohmann::json history = nlohmann::json::array();
+  for (auto& a : d.history) {
+    history.push_back({{"at", formatIsoUtc(a.at)},
+                       {"status_code", a.status_code ? nlohmann::json(*a.status_code) : nlohmann::json()},
+                       {"error", a.error},
+                       {"duration_ms", a.duration_ms}});
+  }
+  return {{"id", d.id},
+          {"event", d.event},
+          {"url", d.url},
+          {"status", d.status},
+          {"attempts", d.attempts},
+          {"next_attempt_at", d.status == "pending" ? time(d.next_attempt_at) : nlohmann::json()},
+          {"last_status_code", d.last_status_code ? nlohmann::json(*d.last_status_code) : nlohmann::json()},
+          {"last_error", d.last_error},
+          {"delivered_at", time(d.delivered_at)},
+          {"history", std::move(history)}};
+}
+
+}  // namespace
+
 void registerJobRoutes(const ApiContext& ctx) {
-  addRoute("/job", drogon::Post, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+  addRoute("/job", drogon::Post, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     auto body = parseJsonObject(*req);
     if (!body) return cb(errorResponse(body.error()));
     auto job = parseNewJob(*body);
     if (!job) return cb(errorResponse(job.error()));
+    auto key = idempotencyKey(*req);
+    if (!key) return cb(errorResponse(key.error()));
+    Principal who = principalOf(*req);
+    if (auto r = who.mayUseModel(job->model); !r) return cb(errorResponse(r.error()));
+    job->owner = who.owner();
+    if (!key->empty()) {
+      job->idempotency_key = *key;
+      job->request_hash = requestHash(*req);
+    }
     // The response is sent only after the job row is committed. The commit is reported on the
     // store's writer thread; the response is built back on this request's I/O thread so the
     // single writer spends its time on writes.
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
-    ctx.scheduler.submit(std::move(*job), [loop, cb = std::move(cb)](Result<Job> r) {
-      loop->queueInLoop([r = std::move(r), cb] {
-        if (!r) return cb(errorResponse(r.error()));
+    ctx.scheduler.submit(std::move(*job), [loop, req, cb = std::move(cb)](Result<Job> r) {
+      loop->queueInLoop([r = std::move(r), req, cb] {
+        if (!r) return cb(errorResponse(topLevelNames(r.error())));
+        noteJob(*req, r->id, r->model);
         auto resp = orderedJsonResponse(jobToJson(*r), 202);
         resp->addHeader("Location", std::format("/job/{}", r->id));
+        if (r->replayed) resp->addHeader("Idempotent-Replayed", "true");
         cb(resp);
       });
     });
   });
 
-  addRoute("/job/{id}", drogon::Get, [&ctx](const HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
-    auto id = parseJobId(id_text);
-    if (!id) return cb(errorResponse(id.error()));
-    auto job = ctx.store.get(*id);
-    if (!job) return cb(errorResponse(job.error()));
-    cb(orderedJsonResponse(jobToJson(*job)));
-  });
+  addRoute("/job/{id}", drogon::Get, Access::kUser,
+           [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+             auto job = visibleJob(ctx, *req, id_text);
+             if (!job) return cb(errorResponse(job.error()));
+             cb(orderedJsonResponse(jobToJson(*job)));
+           });
 
-  addRoute("/job", drogon::Get, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+  addRoute("/job/{id}/webhooks", drogon::Get, Access::kUser,
+           [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+             auto job = visibleJob(ctx, *req, id_text);
+             if (!job) return cb(errorResponse(job.error()));
+             auto deliveries = ctx.webhooks.listDeliveries(job->id);
+             if (!deliveries) return cb(errorResponse(deliveries.error()));
+             nlohmann::json out = nlohmann::json::array();
+             for (auto& d : *deliveries) out.push_back(deliveryToJson(d));
+             cb(jsonResponse({{"job_id", job->id}, {"deliveries", std::move(out)}}));
+           });
+
+  addRoute("/job", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     if (auto r = onlyKnownQuery(*req, {"limit", "offset", "status", "model"}); !r) return cb(errorResponse(r.error()));
     auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
     if (!limit) return cb(errorResponse(limit.error()));
@@ -63,6 +122,7 @@ void registerJobRoutes(const ApiContext& ctx) {
       }
     }
     if (auto m = req->getOptionalParameter<std::string>("model")) filter.model = *m;
+    filter.owner_key_id = principalOf(*req).jobScope();
     auto page = ctx.store.list(filter);
     if (!page) return cb(errorResponse(page.error()));
     nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
@@ -71,24 +131,25 @@ void registerJobRoutes(const ApiContext& ctx) {
         {"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
   });
 
-  auto cancel = [&ctx](const HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
-    auto id = parseJobId(id_text);
-    if (!id) return cb(errorResponse(id.error()));
-    auto job = ctx.scheduler.cancel(*id);
+  auto cancel = [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+    auto visible = visibleJob(ctx, *req, id_text);
+    if (!visible) return cb(errorResponse(visible.error()));
+    noteJob(*req, visible->id, visible->model);
+    auto job = ctx.scheduler.cancel(visible->id);
     if (!job) return cb(errorResponse(job.error()));
     cb(orderedJsonResponse(jobToJson(*job)));
   };
-  addRoute("/job/{id}/cancel", drogon::Post, cancel);
-  addRoute("/job/{id}", drogon::Delete, cancel);
+  addRoute("/job/{id}/cancel", drogon::Post, Access::kUser, cancel);
+  addRoute("/job/{id}", drogon::Delete, Access::kUser, cancel);
 
   // The job's life as Server-Sent Events: "state" first (the job now, and data.text so far),
   // then queued / started / token / completed | failed | cancelled. A client may join any time;
   // leaving does not cancel the job.
-  addRoute("/job/{id}/events", drogon::Get, [&ctx](const HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
-    auto id = parseJobId(id_text);
-    if (!id) return cb(errorResponse(id.error()));
-    if (auto job = ctx.store.get(*id); !job) return cb(errorResponse(job.error()));
-    cb(sseResponse([&ctx, id = *id](std::shared_ptr<SseStream> stream) {
+  addRoute("/job/{id}/events", drogon::Get, Access::kUser,
+           [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+    auto visible = visibleJob(ctx, *req, id_text);
+    if (!visible) return cb(errorResponse(visible.error()));
+    cb(sseResponse([&ctx, id = visible->id](std::shared_ptr<SseStream> stream) {
       auto r = followJob(ctx.store, ctx.scheduler.events(), id, [stream](const JobEvent& e) {
         nlohmann::ordered_json data;
         if (e.type == "state") {

@@ -1,6 +1,7 @@
-// GET /models
+// GET /models (a key restricted to some models sees only those)
 #include <drogon/HttpAppFramework.h>
 
+#include "api/filters/auth.h"
 #include "api/http_util.h"
 #include "api/routes.h"
 #include "api/server.h"
@@ -8,9 +9,11 @@
 namespace statim::api {
 
 void registerModelRoutes(const ApiContext& ctx) {
-  addRoute("/models", drogon::Get, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+  addRoute("/models", drogon::Get, Access::kUser, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    Principal who = principalOf(*req);
     nlohmann::json models = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
+      if (!who.listsModel(e.manifest.id)) continue;
       auto stats = ctx.scheduler.stats(e.manifest.id);
       nlohmann::json m = {
           {"id", e.manifest.id},

@@ -4,6 +4,7 @@
 
 #include "api/dto/openai_dto.h"
 #include "api/errors.h"
+#include "api/filters/auth.h"
 #include "api/follow.h"
 #include "api/http_util.h"
 #include "api/routes.h"
@@ -119,9 +120,19 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     auto parsed = parse(*body);
     if (!parsed) return cb(errorResponse(parsed.error()));
     OpenAiRequest request = std::move(*parsed);
+    auto key = idempotencyKey(*req);
+    if (!key) return cb(errorResponse(key.error()));
+    Principal who = principalOf(*req);
+    if (auto r = who.mayUseModel(request.job.model); !r) return cb(errorResponse(r.error()));
     NewJob job = request.job;
-    ctx.scheduler.submit(std::move(job), [&ctx, kind, request, cb = std::move(cb)](Result<Job> r) {
+    job.owner = who.owner();
+    if (!key->empty()) {
+      job.idempotency_key = *key;
+      job.request_hash = requestHash(*req);
+    }
+    ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, cb = std::move(cb)](Result<Job> r) {
       if (!r) return cb(errorResponse(openAiNames(r.error())));
+      noteJob(*req, r->id, r->model);
       if (request.stream) return cb(streamJob(ctx, kind, request, *r));
       respondWhenDone(ctx, kind, request, *r, cb);
     });
@@ -131,10 +142,11 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
 }  // namespace
 
 void registerOpenAiRoutes(const ApiContext& ctx) {
-  addRoute("/v1/models", drogon::Get, [&ctx](const HttpRequestPtr&, Callback&& cb) {
+  addRoute("/v1/models", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+    Principal who = principalOf(*req);
     nlohmann::json data = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
-      if (e.state == ModelState::kFailed) continue;
+      if (e.state == ModelState::kFailed || !who.listsModel(e.manifest.id)) continue;
       data.push_back({{"id", e.manifest.id},
                       {"object", "model"},
                       {"created", 0},
@@ -144,9 +156,9 @@ void registerOpenAiRoutes(const ApiContext& ctx) {
     }
     cb(jsonResponse({{"object", "list"}, {"data", std::move(data)}}));
   });
-  addRoute("/v1/completions", drogon::Post, generationRoute(ctx, Kind::kCompletion, parseCompletionRequest));
-  addRoute("/v1/chat/completions", drogon::Post, generationRoute(ctx, Kind::kChat, parseChatRequest));
-  addRoute("/v1/embeddings", drogon::Post, generationRoute(ctx, Kind::kEmbedding, parseEmbeddingRequest));
+  addRoute("/v1/completions", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kCompletion, parseCompletionRequest));
+  addRoute("/v1/chat/completions", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kChat, parseChatRequest));
+  addRoute("/v1/embeddings", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kEmbedding, parseEmbeddingRequest));
 }
 
 }  // namespace statim::api

@@ -1,4 +1,4 @@
-// GET /healthz, GET /version
+// GET /healthz, GET /readyz, GET /version (public), GET /metrics (admin)
 #include <drogon/HttpAppFramework.h>
 
 #include "api/errors.h"
@@ -7,16 +7,70 @@
 #include "api/server.h"
 
 namespace statim::api {
+namespace {
+
+// Gauges read from the scheduler and the registry at scrape time.
+void sampleGauges(const ApiContext& ctx) {
+  Metrics& m = ctx.metrics;
+  for (auto& e : ctx.models.list()) {
+    const std::string& id = e.manifest.id;
+    auto stats = ctx.scheduler.stats(id);
+    m.set("statim_queue_depth", {{"model", id}}, static_cast<double>(stats.queued));
+    m.set("statim_jobs_running", {{"model", id}}, stats.running);
+    for (auto state : {ModelState::kLoading, ModelState::kReady, ModelState::kFailed}) {
+      m.set("statim_model_state", {{"model", id}, {"state", std::string(toString(state))}}, e.state == state ? 1 : 0);
+    }
+  }
+}
+
+}  // namespace
 
 void registerSystemRoutes(const ApiContext& ctx) {
-  addRoute("/healthz", drogon::Get, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+  ctx.metrics.declareGauge("statim_build_info", "The running statim's version (always 1).");
+  ctx.metrics.declareGauge("statim_queue_depth", "QUEUED jobs, by model.");
+  ctx.metrics.declareGauge("statim_jobs_running", "PROCESSING jobs on this node, by model.");
+  ctx.metrics.declareGauge("statim_model_state", "1 for the model's current load state (loading, ready, failed).");
+  ctx.metrics.set("statim_build_info", {{"version", STATIM_VERSION}}, 1);
+
+  addRoute("/healthz", drogon::Get, Access::kPublic, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
     // A read through the store proves the database answers.
     auto probe = ctx.store.list({.limit = 1});
     if (!probe) return cb(jsonResponse({{"status", "unhealthy"}, {"store", probe.error().message}}, 503));
     cb(jsonResponse({{"status", ctx.scheduler.stopping() ? "stopping" : "ok"}}));
   });
-  addRoute("/version", drogon::Get, [](const drogon::HttpRequestPtr&, Callback&& cb) {
+
+  // Ready to take traffic: the store answers, every `required` model is loaded, not stopping.
+  addRoute("/readyz", drogon::Get, Access::kPublic, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+    nlohmann::json reasons = nlohmann::json::array();
+    auto probe = ctx.store.list({.limit = 1});
+    if (!probe) reasons.push_back("the store does not answer: " + probe.error().message);
+    if (ctx.scheduler.stopping()) reasons.push_back("the server is shutting down");
+    nlohmann::json models = nlohmann::json::object();
+    for (auto& e : ctx.models.list()) {
+      models[e.manifest.id] = toString(e.state);
+      if (e.manifest.required && e.state != ModelState::kReady) {
+        reasons.push_back(std::format("model '{}' is required and is {}{}", e.manifest.id, toString(e.state),
+                                      e.reason.empty() ? "" : ": " + e.reason));
+      }
+    }
+    bool ready = reasons.empty();
+    cb(jsonResponse({{"status", ready ? "ready" : "not_ready"},
+                     {"store", probe ? "ok" : "error"},
+                     {"models", std::move(models)},
+                     {"reasons", std::move(reasons)}},
+                    ready ? 200 : 503));
+  });
+
+  addRoute("/version", drogon::Get, Access::kPublic, [](const drogon::HttpRequestPtr&, Callback&& cb) {
     cb(jsonResponse({{"name", "statim"}, {"version", STATIM_VERSION}}));
+  });
+
+  addRoute("/metrics", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
+    sampleGauges(ctx);
+    auto resp = drogon::HttpResponse::newHttpResponse();
+    resp->setContentTypeString("text/plain; version=0.0.4; charset=utf-8");
+    resp->setBody(ctx.metrics.render());
+    cb(resp);
   });
 }
 

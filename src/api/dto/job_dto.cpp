@@ -4,6 +4,8 @@
 #include <format>
 
 #include "core/clock.h"
+#include "core/strings.h"
+#include "core/url.h"
 
 namespace statim::api {
 namespace {
@@ -13,6 +15,44 @@ constexpr size_t kMaxModelBytes = 128;
 
 nlohmann::ordered_json optTime(const std::optional<Micros>& t) {
   return t ? nlohmann::ordered_json(formatIsoUtc(*t)) : nlohmann::ordered_json(nullptr);
+}
+
+constexpr std::string_view kWebhookEvents[] = {"queued", "started", "completed", "failed", "cancelled"};
+
+Result<std::optional<Webhook>> parseWebhook(const nlohmann::json& body) {
+  auto url = body.find("webhook");
+  auto events = body.find("webhook_events");
+  bool has_url = url != body.end() && !url->is_null();
+  if (!has_url) {
+    if (events != body.end() && !events->is_null()) {
+      return fail(Error::invalid("'webhook_events' needs 'webhook' (the URL to send them to)", "webhook_events"));
+    }
+    return std::nullopt;
+  }
+  if (!url->is_string()) {
+    return fail(Error::invalid(std::format("'webhook' must be a URL string, not {}", url->type_name()), "webhook"));
+  }
+  auto parsed = parseHttpUrl(url->get<std::string>(), "webhook");
+  if (!parsed) return fail(parsed.error());
+  Webhook w{url->get<std::string>(), {"completed", "failed", "cancelled"}};
+  if (events != body.end() && !events->is_null()) {
+    if (!events->is_array() || events->empty()) {
+      return fail(Error::invalid(std::format("'webhook_events' must be a non-empty list of: {}", joinNames(kWebhookEvents)),
+                                 "webhook_events"));
+    }
+    w.events.clear();
+    for (auto& e : *events) {
+      if (!e.is_string() || std::ranges::find(kWebhookEvents, e.get<std::string>()) == std::end(kWebhookEvents)) {
+        return fail(Error::invalid(std::format("'webhook_events' has {}; allowed events: {}",
+                                               e.is_string() ? "'" + e.get<std::string>().substr(0, 64) + "'"
+                                                             : std::string("a ") + e.type_name(),
+                                               joinNames(kWebhookEvents)),
+                                   "webhook_events"));
+      }
+      if (std::ranges::find(w.events, e.get<std::string>()) == w.events.end()) w.events.push_back(e);
+    }
+  }
+  return std::optional<Webhook>(std::move(w));
 }
 
 }  // namespace
@@ -34,16 +74,17 @@ nlohmann::ordered_json jobToJson(const Job& j) {
       {"result", j.result},
       {"error", j.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(j.error)},
       {"attempts", j.attempts},
+      {"webhook", j.webhook ? nlohmann::ordered_json{{"url", j.webhook->url}, {"events", j.webhook->events}}
+                            : nlohmann::ordered_json(nullptr)},
   };
 }
 
 Result<NewJob> parseNewJob(const nlohmann::json& body) {
-  static const std::initializer_list<std::string_view> kFields = {"model", "prompt", "messages",
-                                                                  "input", "params", "priority"};
+  static const std::initializer_list<std::string_view> kFields = {
+      "model", "prompt", "messages", "input", "params", "priority", "webhook", "webhook_events"};
   for (auto& [k, v] : body.items()) {
     if (std::ranges::find(kFields, k) == kFields.end()) {
-      return fail(Error::invalid(
-          std::format("unknown field '{}' (allowed: model, prompt, messages, input, params, priority)", k), k));
+      return fail(Error::invalid(std::format("unknown field '{}' (allowed: {})", k, joinNames(kFields)), k));
     }
   }
   NewJob job;
@@ -118,7 +159,20 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
       return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);
   }
+  auto webhook = parseWebhook(body);
+  if (!webhook) return fail(webhook.error());
+  job.webhook = std::move(*webhook);
   return job;
+}
+
+Error topLevelNames(Error e) {
+  for (std::string_view inner : {"messages", "input"}) {
+    std::string from = "params." + std::string(inner);
+    if (!e.field.starts_with(from)) continue;
+    e.field.erase(0, 7);
+    for (size_t at; (at = e.message.find(from)) != std::string::npos;) e.message.erase(at, 7);
+  }
+  return e;
 }
 
 Result<JobId> parseJobId(std::string_view text) {

@@ -18,5 +18,8 @@ Result<NewJob> parseNewJob(const nlohmann::json& body);
 
 // Parses a job id path segment: a positive decimal integer, nothing else.
 Result<JobId> parseJobId(std::string_view text);
+// POST /job takes `messages` and `input` at the top level but stores them in params: errors about
+// params.messages / params.input are renamed to what the client wrote.
+Error topLevelNames(Error e);
 
 }  // namespace statim::api

@@ -19,9 +19,12 @@ bool contains(std::initializer_list<std::string_view> list, std::string_view k) 
 
 Result<void> readModel(const nlohmann::json& body, NewJob& job) {
   auto m = body.find("model");
-  if (m == body.end() || !m->is_string() || m->get_ref<const std::string&>().empty()) {
+  if (m == body.end() || m->is_null()) {
     return fail(Error::invalid("'model' is required: the id of a model from GET /v1/models", "model"));
   }
+  if (!m->is_string()) return fail(Error::invalid(std::format("'model' must be a string, not {}", m->type_name()), "model"));
+  if (m->get_ref<const std::string&>().empty()) return fail(Error::invalid("'model' must not be empty", "model"));
+  if (m->get_ref<const std::string&>().size() > 128) return fail(Error::invalid("'model' must be at most 128 bytes", "model"));
   job.model = *m;
   return ok();
 }

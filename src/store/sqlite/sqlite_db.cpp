@@ -22,6 +22,27 @@ SqliteStatement& SqliteStatement::bind(int index, std::optional<std::int64_t> va
   return *this;
 }
 
+SqliteStatement& SqliteStatement::bindDouble(int index, double value) {
+  sqlite3_bind_double(stmt_, index, value);
+  return *this;
+}
+
+double SqliteStatement::columnDouble(int col) const { return sqlite3_column_double(stmt_, col); }
+
+Result<void> SqliteStatement::forEachRow(const std::function<void(const SqliteStatement&)>& fn) {
+  while (true) {
+    auto row = step();
+    if (!row) {
+      reset();
+      return fail(row.error());
+    }
+    if (!*row) break;
+    fn(*this);
+  }
+  reset();
+  return ok();
+}
+
 Result<bool> SqliteStatement::step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,14 +25,18 @@ class SqliteStatement {
   SqliteStatement& bind(int index, std::int64_t value);
   SqliteStatement& bind(int index, std::string_view value);
   SqliteStatement& bind(int index, std::optional<std::int64_t> value);
+  SqliteStatement& bindDouble(int index, double value);
   // Steps once: true when a row is available, false when done.
   Result<bool> step();
   // Steps to the end, for statements that return no rows.
   Result<void> run();
+  // Steps through every row, calling `fn` on each, then resets the statement.
+  Result<void> forEachRow(const std::function<void(const SqliteStatement&)>& fn);
   std::int64_t columnInt(int col) const;
   std::string columnText(int col) const;
   bool columnIsNull(int col) const;
   std::optional<std::int64_t> columnOptInt(int col) const;
+  double columnDouble(int col) const;
   // Makes the cached statement reusable (clears bindings). Called by SqliteDb::prepare.
   void reset();
 

@@ -1,29 +1,38 @@
-// JobStore on one SQLite file (WAL). All writes go through one writer thread that batches
-// whatever is pending into one transaction: concurrent submissions share one fsync (group
-// commit), and each write is isolated by a SAVEPOINT so one failure does not undo the others.
-// Reads use a small pool of reader connections and never wait for the writer.
+// The store on one SQLite file (WAL): jobs, API keys, the audit trail and the webhook outbox.
+// All writes go through one writer thread that batches whatever is pending into one transaction:
+// concurrent submissions share one fsync (group commit), and each write is isolated by a
+// SAVEPOINT so one failure does not undo the others. Reads use a small pool of reader
+// connections and never wait for the writer.
+//
+// The methods of each interface live in their own file: sqlite_jobs.cpp, sqlite_keys.cpp,
+// sqlite_audit.cpp, sqlite_webhooks.cpp; this header and sqlite_store.cpp hold the machinery.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "store/audit_store.h"
 #include "store/job_store.h"
+#include "store/key_store.h"
 #include "store/sqlite/sqlite_db.h"
+#include "store/webhook_store.h"
 
 namespace statim {
 
-class SqliteJobStore final : public JobStore {
+class SqliteStore final : public JobStore, public KeyStore, public AuditStore, public WebhookStore {
  public:
   // Opens or creates `path`, applying pending migrations.
-  static Result<std::unique_ptr<SqliteJobStore>> open(const std::filesystem::path& path);
-  ~SqliteJobStore() override;  // drains pending writes, then closes
+  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
+  ~SqliteStore() override;  // drains pending writes, then closes
 
+  // JobStore
   void createAsync(NewJob job, CreateCallback done) override;
   Result<Job> get(JobId id) override;
   Result<JobPage> list(const JobFilter& filter) override;
@@ -35,6 +44,24 @@ class SqliteJobStore final : public JobStore {
   Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;
+  Result<std::vector<JobId>> deleteFinishedBefore(Micros before) override;
+
+  // KeyStore
+  Result<ApiKey> createKey(ApiKey key) override;
+  Result<std::optional<ApiKey>> findKeyByPrefix(const std::string& prefix) override;
+  Result<std::vector<ApiKey>> listKeys() override;
+  Result<ApiKey> revokeKey(const std::string& name_or_id) override;
+
+  // AuditStore
+  void appendAudit(AuditEntry entry) override;
+  Result<AuditPage> listAudit(const AuditFilter& filter) override;
+  Result<std::int64_t> deleteAuditBefore(Micros before) override;
+
+  // WebhookStore
+  Result<std::vector<WebhookDelivery>> claimDueDeliveries(Micros now, Micros lease, int limit) override;
+  Result<void> recordAttempt(std::int64_t delivery_id, const WebhookAttempt& attempt, bool delivered,
+                             std::optional<Micros> retry_at) override;
+  Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
 
   // Schema version after migrations (for tests and /healthz).
   int schemaVersion() const { return schema_version_; }
@@ -49,7 +76,7 @@ class SqliteJobStore final : public JobStore {
     std::function<void(const Error* commit_error)> deliver;
   };
 
-  SqliteJobStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
+  SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
   Result<void> finishProcessing(JobId id, const std::string& owner, std::string_view status,
                                 std::string_view message, const std::optional<std::string>& result,
                                 const std::string& error);
@@ -59,7 +86,13 @@ class SqliteJobStore final : public JobStore {
   template <typename T, typename Fn>
   Result<T> write(Fn fn);
 
-  struct ReaderLease;
+  struct ReaderLease {
+    SqliteStore* store;
+    std::unique_ptr<SqliteDb> db;
+    ReaderLease(SqliteStore* s, std::unique_ptr<SqliteDb> d) : store(s), db(std::move(d)) {}
+    ReaderLease(ReaderLease&&) = default;
+    ~ReaderLease();
+  };
   Result<ReaderLease> reader();
 
   std::filesystem::path path_;
@@ -76,5 +109,26 @@ class SqliteJobStore final : public JobStore {
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<SqliteDb>> readers_;  // guarded by readers_mu_
 };
+
+template <typename T, typename Fn>
+Result<T> SqliteStore::write(Fn fn) {
+  std::promise<Result<T>> promise;
+  auto future = promise.get_future();
+  std::optional<Result<T>> result;
+  enqueue({[&](SqliteDb& db) {
+             result.emplace(fn(db));
+             return result->has_value();
+           },
+           [&](const Error* err) {
+             if (err)
+               promise.set_value(std::unexpected(*err));
+             else
+               promise.set_value(std::move(*result));
+           }});
+  return future.get();
+}
+
+// Text stored in the database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
+std::string dumpJson(const nlohmann::json& j);
 
 }  // namespace statim

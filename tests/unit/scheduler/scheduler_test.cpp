@@ -7,7 +7,7 @@
 
 #include "../test_util.h"
 #include "backends/echo/echo_backend.h"
-#include "store/sqlite/sqlite_job_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 namespace statim {
 namespace {
@@ -28,7 +28,7 @@ ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
 class SchedulerTest : public ::testing::Test {
  protected:
   void start(std::vector<ModelEntry> entries) {
-    auto s = SqliteJobStore::open(dir_.path() / "jobs.db");
+    auto s = SqliteStore::open(dir_.path() / "jobs.db");
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
     registry_ = std::make_unique<ModelRegistry>(std::move(entries));
@@ -78,7 +78,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<ModelRegistry> registry_;
   std::unique_ptr<Scheduler> scheduler_;
 };

@@ -1,4 +1,4 @@
-#include "store/sqlite/sqlite_job_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 #include <atomic>
 #include <set>
@@ -27,12 +27,12 @@ class SqliteJobStoreTest : public ::testing::Test {
   void SetUp() override { reopen(); }
   void reopen() {
     store_.reset();
-    auto s = SqliteJobStore::open(dir_.path() / "jobs.db");
+    auto s = SqliteStore::open(dir_.path() / "jobs.db");
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
   }
   testing::TempDir dir_;
-  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<SqliteStore> store_;
 };
 
 TEST_F(SqliteJobStoreTest, CreateThenGetRoundTrips) {
@@ -47,7 +47,7 @@ TEST_F(SqliteJobStoreTest, CreateThenGetRoundTrips) {
   EXPECT_EQ(got->priority, 5);
   EXPECT_EQ(got->created_at, created->created_at);
   EXPECT_EQ(got->attempts, 0);
-  EXPECT_EQ(store_->schemaVersion(), 2);
+  EXPECT_EQ(store_->schemaVersion(), 3);
 }
 
 TEST_F(SqliteJobStoreTest, GetUnknownIsNotFound) {
@@ -233,7 +233,7 @@ TEST_F(SqliteJobStoreTest, ConcurrentClaimsAreExclusive) {
 
 TEST_F(SqliteJobStoreTest, OpeningAFileThatIsNotADatabaseFails) {
   dir_.write("garbage.db", std::string(4096, 'x'));
-  auto s = SqliteJobStore::open(dir_.path() / "garbage.db");
+  auto s = SqliteStore::open(dir_.path() / "garbage.db");
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message.find("not a database"), std::string::npos) << s.error().message;
 }

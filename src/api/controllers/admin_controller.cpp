@@ -1,0 +1,64 @@
+// GET /admin/audit: the audit trail, newest first (admin keys only).
+#include <charconv>
+#include <format>
+
+#include <drogon/HttpAppFramework.h>
+
+#include "api/errors.h"
+#include "api/http_util.h"
+#include "api/routes.h"
+#include "api/server.h"
+#include "core/clock.h"
+
+namespace statim::api {
+namespace {
+
+// `since`: ISO-8601 UTC ("2026-11-25T10:00:00Z", fraction and Z optional) or Unix seconds.
+Result<Micros> parseSince(const std::string& text) {
+  std::int64_t seconds = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec == std::errc{} && ptr == text.data() + text.size() && seconds >= 0) return seconds * 1000000;
+  if (auto t = parseIsoUtc(text)) return *t;
+  return fail(Error::invalid(
+      std::format("query parameter 'since' must be an ISO-8601 UTC time or Unix seconds (got '{}')", text.substr(0, 64)),
+      "since"));
+}
+
+}  // namespace
+
+void registerAdminRoutes(const ApiContext& ctx) {
+  addRoute("/admin/audit", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {"limit", "offset", "key", "since"}); !r) return cb(errorResponse(r.error()));
+    auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
+    if (!limit) return cb(errorResponse(limit.error()));
+    auto offset = queryInt(*req, "offset", 0, 0, std::numeric_limits<std::int32_t>::max());
+    if (!offset) return cb(errorResponse(offset.error()));
+    AuditFilter filter{.limit = static_cast<int>(*limit), .offset = static_cast<int>(*offset)};
+    if (auto key = req->getOptionalParameter<std::string>("key")) filter.key_name = *key;
+    if (auto since = req->getOptionalParameter<std::string>("since")) {
+      auto t = parseSince(*since);
+      if (!t) return cb(errorResponse(t.error()));
+      filter.since = *t;
+    }
+    auto page = ctx.audit.listAudit(filter);
+    if (!page) return cb(errorResponse(page.error()));
+    nlohmann::ordered_json entries = nlohmann::ordered_json::array();
+    for (auto& e : page->entries) {
+      entries.push_back({{"id", e.id},
+                         {"time", formatIsoUtc(e.time)},
+                         {"key_id", e.key_id ? nlohmann::ordered_json(*e.key_id) : nlohmann::ordered_json()},
+                         {"key_name", e.key_name},
+                         {"remote", e.remote},
+                         {"method", e.method},
+                         {"route", e.route},
+                         {"path", e.path},
+                         {"job_id", e.job_id ? nlohmann::ordered_json(*e.job_id) : nlohmann::ordered_json()},
+                         {"status", e.status},
+                         {"request_id", e.request_id}});
+    }
+    cb(orderedJsonResponse(
+        {{"entries", std::move(entries)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
+  });
+}
+
+}  // namespace statim::api

@@ -1,0 +1,430 @@
+// JobStore on SQLite: the job rows, the queue, and the webhook rows each transition adds.
+#include <format>
+
+#include "core/clock.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace statim {
+namespace {
+
+constexpr const char* kCols =
+    "id, model, type, prompt, params, priority, status, status_message, created_at, started_at, "
+    "finished_at, result, error, attempts, lease_owner, lease_expires_at, cancel_requested, owner_key_id, "
+    "webhook_url, webhook_events";
+
+Job rowToJob(const SqliteStatement& s) {
+  Job j;
+  j.id = s.columnInt(0);
+  j.model = s.columnText(1);
+  j.type = s.columnText(2);
+  j.prompt = s.columnText(3);
+  j.params = nlohmann::json::parse(s.columnText(4), nullptr, false);
+  if (j.params.is_discarded()) j.params = nlohmann::json::object();
+  j.priority = static_cast<int>(s.columnInt(5));
+  j.status = parseJobStatus(s.columnText(6)).value_or(JobStatus::kFailed);
+  j.status_message = s.columnText(7);
+  j.created_at = s.columnInt(8);
+  j.started_at = s.columnOptInt(9);
+  j.finished_at = s.columnOptInt(10);
+  if (!s.columnIsNull(11)) {
+    j.result = nlohmann::json::parse(s.columnText(11), nullptr, false);
+    if (j.result.is_discarded()) j.result = nullptr;
+  }
+  j.error = s.columnText(12);
+  j.attempts = static_cast<int>(s.columnInt(13));
+  j.lease_owner = s.columnText(14);
+  j.lease_expires_at = s.columnOptInt(15);
+  j.cancel_requested = s.columnInt(16) != 0;
+  j.owner_key_id = s.columnOptInt(17);
+  if (!s.columnIsNull(18)) {
+    Webhook w{s.columnText(18), {}};
+    std::string events = s.columnText(19);
+    for (size_t i = 1; i < events.size();) {
+      size_t comma = events.find(',', i);
+      if (comma == std::string::npos) break;
+      if (comma > i) w.events.push_back(events.substr(i, comma - i));
+      i = comma + 1;
+    }
+    j.webhook = std::move(w);
+  }
+  return j;
+}
+
+std::string eventList(const std::vector<std::string>& events) {
+  std::string out = ",";
+  for (auto& e : events) out += e + ",";
+  return out;
+}
+
+std::string_view eventName(std::string_view status) {
+  if (status == "COMPLETED") return "completed";
+  if (status == "FAILED") return "failed";
+  return "cancelled";
+}
+
+// Adds the delivery row for `event` when the job's webhook asked for it (no-op otherwise).
+Result<void> enqueueWebhook(SqliteDb& db, JobId id, std::string_view event, Micros now) {
+  auto st = db.prepare(
+      "INSERT INTO webhook_deliveries (job_id, event, url, status, next_attempt_at, created_at)"
+      " SELECT id, ?2, webhook_url, 'pending', ?3, ?3 FROM jobs"
+      " WHERE id = ?1 AND webhook_url IS NOT NULL AND instr(webhook_events, ',' || ?2 || ',') > 0");
+  if (!st) return statim::fail(st.error());
+  return (*st)->bind(1, id).bind(2, event).bind(3, now).run();
+}
+
+Result<Job> selectJob(SqliteDb& db, JobId id) {
+  auto st = db.prepare(std::format("SELECT {} FROM jobs WHERE id = ?1", kCols));
+  if (!st) return statim::fail(st.error());
+  auto& s = **st;
+  s.bind(1, id);
+  auto row = s.step();
+  if (!row) return statim::fail(row.error());
+  if (!*row) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
+  Job j = rowToJob(s);
+  s.reset();
+  return j;
+}
+
+Error conflict(JobId id, const std::string& owner) {
+  return {ErrorCode::kConflict,
+          std::format("job {} is not PROCESSING under lease '{}' (lease lost or job finished)", id, owner),
+          {}};
+}
+
+// The earlier job created with this owner's idempotency key, if any.
+Result<std::optional<std::pair<Job, std::string>>> findIdempotent(SqliteDb& db, std::int64_t owner,
+                                                                  const std::string& key) {
+  auto st = db.prepare(std::format(
+      "SELECT {}, request_hash FROM jobs WHERE COALESCE(owner_key_id, 0) = ?1 AND idempotency_key = ?2", kCols));
+  if (!st) return statim::fail(st.error());
+  std::optional<std::pair<Job, std::string>> found;
+  (*st)->bind(1, owner).bind(2, key);
+  if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { found.emplace(rowToJob(s), s.columnText(20)); }); !r) {
+    return statim::fail(r.error());
+  }
+  return found;
+}
+
+Result<void> checkMaxQueued(SqliteDb& db, const JobOwner& owner) {
+  if (!owner.max_queued) return ok();
+  auto st = db.prepare("SELECT COUNT(*) FROM jobs WHERE owner_key_id = ?1 AND status = 'QUEUED'");
+  if (!st) return statim::fail(st.error());
+  std::int64_t queued = 0;
+  (*st)->bind(1, owner.key_id);
+  if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { queued = s.columnInt(0); }); !r) {
+    return statim::fail(r.error());
+  }
+  if (queued < *owner.max_queued) return ok();
+  return statim::fail(ErrorCode::kRateLimited,
+                      std::format("key '{}' already has {} queued jobs (max_queued {}); retry when one starts",
+                                  owner.key_name, queued, *owner.max_queued));
+}
+
+// The insert of createAsync, on the writer. Fills job.id and created_at, or replaces `job` by
+// the earlier one its idempotency key names.
+Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
+  std::int64_t owner = request.owner ? request.owner->key_id : 0;
+  if (!request.idempotency_key.empty()) {
+    auto earlier = findIdempotent(db, owner, request.idempotency_key);
+    if (!earlier) return statim::fail(earlier.error());
+    if (*earlier) {
+      auto& [found, hash] = **earlier;
+      if (hash != request.request_hash) {
+        return statim::fail(Error{ErrorCode::kConflict,
+                                  std::format("Idempotency-Key '{}' was already used with a different request (job {})",
+                                              request.idempotency_key, found.id),
+                                  "Idempotency-Key"});
+      }
+      job = std::move(found);
+      job.replayed = true;
+      return ok();
+    }
+  }
+  if (request.owner) {
+    if (auto r = checkMaxQueued(db, *request.owner); !r) return r;
+  }
+  job.created_at = nowMicros();
+  auto st = db.prepare(
+      "INSERT INTO jobs (model, type, prompt, params, priority, status, status_message, created_at, owner_key_id,"
+      " idempotency_key, request_hash, webhook_url, webhook_events)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, 'QUEUED', ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id");
+  if (!st) return statim::fail(st.error());
+  auto& s = **st;
+  s.bind(1, job.model)
+      .bind(2, job.type)
+      .bind(3, job.prompt)
+      .bind(4, dumpJson(job.params))
+      .bind(5, std::int64_t{job.priority})
+      .bind(6, job.status_message)
+      .bind(7, job.created_at)
+      .bind(8, job.owner_key_id);
+  if (!request.idempotency_key.empty()) s.bind(9, request.idempotency_key).bind(10, request.request_hash);
+  if (job.webhook) s.bind(11, job.webhook->url).bind(12, eventList(job.webhook->events));
+  auto row = s.step();
+  if (!row || !*row) {
+    s.reset();
+    return statim::fail(row ? Error::storage("insert returned no id") : row.error());
+  }
+  job.id = s.columnInt(0);
+  s.reset();
+  return enqueueWebhook(db, job.id, "queued", job.created_at);
+}
+
+}  // namespace
+
+void SqliteStore::createAsync(NewJob nj, CreateCallback done) {
+  auto job = std::make_shared<Job>();
+  job->model = std::move(nj.model);
+  job->type = std::move(nj.type);
+  job->prompt = std::move(nj.prompt);
+  job->params = std::move(nj.params);
+  job->priority = nj.priority;
+  job->status = JobStatus::kQueued;
+  job->status_message = "queued";
+  job->webhook = std::move(nj.webhook);
+  if (nj.owner) job->owner_key_id = nj.owner->key_id;
+  auto request = std::make_shared<NewJob>();  // what the checks below need besides the job
+  request->owner = std::move(nj.owner);
+  request->idempotency_key = std::move(nj.idempotency_key);
+  request->request_hash = std::move(nj.request_hash);
+  auto error = std::make_shared<std::optional<Error>>();
+  enqueue({[job, request, error](SqliteDb& db) {
+             auto r = insertJob(db, *job, *request);
+             if (!r) *error = r.error();
+             return r.has_value();
+           },
+           [job, error, done = std::move(done)](const Error* err) {
+             if (err)
+               done(std::unexpected(*err));
+             else if (*error)
+               done(std::unexpected(**error));
+             else
+               done(std::move(*job));
+           }});
+}
+
+Result<Job> SqliteStore::get(JobId id) {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  return selectJob(*lease->db, id);
+}
+
+Result<JobPage> SqliteStore::list(const JobFilter& f) {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  std::string where = "WHERE 1=1";
+  if (f.status) where += " AND status = ?1";
+  if (f.model) where += " AND model = ?2";
+  if (f.owner_key_id) where += " AND owner_key_id = ?5";
+  JobPage page;
+  // One read transaction so the page and the total agree.
+  if (auto r = lease->db->exec("BEGIN"); !r) return statim::fail(r.error());
+  auto finish = [&](auto result) {
+    (void)lease->db->exec("COMMIT");
+    return result;
+  };
+  auto count = lease->db->prepare(std::format("SELECT COUNT(*) FROM jobs {}", where));
+  if (!count) return finish(Result<JobPage>(std::unexpected(count.error())));
+  auto bindFilter = [&](SqliteStatement& s) {
+    if (f.status) s.bind(1, toString(*f.status));
+    if (f.model) s.bind(2, *f.model);
+    if (f.owner_key_id) s.bind(5, *f.owner_key_id);
+  };
+  bindFilter(**count);
+  if (auto row = (*count)->step(); !row) return finish(Result<JobPage>(std::unexpected(row.error())));
+  page.total = (*count)->columnInt(0);
+  (*count)->reset();
+  auto st = lease->db->prepare(std::format("SELECT {} FROM jobs {} ORDER BY id DESC LIMIT ?3 OFFSET ?4", kCols, where));
+  if (!st) return finish(Result<JobPage>(std::unexpected(st.error())));
+  bindFilter(**st);
+  (*st)->bind(3, std::int64_t{f.limit}).bind(4, std::int64_t{f.offset});
+  while (true) {
+    auto row = (*st)->step();
+    if (!row) return finish(Result<JobPage>(std::unexpected(row.error())));
+    if (!*row) break;
+    page.jobs.push_back(rowToJob(**st));
+  }
+  (*st)->reset();
+  return finish(Result<JobPage>(std::move(page)));
+}
+
+Result<std::optional<Job>> SqliteStore::claimNext(const std::string& model, const std::string& owner, Micros lease) {
+  return write<std::optional<Job>>([&](SqliteDb& db) -> Result<std::optional<Job>> {
+    Micros now = nowMicros();
+    auto st =
+        db.prepare(std::format("UPDATE jobs SET status = 'PROCESSING', status_message = 'running', started_at = ?1,"
+                               " attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3"
+                               " WHERE id = (SELECT id FROM jobs WHERE model = ?4 AND status = 'QUEUED'"
+                               "             ORDER BY priority DESC, id LIMIT 1)"
+                               " RETURNING {}",
+                               kCols));
+    if (!st) return statim::fail(st.error());
+    auto& s = **st;
+    s.bind(1, now).bind(2, owner).bind(3, now + lease).bind(4, model);
+    auto row = s.step();
+    if (!row) return statim::fail(row.error());
+    std::optional<Job> job;
+    if (*row) job = rowToJob(s);
+    s.reset();
+    if (job && job->webhook) {
+      if (auto r = enqueueWebhook(db, job->id, "started", now); !r) return statim::fail(r.error());
+    }
+    return job;
+  });
+}
+
+Result<bool> SqliteStore::heartbeat(JobId id, const std::string& owner, Micros lease) {
+  return write<bool>([&](SqliteDb& db) -> Result<bool> {
+    auto st = db.prepare(
+        "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3"
+        " RETURNING cancel_requested");
+    if (!st) return statim::fail(st.error());
+    auto& s = **st;
+    s.bind(1, nowMicros() + lease).bind(2, id).bind(3, owner);
+    auto row = s.step();
+    if (!row) return statim::fail(row.error());
+    if (!*row) return statim::fail(conflict(id, owner));
+    bool cancel = s.columnInt(0) != 0;
+    s.reset();
+    return cancel;
+  });
+}
+
+// Ends a PROCESSING job held by `owner`; kConflict when it is not (lease lost, already ended).
+Result<void> SqliteStore::finishProcessing(JobId id, const std::string& owner, std::string_view status,
+                                              std::string_view message, const std::optional<std::string>& result,
+                                              const std::string& error) {
+  return write<void>([&](SqliteDb& db) -> Result<void> {
+    auto st = db.prepare(
+        "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
+        " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
+    if (!st) return statim::fail(st.error());
+    auto& s = **st;
+    Micros now = nowMicros();
+    s.bind(1, status).bind(2, message).bind(4, error).bind(5, now).bind(6, id).bind(7, owner);
+    if (result) s.bind(3, *result);
+    if (auto r = s.run(); !r) return r;
+    if (db.changes() == 0) return statim::fail(conflict(id, owner));
+    return enqueueWebhook(db, id, eventName(status), now);
+  });
+}
+
+Result<void> SqliteStore::complete(JobId id, const std::string& owner, const nlohmann::json& result) {
+  return finishProcessing(id, owner, "COMPLETED", "completed", dumpJson(result), "");
+}
+
+Result<void> SqliteStore::fail(JobId id, const std::string& owner, const std::string& error) {
+  return finishProcessing(id, owner, "FAILED", "failed", std::nullopt, error);
+}
+
+Result<void> SqliteStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
+  std::optional<std::string> text;
+  if (!partial.is_null()) text = dumpJson(partial);
+  return finishProcessing(id, owner, "CANCELLED", "cancelled while running", text, "");
+}
+
+Result<CancelOutcome> SqliteStore::requestCancel(JobId id) {
+  return write<CancelOutcome>([&](SqliteDb& db) -> Result<CancelOutcome> {
+    // One transaction: read the status, then change it according to what it was.
+    auto select = [&] { return selectJob(db, id); };
+    auto before = select();
+    if (!before) return statim::fail(before.error());
+    const char* sql = nullptr;
+    if (before->status == JobStatus::kQueued) {
+      sql =
+          "UPDATE jobs SET status = 'CANCELLED', status_message = 'cancelled before it started',"
+          " finished_at = ?2 WHERE id = ?1";
+    } else if (before->status == JobStatus::kProcessing) {
+      sql = "UPDATE jobs SET cancel_requested = 1, status_message = 'cancelling' WHERE id = ?1 AND ?2 > 0";
+    }
+    if (!sql) return CancelOutcome{*before, before->status};
+    auto st = db.prepare(sql);
+    if (!st) return statim::fail(st.error());
+    Micros now = nowMicros();
+    if (auto r = (*st)->bind(1, id).bind(2, now).run(); !r) return statim::fail(r.error());
+    if (before->status == JobStatus::kQueued) {
+      if (auto r = enqueueWebhook(db, id, "cancelled", now); !r) return statim::fail(r.error());
+    }
+    auto after = select();
+    if (!after) return statim::fail(after.error());
+    return CancelOutcome{std::move(*after), before->status};
+  });
+}
+
+Result<RequeueReport> SqliteStore::requeueAbandoned(Micros expired_before, int max_attempts) {
+  return write<RequeueReport>([&](SqliteDb& db) -> Result<RequeueReport> {
+    RequeueReport report;
+    auto collect = [&](const std::string& sql, std::vector<JobId>& out) -> Result<void> {
+      auto st = db.prepare(sql);
+      if (!st) return statim::fail(st.error());
+      (*st)->bind(1, expired_before).bind(2, std::int64_t{max_attempts}).bind(3, nowMicros());
+      while (true) {
+        auto row = (*st)->step();
+        if (!row) return statim::fail(row.error());
+        if (!*row) break;
+        out.push_back((*st)->columnInt(0));
+      }
+      (*st)->reset();
+      return ok();
+    };
+    auto failed = collect(
+        "UPDATE jobs SET status = 'FAILED', status_message = 'failed', finished_at = ?3,"
+        " error = 'abandoned: the worker running this job stopped ' || attempts || ' times"
+        " (jobs.max_attempts = ' || ?2 || ')', lease_owner = '', lease_expires_at = NULL"
+        " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts >= ?2 RETURNING id",
+        report.failed);
+    if (!failed) return statim::fail(failed.error());
+    for (JobId id : report.failed) {
+      if (auto r = enqueueWebhook(db, id, "failed", nowMicros()); !r) return statim::fail(r.error());
+    }
+    auto requeued = collect(
+        "UPDATE jobs SET status = 'QUEUED', status_message = 'requeued: the worker running it stopped"
+        " (attempt ' || attempts || ' of ' || ?2 || ' used)', lease_owner = '', lease_expires_at = NULL"
+        " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts < ?2 AND ?3 > 0 RETURNING id",
+        report.requeued);
+    if (!requeued) return statim::fail(requeued.error());
+    return report;
+  });
+}
+
+Result<std::map<std::string, std::int64_t>> SqliteStore::queuedByModel() {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  auto st = lease->db->prepare("SELECT model, COUNT(*) FROM jobs WHERE status = 'QUEUED' GROUP BY model");
+  if (!st) return statim::fail(st.error());
+  std::map<std::string, std::int64_t> out;
+  while (true) {
+    auto row = (*st)->step();
+    if (!row) return statim::fail(row.error());
+    if (!*row) break;
+    out[(*st)->columnText(0)] = (*st)->columnInt(1);
+  }
+  (*st)->reset();
+  return out;
+}
+
+Result<std::vector<JobId>> SqliteStore::deleteFinishedBefore(Micros before) {
+  return write<std::vector<JobId>>([&](SqliteDb& db) -> Result<std::vector<JobId>> {
+    std::vector<JobId> ids;
+    auto st = db.prepare(
+        "DELETE FROM jobs WHERE finished_at < ?1 AND status IN ('COMPLETED','FAILED','CANCELLED') RETURNING id");
+    if (!st) return statim::fail(st.error());
+    (*st)->bind(1, before);
+    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { ids.push_back(s.columnInt(0)); }); !r) {
+      return statim::fail(r.error());
+    }
+    for (const char* sql : {"DELETE FROM webhook_attempts WHERE delivery_id IN"
+                            " (SELECT id FROM webhook_deliveries WHERE job_id = ?1)",
+                            "DELETE FROM webhook_deliveries WHERE job_id = ?1"}) {
+      auto del = db.prepare(sql);
+      if (!del) return statim::fail(del.error());
+      for (JobId id : ids) {
+        if (auto r = (*del)->bind(1, id).run(); !r) return statim::fail(r.error());
+        (*del)->reset();
+      }
+    }
+    return ids;
+  });
+}
+
+}  // namespace statim
