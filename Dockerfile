@@ -87,6 +87,9 @@ USER statim
 WORKDIR /var/lib/statim
 VOLUME /var/lib/statim
 EXPOSE 5000
+# Every route but /healthz, /readyz, /version and /docs needs an API key. Create the first one
+# in the volume: docker compose run --rm statim statim keys create --name admin --scope admin
+ENV STATIM_AUTH_MODE=required
 # /healthz reads through the job store, so it fails when the database does.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsS http://localhost:5000/healthz || exit 1

@@ -16,10 +16,11 @@ build:
 	$(IN_ENV) cmake --build build -j $(JOBS)
 
 run: build
-	$(IN_ENV) build/statim serve --port $(PORT) --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR)
+	$(IN_ENV) env STATIM_AUTH_MODE=$${STATIM_AUTH_MODE:-off} build/statim serve --port $(PORT) --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR)
 
 # Unit + e2e tests on the normal build, then the same under ASan+UBSan.
 test: build
+	scripts/check-dockerfile
 	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
 	$(MAKE) test-sanitize
@@ -37,7 +38,7 @@ test-sanitize: build-sanitize
 test-tsan:
 	$(IN_ENV) cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_TSAN=ON >/dev/null
 	$(IN_ENV) cmake --build build-tsan -j $(JOBS) --target statim_unit_tests
-	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:SchedulerTest.*:JobEvents.*'
+	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:SqliteAccessTest.*:SchedulerTest.*:JobEvents.*:DispatcherTest.*'
 
 shell:
 	$(IN_ENV) bash

@@ -417,7 +417,7 @@ BODIES = [
     ("/v1/completions", {"model": "tiny", "prompt": ["x", "y"]}, False),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "n": 2}, False),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "echo": True}, False),
-    ("/v1/completions", {"model": "tiny", "prompt": "x", "repeat_last_n": 8}, False),
+    ("/v1/completions", {"model": "tiny", "prompt": "x", "repeat_last_n": 8, "max_tokens": 2}, True),
     ("/v1/completions", {"model": "tiny", "prompt": "x", "stream": "yes"}, False),
     ("/v1/chat/completions", {"model": "tiny", "max_completion_tokens": 1,
                               "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}, True),

@@ -72,13 +72,23 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
                  : completionChunk(job, text, finish);
     };
     if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
+    auto sent = std::make_shared<std::string>();  // the text streamed so far
     auto r =
-        followJob(ctx.store, ctx.scheduler.events(), job.id, [stream, chunk, kind, req, job](const JobEvent& e) {
+        followJob(ctx.store, ctx.scheduler.events(), job.id, [stream, chunk, kind, req, job, sent](const JobEvent& e) {
           bool open = true;
           std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
-          if (!text.empty()) open = stream->send("", dump(chunk(text, nullptr)));
+          if (!text.empty()) {
+            open = stream->send("", dump(chunk(text, nullptr)));
+            *sent += text;
+          }
           if (e.terminal()) {
             const Job& done = *e.job;
+            // A backend that reports no tokens (or whose last ones raced the end) still streams
+            // all of its text: whatever of result.text was not sent goes out before the end.
+            std::string final_text = done.result.is_object() ? done.result.value("text", "") : "";
+            if (final_text.size() > sent->size() && final_text.starts_with(*sent)) {
+              stream->send("", dump(chunk(final_text.substr(sent->size()), nullptr)));
+            }
             if (done.status == JobStatus::kFailed) {
               Error err = jobError(done);
               stream->send(

@@ -9,7 +9,7 @@ namespace {
 // Fields copied into the job's params as they are (the backend validates them).
 constexpr std::initializer_list<std::string_view> kSamplingFields = {
     "temperature",       "top_p",          "top_k",           "min_p",  "seed", "stop", "presence_penalty",
-    "frequency_penalty", "repeat_penalty", "response_format", "grammar"};
+    "frequency_penalty", "repeat_penalty", "repeat_last_n", "response_format", "grammar"};
 // Fields accepted and ignored (they do not change what a single local completion produces).
 constexpr std::initializer_list<std::string_view> kIgnoredFields = {"user", "metadata", "store", "service_tier"};
 

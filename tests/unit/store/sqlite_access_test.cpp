@@ -1,0 +1,162 @@
+// The SQLite store's access-control side: keys, the audit trail, idempotent creates, per-owner
+// queue limits, and the webhook outbox rows that job transitions add.
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+#include "core/clock.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace statim {
+namespace {
+
+constexpr Micros kLease = 60'000'000;
+
+class SqliteAccessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = SqliteStore::open(dir_.path() / "statim.db");
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  NewJob job(std::string prompt, std::optional<JobOwner> owner = {}) {
+    return {.model = "m", .type = "completion", .prompt = std::move(prompt), .owner = std::move(owner)};
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteAccessTest, KeysAreFoundByPrefixRevokedByNameOrIdAndNamesAreUniqueAmongActiveKeys) {
+  auto a = store_->createKey({.name = "alice", .prefix = "aaaa0000", .hash = "h1", .scope = "user",
+                              .models = std::vector<std::string>{"echo"}, .rate = "5/s", .max_queued = 3});
+  ASSERT_TRUE(a) << a.error().message;
+  auto found = store_->findKeyByPrefix("aaaa0000");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->name, "alice");
+  EXPECT_EQ((*found)->models, std::vector<std::string>{"echo"});
+  EXPECT_EQ((*found)->rate, "5/s");
+  EXPECT_EQ((*found)->max_queued, 3);
+  EXPECT_FALSE((*found)->revoked_at);
+
+  auto clash = store_->createKey({.name = "alice", .prefix = "bbbb0000", .hash = "h2", .scope = "user"});
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, ErrorCode::kConflict);
+  EXPECT_NE(clash.error().message.find("an active key named 'alice' exists"), std::string::npos);
+
+  auto revoked = store_->revokeKey(std::to_string(a->id));
+  ASSERT_TRUE(revoked) << revoked.error().message;
+  EXPECT_TRUE((*store_->findKeyByPrefix("aaaa0000"))->revoked_at);
+  EXPECT_EQ(store_->revokeKey("alice").error().message, "no active key 'alice'");
+  // The name is free again once the old key is revoked.
+  EXPECT_TRUE(store_->createKey({.name = "alice", .prefix = "cccc0000", .hash = "h3", .scope = "admin"}));
+  EXPECT_EQ(store_->listKeys()->size(), 2u);
+}
+
+TEST_F(SqliteAccessTest, IdempotentCreateReturnsTheFirstJobOrConflicts) {
+  NewJob first = job("once");
+  first.idempotency_key = "k1";
+  first.request_hash = "hash-a";
+  auto a = store_->create(first);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_FALSE(a->replayed);
+  auto again = store_->create(first);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->id, a->id);
+  NewJob other = first;
+  other.request_hash = "hash-b";
+  auto conflict = store_->create(other);
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(conflict.error().message,
+            std::format("Idempotency-Key 'k1' was already used with a different request (job {})", a->id));
+  // Another owner's identical key is its own job.
+  NewJob owned = first;
+  owned.owner = JobOwner{7, "bob", std::nullopt};
+  auto b = store_->create(owned);
+  ASSERT_TRUE(b);
+  EXPECT_NE(b->id, a->id);
+  EXPECT_EQ(b->owner_key_id, 7);
+  EXPECT_EQ(store_->list({})->total, 2);
+}
+
+TEST_F(SqliteAccessTest, MaxQueuedIsExactPerOwnerAndFreedWhenAJobStarts) {
+  JobOwner bob{7, "bob", 2};
+  ASSERT_TRUE(store_->create(job("1", bob)));
+  ASSERT_TRUE(store_->create(job("2", bob)));
+  auto third = store_->create(job("3", bob));
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, ErrorCode::kRateLimited);
+  EXPECT_EQ(third.error().message, "key 'bob' already has 2 queued jobs (max_queued 2); retry when one starts");
+  EXPECT_TRUE(store_->create(job("someone else's", JobOwner{8, "eve", 2})));
+  ASSERT_TRUE(*store_->claimNext("m", "w", kLease));
+  EXPECT_TRUE(store_->create(job("3 again", bob)));
+  JobFilter mine{.owner_key_id = 7};
+  EXPECT_EQ(store_->list(mine)->total, 3);
+}
+
+TEST_F(SqliteAccessTest, AuditRowsAreListedNewestFirstFilteredAndExpired) {
+  Micros t0 = nowMicros();
+  for (int i = 0; i < 3; ++i) {
+    store_->appendAudit({.time = t0 + i, .key_id = i == 1 ? std::optional<std::int64_t>(2) : std::nullopt,
+                         .key_name = i == 1 ? "bob" : "", .remote = "127.0.0.1", .method = "POST",
+                         .route = "/job", .path = "/job", .job_id = i, .status = 202,
+                         .request_id = "r" + std::to_string(i)});
+  }
+  // Appends are asynchronous; a blocking write behind them proves they committed.
+  ASSERT_TRUE(store_->deleteAuditBefore(0));
+  auto all = store_->listAudit({});
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->total, 3);
+  EXPECT_EQ(all->entries[0].request_id, "r2");
+  auto bob = store_->listAudit({.key_name = "bob"});
+  ASSERT_EQ(bob->total, 1);
+  EXPECT_EQ(bob->entries[0].key_id, 2);
+  EXPECT_EQ(store_->listAudit({.since = t0 + 2})->total, 1);
+  EXPECT_EQ(*store_->deleteAuditBefore(t0 + 2), 2);
+  EXPECT_EQ(store_->listAudit({})->total, 1);
+}
+
+TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
+  NewJob nj = job("hooked");
+  nj.webhook = Webhook{"http://127.0.0.1:9/hook", {"started", "completed"}};
+  auto j = store_->create(nj);
+  ASSERT_TRUE(j);
+  ASSERT_TRUE(store_->create(job("plain")));
+  auto claimed = store_->claimNext("m", "w", kLease);
+  ASSERT_TRUE(claimed && *claimed);
+  EXPECT_EQ((*claimed)->webhook->events, (std::vector<std::string>{"started", "completed"}));
+  ASSERT_TRUE(store_->complete(j->id, "w", {{"text", "ok"}}));
+  auto rows = store_->listDeliveries(j->id);
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);  // no "queued": not asked for
+  EXPECT_EQ((*rows)[0].event, "started");
+  EXPECT_EQ((*rows)[1].event, "completed");
+  EXPECT_EQ((*rows)[1].url, "http://127.0.0.1:9/hook");
+
+  // Claiming leases rows: a second claim at the same time gets nothing.
+  Micros now = nowMicros();
+  auto due = store_->claimDueDeliveries(now, 30'000'000, 10);
+  ASSERT_TRUE(due);
+  EXPECT_EQ(due->size(), 2u);
+  EXPECT_TRUE(store_->claimDueDeliveries(now, 30'000'000, 10)->empty());
+  auto id = (*due)[0].id;
+  ASSERT_TRUE(store_->recordAttempt(id, {now, 500, "the receiver answered HTTP 500", 3.5}, false, now));
+  ASSERT_TRUE(store_->recordAttempt(id, {now + 1, 204, "", 1.5}, true, std::nullopt));
+  auto after = (*store_->listDeliveries(j->id))[0];
+  EXPECT_EQ(after.status, "delivered");
+  EXPECT_EQ(after.attempts, 2);
+  ASSERT_EQ(after.history.size(), 2u);
+  EXPECT_EQ(after.history[0].status_code, 500);
+  EXPECT_DOUBLE_EQ(after.history[0].duration_ms, 3.5);
+  EXPECT_EQ(after.delivered_at, now + 1);
+
+  // Retention removes the job and its rows.
+  auto gone = store_->deleteFinishedBefore(nowMicros() + 1);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(*gone, std::vector<JobId>{j->id});
+  EXPECT_TRUE(store_->listDeliveries(j->id)->empty());
+  EXPECT_EQ(store_->get(j->id).error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace statim
