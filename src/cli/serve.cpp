@@ -3,11 +3,13 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <sys/stat.h>
 
 #include <drogon/HttpAppFramework.h>
-
-#include <fstream>
-#include <sys/stat.h>
 
 #include "api/dto/job_dto.h"
 #include "api/server.h"
@@ -125,11 +127,25 @@ int serve(const Config& config) {
                                     {"models_dir", config.models_dir.string()},
                                     {"data_dir", config.data_dir.string()}});
   });
-  drogon::app().run();  // returns after SIGTERM / SIGINT
-
-  log::info("statim: stopping; waiting for running jobs", {{"grace_s", config.jobs_shutdown_grace_seconds}});
-  bool clean =
-      scheduler.shutdown(std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
+  // SIGTERM / SIGINT: the scheduler stops first while HTTP keeps serving, so running jobs
+  // stream to their clients until they end (new work is refused with 503 meanwhile); only then
+  // do the I/O loops stop. Stopping them first would leave streams writing to dead loops.
+  std::once_flag stop_once;
+  std::thread stopper;
+  bool clean = true;
+  auto stop = [&] {
+    std::call_once(stop_once, [&] {
+      stopper = std::thread([&] {
+        log::info("statim: stopping; waiting for running jobs", {{"grace_s", config.jobs_shutdown_grace_seconds}});
+        clean = scheduler.shutdown(
+            std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
+        drogon::app().quit();
+      });
+    });
+  };
+  drogon::app().setTermSignalHandler(stop).setIntSignalHandler(stop);
+  drogon::app().run();  // returns once `stop` has quit it
+  if (stopper.joinable()) stopper.join();
   log::info("statim: stopped", {{"all_jobs_finished", clean}});
   return 0;
 }
