@@ -146,7 +146,9 @@ class Server:
                    "-t", str(a.threads), "-tb", str(a.threads), "-np", str(a.parallel),
                    "-c", str(a.parallel * a.n_ctx)]
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+        # llama-server runs without an API key here, so statim does too (auth.mode off).
+        env = {**os.environ, "STATIM_AUTH_MODE": "off"}
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -71,10 +71,15 @@ URL=http://127.0.0.1:$PORT
 
 # A fresh server (empty data dir) per run, so no run inherits another's backlog or table size.
 # warn: no per-request access log lines (at info every request writes one to stderr).
+# AUTH=required: a key is created first and wrk sends it (the cost of authenticating each request).
 start_server() {  # MODELS_SUBDIR
   stop_server
   rm -rf "$WORK/data"
-  "$BIN" serve --host 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" --models-dir "$WORK/$1" \
+  KEY=""
+  if [ "${AUTH:-off}" = required ]; then
+    KEY=$("$BIN" keys create --name bench --data-dir "$WORK/data" 2>/dev/null)
+  fi
+  STATIM_AUTH_MODE=${AUTH:-off} "$BIN" serve --host 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" --models-dir "$WORK/$1" \
     --log-level warn >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 300); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -83,7 +88,7 @@ start_server() {  # MODELS_SUBDIR
 
 # A model's field from GET /models.
 model_field() {
-  curl -fsS "$URL/models" | python3 -c "import json, sys; m = {x['id']: x for x in json.load(sys.stdin)['models']}; print(m['$1']['$2'])"
+  curl -fsS ${KEY:+-H "Authorization: Bearer $KEY"} "$URL/models" | python3 -c "import json, sys; m = {x['id']: x for x in json.load(sys.stdin)['models']}; print(m['$1']['$2'])"
 }
 server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 # Busy CPU ticks of the whole machine (user nice system irq softirq steal): what is left after the
@@ -106,20 +111,30 @@ row() { local r="|"; for c in "$@"; do r+=" $c |"; done; ROWS+=("$r"); }
 # --- (a) durable submissions: wrk POST /job --------------------------------------------------------
 [ "$SKIP_API" = 1 ] && CLIENTS=""
 for c in $CLIENTS; do
+ for AUTH in off required; do
+  [ "$AUTH" = off ] || [ "$c" -gt 1 ] || continue
   t=$((c < 2 ? 1 : 2))
   start_server echo
-  log "(a) wrk POST /job: $c connections, $t threads, ${DURATION}s"
+  auth_header=()
+  label="(a) submit: POST /job → 202 (wrk)"
+  if [ "$AUTH" = required ]; then
+    auth_header=(-H "Authorization: Bearer $KEY")
+    label="(a) submit with an API key (auth.mode required)"
+  fi
+  log "(a) wrk POST /job: $c connections, $t threads, ${DURATION}s, auth $AUTH"
   m0=$(machine_ticks); s0=$(server_ticks); t0=$(now)
-  out=$( { TIMEFORMAT='%3U %3S'; time wrk -t"$t" -c"$c" -d"${DURATION}s" --timeout 10s --latency -s bench/submit.lua "$URL/job" >"$WORK/wrk.out" 2>&1; } 2>&1 )
+  out=$( { TIMEFORMAT='%3U %3S'; time wrk -t"$t" -c"$c" -d"${DURATION}s" --timeout 10s --latency "${auth_header[@]}" -s bench/submit.lua "$URL/job" >"$WORK/wrk.out" 2>&1; } 2>&1 )
   t1=$(now); s1=$(server_ticks); m1=$(machine_ticks)
   backlog=$(model_field echo queued)
   res=$(grep '^RESULT' "$WORK/wrk.out") || { cat "$WORK/wrk.out" >&2; exit 1; }
   client_cpu=$(awk -v u="${out% *}" -v s="${out#* }" -v t0="$t0" -v t1="$t1" 'BEGIN {printf "%.0f", 100 * (u + s) / (t1 - t0)}')
-  row "(a) submit: POST /job → 202 (wrk)" "$c" "$(field rps "$res") req/s" "$(field p50_ms "$res")" "$(field p99_ms "$res")" \
+  row "$label" "$c" "$(field rps "$res") req/s" "$(field p50_ms "$res")" "$(field p99_ms "$res")" \
     "$(pct "$s0" "$s1" "$t0" "$t1")%" "${client_cpu}%" "$(other_pct "$m0" "$m1" "$s0" "$s1" "$t0" "$t1" "$client_cpu")%" \
     "errors $(( $(field non2xx "$res") + $(field socket_errors "$res") )); echo jobs still queued at the end: $backlog"
   log "$res"
+ done
 done
+AUTH=off
 
 # --- (b) end to end: submit, poll until COMPLETED -------------------------------------------------
 for c in $CLIENTS; do

@@ -43,6 +43,11 @@ class JobControl {
   // Progress notes for observers: {"type": "token", "text": "..."} for generated text, or
   // {"type": "progress", ...}. Never blocks on clients.
   virtual void progress(const nlohmann::json& event) = 0;
+  // Stores a binary result (a WAV, a PNG) as the job's artifact `name` (written atomically into
+  // the data dir, content-addressed); it is listed in result.artifacts once the job completes.
+  // The first artifact is the job's primary result (GET /job/{id}/result).
+  virtual Result<JobFile> saveArtifact(const std::string& name, const std::string& content_type,
+                                       std::string_view bytes) = 0;
 };
 
 // How one job of a batch ended. A job stopped because control.cancelled() became true returns
@@ -105,6 +110,12 @@ class Backend {
   // takes chat jobs, say).
   virtual std::vector<std::string> servedTypes(std::string_view manifest_type) const {
     return {std::string(manifest_type)};
+  }
+  // Content types a job of `type` accepts as input files (POST /job multipart or base64
+  // `inputs`), checked against the bytes' sniffed type (415 otherwise). Empty: no files.
+  virtual std::vector<std::string> inputTypes(std::string_view type) const {
+    (void)type;
+    return {};
   }
   // Checks a job's params before the job is stored (so bad input never becomes a FAILED job).
   // Must not need the model loaded. Returns the error naming the offending field.

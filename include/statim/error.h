@@ -18,6 +18,7 @@ enum class ErrorCode {
   kPermissionDenied,  // the key lacks the scope or the model
   kRateLimited,       // the key's request rate or queued-jobs limit
   kPayloadTooLarge,
+  kUnsupportedMediaType,  // an input file of a type the model does not read
   kMethodNotAllowed,
   kConflict,
   kCancelled,     // the job was cancelled while running

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,16 @@ std::optional<JobStatus> parseJobStatus(std::string_view s);
 inline bool isTerminal(JobStatus s) {
   return s == JobStatus::kCompleted || s == JobStatus::kFailed || s == JobStatus::kCancelled;
 }
+
+// A file a job takes (an image, some audio) or produces (an artifact). The bytes live in the data
+// dir, content-addressed by sha256 (see store/blob_store.h); rows in the store describe them.
+struct JobFile {
+  std::string name;          // "image", "audio", "speech.wav": unique within a job's inputs / artifacts
+  std::string content_type;  // detected from the bytes, not from a client's claim
+  std::int64_t bytes = 0;
+  std::string sha256;        // hex
+  std::filesystem::path path;  // absolute path of the bytes; read-only for backends
+};
 
 // Where statim reports a job's life: an HTTP(S) URL and the events to send.
 struct Webhook {
@@ -50,6 +61,7 @@ struct NewJob {
   // owner and key returns the first job (same hash) or fails with kConflict (another hash).
   std::string idempotency_key;
   std::string request_hash;
+  std::vector<JobFile> inputs;  // already written to the blob store by the API
 };
 
 struct Job {
@@ -75,6 +87,8 @@ struct Job {
   std::optional<Webhook> webhook;
   // Set by JobStore::create when an Idempotency-Key matched: this is the earlier job, unchanged.
   bool replayed = false;
+  std::vector<JobFile> inputs;
+  std::vector<JobFile> artifacts;  // what a COMPLETED job produced besides its result JSON
 };
 
 }  // namespace statim

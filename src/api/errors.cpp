@@ -36,6 +36,7 @@ int httpStatus(ErrorCode code) {
     case ErrorCode::kPermissionDenied: return 403;
     case ErrorCode::kRateLimited: return 429;
     case ErrorCode::kPayloadTooLarge: return 413;
+    case ErrorCode::kUnsupportedMediaType: return 415;
     case ErrorCode::kMethodNotAllowed: return 405;
     case ErrorCode::kConflict: return 409;
     case ErrorCode::kCancelled: return 409;

@@ -1,5 +1,6 @@
 #include "api/routes.h"
 
+#include <cctype>
 #include <mutex>
 
 namespace statim::api {
@@ -21,7 +22,10 @@ bool matches(const std::string& pattern, const std::string& path) {
       while (j < path.size() && path[j] != '/') ++j;
       continue;
     }
-    if (pattern[i] != path[j]) return false;
+    // Drogon matches paths without regard to case: so must the checks made on its behalf.
+    if (std::tolower(static_cast<unsigned char>(pattern[i])) != std::tolower(static_cast<unsigned char>(path[j]))) {
+      return false;
+    }
     ++i;
     ++j;
   }

@@ -13,6 +13,7 @@ std::string_view errorCodeName(ErrorCode code) {
     case ErrorCode::kPermissionDenied: return "permission_denied";
     case ErrorCode::kRateLimited: return "rate_limited";
     case ErrorCode::kPayloadTooLarge: return "payload_too_large";
+    case ErrorCode::kUnsupportedMediaType: return "unsupported_media_type";
     case ErrorCode::kMethodNotAllowed: return "method_not_allowed";
     case ErrorCode::kConflict: return "conflict";
     case ErrorCode::kCancelled: return "cancelled";

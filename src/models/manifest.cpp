@@ -42,7 +42,7 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
     return err(std::format("{} (line {})", e.description(), e.source().begin.line));
   }
   static const std::set<std::string> kKnown = {"id",        "backend",  "file",     "type",  "description",
-                                               "max_queue", "parallel", "required", "params"};
+                                               "max_queue", "parallel", "required", "params", "max_input_bytes"};
   for (auto&& [k, v] : t) {
     if (!kKnown.contains(std::string(k.str()))) return err(std::format("unknown key '{}'", k.str()));
   }
@@ -77,6 +77,11 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
     auto v = node.value_exact<std::int64_t>();
     if (!v || *v < 1) return err("'max_queue' must be an integer >= 1");
     m.max_queue = *v;
+  }
+  if (auto node = t["max_input_bytes"]) {
+    auto v = node.value_exact<std::int64_t>();
+    if (!v || *v < 1) return err("'max_input_bytes' must be an integer >= 1");
+    m.max_input_bytes = *v;
   }
   if (auto node = t["parallel"]) {
     auto v = node.value_exact<std::int64_t>();

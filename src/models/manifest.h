@@ -8,6 +8,7 @@
 //   max_queue = 1000                   # QUEUED jobs accepted before 429
 //   parallel = 1                       # workers (sessions) running jobs at once
 //   required = false                   # /readyz waits for it
+//   max_input_bytes = 26214400         # largest input file a job may send (413 above)
 //   [params]                           # backend-specific
 //   n_ctx = 512
 #pragma once
@@ -32,6 +33,7 @@ struct ModelManifest {
   std::int64_t max_queue = 1000;
   int parallel = 1;
   bool required = false;
+  std::int64_t max_input_bytes = 25 << 20;
   nlohmann::json params = nlohmann::json::object();
   std::filesystem::path source;  // the manifest file
 

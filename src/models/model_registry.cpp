@@ -31,22 +31,23 @@ ModelEntry failedEntry(std::string id, const std::filesystem::path& source, std:
   return e;
 }
 
-// Resolves the backend and checks what can be checked without loading.
+// Resolves the backend and checks what can be checked without loading. A model that fails here
+// keeps its manifest (so GET /models and /readyz still show `required`, the backend, the type).
 ModelEntry prepare(ModelManifest m) {
   ModelEntry e;
+  auto failed = [&](std::string reason) {
+    e.backend = nullptr;
+    e.manifest = std::move(m);
+    e.state = ModelState::kFailed;
+    e.reason = std::move(reason);
+    return std::move(e);
+  };
   e.backend = findBackend(m.backend);
-  if (!e.backend) {
-    std::string id = m.id, source = m.source.string();
-    return failedEntry(std::move(id), source,
-                       std::format("unknown backend '{}' (available: {})", m.backend, backendList()));
-  }
+  if (!e.backend) return failed(std::format("unknown backend '{}' (available: {})", m.backend, backendList()));
   auto types = e.backend->jobTypes();
   if (m.type.empty()) m.type = types.front();
   if (std::ranges::find(types, m.type) == types.end()) {
-    std::string id = m.id, type = m.type, source = m.source.string();
-    std::string joined = joinNames(types);
-    return failedEntry(std::move(id), source,
-                       std::format("backend '{}' has no job type '{}' (it serves: {})", m.backend, type, joined));
+    return failed(std::format("backend '{}' has no job type '{}' (it serves: {})", m.backend, m.type, joinNames(types)));
   }
   e.manifest = std::move(m);
   if (auto r = e.backend->validateConfig(e.manifest.backendConfig()); !r) {

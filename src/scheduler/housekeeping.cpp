@@ -37,14 +37,19 @@ Housekeeping::~Housekeeping() {
 
 void Housekeeping::sweep() {
   if (options_.jobs_days > 0) {
-    auto ids = jobs_.deleteFinishedBefore(daysAgo(options_.jobs_days));
-    if (!ids) {
-      log::error("retention: could not delete expired jobs", {{"error", ids.error().message}});
-    } else if (!ids->empty()) {
-      if (options_.on_jobs_deleted) options_.on_jobs_deleted(*ids);
-      std::vector<JobId> shown(ids->begin(), ids->begin() + std::min<size_t>(ids->size(), 20));
-      log::info("retention: deleted expired jobs",
-                {{"count", ids->size()}, {"job_ids", shown}, {"retention_days", options_.jobs_days}});
+    auto deleted = jobs_.deleteFinishedBefore(daysAgo(options_.jobs_days));
+    if (!deleted) {
+      log::error("retention: could not delete expired jobs", {{"error", deleted.error().message}});
+    } else if (!deleted->ids.empty()) {
+      if (options_.on_files_orphaned && !deleted->orphaned_files.empty()) {
+        options_.on_files_orphaned(deleted->orphaned_files);
+      }
+      auto& ids = deleted->ids;
+      std::vector<JobId> shown(ids.begin(), ids.begin() + std::min<size_t>(ids.size(), 20));
+      log::info("retention: deleted expired jobs", {{"count", ids.size()},
+                                                    {"job_ids", shown},
+                                                    {"files_removed", deleted->orphaned_files.size()},
+                                                    {"retention_days", options_.jobs_days}});
     }
   }
   if (options_.audit_days > 0) {

@@ -21,8 +21,8 @@ struct RetentionOptions {
   double jobs_days = 0;   // 0: keep jobs forever
   double audit_days = 0;  // 0: keep audit rows forever
   std::chrono::milliseconds interval{600000};
-  // Called with the ids of deleted jobs (to remove their files); may be empty.
-  std::function<void(const std::vector<JobId>&)> on_jobs_deleted;
+  // Called with the blobs the deleted jobs left unreferenced (to remove the bytes); may be empty.
+  std::function<void(const std::vector<std::string>&)> on_files_orphaned;
 };
 
 class Housekeeping {

@@ -25,18 +25,31 @@ struct Scheduler::ModelQueue {
 // What a backend sees of its job: its own cancel flag, the shutdown deadline, and the event hub.
 class Scheduler::Control final : public JobControl {
  public:
-  Control(JobId id, const std::atomic<bool>& hard_stop, JobEvents& events)
-      : id_(id), hard_stop_(hard_stop), events_(events) {}
+  Control(JobId id, const std::atomic<bool>& hard_stop, JobEvents& events, BlobStore* blobs)
+      : id_(id), hard_stop_(hard_stop), events_(events), blobs_(blobs) {}
   bool cancelled() const override {
     return cancel_.load(std::memory_order_relaxed) || hard_stop_.load(std::memory_order_relaxed);
   }
   void progress(const nlohmann::json& event) override {
     events_.publish({id_, event.value("type", "progress"), event});
   }
+  Result<JobFile> saveArtifact(const std::string& name, const std::string& content_type,
+                               std::string_view bytes) override {
+    if (!blobs_) return fail(Error::internal("this scheduler has no file store"));
+    if (std::ranges::any_of(artifacts_, [&](const JobFile& f) { return f.name == name; })) {
+      return fail(Error::internal(std::format("the backend saved two artifacts named '{}'", name)));
+    }
+    auto f = blobs_->put(name, content_type, bytes);
+    if (f) artifacts_.push_back(*f);
+    return f;
+  }
+  const std::vector<JobFile>& artifacts() const { return artifacts_; }
   void requestCancel() { cancel_ = true; }
   bool cancelRequested() const { return cancel_.load(); }
 
  private:
+  std::vector<JobFile> artifacts_;  // only touched from the job's own thread
+  BlobStore* blobs_;
   JobId id_;
   std::atomic<bool> cancel_{false};
   const std::atomic<bool>& hard_stop_;
@@ -50,6 +63,36 @@ std::string makeNodeId() {
   gethostname(host, sizeof host - 1);
   std::random_device rd;
   return std::format("{}-{}-{:04x}", host, getpid(), rd() & 0xffff);
+}
+
+// Input files: present exactly when the backend takes them, and of a type it reads.
+Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
+  auto types = entry.backend->inputTypes(job.type);
+  if (types.empty()) {
+    if (job.inputs.empty()) return ok();
+    return fail(Error::invalid(std::format("model '{}' ({} jobs) takes no input files", job.model, job.type), "inputs"));
+  }
+  if (job.inputs.empty()) {
+    return fail(Error::invalid(
+        std::format("model '{}' needs an input file ({}): send it as multipart/form-data or in 'inputs' (base64)",
+                    job.model, joinNames(types)),
+        "inputs"));
+  }
+  for (auto& f : job.inputs) {
+    if (std::ranges::find(types, f.content_type) == types.end()) {
+      return fail(Error{ErrorCode::kUnsupportedMediaType,
+                        std::format("input '{}' is {}; model '{}' reads {}", f.name, f.content_type, job.model,
+                                    joinNames(types)),
+                        "inputs." + f.name});
+    }
+    if (entry.manifest.max_input_bytes > 0 && f.bytes > entry.manifest.max_input_bytes) {
+      return fail(Error{ErrorCode::kPayloadTooLarge,
+                        std::format("input '{}' has {} bytes; model '{}' takes at most {} (max_input_bytes)", f.name,
+                                    f.bytes, job.model, entry.manifest.max_input_bytes),
+                        "inputs." + f.name});
+    }
+  }
+  return ok();
 }
 
 }  // namespace
@@ -124,19 +167,41 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
         std::format("model '{}' does not serve {} jobs (it serves: {})", job.model, job.type, list), "model")));
   }
   if (auto r = entry->backend->validateParams(job.type, job.params); !r) return done(fail(r.error()));
+  if (auto r = checkInputs(*entry, job); !r) return done(fail(r.error()));
   if (entry->loaded) {
     if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
   }
 
   ModelQueue* q = nullptr;
+  std::optional<Error> replay_when_full;
   {
     std::lock_guard lock(mu_);
     q = queues_.at(job.model).get();
     if (q->queued >= q->max_queue) {
-      return done(fail(ErrorCode::kQueueFull, std::format("model '{}' has {} queued jobs (max_queue {}); retry later",
-                                                          job.model, q->queued, q->max_queue)));
+      Error full{ErrorCode::kQueueFull,
+                 std::format("model '{}' has {} queued jobs (max_queue {}); retry later", job.model, q->queued,
+                             q->max_queue),
+                 {}};
+      if (job.idempotency_key.empty()) return done(fail(std::move(full)));
+      replay_when_full = std::move(full);
+    } else {
+      ++q->queued;  // reserved before the write, so concurrent submissions cannot overshoot
     }
-    ++q->queued;  // reserved before the write, so concurrent submissions cannot overshoot
+  }
+  // A full queue does not refuse the retry of a job that is already in: it gets that job back.
+  if (replay_when_full) {
+    auto earlier = store_.findIdempotent(job.owner ? job.owner->key_id : 0, job.idempotency_key);
+    if (!earlier) return done(fail(earlier.error()));
+    if (!*earlier) return done(fail(std::move(*replay_when_full)));
+    auto& [found, hash] = **earlier;
+    if (hash != job.request_hash) {
+      return done(fail(Error{ErrorCode::kConflict,
+                             std::format("Idempotency-Key '{}' was already used with a different request (job {})",
+                                         job.idempotency_key, found.id),
+                             "Idempotency-Key"}));
+    }
+    found.replayed = true;
+    return done(std::move(found));
   }
   store_.createAsync(std::move(job), [this, q, done = std::move(done)](Result<Job> r) {
     {
@@ -196,7 +261,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
       seen = q.generation;
     }
     if (auto job = claim(q, owner)) {
-      Control control(job->id, hard_stop_, events_);
+      Control control(job->id, hard_stop_, events_, options_.blobs);
       began(q, *job, owner, control);
       Result<nlohmann::json> result = fail(Error::internal("not run"));
       try {
@@ -244,7 +309,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
         next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
         break;
       }
-      auto control = std::make_unique<Control>(job->id, hard_stop_, events_);
+      auto control = std::make_unique<Control>(job->id, hard_stop_, events_, options_.blobs);
       began(q, *job, owner, *control);
       if (auto r = batch.add(*job, *control); !r) {
         finish(q, *job, owner, *control, fail(r.error()));
@@ -309,7 +374,14 @@ void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, 
       log::info("job: cancelled", {{"job_id", job.id}, {"model", job.model}});
     }
   } else if (result) {
-    if (auto r = store_.complete(job.id, owner, *result); !r) {
+    if (!control.artifacts().empty() && result->is_object()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (auto& f : control.artifacts()) {
+        list.push_back({{"name", f.name}, {"content_type", f.content_type}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+      }
+      (*result)["artifacts"] = std::move(list);
+    }
+    if (auto r = store_.complete(job.id, owner, *result, control.artifacts()); !r) {
       log::error("job: could not record completion", {{"job_id", job.id}, {"error", r.error().message}});
     } else {
       event = "completed";

@@ -25,6 +25,7 @@
 #include "scheduler/job_metrics.h"
 #include "statim/error.h"
 #include "statim/job.h"
+#include "store/blob_store.h"
 #include "store/job_store.h"
 
 namespace statim {
@@ -35,6 +36,7 @@ struct SchedulerOptions {
   std::chrono::milliseconds poll_interval{1000};  // idle workers re-check the store this often
   std::string node_id;                            // lease owner prefix; generated when empty
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
+  BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
 };
 
 struct ModelQueueStats {

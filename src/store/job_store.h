@@ -52,6 +52,11 @@ struct CancelOutcome {
   JobStatus before;  // the status the cancel found
 };
 
+struct DeletedJobs {
+  std::vector<JobId> ids;
+  std::vector<std::string> orphaned_files;  // sha256 of blobs no remaining job refers to
+};
+
 struct RequeueReport {
   std::vector<JobId> requeued;
   std::vector<JobId> failed;
@@ -68,12 +73,22 @@ class JobStore {
   Result<Job> create(NewJob job);  // blocking convenience over createAsync
 
   virtual Result<Job> get(JobId id) = 0;
+  // The job an owner (0: none) created with this idempotency key, and the request hash it was
+  // created with; nullopt when there is none.
+  virtual Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
+                                                                            const std::string& key) = 0;
   virtual Result<JobPage> list(const JobFilter& filter) = 0;
 
   virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) = 0;
   // Returns true when a cancel has been requested for the job.
   virtual Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
-  virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) = 0;
+  // `artifacts` (already in the blob store) are recorded with the job and listed in
+  // result.artifacts.
+  virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
+                                const std::vector<JobFile>& artifacts) = 0;
+  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) {
+    return complete(id, owner, result, {});
+  }
   virtual Result<void> fail(JobId id, const std::string& owner, const std::string& error) = 0;
   // Ends a PROCESSING job as CANCELLED, keeping what it produced so far (may be null).
   virtual Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) = 0;
@@ -84,8 +99,9 @@ class JobStore {
   // QUEUED jobs per model (the scheduler seeds its admission counters with this).
   virtual Result<std::map<std::string, std::int64_t>> queuedByModel() = 0;
 
-  // Deletes jobs that ended before `before` (with their webhook rows); returns their ids.
-  virtual Result<std::vector<JobId>> deleteFinishedBefore(Micros before) = 0;
+  // Deletes jobs that ended before `before` (with their webhook and file rows); returns their
+  // ids and the blobs nothing refers to any more (for the caller to remove).
+  virtual Result<DeletedJobs> deleteFinishedBefore(Micros before) = 0;
 };
 
 }  // namespace statim

@@ -3,7 +3,8 @@
 // retried with exponential backoff until webhooks.max_attempts.
 //
 // Signature: X-Statim-Signature: sha256=<hex HMAC-SHA256(secret, "<X-Statim-Timestamp>.<body>")>.
-// Delivery is at least once: a node that stops after sending but before recording sends the
+// A job's events are sent in order, each after the previous one was answered (or given up).
+// The body carries the job as it is when the delivery is sent. Delivery is at least once: a node that stops after sending but before recording sends the
 // row again once its lease passes. Receivers de-duplicate by X-Statim-Delivery.
 //
 // Threads: one dispatcher thread claims rows and records results; the transport sends

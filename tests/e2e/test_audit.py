@@ -105,6 +105,35 @@ def test_client_request_id_is_the_audit_request_id(srv):
               job_id=r.json()["id"], status=202, request_id="client-chosen-id-17")
 
 
+def test_unusable_client_request_id_is_replaced_in_both(srv):
+    for given in ("x" * 200, "has space"):
+        r = srv.post("/job", key=srv.user_key, json={"model": "echo", "prompt": "odd id"},
+                     headers={"X-Request-Id": given})
+        assert r.status_code == 202, r.text
+        assert rid(r) != given, "an unusable X-Request-Id is replaced"
+        check_row(row_for(srv, rid(r)), key_name="aud-user", method="POST", route="/job", path="/job",
+                  job_id=r.json()["id"], status=202, request_id=rid(r))
+
+
+def test_streaming_completion_is_audited(srv):
+    with srv.post("/v1/completions", key=srv.user_key, stream=True, timeout=30,
+                  json={"model": "echo", "prompt": "streamed", "stream": True}) as r:
+        assert r.status_code == 200, r.text
+        text = r.text
+    assert "[DONE]" in text
+    check_row(row_for(srv, rid(r)), key_name="aud-user", method="POST", route="/v1/completions",
+              path="/v1/completions", job_id=int(r.headers["X-Statim-Job-Id"]), status=200, request_id=rid(r))
+
+
+def test_long_paths_are_cut_in_the_row(srv):
+    path = "/job/" + "9" * 3000 + "/cancel"
+    r = srv.post(path, key=srv.user_key)
+    assert r.status_code == 400, r.text
+    row = row_for(srv, rid(r))
+    assert row["route"] == "/job/{id}/cancel" and row["status"] == 400, row
+    assert len(row["path"]) <= 1024 and path.startswith(row["path"]), len(row["path"])
+
+
 def test_cancel_and_delete_are_audited_with_route_patterns(srv):
     ids = [srv.post("/job", key=srv.user_key, json={"model": "echo", "prompt": f"to cancel {i}",
                                                       "params": {"delay_ms": 2000}}).json()["id"] for i in range(2)]
@@ -267,13 +296,31 @@ def test_filter_since(srv):
     # Unix seconds.
     got = {e["request_id"] for e in audit(srv, since=str(t2 // 1_000_000), limit=1000)["entries"]}
     assert rid(r2) in got and rid(r1) not in got
-    got = {e["request_id"] for e in audit(srv, since=str(iso_micros(first["time"]) // 1_000_000), limit=1000)["entries"]}
+    first_s = str(iso_micros(first["time"]) // 1_000_000)
+    got = {e["request_id"] for e in audit(srv, since=first_s, limit=1000)["entries"]}
     assert {rid(r1), rid(r2)} <= got
     assert audit(srv, since=str(int(time.time()) + 3600))["total"] == 0
     assert audit(srv, since="0")["total"] == audit(srv)["total"]
     # Combined with key.
     page = audit(srv, since=second["time"], key="aud-user", limit=1000)
-    assert all(e["key_name"] == "aud-user" for e in page["entries"]) and rid(r2) in {e["request_id"] for e in page["entries"]}
+    assert all(e["key_name"] == "aud-user" for e in page["entries"])
+    assert rid(r2) in {e["request_id"] for e in page["entries"]}
+
+
+@pytest.mark.parametrize("since", ["9223372036854775807", "18446744073709", "99999999999999999"])
+def test_since_far_in_the_future(srv, since):
+    """Unix seconds too large to be a time: a 400 naming `since`, or an empty page, never rows
+    from the past (seconds * 10^6 must not overflow)."""
+    r = srv.post("/job", key=srv.user_key, json={"model": "echo", "prompt": "before the far future"})
+    row_for(srv, rid(r))
+    r = srv.get("/admin/audit", params={"since": since})
+    if r.status_code == 400:
+        assert_error(r, 400, "invalid_request", "query parameter 'since'", param="since")
+    else:
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["total"] == 0 and page["entries"] == [], \
+            f"since={since} (far beyond any real time) returned {page['total']} rows, e.g. {page['entries'][:1]}"
 
 
 def test_limit_offset_and_total(srv):
@@ -299,7 +346,8 @@ def test_limit_offset_and_total(srv):
     ({"limit": "abc"}, "limit", "query parameter 'limit' must be an integer"),
     ({"limit": "1001"}, "limit", "between 1 and 1000"),
     ({"offset": "-1"}, "offset", "query parameter 'offset' must be an integer"),
-    ({"since": "yesterday"}, "since", "query parameter 'since' must be an ISO-8601 UTC time or Unix seconds (got 'yesterday')"),
+    ({"since": "yesterday"}, "since",
+     "query parameter 'since' must be an ISO-8601 UTC time or Unix seconds (got 'yesterday')"),
     ({"since": "-5"}, "since", "query parameter 'since'"),
     ({"since": "2026-13-01T00:00:00Z"}, "since", "query parameter 'since'"),
     ({"since": "2026-11-25"}, "since", "query parameter 'since'"),

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 
 import pytest
 
@@ -152,6 +153,21 @@ def test_user_key_on_admin_routes_is_403_naming_the_scope(srv, path):
         assert err["type"] == "permission_error"
         assert "WWW-Authenticate" not in r.headers
     assert srv.get(path, key=srv.admin_key).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/METRICS", "/Metrics", "/ADMIN/AUDIT", "/Admin/Audit", "/admin/AUDIT",
+                                  "/admin/audit/", "//admin/audit"])
+def test_admin_routes_cannot_be_reached_by_spelling_them_differently(srv, path):
+    """The HTTP router matches paths case-insensitively: every spelling that reaches an admin
+    handler must get the admin check, so a user key never reads /metrics or the audit log."""
+    r = srv.get(path, key=srv.alice)
+    assert r.status_code in (403, 404), \
+        f"GET {path} with a user key answered {r.status_code}: {r.text[:200]}"
+    assert "statim_" not in r.text and '"entries"' not in r.text, r.text[:200]
+    if r.status_code == 403:
+        assert_error(r, 403, "permission_denied", "key 'alice' has scope 'user'")
+    # Without a key: 401, as for any non-public route.
+    assert srv.get(path, key=None).status_code == 401
 
 
 def test_model_not_allowed_is_403_naming_the_allowed_models(srv):
@@ -322,6 +338,29 @@ def test_rate_limit_refills(make_server):
     wait_until(lambda: s.get("/models").status_code == 200, 5, "the bucket to refill")
 
 
+def test_fractional_rate_lets_requests_through(make_server):
+    """--rate 0.5/s (one request every 2 s) either is refused by `statim keys create` or works;
+    it must not create a key that is refused forever."""
+    s = make_server("half-rate")
+    s.enable_auth()
+    s.add_model("echo")
+    r = s.keys_cli("create", "--name", "half", "--rate", "0.5/s", check=False)
+    if r.returncode != 0:
+        assert "rate" in r.stderr and r.stdout.strip() == "", r
+        return
+    key = r.stdout.strip()
+    s.key = key
+    s.wait_models = lambda *a, **kw: {}  # the start must not spend the key's one request
+    s.start()
+    first = s.get("/models", key=key)
+    assert first.status_code == 200, f"the first request of a 0.5/s key was refused: {first.text}"
+    second = s.get("/models", key=key)
+    assert second.status_code == 429, second.text
+    time.sleep(int(second.headers["Retry-After"]) + 0.1)
+    third = s.get("/models", key=key)
+    assert third.status_code == 200, f"refused again after waiting Retry-After: {third.text}"
+
+
 def test_max_queued(make_server):
     s = make_server("maxq")
     s.enable_auth()
@@ -340,7 +379,8 @@ def test_max_queued(make_server):
     q = [submit(f"queued {i}") for i in range(2)]
     assert [r.status_code for r in q] == [202, 202], [r.text for r in q]
     r = submit("third")
-    err = assert_error(r, 429, "rate_limited", "key 'mq' already has 2 queued jobs (max_queued 2); retry when one starts")
+    err = assert_error(r, 429, "rate_limited",
+                       "key 'mq' already has 2 queued jobs (max_queued 2); retry when one starts")
     assert err["type"] == "rate_limit_error"
     assert r.headers.get("Retry-After", "").isdigit(), r.headers
     # Also through the OpenAI route.
@@ -484,3 +524,50 @@ def test_auth_off_needs_no_key(make_server):
     assert s.get("/admin/audit", key=None).status_code == 200
     assert s.post("/job", key=None, json={"model": "echo", "prompt": "x"}).status_code == 202
     assert any("auth.mode is off" in e.get("msg", "") for e in s.log_events())
+
+
+def test_revoke_revokes_exactly_one_key(make_server):
+    """`statim keys revoke X` takes a name or an id; when X is both one key's name and another key's
+    id, it must not revoke both."""
+    s = make_server("revoke-one")
+    s.create_key("first")   # id 1
+    s.create_key("second")  # id 2
+    s.create_key("1")       # id 3, named like key 1's id
+    r = s.keys_cli("revoke", "1", check=False)
+    listed = {k["name"]: k for k in json.loads(s.keys_cli("list", "--json").stdout)}
+    revoked = sorted(n for n, k in listed.items() if k["revoked_at"] is not None)
+    assert len(revoked) <= 1, f"`statim keys revoke 1` revoked {revoked} (stderr: {r.stderr.strip()})"
+    if r.returncode == 0:
+        assert len(revoked) == 1 and f"revoked key '{revoked[0]}'" in r.stderr, (revoked, r.stderr)
+    else:
+        assert not revoked and "1" in r.stderr, (revoked, r.stderr)
+
+
+def test_keys_cli_works_while_the_server_is_busy(make_server):
+    import threading
+    s = make_server("busy")
+    s.enable_auth()
+    s.add_model("echo", max_queue=10000, parallel=2)
+    s.key = s.create_key("busy-admin", "--scope", "admin")
+    s.start()
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def hammer():
+        while not stop.is_set():
+            statuses.append(s.post("/job", json={"model": "echo", "prompt": "load"}).status_code)
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        made = [s.create_key(f"busy-{i}") for i in range(5)]
+        for i in range(0, 5, 2):
+            s.keys_cli("revoke", f"busy-{i}")
+        for i, key in enumerate(made):
+            r = s.get("/models", key=key)
+            assert r.status_code == (401 if i % 2 == 0 else 200), (i, r.text)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert statuses and set(statuses) == {202}, set(statuses)

@@ -224,6 +224,24 @@ def test_replay_is_not_refused_by_max_queued(make_server):
     assert r.status_code == 429, r.text
 
 
+def test_replay_when_the_models_queue_is_full(make_server):
+    """A retry of a request that was accepted gets its job even when the model's queue has since
+    filled up: the retry adds nothing to the queue."""
+    s = make_server("idem-full")
+    s.add_model("one", max_queue=1, parallel=1)
+    s.start()
+    blocker = s.submit("one", "blocker", {"delay_ms": int(2000 * SLOW)})["id"]
+    s.wait_running(blocker)
+    body = {"model": "one", "prompt": "fills the queue"}
+    first = s.post("/job", json=body, headers={"Idempotency-Key": "full"})
+    assert first.status_code == 202, first.text
+    again = s.post("/job", json=body, headers={"Idempotency-Key": "full"})
+    assert again.status_code == 202, f"a retry of an accepted job was refused: {again.status_code} {again.text}"
+    assert again.json()["id"] == first.json()["id"] and again.headers.get("Idempotent-Replayed") == "true"
+    # A new request is refused as before.
+    assert s.post("/job", json={"model": "one", "prompt": "new"}).status_code == 429
+
+
 def test_idempotency_survives_a_restart(make_server):
     s = make_server("idem-restart")
     s.add_model("echo", max_queue=100)

@@ -17,7 +17,9 @@ namespace {
 Result<Micros> parseSince(const std::string& text) {
   std::int64_t seconds = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (ec == std::errc{} && ptr == text.data() + text.size() && seconds >= 0) return seconds * 1000000;
+  if (ec == std::errc{} && ptr == text.data() + text.size() && seconds >= 0 && seconds <= 253402300799) {
+    return seconds * 1000000;  // up to 9999-12-31
+  }
   if (auto t = parseIsoUtc(text)) return *t;
   return fail(Error::invalid(
       std::format("query parameter 'since' must be an ISO-8601 UTC time or Unix seconds (got '{}')", text.substr(0, 64)),

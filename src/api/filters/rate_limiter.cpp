@@ -6,12 +6,13 @@ namespace statim::api {
 
 std::optional<double> RateLimiter::take(std::int64_t key_id, const Rate& rate) {
   auto now = std::chrono::steady_clock::now();
+  double capacity = std::max(1.0, rate.count);  // "0.5/s" is one request every 2 s
   std::lock_guard lock(mu_);
-  auto [it, fresh] = buckets_.try_emplace(key_id, Bucket{rate.count, now});
+  auto [it, fresh] = buckets_.try_emplace(key_id, Bucket{capacity, now});
   Bucket& b = it->second;
   if (!fresh) {
     double elapsed = std::chrono::duration<double>(now - b.at).count();
-    b.tokens = std::min(rate.count, b.tokens + elapsed * rate.perSecond());
+    b.tokens = std::min(capacity, b.tokens + elapsed * rate.perSecond());
     b.at = now;
   }
   if (b.tokens >= 1) {

@@ -1,4 +1,5 @@
 // JobStore on SQLite: the job rows, the queue, and the webhook rows each transition adds.
+#include <algorithm>
 #include <format>
 
 #include "core/clock.h"
@@ -91,8 +92,23 @@ Error conflict(JobId id, const std::string& owner) {
           {}};
 }
 
+Result<void> insertFiles(SqliteDb& db, JobId id, std::string_view role, const std::vector<JobFile>& files) {
+  auto st = db.prepare(
+      "INSERT INTO job_files (job_id, role, position, name, content_type, bytes, sha256)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  if (!st) return statim::fail(st.error());
+  for (size_t i = 0; i < files.size(); ++i) {
+    const JobFile& f = files[i];
+    auto r = (*st)->bind(1, id).bind(2, role).bind(3, static_cast<std::int64_t>(i)).bind(4, f.name)
+                 .bind(5, f.content_type).bind(6, f.bytes).bind(7, f.sha256).run();
+    (*st)->reset();
+    if (!r) return r;
+  }
+  return ok();
+}
+
 // The earlier job created with this owner's idempotency key, if any.
-Result<std::optional<std::pair<Job, std::string>>> findIdempotent(SqliteDb& db, std::int64_t owner,
+Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(SqliteDb& db, std::int64_t owner,
                                                                   const std::string& key) {
   auto st = db.prepare(std::format(
       "SELECT {}, request_hash FROM jobs WHERE COALESCE(owner_key_id, 0) = ?1 AND idempotency_key = ?2", kCols));
@@ -125,7 +141,7 @@ Result<void> checkMaxQueued(SqliteDb& db, const JobOwner& owner) {
 Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
   std::int64_t owner = request.owner ? request.owner->key_id : 0;
   if (!request.idempotency_key.empty()) {
-    auto earlier = findIdempotent(db, owner, request.idempotency_key);
+    auto earlier = selectIdempotent(db, owner, request.idempotency_key);
     if (!earlier) return statim::fail(earlier.error());
     if (*earlier) {
       auto& [found, hash] = **earlier;
@@ -167,10 +183,24 @@ Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
   }
   job.id = s.columnInt(0);
   s.reset();
+  if (auto r = insertFiles(db, job.id, "input", request.inputs); !r) return r;
+  job.inputs = request.inputs;
   return enqueueWebhook(db, job.id, "queued", job.created_at);
 }
 
 }  // namespace
+
+Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job) {
+  auto st = db.prepare(
+      "SELECT role, name, content_type, bytes, sha256 FROM job_files WHERE job_id = ?1 ORDER BY role, position");
+  if (!st) return statim::fail(st.error());
+  (*st)->bind(1, job.id);
+  return (*st)->forEachRow([&](const SqliteStatement& s) {
+    JobFile f{s.columnText(1), s.columnText(2), s.columnInt(3), s.columnText(4), {}};
+    f.path = blobs.pathOf(f.sha256);
+    (s.columnText(0) == "input" ? job.inputs : job.artifacts).push_back(std::move(f));
+  });
+}
 
 void SqliteStore::createAsync(NewJob nj, CreateCallback done) {
   auto job = std::make_shared<Job>();
@@ -187,6 +217,7 @@ void SqliteStore::createAsync(NewJob nj, CreateCallback done) {
   request->owner = std::move(nj.owner);
   request->idempotency_key = std::move(nj.idempotency_key);
   request->request_hash = std::move(nj.request_hash);
+  request->inputs = std::move(nj.inputs);
   auto error = std::make_shared<std::optional<Error>>();
   enqueue({[job, request, error](SqliteDb& db) {
              auto r = insertJob(db, *job, *request);
@@ -206,7 +237,17 @@ void SqliteStore::createAsync(NewJob nj, CreateCallback done) {
 Result<Job> SqliteStore::get(JobId id) {
   auto lease = reader();
   if (!lease) return statim::fail(lease.error());
-  return selectJob(*lease->db, id);
+  auto job = selectJob(*lease->db, id);
+  if (!job) return job;
+  if (auto r = loadJobFiles(*lease->db, blobs_, *job); !r) return statim::fail(r.error());
+  return job;
+}
+
+Result<std::optional<std::pair<Job, std::string>>> SqliteStore::findIdempotent(std::int64_t owner,
+                                                                               const std::string& key) {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  return selectIdempotent(*lease->db, owner, key);
 }
 
 Result<JobPage> SqliteStore::list(const JobFilter& f) {
@@ -243,6 +284,10 @@ Result<JobPage> SqliteStore::list(const JobFilter& f) {
     if (!row) return finish(Result<JobPage>(std::unexpected(row.error())));
     if (!*row) break;
     page.jobs.push_back(rowToJob(**st));
+  }
+  (*st)->reset();
+  for (auto& j : page.jobs) {
+    if (auto r = loadJobFiles(*lease->db, blobs_, j); !r) return finish(Result<JobPage>(std::unexpected(r.error())));
   }
   (*st)->reset();
   return finish(Result<JobPage>(std::move(page)));
@@ -293,7 +338,7 @@ Result<bool> SqliteStore::heartbeat(JobId id, const std::string& owner, Micros l
 // Ends a PROCESSING job held by `owner`; kConflict when it is not (lease lost, already ended).
 Result<void> SqliteStore::finishProcessing(JobId id, const std::string& owner, std::string_view status,
                                               std::string_view message, const std::optional<std::string>& result,
-                                              const std::string& error) {
+                                              const std::string& error, const std::vector<JobFile>& artifacts) {
   return write<void>([&](SqliteDb& db) -> Result<void> {
     auto st = db.prepare(
         "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
@@ -305,12 +350,14 @@ Result<void> SqliteStore::finishProcessing(JobId id, const std::string& owner, s
     if (result) s.bind(3, *result);
     if (auto r = s.run(); !r) return r;
     if (db.changes() == 0) return statim::fail(conflict(id, owner));
+    if (auto r = insertFiles(db, id, "artifact", artifacts); !r) return r;
     return enqueueWebhook(db, id, eventName(status), now);
   });
 }
 
-Result<void> SqliteStore::complete(JobId id, const std::string& owner, const nlohmann::json& result) {
-  return finishProcessing(id, owner, "COMPLETED", "completed", dumpJson(result), "");
+Result<void> SqliteStore::complete(JobId id, const std::string& owner, const nlohmann::json& result,
+                                   const std::vector<JobFile>& artifacts) {
+  return finishProcessing(id, owner, "COMPLETED", "completed", dumpJson(result), "", artifacts);
 }
 
 Result<void> SqliteStore::fail(JobId id, const std::string& owner, const std::string& error) {
@@ -403,27 +450,46 @@ Result<std::map<std::string, std::int64_t>> SqliteStore::queuedByModel() {
   return out;
 }
 
-Result<std::vector<JobId>> SqliteStore::deleteFinishedBefore(Micros before) {
-  return write<std::vector<JobId>>([&](SqliteDb& db) -> Result<std::vector<JobId>> {
-    std::vector<JobId> ids;
+Result<DeletedJobs> SqliteStore::deleteFinishedBefore(Micros before) {
+  return write<DeletedJobs>([&](SqliteDb& db) -> Result<DeletedJobs> {
+    DeletedJobs out;
     auto st = db.prepare(
         "DELETE FROM jobs WHERE finished_at < ?1 AND status IN ('COMPLETED','FAILED','CANCELLED') RETURNING id");
     if (!st) return statim::fail(st.error());
     (*st)->bind(1, before);
-    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { ids.push_back(s.columnInt(0)); }); !r) {
+    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { out.ids.push_back(s.columnInt(0)); }); !r) {
       return statim::fail(r.error());
+    }
+    auto files = db.prepare("DELETE FROM job_files WHERE job_id = ?1 RETURNING sha256");
+    auto still = db.prepare("SELECT 1 FROM job_files WHERE sha256 = ?1 LIMIT 1");
+    if (!files) return statim::fail(files.error());
+    if (!still) return statim::fail(still.error());
+    std::vector<std::string> freed;
+    for (JobId id : out.ids) {
+      (*files)->bind(1, id);
+      if (auto r = (*files)->forEachRow([&](const SqliteStatement& s) { freed.push_back(s.columnText(0)); }); !r) {
+        return statim::fail(r.error());
+      }
+    }
+    std::ranges::sort(freed);
+    freed.erase(std::unique(freed.begin(), freed.end()), freed.end());
+    for (auto& sha : freed) {
+      bool used = false;
+      (*still)->bind(1, sha);
+      if (auto r = (*still)->forEachRow([&](const SqliteStatement&) { used = true; }); !r) return statim::fail(r.error());
+      if (!used) out.orphaned_files.push_back(sha);
     }
     for (const char* sql : {"DELETE FROM webhook_attempts WHERE delivery_id IN"
                             " (SELECT id FROM webhook_deliveries WHERE job_id = ?1)",
                             "DELETE FROM webhook_deliveries WHERE job_id = ?1"}) {
       auto del = db.prepare(sql);
       if (!del) return statim::fail(del.error());
-      for (JobId id : ids) {
+      for (JobId id : out.ids) {
         if (auto r = (*del)->bind(1, id).run(); !r) return statim::fail(r.error());
         (*del)->reset();
       }
     }
-    return ids;
+    return out;
   });
 }
 

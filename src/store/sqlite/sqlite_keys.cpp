@@ -89,17 +89,23 @@ Result<std::vector<ApiKey>> SqliteStore::listKeys() {
 
 Result<ApiKey> SqliteStore::revokeKey(const std::string& name_or_id) {
   return write<ApiKey>([&](SqliteDb& db) -> Result<ApiKey> {
+    // A name wins over an id: `revoke 1` revokes the key named "1" if there is one, else key id 1.
+    std::optional<ApiKey> revoked;
+    auto revokeWhere = [&](const std::string& where, auto bind) -> Result<void> {
+      auto st = db.prepare(
+          std::format("UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND {} RETURNING {}", where, kKeyCols));
+      if (!st) return statim::fail(st.error());
+      (*st)->bind(1, nowMicros());
+      bind(**st);
+      return (*st)->forEachRow([&](const SqliteStatement& s) { revoked = rowToKey(s); });
+    };
+    if (auto r = revokeWhere("name = ?2", [&](SqliteStatement& s) { s.bind(2, name_or_id); }); !r) {
+      return statim::fail(r.error());
+    }
     std::int64_t id = 0;
     auto [ptr, ec] = std::from_chars(name_or_id.data(), name_or_id.data() + name_or_id.size(), id);
-    bool numeric = ec == std::errc{} && ptr == name_or_id.data() + name_or_id.size();
-    auto st = db.prepare(std::format("UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND"
-                                     " (name = ?2 OR (?3 AND id = ?4)) RETURNING {}",
-                                     kKeyCols));
-    if (!st) return statim::fail(st.error());
-    std::optional<ApiKey> revoked;
-    (*st)->bind(1, nowMicros()).bind(2, name_or_id).bind(3, std::int64_t{numeric}).bind(4, id);
-    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { revoked = rowToKey(s); }); !r) {
-      return statim::fail(r.error());
+    if (!revoked && ec == std::errc{} && ptr == name_or_id.data() + name_or_id.size()) {
+      if (auto r = revokeWhere("id = ?2", [&](SqliteStatement& s) { s.bind(2, id); }); !r) return statim::fail(r.error());
     }
     if (!revoked) return statim::fail(ErrorCode::kNotFound, std::format("no active key '{}'", name_or_id));
     return *revoked;

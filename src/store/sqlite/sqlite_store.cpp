@@ -67,7 +67,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
 }
 
 SqliteStore::SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version)
-    : path_(std::move(path)), writer_db_(std::move(writer)), schema_version_(version) {
+    : path_(std::move(path)), blobs_(path_.parent_path() / "files"), writer_db_(std::move(writer)),
+      schema_version_(version) {
   writer_ = std::thread([this] { writerLoop(); });
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "store/audit_store.h"
+#include "store/blob_store.h"
 #include "store/job_store.h"
 #include "store/key_store.h"
 #include "store/sqlite/sqlite_db.h"
@@ -35,16 +36,20 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   // JobStore
   void createAsync(NewJob job, CreateCallback done) override;
   Result<Job> get(JobId id) override;
+  Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
+                                                                    const std::string& key) override;
   Result<JobPage> list(const JobFilter& filter) override;
   Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) override;
   Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
-  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) override;
+  using JobStore::complete;
+  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
+                        const std::vector<JobFile>& artifacts) override;
   Result<void> fail(JobId id, const std::string& owner, const std::string& error) override;
   Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) override;
   Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;
-  Result<std::vector<JobId>> deleteFinishedBefore(Micros before) override;
+  Result<DeletedJobs> deleteFinishedBefore(Micros before) override;
 
   // KeyStore
   Result<ApiKey> createKey(ApiKey key) override;
@@ -63,6 +68,9 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
                              std::optional<Micros> retry_at) override;
   Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
 
+  // The job files' bytes: <dir of the database>/files.
+  BlobStore& blobs() { return blobs_; }
+
   // Schema version after migrations (for tests and /healthz).
   int schemaVersion() const { return schema_version_; }
   // Number of transactions the writer committed (tests check that group commit groups).
@@ -79,7 +87,7 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
   Result<void> finishProcessing(JobId id, const std::string& owner, std::string_view status,
                                 std::string_view message, const std::optional<std::string>& result,
-                                const std::string& error);
+                                const std::string& error, const std::vector<JobFile>& artifacts = {});
   void writerLoop();
   void enqueue(WriteOp op);
   // Runs `fn` on the writer inside a batch and waits for the commit.
@@ -96,6 +104,7 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   Result<ReaderLease> reader();
 
   std::filesystem::path path_;
+  BlobStore blobs_;
   std::unique_ptr<SqliteDb> writer_db_;
   int schema_version_ = 0;
 
@@ -127,6 +136,9 @@ Result<T> SqliteStore::write(Fn fn) {
            }});
   return future.get();
 }
+
+// The files of jobs; loads them into `job` (path filled from `blobs`).
+Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job);
 
 // Text stored in the database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
 std::string dumpJson(const nlohmann::json& j);

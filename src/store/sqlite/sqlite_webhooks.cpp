@@ -32,7 +32,10 @@ Result<std::vector<WebhookDelivery>> SqliteStore::claimDueDeliveries(Micros now,
   return write<std::vector<WebhookDelivery>>([&](SqliteDb& db) -> Result<std::vector<WebhookDelivery>> {
     auto st = db.prepare(std::format(
         "UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id IN"
-        " (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1"
+        " (SELECT id FROM webhook_deliveries d WHERE status = 'pending' AND next_attempt_at <= ?1"
+        // A job's events go out in order: one waits until the job's earlier ones are settled.
+        "  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e"
+        "                  WHERE e.job_id = d.job_id AND e.id < d.id AND e.status = 'pending')"
         "  ORDER BY next_attempt_at LIMIT ?3) RETURNING {}",
         kDeliveryCols));
     if (!st) return statim::fail(st.error());

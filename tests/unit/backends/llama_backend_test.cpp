@@ -15,6 +15,9 @@ class NoCancel final : public JobControl {
  public:
   bool cancelled() const override { return cancel_after >= 0 && ++polls > cancel_after; }
   void progress(const nlohmann::json&) override {}
+  Result<JobFile> saveArtifact(const std::string&, const std::string&, std::string_view) override {
+    return fail(Error::internal("the llama backend saves no artifacts"));
+  }
   int cancel_after = -1;
   mutable int polls = 0;
 };

@@ -133,15 +133,21 @@ TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   EXPECT_EQ((*rows)[1].event, "completed");
   EXPECT_EQ((*rows)[1].url, "http://127.0.0.1:9/hook");
 
-  // Claiming leases rows: a second claim at the same time gets nothing.
+  // A job's rows go out in order, and a claim leases them: at first only "started" is due, and a
+  // second claim at the same time gets nothing.
   Micros now = nowMicros();
   auto due = store_->claimDueDeliveries(now, 30'000'000, 10);
   ASSERT_TRUE(due);
-  EXPECT_EQ(due->size(), 2u);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].event, "started");
   EXPECT_TRUE(store_->claimDueDeliveries(now, 30'000'000, 10)->empty());
   auto id = (*due)[0].id;
   ASSERT_TRUE(store_->recordAttempt(id, {now, 500, "the receiver answered HTTP 500", 3.5}, false, now));
+  EXPECT_TRUE(store_->claimDueDeliveries(now, 30'000'000, 10)->size() == 1u);  // the retry, not "completed"
   ASSERT_TRUE(store_->recordAttempt(id, {now + 1, 204, "", 1.5}, true, std::nullopt));
+  due = store_->claimDueDeliveries(nowMicros(), 30'000'000, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].event, "completed");
   auto after = (*store_->listDeliveries(j->id))[0];
   EXPECT_EQ(after.status, "delivered");
   EXPECT_EQ(after.attempts, 2);
@@ -153,7 +159,7 @@ TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   // Retention removes the job and its rows.
   auto gone = store_->deleteFinishedBefore(nowMicros() + 1);
   ASSERT_TRUE(gone);
-  EXPECT_EQ(*gone, std::vector<JobId>{j->id});
+  EXPECT_EQ(gone->ids, std::vector<JobId>{j->id});
   EXPECT_TRUE(store_->listDeliveries(j->id)->empty());
   EXPECT_EQ(store_->get(j->id).error().code, ErrorCode::kNotFound);
 }

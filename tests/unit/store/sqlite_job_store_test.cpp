@@ -47,7 +47,7 @@ TEST_F(SqliteJobStoreTest, CreateThenGetRoundTrips) {
   EXPECT_EQ(got->priority, 5);
   EXPECT_EQ(got->created_at, created->created_at);
   EXPECT_EQ(got->attempts, 0);
-  EXPECT_EQ(store_->schemaVersion(), 3);
+  EXPECT_EQ(store_->schemaVersion(), 4);
 }
 
 TEST_F(SqliteJobStoreTest, GetUnknownIsNotFound) {

@@ -1,0 +1,73 @@
+#include "store/blob_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <format>
+#include <fstream>
+#include <random>
+
+#include "core/crypto.h"
+
+namespace statim {
+namespace {
+
+bool isHex64(const std::string& s) {
+  return s.size() == 64 && std::ranges::all_of(s, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+BlobStore::BlobStore(std::filesystem::path root) : root_(std::move(root)) {}
+
+std::filesystem::path BlobStore::pathOf(const std::string& sha256) const {
+  if (!isHex64(sha256)) return {};
+  return root_ / sha256.substr(0, 2) / sha256;
+}
+
+Result<JobFile> BlobStore::put(const std::string& name, const std::string& content_type, std::string_view bytes) {
+  JobFile f{name, content_type, static_cast<std::int64_t>(bytes.size()), crypto::sha256Hex(bytes), {}};
+  f.path = pathOf(f.sha256);
+  std::error_code ec;
+  if (std::filesystem::exists(f.path, ec)) return f;
+  std::filesystem::create_directories(f.path.parent_path(), ec);
+  if (ec) return fail(Error::storage(std::format("cannot create {}: {}", f.path.parent_path().string(), ec.message())));
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto tmp = f.path;
+  tmp += std::format(".tmp-{:016x}", rng());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return fail(Error::storage(std::format("cannot write {}: {}", tmp.string(), std::strerror(errno))));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return fail(Error::storage(std::format("cannot write {}: {}", tmp.string(), std::strerror(errno))));
+    }
+    done += static_cast<size_t>(n);
+  }
+  bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || ::rename(tmp.c_str(), f.path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return fail(Error::storage(std::format("cannot store {}: {}", f.path.string(), std::strerror(errno))));
+  }
+  return f;
+}
+
+Result<std::string> BlobStore::read(const std::string& sha256) const {
+  auto path = pathOf(sha256);
+  std::ifstream in(path, std::ios::binary);
+  if (path.empty() || !in) return fail(Error::notFound(std::format("file {} is not in the data dir", sha256)));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void BlobStore::remove(const std::string& sha256) {
+  auto path = pathOf(sha256);
+  std::error_code ec;
+  if (!path.empty()) std::filesystem::remove(path, ec);
+}
+
+}  // namespace statim
