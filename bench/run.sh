@@ -106,7 +106,7 @@ field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<" $2"; }  # key=value from a RE
 pct() { awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$TICK" 'BEGIN {printf "%.0f", 100 * (b - a) / hz / (t1 - t0)}'; }
 
 ROWS=()
-row() { local r="|"; for c in "$@"; do r+=" $c |"; done; ROWS+=("$r"); }
+row() { local r="|" cell; for cell in "$@"; do r+=" $cell |"; done; ROWS+=("$r"); }
 
 # --- (a) durable submissions: wrk POST /job --------------------------------------------------------
 [ "$SKIP_API" = 1 ] && CLIENTS=""
