@@ -7,6 +7,7 @@
 #include "models/model_registry.h"
 #include "scheduler/scheduler.h"
 #include "store/audit_store.h"
+#include "store/blob_store.h"
 #include "store/job_store.h"
 #include "store/key_store.h"
 #include "store/webhook_store.h"
@@ -22,6 +23,7 @@ struct ApiContext {
   AuditStore& audit;
   WebhookStore& webhooks;
   Metrics& metrics;  // HTTP metrics are added here; /metrics renders it
+  BlobStore& blobs;  // input files and artifacts
 };
 
 // Registers every route and advice on drogon::app() and configures its listener.

@@ -90,6 +90,7 @@ int serve(const Config& config) {
   JobMetrics job_metrics(metrics);
   SchedulerOptions options;
   options.metrics = &job_metrics;
+  options.blobs = &(*store)->blobs();
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
   Scheduler scheduler(**store, *models, options);
@@ -121,7 +122,7 @@ int serve(const Config& config) {
              for (auto& sha : shas) blobs.remove(sha);
            }});
 
-  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics};
+  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics, (*store)->blobs()};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();

@@ -3,8 +3,10 @@
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
+#include <drogon/utils/Utilities.h>
 #include <trantor/net/EventLoop.h>
 
+#include "api/dto/inputs.h"
 #include "api/dto/job_dto.h"
 #include "api/errors.h"
 #include "api/filters/auth.h"
@@ -56,10 +58,11 @@ nlohmann::json deliveryToJson(const WebhookDelivery& d) {
 
 void registerJobRoutes(const ApiContext& ctx) {
   addRoute("/job", drogon::Post, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
-    auto body = parseJsonObject(*req);
-    if (!body) return cb(errorResponse(body.error()));
-    auto job = parseNewJob(*body);
+    auto request = readJobRequest(req, ctx.blobs);
+    if (!request) return cb(errorResponse(request.error()));
+    auto job = parseNewJob(request->body);
     if (!job) return cb(errorResponse(job.error()));
+    job->inputs = std::move(request->inputs);
     auto key = idempotencyKey(*req);
     if (!key) return cb(errorResponse(key.error()));
     Principal who = principalOf(*req);
@@ -101,6 +104,56 @@ void registerJobRoutes(const ApiContext& ctx) {
              nlohmann::json out = nlohmann::json::array();
              for (auto& d : *deliveries) out.push_back(deliveryToJson(d));
              cb(jsonResponse({{"job_id", job->id}, {"deliveries", std::move(out)}}));
+           });
+
+  // A completed job's files: the primary artifact (the first) or one by name, as raw bytes with
+  // their content type, or ?format=base64 as JSON.
+  auto sendArtifact = [&ctx](const drogon::HttpRequest& req, const Job& job, const std::string* name, Callback& cb) {
+    if (auto r = onlyKnownQuery(req, {"format"}); !r) return cb(errorResponse(r.error()));
+    auto it = req.parameters().find("format");
+    std::string format = it == req.parameters().end() ? "raw" : it->second;
+    if (format != "raw" && format != "base64") {
+      return cb(errorResponse(Error::invalid("query parameter 'format' must be raw or base64", "format")));
+    }
+    if (job.artifacts.empty()) {
+      return cb(errorResponse(Error::notFound(std::format(
+          "job {} has no artifacts ({}); its result is in GET /job/{}", job.id, toString(job.status), job.id))));
+    }
+    const JobFile* file = &job.artifacts.front();
+    if (name) {
+      auto it = std::ranges::find_if(job.artifacts, [&](const JobFile& f) { return f.name == *name; });
+      if (it == job.artifacts.end()) {
+        return cb(errorResponse(Error::notFound(std::format("job {} has no artifact '{}'", job.id, name->substr(0, 64)))));
+      }
+      file = &*it;
+    }
+    auto bytes = ctx.blobs.read(file->sha256);
+    if (!bytes) return cb(errorResponse(bytes.error()));
+    if (format == "base64") {
+      return cb(jsonResponse({{"name", file->name},
+                              {"content_type", file->content_type},
+                              {"bytes", file->bytes},
+                              {"sha256", file->sha256},
+                              {"data", drogon::utils::base64Encode(*bytes)}}));
+    }
+    auto resp = drogon::HttpResponse::newHttpResponse();
+    resp->setContentTypeString(file->content_type);
+    resp->setBody(std::move(*bytes));
+    resp->addHeader("Content-Disposition", std::format("inline; filename=\"{}\"", file->name));
+    cb(resp);
+  };
+  addRoute("/job/{id}/result", drogon::Get, Access::kUser,
+           [&ctx, sendArtifact](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+             auto job = visibleJob(ctx, *req, id_text);
+             if (!job) return cb(errorResponse(job.error()));
+             sendArtifact(*req, *job, nullptr, cb);
+           });
+  addRoute("/job/{id}/artifacts/{name}", drogon::Get, Access::kUser,
+           [&ctx, sendArtifact](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text,
+                                const std::string& name) {
+             auto job = visibleJob(ctx, *req, id_text);
+             if (!job) return cb(errorResponse(job.error()));
+             sendArtifact(*req, *job, &name, cb);
            });
 
   addRoute("/job", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {

@@ -55,9 +55,24 @@ Result<std::optional<Webhook>> parseWebhook(const nlohmann::json& body) {
   return std::optional<Webhook>(std::move(w));
 }
 
+nlohmann::ordered_json filesToJson(const std::vector<JobFile>& files, const std::string& url_prefix) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (auto& f : files) {
+    nlohmann::ordered_json o = {{"name", f.name}, {"content_type", f.content_type}, {"bytes", f.bytes}, {"sha256", f.sha256}};
+    if (!url_prefix.empty()) o["url"] = url_prefix + f.name;
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::ordered_json jobToJson(const Job& j) {
+  // result.artifacts gets each file's URL (the store keeps only name, type, size, hash).
+  nlohmann::ordered_json result = j.result;
+  if (result.is_object() && !j.artifacts.empty()) {
+    result["artifacts"] = filesToJson(j.artifacts, std::format("/job/{}/artifacts/", j.id));
+  }
   return nlohmann::ordered_json{
       {"id", j.id},
       {"model", j.model},
@@ -71,9 +86,10 @@ nlohmann::ordered_json jobToJson(const Job& j) {
       {"created_at", formatIsoUtc(j.created_at)},
       {"started_at", optTime(j.started_at)},
       {"finished_at", optTime(j.finished_at)},
-      {"result", j.result},
+      {"result", std::move(result)},
       {"error", j.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(j.error)},
       {"attempts", j.attempts},
+      {"inputs", filesToJson(j.inputs, "")},
       {"webhook", j.webhook ? nlohmann::ordered_json{{"url", j.webhook->url}, {"events", j.webhook->events}}
                             : nlohmann::ordered_json(nullptr)},
   };
