@@ -4,14 +4,16 @@
 
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
+#include "backends/ocr/ocr_backend.h"
 
 namespace statim {
 namespace {
 
 // Adding a backend: one folder under src/backends/ and one line here.
-const std::array<const Backend*, 2> kBackends = {
+const std::array<const Backend*, 3> kBackends = {
     &echoBackend(),
     &llamaBackend(),
+    &ocrBackend(),
 };
 
 }  // namespace

@@ -60,7 +60,7 @@ void registerJobRoutes(const ApiContext& ctx) {
   addRoute("/job", drogon::Post, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     auto request = readJobRequest(req, ctx.blobs);
     if (!request) return cb(errorResponse(request.error()));
-    auto job = parseNewJob(request->body);
+    auto job = parseNewJob(request->body, !request->inputs.empty());
     if (!job) return cb(errorResponse(job.error()));
     job->inputs = std::move(request->inputs);
     auto key = idempotencyKey(*req);

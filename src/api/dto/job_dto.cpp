@@ -95,7 +95,7 @@ nlohmann::ordered_json jobToJson(const Job& j) {
   };
 }
 
-Result<NewJob> parseNewJob(const nlohmann::json& body) {
+Result<NewJob> parseNewJob(const nlohmann::json& body, bool has_inputs) {
   static const std::initializer_list<std::string_view> kFields = {
       "model", "prompt", "messages", "input", "params", "priority", "webhook", "webhook_events"};
   for (auto& [k, v] : body.items()) {
@@ -130,10 +130,13 @@ Result<NewJob> parseNewJob(const nlohmann::json& body) {
 
   // The input: exactly one of prompt (completion), messages (chat), input (embedding).
   int given = body.contains("prompt") + body.contains("messages") + body.contains("input");
-  if (given == 0)
+  bool files_only = given == 0 && has_inputs;  // a file job (ocr, transcription, ...): the files are the input
+  if (given == 0 && !files_only)
     return fail(Error::invalid("'prompt' is required (or 'messages' for chat, 'input' for embeddings)", "prompt"));
   if (given > 1) return fail(Error::invalid("give only one of 'prompt', 'messages' and 'input'", "prompt"));
-  if (auto messages = body.find("messages"); messages != body.end()) {
+  if (files_only) {
+    // no text input: the model's job type and its files say what to do
+  } else if (auto messages = body.find("messages"); messages != body.end()) {
     if (!messages->is_array() || messages->empty()) {
       return fail(Error::invalid("'messages' must be a non-empty list of {role, content}", "messages"));
     }

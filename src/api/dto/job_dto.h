@@ -14,7 +14,8 @@ nlohmann::ordered_json jobToJson(const Job& job);
 
 // Validates a POST /job body: {"model", "prompt" | "messages" | "input", "params"?, "priority"?}.
 // "messages" makes a chat job, "input" an embedding job; both travel in params.
-Result<NewJob> parseNewJob(const nlohmann::json& body);
+// has_inputs: the request carries files, which may stand in for a prompt.
+Result<NewJob> parseNewJob(const nlohmann::json& body, bool has_inputs = false);
 
 // Parses a job id path segment: a positive decimal integer, nothing else.
 Result<JobId> parseJobId(std::string_view text);

@@ -314,6 +314,9 @@ Result<std::optional<Job>> SqliteStore::claimNext(const std::string& model, cons
     if (job && job->webhook) {
       if (auto r = enqueueWebhook(db, job->id, "started", now); !r) return statim::fail(r.error());
     }
+    if (job) {
+      if (auto r = loadJobFiles(db, blobs_, *job); !r) return statim::fail(r.error());  // the worker reads them
+    }
     return job;
   });
 }
