@@ -34,7 +34,7 @@ PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/version"), ("get", 
           ("get", "/docs/swagger-ui-bundle.js"), ("get", "/docs/swagger-ui.css")}
 ADMIN = {("get", "/metrics"), ("get", "/admin/audit")}
 JOB_FIELDS = ["id", "model", "type", "prompt", "params", "priority", "status", "status_message", "timestamp",
-              "created_at", "started_at", "finished_at", "result", "error", "attempts", "webhook"]
+              "created_at", "started_at", "finished_at", "result", "error", "attempts", "inputs", "webhook"]
 GREEDY = {"temperature": 0}
 
 

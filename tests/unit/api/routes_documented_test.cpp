@@ -29,7 +29,7 @@ TEST(OpenApiTest, EveryRegisteredRouteIsDocumentedAndNothingElse) {
   Config config;
   config.http_port = 0;
   Metrics metrics;
-  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics};
+  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics, (*store)->blobs()};
   api::configureServer(ctx);
 
   auto doc = nlohmann::json::parse(api::openApiDocument());
