@@ -408,6 +408,22 @@ class ServerFactory:
         fail_on_sanitizer_reports(self.servers)
 
 
+def served(s: Server) -> Iterator[Server]:
+    """For module-scoped server fixtures: `yield from served(s)` hands out the started server,
+    then stops it and fails on sanitizer reports in its log."""
+    yield s
+    s.cleanup()
+    fail_on_sanitizer_reports([s])
+
+
+@pytest.fixture(autouse=True)
+def srv_stays_up(request):
+    """A test using a server fixture named `srv` fails when that server died during it."""
+    yield
+    if "srv" in request.fixturenames:
+        assert request.getfixturevalue("srv").running, "the server died"
+
+
 def fail_on_sanitizer_reports(servers: Iterable[Server]) -> None:
     """Under ASan/UBSan a report does not always crash the server: look for one in every log.
     Module-scoped servers call this after cleanup() (make_server's servers get it for free)."""

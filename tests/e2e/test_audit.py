@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ISO_Z_RE, Server, assert_error, fail_on_sanitizer_reports, iso_micros, wait_until
+from conftest import ISO_Z_RE, Server, assert_error, served, iso_micros, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +23,8 @@ def srv(tmp_path_factory):
     s.other_key = s.create_key("aud-other", "--models", "echo")
     s.key = s.admin_key
     s.start()
-    yield s
-    s.cleanup()
-    fail_on_sanitizer_reports([s])
+    yield from served(s)
 
-
-@pytest.fixture(autouse=True)
-def srv_stays_up(request):
-    yield
-    if "srv" in request.fixturenames:
-        assert request.getfixturevalue("srv").running, "the server died"
 
 
 def audit(srv: Server, **params) -> dict:

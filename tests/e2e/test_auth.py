@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, Server, assert_error, fail_on_sanitizer_reports, wait_until
+from conftest import SLOW, Server, assert_error, served, wait_until
 
 MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 KEY_RE = re.compile(r"sk-statim-[0-9a-f]{48}")
@@ -43,16 +43,8 @@ def srv(tmp_path_factory):
     s.echo_only = s.create_key("echo-only", "--models", "echo")
     s.key = s.admin_key
     s.start()
-    yield s
-    s.cleanup()
-    fail_on_sanitizer_reports([s])
+    yield from served(s)
 
-
-@pytest.fixture(autouse=True)
-def srv_stays_up(request):
-    yield
-    if "srv" in request.fixturenames:
-        assert request.getfixturevalue("srv").running, "the server died"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, Server, assert_error, fail_on_sanitizer_reports, wait_until
+from conftest import SLOW, Server, assert_error, served, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +16,8 @@ def srv(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("idem"), name="idem")
     s.add_model("echo", max_queue=1000, parallel=2)
     s.start()
-    yield s
-    s.cleanup()
-    fail_on_sanitizer_reports([s])
+    yield from served(s)
 
-
-@pytest.fixture(autouse=True)
-def srv_stays_up(request):
-    yield
-    if "srv" in request.fixturenames:
-        assert request.getfixturevalue("srv").running, "the server died"
 
 
 def ikey(name: str) -> str:

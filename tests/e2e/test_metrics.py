@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import SLOW, Server, fail_on_sanitizer_reports
+from conftest import SLOW, Server, served
 
 LINE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -63,16 +63,8 @@ def srv(tmp_path_factory, tiny_gguf):
     s.add_model("tiny", backend="llama", file=str(tiny_gguf), parallel=2, max_queue=100,
                 params={"n_ctx": 512, "threads": 1})
     s.start(timeout=60)
-    yield s
-    s.cleanup()
-    fail_on_sanitizer_reports([s])
+    yield from served(s)
 
-
-@pytest.fixture(autouse=True)
-def srv_stays_up(request):
-    yield
-    if "srv" in request.fixturenames:
-        assert request.getfixturevalue("srv").running, "the server died"
 
 
 def test_metrics_pass_promtool(srv):
