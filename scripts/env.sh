@@ -66,6 +66,12 @@ statim_env_chroot() {
   local binds=("$STATIM_PROJECT_DIR")
   [ -d "$STATIM_PROJECT_DIR/../shared" ] && binds+=("$(cd "$STATIM_PROJECT_DIR/../shared" && pwd)")
   case "$PWD" in "$STATIM_PROJECT_DIR"*) ;; /|/tmp*|/proc*|/dev*|/sys*) ;; *) binds+=("$PWD") ;; esac
+  # A compiler cache shared by every checkout on this machine (CMake uses ccache when present);
+  # paths below the checkout's parent are hashed relative, so sibling checkouts share hits.
+  local ccache_dir; ccache_dir="$(statim_env_cache)/ccache"
+  mkdir -p "$ccache_dir" && binds+=("$ccache_dir")
+  export CCACHE_DIR="${CCACHE_DIR:-$ccache_dir}" CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$STATIM_PROJECT_DIR")}"
+  export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
   local cwd=$PWD
   [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) cwd=/ ;; esac
   STATIM_ENV_ROOT_DIR=$root STATIM_ENV_BINDS="${binds[*]}" STATIM_ENV_CWD=$cwd \
