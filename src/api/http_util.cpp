@@ -119,6 +119,15 @@ Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string&
   return v;
 }
 
+Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name) {
+  const auto& params = req.parameters();
+  auto it = params.find(name);
+  if (it == params.end()) return false;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  return fail(Error::invalid(std::format("query parameter '{}' must be true or false (got '{}')", name, it->second), name));
+}
+
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known) {
   for (auto& [k, v] : req.parameters()) {
     bool found = false;

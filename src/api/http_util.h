@@ -20,6 +20,8 @@ Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req);
 // Parses a query parameter as an integer in [min, max]; absent -> fallback.
 Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string& name, std::int64_t fallback,
                               std::int64_t min, std::int64_t max);
+// Parses a query parameter as a boolean ("true"/"false", "1"/"0"); absent -> false.
+Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name);
 // Rejects query parameters not in `known`, naming them.
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known);
 

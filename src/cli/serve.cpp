@@ -117,10 +117,7 @@ int serve(const Config& config) {
       {.jobs_days = config.jobs_retention_days,
        .audit_days = config.audit_retention_days,
        .interval = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_sweep_interval_seconds * 1000)),
-       .on_files_orphaned =
-           [&blobs = (*store)->blobs()](const std::vector<std::string>& shas) {
-             for (auto& sha : shas) blobs.remove(sha);
-           }});
+       .blobs = &(*store)->blobs()});
 
   api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics, (*store)->blobs()};
   api::configureServer(ctx);

@@ -1,6 +1,7 @@
 // Retention: a background thread that deletes ended jobs older than jobs.retention_days (and
-// what belongs to them) and audit rows older than audit.retention_days. It runs once at start,
-// then every `interval`.
+// what belongs to them, their files included) and audit rows older than audit.retention_days,
+// and removes files no job refers to (inputs of refused requests, writes cut short by a crash)
+// once they are `orphan_grace` old. It runs once at start, then every `interval`.
 //
 // Thread-safety: construct and destroy from one thread; the sweep runs on its own thread.
 #pragma once
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "store/audit_store.h"
+#include "store/blob_store.h"
 #include "store/job_store.h"
 
 namespace statim {
@@ -21,8 +23,8 @@ struct RetentionOptions {
   double jobs_days = 0;   // 0: keep jobs forever
   double audit_days = 0;  // 0: keep audit rows forever
   std::chrono::milliseconds interval{600000};
-  // Called with the blobs the deleted jobs left unreferenced (to remove the bytes); may be empty.
-  std::function<void(const std::vector<std::string>&)> on_files_orphaned;
+  BlobStore* blobs = nullptr;  // the job files; null: no file is removed
+  std::chrono::milliseconds orphan_grace{3600 * 1000};
 };
 
 class Housekeeping {
@@ -36,6 +38,9 @@ class Housekeeping {
   void sweep();
 
  private:
+  void expireJobs();
+  void sweepOrphanedFiles();
+
   JobStore& jobs_;
   AuditStore& audit_;
   RetentionOptions options_;

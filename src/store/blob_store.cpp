@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <format>
 #include <fstream>
 #include <random>
@@ -29,7 +30,11 @@ Result<JobFile> BlobStore::put(const std::string& name, const std::string& conte
   JobFile f{name, content_type, static_cast<std::int64_t>(bytes.size()), crypto::sha256Hex(bytes), {}};
   f.path = pathOf(f.sha256);
   std::error_code ec;
-  if (std::filesystem::exists(f.path, ec)) return f;
+  if (std::filesystem::exists(f.path, ec)) {
+    // Renew its time: removeReleased() then keeps it for the job being created with it.
+    std::filesystem::last_write_time(f.path, std::filesystem::file_time_type::clock::now(), ec);
+    return f;
+  }
   std::filesystem::create_directories(f.path.parent_path(), ec);
   if (ec) return fail(Error::storage(std::format("cannot create {}: {}", f.path.parent_path().string(), ec.message())));
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -68,6 +73,48 @@ void BlobStore::remove(const std::string& sha256) {
   auto path = pathOf(sha256);
   std::error_code ec;
   if (!path.empty()) std::filesystem::remove(path, ec);
+}
+
+namespace {
+
+Micros writtenAt(const std::filesystem::path& p, std::error_code& ec) {
+  auto t = std::filesystem::last_write_time(p, ec);
+  auto sys = std::chrono::clock_cast<std::chrono::system_clock>(t);
+  return std::chrono::duration_cast<std::chrono::microseconds>(sys.time_since_epoch()).count();
+}
+
+}  // namespace
+
+size_t BlobStore::removeReleased(const std::vector<std::string>& sha256s, Micros released_at) {
+  size_t removed = 0;
+  for (auto& sha : sha256s) {
+    auto path = pathOf(sha);
+    std::error_code ec;
+    if (path.empty()) continue;
+    Micros t = writtenAt(path, ec);
+    if (ec || t > released_at) continue;  // gone already, or uploaded again since
+    if (std::filesystem::remove(path, ec)) ++removed;
+  }
+  return removed;
+}
+
+std::vector<std::string> BlobStore::filesWrittenBefore(Micros before) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(root_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    std::error_code tec;
+    Micros t = writtenAt(it->path(), tec);
+    if (tec || t >= before) continue;
+    std::string name = it->path().filename().string();
+    if (isHex64(name)) {
+      out.push_back(name);
+    } else if (name.find(".tmp-") != std::string::npos) {
+      std::filesystem::remove(it->path(), tec);  // a write that never finished
+    }
+  }
+  return out;
 }
 
 }  // namespace statim

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "statim/error.h"
 #include "statim/job.h"
@@ -25,6 +26,13 @@ class BlobStore {
   Result<std::string> read(const std::string& sha256) const;
   // Deletes the bytes of `sha256` (the caller knows no row refers to them any more).
   void remove(const std::string& sha256);
+  // Deletes those of `sha256s` not written since `released_at` (put() of bytes already stored
+  // renews their time): a file released by deleted jobs may meanwhile have been uploaded again
+  // for a job whose row is not committed yet. Returns how many were removed.
+  size_t removeReleased(const std::vector<std::string>& sha256s, Micros released_at);
+  // Stored files last written before `before` (candidates for the orphan sweep); interrupted
+  // writes (temp files) older than that are deleted on the way.
+  std::vector<std::string> filesWrittenBefore(Micros before);
 
  private:
   std::filesystem::path root_;

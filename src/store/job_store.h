@@ -55,6 +55,9 @@ struct CancelOutcome {
 struct DeletedJobs {
   std::vector<JobId> ids;
   std::vector<std::string> orphaned_files;  // sha256 of blobs no remaining job refers to
+  // The latest finished_at of the deleted jobs: an orphaned blob written (or re-uploaded) after
+  // this moment belongs to a job being created now and must stay (BlobStore::removeReleased).
+  Micros released_at = 0;
 };
 
 struct RequeueReport {
@@ -102,6 +105,11 @@ class JobStore {
   // Deletes jobs that ended before `before` (with their webhook and file rows); returns their
   // ids and the blobs nothing refers to any more (for the caller to remove).
   virtual Result<DeletedJobs> deleteFinishedBefore(Micros before) = 0;
+  // Deletes one ended job and what belongs to it. kNotFound for an unknown id; kConflict (naming
+  // the status) while it is QUEUED or PROCESSING: cancel it first.
+  virtual Result<DeletedJobs> deleteJob(JobId id) = 0;
+  // Those of `sha256s` that no job's inputs or artifacts refer to (for sweeping the blob store).
+  virtual Result<std::vector<std::string>> unreferencedFiles(const std::vector<std::string>& sha256s) = 0;
 };
 
 }  // namespace statim

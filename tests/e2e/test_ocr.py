@@ -93,3 +93,48 @@ def test_a_corrupt_image_fails_the_job_with_a_reason_and_the_model_keeps_working
     assert "could not be decoded as an image" in job["error"], job["error"]
     ok = server.post("/job", data={"model": "ocr"}, files={"page": ("scan.png", IMAGE.read_bytes())})
     assert server.wait_job(ok.json()["id"])["result"]["text"].startswith("Hello World 2024")
+
+
+def test_purging_an_ended_job_removes_it_and_its_files(server):
+    data = IMAGE.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    blob = server.data_dir / "files" / sha[:2] / sha
+    first = server.post("/job", data={"model": "ocr"}, files={"page": ("scan.png", data)}).json()
+    second = server.post("/job", data={"model": "ocr"}, files={"page": ("again.png", data)}).json()
+    for j in (first, second):
+        assert server.wait_job(j["id"])["status"] == "COMPLETED"
+    assert blob.read_bytes() == data
+
+    # Without purge, DELETE cancels (and an ended job stays as it was).
+    r = server.request("DELETE", f"/job/{first['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+    assert_error(server.request("DELETE", f"/job/{first['id']}?purge=yes"), 400, "invalid_request",
+                 "query parameter 'purge' must be true or false (got 'yes')")
+    assert_error(server.request("DELETE", f"/job/{first['id']}?purge=true&force=1"), 400, "invalid_request",
+                 "unknown query parameter 'force'")
+
+    r = server.request("DELETE", f"/job/{first['id']}?purge=true")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": first["id"], "deleted": True, "files_removed": 0}, "the other job still reads the image"
+    assert blob.exists()
+    assert_error(server.get(f"/job/{first['id']}"), 404, "not_found", f"job {first['id']} not found")
+    assert_error(server.request("DELETE", f"/job/{first['id']}?purge=true"), 404, "not_found", "not found")
+
+    r = server.request("DELETE", f"/job/{second['id']}?purge=true")
+    assert r.json() == {"id": second["id"], "deleted": True, "files_removed": 1}, r.text
+    assert not blob.exists(), "the last job that read the image took it with it"
+
+
+def test_a_job_still_queued_or_running_is_not_purged(server):
+    running = server.submit("echo", "slow", {"delay_ms": 60000})
+    queued = server.submit("echo", "waits", {"delay_ms": 1})
+    server.wait_running(running["id"])
+    for job, status in ((running, "PROCESSING"), (queued, "QUEUED")):
+        assert_error(server.request("DELETE", f"/job/{job['id']}?purge=true"), 409, "conflict",
+                     f"job {job['id']} is {status}: only an ended job can be deleted; cancel it first "
+                     f"(POST /job/{job['id']}/cancel)")
+    assert server.request("DELETE", f"/job/{running['id']}").json()["status"] in ("PROCESSING", "CANCELLED")
+    assert server.wait_job(running["id"])["status"] == "CANCELLED"
+    assert server.wait_job(queued["id"])["status"] == "COMPLETED"
+    for job in (running, queued):
+        assert server.request("DELETE", f"/job/{job['id']}?purge=true").json()["deleted"] is True

@@ -193,7 +193,23 @@ void registerJobRoutes(const ApiContext& ctx) {
     cb(orderedJsonResponse(jobToJson(*job)));
   };
   addRoute("/job/{id}/cancel", drogon::Post, Access::kUser, cancel);
-  addRoute("/job/{id}", drogon::Delete, Access::kUser, cancel);
+  // DELETE cancels, as POST .../cancel does; with ?purge=true it removes an ended job for good:
+  // its row, its webhook records and the files no other job refers to.
+  addRoute("/job/{id}", drogon::Delete, Access::kUser,
+           [&ctx, cancel](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+    if (auto r = onlyKnownQuery(*req, {"purge"}); !r) return cb(errorResponse(r.error()));
+    auto purge = queryBool(*req, "purge");
+    if (!purge) return cb(errorResponse(purge.error()));
+    if (!*purge) return cancel(req, std::move(cb), id_text);
+    auto visible = visibleJob(ctx, *req, id_text);
+    if (!visible) return cb(errorResponse(visible.error()));
+    noteJob(*req, visible->id, visible->model);
+    auto deleted = ctx.store.deleteJob(visible->id);
+    if (!deleted) return cb(errorResponse(deleted.error()));
+    size_t removed = ctx.blobs.removeReleased(deleted->orphaned_files, deleted->released_at);
+    cb(orderedJsonResponse(
+        nlohmann::ordered_json{{"id", visible->id}, {"deleted", true}, {"files_removed", removed}}));
+  });
 
   // The job's life as Server-Sent Events: "state" first (the job now, and data.text so far),
   // then queued / started / token / completed | failed | cancelled. A client may join any time;

@@ -453,47 +453,106 @@ Result<std::map<std::string, std::int64_t>> SqliteStore::queuedByModel() {
   return out;
 }
 
+Result<void> deleteJobRows(SqliteDb& db, DeletedJobs& out) {
+  auto files = db.prepare("DELETE FROM job_files WHERE job_id = ?1 RETURNING sha256");
+  auto still = db.prepare("SELECT 1 FROM job_files WHERE sha256 = ?1 LIMIT 1");
+  if (!files) return statim::fail(files.error());
+  if (!still) return statim::fail(still.error());
+  std::vector<std::string> freed;
+  for (JobId id : out.ids) {
+    (*files)->bind(1, id);
+    if (auto r = (*files)->forEachRow([&](const SqliteStatement& s) { freed.push_back(s.columnText(0)); }); !r) {
+      return statim::fail(r.error());
+    }
+  }
+  std::ranges::sort(freed);
+  freed.erase(std::unique(freed.begin(), freed.end()), freed.end());
+  for (auto& sha : freed) {
+    bool used = false;
+    (*still)->bind(1, sha);
+    if (auto r = (*still)->forEachRow([&](const SqliteStatement&) { used = true; }); !r) return statim::fail(r.error());
+    if (!used) out.orphaned_files.push_back(sha);
+  }
+  for (const char* sql : {"DELETE FROM webhook_attempts WHERE delivery_id IN"
+                          " (SELECT id FROM webhook_deliveries WHERE job_id = ?1)",
+                          "DELETE FROM webhook_deliveries WHERE job_id = ?1"}) {
+    auto del = db.prepare(sql);
+    if (!del) return statim::fail(del.error());
+    for (JobId id : out.ids) {
+      if (auto r = (*del)->bind(1, id).run(); !r) return statim::fail(r.error());
+      (*del)->reset();
+    }
+  }
+  return {};
+}
+
 Result<DeletedJobs> SqliteStore::deleteFinishedBefore(Micros before) {
   return write<DeletedJobs>([&](SqliteDb& db) -> Result<DeletedJobs> {
     DeletedJobs out;
     auto st = db.prepare(
-        "DELETE FROM jobs WHERE finished_at < ?1 AND status IN ('COMPLETED','FAILED','CANCELLED') RETURNING id");
+        "DELETE FROM jobs WHERE finished_at < ?1 AND status IN ('COMPLETED','FAILED','CANCELLED')"
+        " RETURNING id, finished_at");
     if (!st) return statim::fail(st.error());
     (*st)->bind(1, before);
-    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { out.ids.push_back(s.columnInt(0)); }); !r) {
+    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) {
+          out.ids.push_back(s.columnInt(0));
+          out.released_at = std::max(out.released_at, s.columnInt(1));
+        });
+        !r) {
       return statim::fail(r.error());
     }
-    auto files = db.prepare("DELETE FROM job_files WHERE job_id = ?1 RETURNING sha256");
-    auto still = db.prepare("SELECT 1 FROM job_files WHERE sha256 = ?1 LIMIT 1");
-    if (!files) return statim::fail(files.error());
-    if (!still) return statim::fail(still.error());
-    std::vector<std::string> freed;
-    for (JobId id : out.ids) {
-      (*files)->bind(1, id);
-      if (auto r = (*files)->forEachRow([&](const SqliteStatement& s) { freed.push_back(s.columnText(0)); }); !r) {
-        return statim::fail(r.error());
-      }
-    }
-    std::ranges::sort(freed);
-    freed.erase(std::unique(freed.begin(), freed.end()), freed.end());
-    for (auto& sha : freed) {
-      bool used = false;
-      (*still)->bind(1, sha);
-      if (auto r = (*still)->forEachRow([&](const SqliteStatement&) { used = true; }); !r) return statim::fail(r.error());
-      if (!used) out.orphaned_files.push_back(sha);
-    }
-    for (const char* sql : {"DELETE FROM webhook_attempts WHERE delivery_id IN"
-                            " (SELECT id FROM webhook_deliveries WHERE job_id = ?1)",
-                            "DELETE FROM webhook_deliveries WHERE job_id = ?1"}) {
-      auto del = db.prepare(sql);
-      if (!del) return statim::fail(del.error());
-      for (JobId id : out.ids) {
-        if (auto r = (*del)->bind(1, id).run(); !r) return statim::fail(r.error());
-        (*del)->reset();
-      }
-    }
+    if (auto r = deleteJobRows(db, out); !r) return statim::fail(r.error());
     return out;
   });
+}
+
+Result<DeletedJobs> SqliteStore::deleteJob(JobId id) {
+  return write<DeletedJobs>([&](SqliteDb& db) -> Result<DeletedJobs> {
+    DeletedJobs out;
+    auto st = db.prepare(
+        "DELETE FROM jobs WHERE id = ?1 AND status IN ('COMPLETED','FAILED','CANCELLED') RETURNING id, finished_at");
+    if (!st) return statim::fail(st.error());
+    (*st)->bind(1, id);
+    if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) {
+          out.ids.push_back(s.columnInt(0));
+          out.released_at = s.columnInt(1);
+        });
+        !r) {
+      return statim::fail(r.error());
+    }
+    if (out.ids.empty()) {
+      auto status = db.prepare("SELECT status FROM jobs WHERE id = ?1");
+      if (!status) return statim::fail(status.error());
+      (*status)->bind(1, id);
+      std::string now;
+      if (auto r = (*status)->forEachRow([&](const SqliteStatement& s) { now = s.columnText(0); }); !r) {
+        return statim::fail(r.error());
+      }
+      if (now.empty()) return statim::fail(Error::notFound(std::format("job {} not found", id)));
+      return statim::fail(Error{ErrorCode::kConflict,
+                                std::format("job {} is {}: only an ended job can be deleted; cancel it first "
+                                            "(POST /job/{}/cancel)",
+                                            id, now, id),
+                                {}});
+    }
+    if (auto r = deleteJobRows(db, out); !r) return statim::fail(r.error());
+    return out;
+  });
+}
+
+Result<std::vector<std::string>> SqliteStore::unreferencedFiles(const std::vector<std::string>& sha256s) {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  auto st = lease->db->prepare("SELECT 1 FROM job_files WHERE sha256 = ?1 LIMIT 1");
+  if (!st) return statim::fail(st.error());
+  std::vector<std::string> out;
+  for (auto& sha : sha256s) {
+    bool used = false;
+    (*st)->bind(1, sha);
+    if (auto r = (*st)->forEachRow([&](const SqliteStatement&) { used = true; }); !r) return statim::fail(r.error());
+    if (!used) out.push_back(sha);
+  }
+  return out;
 }
 
 }  // namespace statim

@@ -50,6 +50,8 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;
   Result<DeletedJobs> deleteFinishedBefore(Micros before) override;
+  Result<DeletedJobs> deleteJob(JobId id) override;
+  Result<std::vector<std::string>> unreferencedFiles(const std::vector<std::string>& sha256s) override;
 
   // KeyStore
   Result<ApiKey> createKey(ApiKey key) override;
@@ -136,6 +138,10 @@ Result<T> SqliteStore::write(Fn fn) {
            }});
   return future.get();
 }
+
+// Deletes the rows of the jobs `out.ids` that belong to them (files, webhooks) and fills
+// out.orphaned_files; the job rows themselves are already gone.
+Result<void> deleteJobRows(SqliteDb& db, DeletedJobs& out);
 
 // The files of jobs; loads them into `job` (path filled from `blobs`).
 Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job);
