@@ -48,12 +48,12 @@ class Scheduler::Control final : public JobControl {
   bool cancelRequested() const { return cancel_.load(); }
 
  private:
-  std::vector<JobFile> artifacts_;  // only touched from the job's own thread
-  BlobStore* blobs_;
   JobId id_;
   std::atomic<bool> cancel_{false};
   const std::atomic<bool>& hard_stop_;
   JobEvents& events_;
+  BlobStore* blobs_;
+  std::vector<JobFile> artifacts_;  // only touched from the job's own thread
 };
 
 namespace {

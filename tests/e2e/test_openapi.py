@@ -655,8 +655,11 @@ def test_admin_routes_refuse_user_keys_as_documented(secured, api):
         r = secured.request("GET", path, key=secured.admin_key)
         assert r.status_code == 200, r.text
         api.check(r, "get", path)
-    page = api.check(secured.get("/admin/audit", params={"key": "oa-user"}), "get", "/admin/audit")
-    assert page["entries"] and all(e["key_name"] == "oa-user" for e in page["entries"]), page
+    # Audit rows are written in the store's next group commit, not before the response: wait.
+    page = wait_until(lambda: (lambda p: p if p["entries"] else None)(
+        api.check(secured.get("/admin/audit", params={"key": "oa-user"}), "get", "/admin/audit")),
+        10, "the user key's audit rows")
+    assert all(e["key_name"] == "oa-user" for e in page["entries"]), page
 
 
 def test_model_limits_and_rates_are_documented_errors(secured, api):
