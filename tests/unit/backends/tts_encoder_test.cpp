@@ -79,7 +79,9 @@ TEST(TtsEncoderTest, EachFormatDecodesBackAsItselfWithTheSameLength) {
     auto enc = encodeAudio(samples, kRate, *findFormat(e.name));
     ASSERT_TRUE(enc) << enc.error().message;
     EXPECT_EQ(enc->sample_rate, e.rate);
-    if (*e.magic) EXPECT_EQ(enc->bytes.substr(0, std::strlen(e.magic)), e.magic);
+    if (*e.magic) {
+      EXPECT_EQ(enc->bytes.substr(0, std::strlen(e.magic)), e.magic);
+    }
     auto info = decodeInfo(enc->bytes);
     ASSERT_TRUE(info) << info.error().message;
     EXPECT_EQ(info->channels, 1);
