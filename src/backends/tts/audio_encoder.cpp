@@ -78,7 +78,8 @@ struct SndfileCloser {
 };
 using SndfilePtr = std::unique_ptr<SNDFILE, SndfileCloser>;
 
-// Band-limited rate conversion (libsamplerate); only for the formats with a fixed rate.
+// Band-limited rate conversion (libsamplerate; its fastest sinc is plenty for speech at a
+// 22.05 -> 24 kHz step); only for the formats with a fixed rate.
 Result<std::vector<std::int16_t>> resample(std::span<const std::int16_t> in, int from, int to) {
   std::vector<float> src(in.size()), dst(static_cast<size_t>(std::ceil(in.size() * double(to) / from)) + 64);
   src_short_to_float_array(in.data(), src.data(), static_cast<int>(in.size()));
@@ -89,7 +90,7 @@ Result<std::vector<std::int16_t>> resample(std::span<const std::int16_t> in, int
   d.output_frames = static_cast<long>(dst.size());
   d.src_ratio = double(to) / from;
   d.end_of_input = 1;
-  if (int rc = src_simple(&d, SRC_SINC_MEDIUM_QUALITY, 1); rc != 0) {
+  if (int rc = src_simple(&d, SRC_SINC_FASTEST, 1); rc != 0) {
     return fail(Error::backend(std::format("resampling {} Hz -> {} Hz failed: {}", from, to, src_strerror(rc))));
   }
   std::vector<std::int16_t> out(static_cast<size_t>(d.output_frames_gen));
