@@ -87,7 +87,7 @@ Result<NewJob> parseSpeechRequest(const nlohmann::json& body) {
                                  "voice"));
     }
     std::string voice = *v;
-    auto mapped = std::ranges::find(kOpenAiVoices, std::string_view(voice), &std::pair<std::string_view, std::string_view>::first);
+    auto mapped = std::ranges::find_if(kOpenAiVoices, [&](auto& v) { return v.first == voice; });
     job.params["voice"] = mapped != kOpenAiVoices.end() ? std::string(mapped->second) : voice;
   }
   std::string format = "mp3";  // OpenAI's default

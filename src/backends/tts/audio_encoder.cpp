@@ -134,16 +134,19 @@ Result<EncodedAudio> encodeAudio(std::span<const std::int16_t> samples, int samp
   info.format = sndfileFormat(format.format);
   SndfilePtr out(sf_open_virtual(&io, SFM_WRITE, &info, &file));
   if (!out) {
-    return fail(Error::backend(std::format("libsndfile cannot write {} at {} Hz: {}", format.name, rate, sf_strerror(nullptr))));
+    return fail(Error::backend(
+        std::format("libsndfile cannot write {} at {} Hz: {}", format.name, rate, sf_strerror(nullptr))));
   }
-  sf_count_t written = samples.empty() ? 0 : sf_write_short(out.get(), samples.data(), static_cast<sf_count_t>(samples.size()));
+  sf_count_t written =
+      samples.empty() ? 0 : sf_write_short(out.get(), samples.data(), static_cast<sf_count_t>(samples.size()));
   if (written != static_cast<sf_count_t>(samples.size())) {
     return fail(Error::backend(std::format("libsndfile wrote {} of {} samples as {}: {}", written, samples.size(),
                                            format.name, sf_strerror(out.get()))));
   }
   // Closing flushes the encoder and patches the header: the bytes are complete only after it.
   if (int rc = sf_close(out.release()); rc != 0) {
-    return fail(Error::backend(std::format("libsndfile could not finish the {} stream: {}", format.name, sf_error_number(rc))));
+    return fail(Error::backend(
+        std::format("libsndfile could not finish the {} stream: {}", format.name, sf_error_number(rc))));
   }
   return EncodedAudio{std::move(file.data), rate, static_cast<std::int64_t>(samples.size())};
 }

@@ -125,7 +125,8 @@ class TtsBackend final : public Backend {
     }
     if (auto r = params::integer(p, "pitch", 0, 100, "params"); !r) return r;
     if (auto f = p.find("format"); f != p.end() && (!f->is_string() || !tts::findFormat(f->get<std::string>()))) {
-      return fail(Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
+      return fail(
+          Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
     }
     return ok();
   }

@@ -78,7 +78,8 @@ TEST(TtsBackendTest, ParamsAndManifestsAreCheckedNamingTheField) {
   auto too_long = (*model)->checkJob(job);
   ASSERT_FALSE(too_long);
   EXPECT_EQ(too_long.error().field, "prompt");
-  EXPECT_NE(too_long.error().message.find("'prompt' has 51 characters; model 't' speaks at most 50"), std::string::npos);
+  EXPECT_NE(too_long.error().message.find("'prompt' has 51 characters; model 't' speaks at most 50"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -19,7 +19,9 @@ constexpr int kRate = 22050;
 // 1.5 s of a 440 Hz tone at half scale: enough for lossy codecs to keep something.
 std::vector<std::int16_t> tone(int frames = kRate * 3 / 2) {
   std::vector<std::int16_t> out(frames);
-  for (int i = 0; i < frames; ++i) out[i] = static_cast<std::int16_t>(16000 * std::sin(2 * std::numbers::pi * 440 * i / kRate));
+  for (int i = 0; i < frames; ++i) {
+    out[i] = static_cast<std::int16_t>(16000 * std::sin(2 * std::numbers::pi * 440 * i / kRate));
+  }
   return out;
 }
 
