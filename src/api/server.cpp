@@ -215,6 +215,7 @@ void configureServer(const ApiContext& ctx) {
   registerModelRoutes(ctx);
   registerSystemRoutes(ctx);
   registerOpenAiRoutes(ctx);
+  registerOpenAiAudioRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
   if (!auth->required()) {
