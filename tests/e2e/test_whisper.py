@@ -129,7 +129,7 @@ def test_flac_ogg_and_mp3_of_the_same_audio(srv):
         assert job["status"] == "COMPLETED", (fmt, subtype, job)
         assert job["inputs"][0]["content_type"] == ctype
         # Lossy codecs pad by a few milliseconds (MP3: up to a frame) and change the samples.
-        check_result(job["result"] | {"duration": round(len(data) / rate, 3)}, len(data) / rate)
+        check_result(job["result"], job["result"]["duration"])
         assert job["result"]["duration"] == pytest.approx(len(data) / rate, abs=0.1), (fmt, job["result"])
 
 
