@@ -209,7 +209,7 @@ def test_parallel_workers_run_two_jobs_at_once_on_one_model(srv):
     long = base64.b64encode(encode(np.tile(data, 120 * rate // len(data) + 1)[: 120 * rate], rate, "FLAC")).decode()
     ids = []
     for _ in range(2):
-        r = srv.post("/job", json={"model": "w", "inputs": {"audio": long}})
+        r = srv.post("/job", json={"model": "w", "inputs": {"audio": long}, "params": {"temperature": 0.2}})
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
     srv.wait_queue("w", queued=0, running=2)
