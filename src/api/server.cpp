@@ -216,6 +216,7 @@ void configureServer(const ApiContext& ctx) {
   registerSystemRoutes(ctx);
   registerOpenAiRoutes(ctx);
   registerOpenAiSpeechRoutes(ctx);
+  registerOpenAiAudioRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
   if (!auth->required()) {

@@ -35,6 +35,7 @@ void registerModelRoutes(const ApiContext& ctx);
 void registerSystemRoutes(const ApiContext& ctx);
 void registerOpenAiRoutes(const ApiContext& ctx);
 void registerOpenAiSpeechRoutes(const ApiContext& ctx);
+void registerOpenAiAudioRoutes(const ApiContext& ctx);  // /v1/audio/transcriptions
 void registerAdminRoutes(const ApiContext& ctx);
 void registerDocsRoutes(const ApiContext& ctx);
 

@@ -1,21 +1,21 @@
 #include "backends/registry.h"
 
-#include <array>
-
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
 #include "backends/ocr/ocr_backend.h"
 #include "backends/tts/tts_backend.h"
+#include "backends/whisper/whisper_backend.h"
 
 namespace statim {
 namespace {
 
 // Adding a backend: one folder under src/backends/ and one line here.
-const std::array<const Backend*, 4> kBackends = {
+const Backend* const kBackends[] = {
     &echoBackend(),
     &llamaBackend(),
     &ocrBackend(),
     &ttsBackend(),
+    &whisperBackend(),
 };
 
 }  // namespace
