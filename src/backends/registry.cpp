@@ -5,15 +5,17 @@
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
 #include "backends/ocr/ocr_backend.h"
+#include "backends/onnx/onnx_backend.h"
 
 namespace statim {
 namespace {
 
 // Adding a backend: one folder under src/backends/ and one line here.
-const std::array<const Backend*, 3> kBackends = {
+const std::array<const Backend*, 4> kBackends = {
     &echoBackend(),
     &llamaBackend(),
     &ocrBackend(),
+    &onnxBackend(),
 };
 
 }  // namespace
