@@ -35,7 +35,7 @@ Result<std::pair<int, int>> imageSize(const std::filesystem::path& file) {
   if (!f) return fail(Error::backend(std::format("cannot open {}", file.string())));
   int w = 0, h = 0, n = 0;
   if (!stbi_info_from_file(f.get(), &w, &h, &n)) {
-    return fail(Error::invalid(std::format("not a readable image header ({})", stbi_failure_reason())));
+    return fail(Error::invalid(std::format("the image could not be decoded (header: {})", stbi_failure_reason())));
   }
   return std::pair{w, h};
 }

@@ -77,8 +77,8 @@ TEST(OnnxImage, ToTensorSwapsToBgrPlanarAndNormalises) {
   EXPECT_FLOAT_EQ(t[1], 59);
   EXPECT_FLOAT_EQ(t[2], 9);   // (20 - 2) / 2
   EXPECT_FLOAT_EQ(t[3], 24);  // (50 - 2) / 2
-  EXPECT_FLOAT_EQ(t[4], 3);   // (10 - 3) / 3
-  EXPECT_FLOAT_EQ(t[5], 13);  // (40 - 3) / 3
+  EXPECT_FLOAT_EQ(t[4], 7.0f / 3);   // (10 - 3) / 3
+  EXPECT_FLOAT_EQ(t[5], 37.0f / 3);  // (40 - 3) / 3
 }
 
 TEST(OnnxImage, InvertAndScaleAndLetterboxPadding) {
@@ -158,8 +158,9 @@ TEST(OnnxPost, YoloxGridDecodeOnAHandMadeTensor) {
   const auto& second = (*d)[1];
   EXPECT_EQ(second.cls, 0);
   EXPECT_NEAR(second.score, 0.45, 1e-6);
-  EXPECT_NEAR(second.box.x1, 16, 1e-4);  // centre (32, 16), size 32 x 32
-  EXPECT_NEAR(second.box.y2, 32, 1e-4);
+  EXPECT_NEAR(second.box.x1, 16, 1e-4);  // centre (32, 0), size 32 x 32
+  EXPECT_NEAR(second.box.y1, -16, 1e-4);
+  EXPECT_NEAR(second.box.y2, 16, 1e-4);
   // A higher threshold drops the weaker one.
   EXPECT_EQ(decodeYolox(out, 10, cols, 64, 32, strides, 0.5f)->size(), 1u);
   // Rows that do not match the grids are an error naming the strides.
