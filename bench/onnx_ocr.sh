@@ -74,7 +74,7 @@ for c in 1 2; do
   RATE[det_statim_$c]=$(field jobs_per_s "$r")
   ROWS+=("| detection | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
   log "detection via ort_detect, $c client(s)"
-  r=$("$DIRECT" "$YOLOX" "$DOG" "$JOBS" "$c" "$THREADS")
+  r=$("$DIRECT" "$YOLOX" "$DOG" "$JOBS" "$c" "$THREADS" 2>"$WORK/ort_detect.err")  # libonnx duplicate-schema noise
   RATE[det_direct_$c]=$(field jobs_per_s "$r")
   ROWS+=("| detection | ort_detect (ORT direct) | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field detections "$r") detections |")
 done

@@ -1,6 +1,8 @@
 #include "backends/onnx/ort_model.h"
 
 #include <format>
+#include <iostream>
+#include <streambuf>
 
 #include <onnxruntime_cxx_api.h>
 
@@ -14,6 +16,23 @@ Ort::Env& env() {
   static Ort::Env* e = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "statim");
   return *e;
 }
+
+// Debian's ONNX Runtime links the system libonnx, and both register the standard operator schemas
+// when the first session is created: libonnx reports each duplicate on std::cerr ("Schema error:
+// Trying to register schema with name Abs ... already registered"), ~600 harmless lines. They are
+// dropped while a session is opened. Models are opened by the one model-loader thread, and statim's
+// own logging does not go through std::cerr, so nothing else is lost.
+class CerrSilencer {
+ public:
+  CerrSilencer() : saved_(std::cerr.rdbuf(&null_)) {}
+  ~CerrSilencer() { std::cerr.rdbuf(saved_); }
+
+ private:
+  struct NullBuf : std::streambuf {
+    int overflow(int c) override { return traits_type::not_eof(c); }
+  } null_;
+  std::streambuf* saved_;
+};
 
 DType fromOrt(ONNXTensorElementDataType t) {
   switch (t) {
@@ -73,7 +92,10 @@ Result<std::unique_ptr<OrtModel>> OrtModel::open(const std::filesystem::path& fi
     options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
     options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     auto impl = std::make_unique<Impl>();
-    impl->session = Ort::Session(env(), file.c_str(), options);
+    {
+      CerrSilencer quiet;
+      impl->session = Ort::Session(env(), file.c_str(), options);
+    }
     std::unique_ptr<OrtModel> m(new OrtModel(std::move(impl)));
     Ort::AllocatorWithDefaultOptions alloc;
     auto& s = m->impl_->session;
