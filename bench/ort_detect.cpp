@@ -82,6 +82,6 @@ int main(int argc, char** argv) {
   for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   auto q = [&](double p) { return all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))]; };
-  std::printf("RESULT jobs=%zu jobs_per_s=%.2f p50_ms=%.2f p90_ms=%.2f detections=%zu\n", all.size(),
-              all.size() / secs, q(0.5), q(0.9), found[0]);
+  std::printf("RESULT jobs=%zu jobs_per_s=%.2f p50_ms=%.2f p90_ms=%.2f detections=%zu\n", all.size(), all.size() / secs,
+              q(0.5), q(0.9), found[0]);
 }

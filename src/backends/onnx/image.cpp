@@ -45,10 +45,10 @@ Result<Image> decodeImage(const std::filesystem::path& file, int channels, std::
   if (!size) return fail(size.error());
   auto [w, h] = *size;
   if (static_cast<std::int64_t>(w) * h > max_pixels) {
-    return fail(Error{ErrorCode::kPayloadTooLarge,
-                      std::format("the image is {}x{} pixels; this model takes at most {} pixels (max_pixels)", w, h,
-                                  max_pixels),
-                      {}});
+    return fail(Error{
+        ErrorCode::kPayloadTooLarge,
+        std::format("the image is {}x{} pixels; this model takes at most {} pixels (max_pixels)", w, h, max_pixels),
+        {}});
   }
   FilePtr f(std::fopen(file.c_str(), "rb"));
   if (!f) return fail(Error::backend(std::format("cannot open {}", file.string())));

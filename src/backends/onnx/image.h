@@ -26,10 +26,10 @@ Result<Image> decodeImage(const std::filesystem::path& file, int channels, std::
 
 // Where the original image lands in the model's input: model = original * scale + pad.
 struct Geometry {
-  int src_w = 0, src_h = 0;  // original
-  int dst_w = 0, dst_h = 0;  // model input
-  double sx = 1, sy = 1;     // scale per axis (equal for letterbox)
-  int pad_x = 0, pad_y = 0;  // letterbox offset of the resized image (0 when aligned top-left)
+  int src_w = 0, src_h = 0;      // original
+  int dst_w = 0, dst_h = 0;      // model input
+  double sx = 1, sy = 1;         // scale per axis (equal for letterbox)
+  int pad_x = 0, pad_y = 0;      // letterbox offset of the resized image (0 when aligned top-left)
   int inner_w = 0, inner_h = 0;  // the resized image's size inside the input
 };
 

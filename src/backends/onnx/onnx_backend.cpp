@@ -54,8 +54,8 @@ class OnnxModel final : public LoadedModel {
       return ok();
     }
     if (job.inputs.size() > 1) {
-      return fail(Error::invalid(std::format("a {} job takes one image; got {} files", job.type, job.inputs.size()),
-                                 "inputs"));
+      return fail(
+          Error::invalid(std::format("a {} job takes one image; got {} files", job.type, job.inputs.size()), "inputs"));
     }
     for (auto& f : job.inputs) {
       auto size = onnx::imageSize(f.path);

@@ -81,10 +81,12 @@ Result<std::vector<std::string>> readLabels(const nlohmann::json& v, const std::
 }
 
 Result<void> parseImage(const nlohmann::json& p, ImageSpec& im) {
-  if (auto r = choice<Color>(p, "color", {{"gray", Color::kGray}, {"rgb", Color::kRgb}, {"bgr", Color::kBgr}}, im.color);
+  if (auto r =
+          choice<Color>(p, "color", {{"gray", Color::kGray}, {"rgb", Color::kRgb}, {"bgr", Color::kBgr}}, im.color);
       !r)
     return r;
-  if (auto r = choice<Resize>(p, "resize", {{"stretch", Resize::kStretch}, {"letterbox", Resize::kLetterbox}}, im.resize);
+  if (auto r =
+          choice<Resize>(p, "resize", {{"stretch", Resize::kStretch}, {"letterbox", Resize::kLetterbox}}, im.resize);
       !r)
     return r;
   if (auto r = choice<Align>(p, "align", {{"center", Align::kCenter}, {"top-left", Align::kTopLeft}}, im.align); !r)
@@ -116,12 +118,14 @@ Result<void> parseImage(const nlohmann::json& p, ImageSpec& im) {
 
 Result<void> parseDetection(const nlohmann::json& p, OnnxConfig& c) {
   if (!p.contains("decoder")) return fail(bad("decoder", "is required for object-detection (yolox or ultraface)"));
-  if (auto r = choice<Decoder>(p, "decoder", {{"yolox", Decoder::kYolox}, {"ultraface", Decoder::kUltraface}}, c.decoder);
+  if (auto r =
+          choice<Decoder>(p, "decoder", {{"yolox", Decoder::kYolox}, {"ultraface", Decoder::kUltraface}}, c.decoder);
       !r)
     return r;
   if (auto it = p.find("strides"); it != p.end()) {
     c.strides.clear();
-    if (!it->is_array() || it->empty() || it->size() > 8) return fail(bad("strides", "must be a list of 1..8 integers"));
+    if (!it->is_array() || it->empty() || it->size() > 8)
+      return fail(bad("strides", "must be a list of 1..8 integers"));
     for (auto& s : *it) {
       if (!s.is_number_integer() || s.get<std::int64_t>() < 1 || s.get<std::int64_t>() > 1024) {
         return fail(bad("strides", "must be a list of integers in 1..1024"));
@@ -152,13 +156,12 @@ std::string_view jobTypeOf(Task t) {
 Result<OnnxConfig> parseConfig(const nlohmann::json& p, std::string_view type, const std::filesystem::path& dir) {
   static const std::initializer_list<std::string_view> kCommon = {"task", "input", "output", "outputs", "threads"};
   static const std::initializer_list<std::string_view> kClassification = {
-      "task",      "input",  "output", "outputs", "threads", "color", "resize", "align", "layout",
-      "size",      "pad_value", "invert", "scale", "mean",   "std",   "max_pixels", "labels",
-      "top_k",     "softmax"};
+      "task",      "input",  "output", "outputs", "threads", "color",      "resize", "align", "layout", "size",
+      "pad_value", "invert", "scale",  "mean",    "std",     "max_pixels", "labels", "top_k", "softmax"};
   static const std::initializer_list<std::string_view> kDetection = {
-      "task",      "input",     "output", "outputs", "threads", "color",   "resize", "align",          "layout",
-      "size",      "pad_value", "invert", "scale",   "mean",    "std",     "max_pixels",      "labels",
-      "decoder",   "strides",   "score_threshold",   "nms_iou", "max_detections"};
+      "task",   "input",   "output",    "outputs",         "threads", "color",         "resize", "align",
+      "layout", "size",    "pad_value", "invert",          "scale",   "mean",          "std",    "max_pixels",
+      "labels", "decoder", "strides",   "score_threshold", "nms_iou", "max_detections"};
 
   OnnxConfig c;
   if (!p.is_object()) return fail(Error::invalid("'params' must be a table", "params"));
@@ -224,8 +227,9 @@ Result<OnnxConfig> parseConfig(const nlohmann::json& p, std::string_view type, c
     if (auto r = parseDetection(p, c); !r) return fail(r.error());
     size_t want = c.decoder == Decoder::kYolox ? 1 : 2;
     if (!c.outputs.empty() && c.outputs.size() != want) {
-      return fail(bad("outputs", c.decoder == Decoder::kYolox ? "must name one output for decoder yolox"
-                                                              : "must name two outputs for decoder ultraface: [scores, boxes]"));
+      return fail(bad("outputs", c.decoder == Decoder::kYolox
+                                     ? "must name one output for decoder yolox"
+                                     : "must name two outputs for decoder ultraface: [scores, boxes]"));
     }
   }
   return c;

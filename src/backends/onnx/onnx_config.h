@@ -46,7 +46,7 @@ struct OnnxConfig {
   std::vector<std::string> outputs;  // image tasks: outputs read (empty: the model's outputs in order)
   int threads = 0;                   // ORT intra-op threads; 0: ORT's default (one per core)
   ImageSpec image;
-  std::vector<std::string> labels;   // class names; empty: "class <i>"
+  std::vector<std::string> labels;  // class names; empty: "class <i>"
   // classification
   int top_k = 5;
   bool softmax = false;

@@ -22,9 +22,8 @@ std::vector<std::pair<int, float>> topK(std::span<const float> values, int k) {
   std::vector<int> idx(values.size());
   std::iota(idx.begin(), idx.end(), 0);
   size_t n = std::min<size_t>(std::max(k, 0), idx.size());
-  std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), [&](int a, int b) {
-    return values[a] > values[b] || (values[a] == values[b] && a < b);
-  });
+  std::partial_sort(idx.begin(), idx.begin() + n, idx.end(),
+                    [&](int a, int b) { return values[a] > values[b] || (values[a] == values[b] && a < b); });
   std::vector<std::pair<int, float>> out;
   for (size_t i = 0; i < n; ++i) out.emplace_back(idx[i], values[idx[i]]);
   return out;
@@ -57,8 +56,8 @@ Result<std::vector<Detection>> decodeYolox(std::span<const float> out, std::int6
   for (int s : strides) expected += static_cast<std::int64_t>(in_w / s) * (in_h / s);
   if (expected != rows || static_cast<std::int64_t>(out.size()) < rows * cols) {
     return fail(Error::backend(std::format(
-        "the YOLOX output has {} rows; strides over a {}x{} input make {} grid cells (check params.strides)", rows, in_w,
-        in_h, expected)));
+        "the YOLOX output has {} rows; strides over a {}x{} input make {} grid cells (check params.strides)", rows,
+        in_w, in_h, expected)));
   }
   std::vector<Detection> dets;
   std::int64_t row = 0;

@@ -34,8 +34,8 @@ Result<void> bindImageInput(BoundModel& m) {
   }
   const TensorSpec* in = m.ort->findInput(m.input);
   if (!in) {
-    return fail(mismatch(std::format("params.input '{}' is not an input of the model (inputs: {})", m.input,
-                                     names(m.ort->inputs()))));
+    return fail(mismatch(
+        std::format("params.input '{}' is not an input of the model (inputs: {})", m.input, names(m.ort->inputs()))));
   }
   if (in->dtype != DType::kFloat || in->shape.size() != 4) {
     return fail(mismatch(std::format("input '{}' is {} {}; an image input must be float32 of rank 4", in->name,
@@ -65,7 +65,8 @@ Result<void> bindImageInput(BoundModel& m) {
 
 Result<const TensorSpec*> output(const BoundModel& m, const std::string& name, size_t rank) {
   const TensorSpec* o = m.ort->findOutput(name);
-  if (!o) return fail(mismatch(std::format("output '{}' is not in the model (outputs: {})", name, names(m.ort->outputs()))));
+  if (!o)
+    return fail(mismatch(std::format("output '{}' is not in the model (outputs: {})", name, names(m.ort->outputs()))));
   if (o->dtype != DType::kFloat || (rank && o->shape.size() != rank)) {
     return fail(mismatch(std::format("output '{}' is {} {}; expected float32{}", name, dtypeName(o->dtype),
                                      shapeText(o->shape), rank ? std::format(" of rank {}", rank) : "")));
@@ -94,7 +95,8 @@ Result<void> bindOutputs(BoundModel& m) {
     auto o = output(m, m.outputs[0], 3);
     if (!o) return fail(o.error());
     std::int64_t rows = (*o)->shape[1], cols = (*o)->shape[2];
-    if (cols >= 0 && cols < 6) return fail(mismatch(std::format("output '{}' has {} columns; YOLOX has 5 + classes", (*o)->name, cols)));
+    if (cols >= 0 && cols < 6)
+      return fail(mismatch(std::format("output '{}' has {} columns; YOLOX has 5 + classes", (*o)->name, cols)));
     std::int64_t cells = 0;
     for (int s : c.strides) cells += static_cast<std::int64_t>(m.in_w / s) * (m.in_h / s);
     if (rows >= 0 && rows != cells) {
@@ -114,8 +116,8 @@ Result<void> bindOutputs(BoundModel& m) {
     m.classes = (*scores)->shape[2] > 0 ? (*scores)->shape[2] - 1 : 0;  // column 0 is background
   }
   if (m.classes > 0 && !c.labels.empty() && static_cast<std::int64_t>(c.labels.size()) != m.classes) {
-    return fail(mismatch(std::format("params.labels has {} labels but the model has {} classes", c.labels.size(),
-                                     m.classes)));
+    return fail(
+        mismatch(std::format("params.labels has {} labels but the model has {} classes", c.labels.size(), m.classes)));
   }
   return ok();
 }
@@ -156,7 +158,8 @@ Result<std::unique_ptr<BoundModel>> bindModel(OnnxConfig config, std::unique_ptr
   if (m->config.task == Task::kTensor) {
     for (auto& o : m->config.outputs) {
       if (!m->ort->findOutput(o)) {
-        return fail(mismatch(std::format("output '{}' is not in the model (outputs: {})", o, names(m->ort->outputs()))));
+        return fail(
+            mismatch(std::format("output '{}' is not in the model (outputs: {})", o, names(m->ort->outputs()))));
       }
     }
     m->outputs = m->config.outputs;
@@ -169,12 +172,14 @@ Result<std::unique_ptr<BoundModel>> bindModel(OnnxConfig config, std::unique_ptr
 
 Result<std::vector<HostTensor>> tensorJobInputs(const BoundModel& m, const std::string& prompt,
                                                 const nlohmann::json& params) {
-  if (auto it = params.find("inputs"); it != params.end()) return parseTensorInputs(*it, m.ort->inputs(), "params.inputs");
+  if (auto it = params.find("inputs"); it != params.end())
+    return parseTensorInputs(*it, m.ort->inputs(), "params.inputs");
   auto j = nlohmann::json::parse(prompt, nullptr, false);
   if (j.is_discarded()) {
-    return fail(Error::invalid(
-        "a tensor job's 'prompt' must be JSON: {\"<input>\": {\"shape\": [...], \"data\": [...]}} (or send params.inputs)",
-        "prompt"));
+    return fail(
+        Error::invalid("a tensor job's 'prompt' must be JSON: {\"<input>\": {\"shape\": [...], \"data\": [...]}} (or "
+                       "send params.inputs)",
+                       "prompt"));
   }
   return parseTensorInputs(j, m.ort->inputs(), "prompt");
 }
@@ -204,15 +209,17 @@ Result<nlohmann::json> runDetection(const BoundModel& m, const Job& job) {
   std::vector<Detection> dets;
   if (m.config.decoder == Decoder::kYolox) {
     const auto& o = out->front();
-    if (o.shape.size() != 3) return fail(Error::backend(std::format("output '{}' is {}, not rank 3", o.name, shapeText(o.shape))));
+    if (o.shape.size() != 3)
+      return fail(Error::backend(std::format("output '{}' is {}, not rank 3", o.name, shapeText(o.shape))));
     auto d = decodeYolox(floats(o), o.shape[1], o.shape[2], m.in_w, m.in_h, m.config.strides, threshold);
     if (!d) return fail(d.error());
     dets = std::move(*d);
   } else {
     const auto &s = (*out)[0], &b = (*out)[1];
     if (s.shape.size() != 3 || b.shape.size() != 3 || b.shape[1] != s.shape[1] || b.shape[2] != 4) {
-      return fail(Error::backend(std::format("outputs {} {} and {} {} are not [1, N, classes] scores and [1, N, 4] boxes",
-                                             s.name, shapeText(s.shape), b.name, shapeText(b.shape))));
+      return fail(
+          Error::backend(std::format("outputs {} {} and {} {} are not [1, N, classes] scores and [1, N, 4] boxes",
+                                     s.name, shapeText(s.shape), b.name, shapeText(b.shape))));
     }
     dets = decodeUltraface(floats(s), floats(b), s.shape[1], s.shape[2], m.in_w, m.in_h, threshold);
   }
@@ -225,7 +232,9 @@ Result<nlohmann::json> runDetection(const BoundModel& m, const Job& job) {
                     {"index", d.cls},
                     {"score", std::round(d.score * 1e4) / 1e4},
                     {"box",
-                     {{"x", round2(b.x1)}, {"y", round2(b.y1)}, {"width", round2(b.x2 - b.x1)},
+                     {{"x", round2(b.x1)},
+                      {"y", round2(b.y1)},
+                      {"width", round2(b.x2 - b.x1)},
                       {"height", round2(b.y2 - b.y1)}}}});
   }
   return nlohmann::json{{"detections", std::move(list)}, {"width", g.src_w}, {"height", g.src_h}};

@@ -20,16 +20,17 @@ Result<HostTensor> parseOne(const std::string& name, const nlohmann::json& v, co
   if (!v.is_object()) return fail(Error::invalid(std::format("'{}' must be an object {{shape, data, dtype?}}", f), f));
   for (auto& [k, _] : v.items()) {
     if (k != "shape" && k != "data" && k != "dtype") {
-      return fail(Error::invalid(std::format("unknown field '{}.{}' (allowed: shape, data, dtype)", f, k), f + "." + k));
+      return fail(
+          Error::invalid(std::format("unknown field '{}.{}' (allowed: shape, data, dtype)", f, k), f + "." + k));
     }
   }
   HostTensor t;
   t.name = name;
   // dtype: the model's when not given; given, it must be the model's.
   if (spec.dtype != DType::kFloat && spec.dtype != DType::kInt64) {
-    return fail(Error::invalid(
-        std::format("input '{}' is {} in the model; tensor jobs send float32 or int64 inputs", name, dtypeName(spec.dtype)),
-        f));
+    return fail(Error::invalid(std::format("input '{}' is {} in the model; tensor jobs send float32 or int64 inputs",
+                                           name, dtypeName(spec.dtype)),
+                               f));
   }
   t.dtype = spec.dtype;
   if (auto d = v.find("dtype"); d != v.end()) {

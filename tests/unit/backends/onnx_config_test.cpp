@@ -20,8 +20,14 @@ std::string errorOf(const json& params, std::string_view type, const std::filesy
 TEST(OnnxConfig, ADetectorManifestParses) {
   testing::TempDir dir;
   dir.write("labels.txt", "person\nbicycle\r\n\ncar\n");
-  auto c = parseConfig(json{{"task", "object-detection"}, {"color", "bgr"}, {"resize", "letterbox"}, {"size", {416, 416}},
-                            {"decoder", "yolox"}, {"labels", "labels.txt"}, {"nms_iou", 0.5}, {"mean", {1, 2, 3}}},
+  auto c = parseConfig(json{{"task", "object-detection"},
+                            {"color", "bgr"},
+                            {"resize", "letterbox"},
+                            {"size", {416, 416}},
+                            {"decoder", "yolox"},
+                            {"labels", "labels.txt"},
+                            {"nms_iou", 0.5},
+                            {"mean", {1, 2, 3}}},
                        "detection", dir.path());
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->task, Task::kDetection);
@@ -46,7 +52,8 @@ TEST(OnnxConfig, TheTaskComesFromTheTypeAndMustAgreeWithIt) {
 }
 
 TEST(OnnxConfig, BadValuesAreNamed) {
-  EXPECT_HAS(errorOf(json{{"color", "cmyk"}}, "classification"), "'params.color' must be one of gray, rgb, bgr (got 'cmyk')");
+  EXPECT_HAS(errorOf(json{{"color", "cmyk"}}, "classification"),
+             "'params.color' must be one of gray, rgb, bgr (got 'cmyk')");
   EXPECT_HAS(errorOf(json{{"resize", 3}}, "classification"), "'params.resize' must be one of stretch, letterbox");
   EXPECT_HAS(errorOf(json{{"colour", "rgb"}}, "classification"), "unknown field 'params.colour'");
   EXPECT_HAS(errorOf(json{{"size", {28}}}, "classification"), "'params.size' must be [width, height]");
@@ -63,13 +70,16 @@ TEST(OnnxConfig, BadValuesAreNamed) {
 
 TEST(OnnxConfig, DetectionNeedsADecoderAndTheRightOutputs) {
   EXPECT_HAS(errorOf(json::object(), "detection"), "'params.decoder' is required for object-detection");
-  EXPECT_HAS(errorOf(json{{"decoder", "ssd"}}, "detection"), "'params.decoder' must be one of yolox, ultraface (got 'ssd')");
+  EXPECT_HAS(errorOf(json{{"decoder", "ssd"}}, "detection"),
+             "'params.decoder' must be one of yolox, ultraface (got 'ssd')");
   EXPECT_HAS(errorOf(json{{"decoder", "ultraface"}, {"output", "scores"}}, "detection"),
              "'params.outputs' must name two outputs for decoder ultraface: [scores, boxes]");
-  EXPECT_HAS(errorOf(json{{"decoder", "yolox"}, {"strides", {8, 0}}}, "detection"), "'params.strides' must be a list of integers");
+  EXPECT_HAS(errorOf(json{{"decoder", "yolox"}, {"strides", {8, 0}}}, "detection"),
+             "'params.strides' must be a list of integers");
   EXPECT_HAS(errorOf(json{{"decoder", "yolox"}, {"score_threshold", 2}}, "detection"),
              "'params.score_threshold' must be between 0 and 1");
-  EXPECT_HAS(errorOf(json{{"output", "a"}, {"outputs", {"b"}}}, "classification"), "give 'output' or 'outputs', not both");
+  EXPECT_HAS(errorOf(json{{"output", "a"}, {"outputs", {"b"}}}, "classification"),
+             "give 'output' or 'outputs', not both");
 }
 
 TEST(OnnxConfig, LabelsFileMustExistAndHoldLabels) {
@@ -78,13 +88,14 @@ TEST(OnnxConfig, LabelsFileMustExistAndHoldLabels) {
              "'params.labels' names a file that cannot be read: " + (dir.path() / "missing.txt").string());
   dir.write("empty.txt", "\n\n");
   EXPECT_HAS(errorOf(json{{"labels", "empty.txt"}}, "classification", dir.path()), "'params.labels' has no labels");
-  EXPECT_HAS(errorOf(json{{"labels", {"a", 1}}}, "classification"), "'params.labels' must be a labels file name or a list");
+  EXPECT_HAS(errorOf(json{{"labels", {"a", 1}}}, "classification"),
+             "'params.labels' must be a labels file name or a list");
 }
 
 class TensorInputs : public ::testing::Test {
  protected:
-  std::vector<TensorSpec> specs{{"input", DType::kFloat, {-1, -1}}, {"state", DType::kFloat, {2, -1, 128}},
-                                {"sr", DType::kInt64, {}}};
+  std::vector<TensorSpec> specs{
+      {"input", DType::kFloat, {-1, -1}}, {"state", DType::kFloat, {2, -1, 128}}, {"sr", DType::kInt64, {}}};
   json good() const {
     return {{"input", {{"shape", {1, 2}}, {"data", {0.5, -0.5}}}},
             {"state", {{"shape", {2, 1, 128}}, {"data", std::vector<float>(256, 0.0f)}}},

@@ -75,8 +75,8 @@ TEST(OnnxImage, ToTensorSwapsToBgrPlanarAndNormalises) {
   // plane 0 = B, plane 1 = G, plane 2 = R; then (v - mean) / std per plane.
   EXPECT_FLOAT_EQ(t[0], 29);
   EXPECT_FLOAT_EQ(t[1], 59);
-  EXPECT_FLOAT_EQ(t[2], 9);   // (20 - 2) / 2
-  EXPECT_FLOAT_EQ(t[3], 24);  // (50 - 2) / 2
+  EXPECT_FLOAT_EQ(t[2], 9);          // (20 - 2) / 2
+  EXPECT_FLOAT_EQ(t[3], 24);         // (50 - 2) / 2
   EXPECT_FLOAT_EQ(t[4], 7.0f / 3);   // (10 - 3) / 3
   EXPECT_FLOAT_EQ(t[5], 37.0f / 3);  // (40 - 3) / 3
 }
