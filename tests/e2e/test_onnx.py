@@ -15,7 +15,7 @@ DIGITS = ONNX / "mnist-digits"
 DOG = ONNX / "yolox-test-dog.jpg"
 FACES = ONNX / "ultraface-test-2.jpg"
 NEEDED = [ONNX / f for f in ("mnist-8.onnx", "yolox_nano.onnx", "ultraface-version-RFB-320.onnx", "silero_vad.onnx")]
-NEEDED += [DOG, FACES] + [DIGITS / f"{d}.jpg" for d in (0, 3, 5, 7)]
+NEEDED += [DOG, FACES, shared_models_dir() / "audio" / "jfk.wav"] + [DIGITS / f"{d}.jpg" for d in (0, 3, 5, 7)]
 
 pytestmark = pytest.mark.skipif(not all(p.exists() for p in NEEDED),
                                 reason=f"the real ONNX models or samples are missing under {ONNX}")
