@@ -51,12 +51,13 @@ COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATIM_BUILD_TESTS=OFF >/dev/null && \
     cmake --build build -j "${JOBS:-$(nproc)}"
 # Manifests for the image: `file = "../../shared/models/X"` (relative to the checkout's models/)
-# becomes `file = "/opt/statim/models-files/X"`.
+# becomes `file = "/opt/statim/models-files/X"`. Label files (models/*.txt) go beside them.
 RUN mkdir -p /out/models && \
     for m in models/*.toml; do \
       sed -E 's#^(file[[:space:]]*=[[:space:]]*")(\.\./)+shared/models/#\1/opt/statim/models-files/#' \
         "$m" >"/out/models/$(basename "$m")"; \
-    done
+    done && \
+    for f in models/*.txt; do if [ -e "$f" ]; then cp "$f" /out/models/; fi; done
 
 FROM debian:forky-slim AS runtime
 ARG DEBIAN_MIRROR=""

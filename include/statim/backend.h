@@ -31,6 +31,7 @@ struct ModelConfig {
   std::filesystem::path file;                        // absolute path of the weights; empty when the backend needs none
   nlohmann::json params = nlohmann::json::object();  // backend-specific [params] table
   int parallel = 1;                                  // how many sessions (workers) the scheduler will open
+  std::filesystem::path dir;                         // the manifest's folder: anchors relative paths in params
 };
 
 // Handed to Session::run for one job. Called only from the session's own thread.

@@ -3,6 +3,7 @@
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
 #include "backends/ocr/ocr_backend.h"
+#include "backends/onnx/onnx_backend.h"
 #include "backends/tts/tts_backend.h"
 #include "backends/whisper/whisper_backend.h"
 
@@ -14,6 +15,7 @@ const Backend* const kBackends[] = {
     &echoBackend(),
     &llamaBackend(),
     &ocrBackend(),
+    &onnxBackend(),
     &ttsBackend(),
     &whisperBackend(),
 };

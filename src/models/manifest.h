@@ -37,7 +37,7 @@ struct ModelManifest {
   nlohmann::json params = nlohmann::json::object();
   std::filesystem::path source;  // the manifest file
 
-  ModelConfig backendConfig() const { return {id, type, file, params, parallel}; }
+  ModelConfig backendConfig() const { return {id, type, file, params, parallel, source.parent_path()}; }
 };
 
 // Parses manifest text; `source` names the file in errors and anchors relative paths.

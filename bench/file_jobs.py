@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""File jobs (OCR, detection) through statim's job API from N concurrent clients.
+
+    file_jobs.py --port P --model m --file IMAGE --jobs-per-client 20 --clients 2 [--poll-ms 5]
+    file_jobs.py --command "tesseract IMAGE stdout ..." --jobs-per-client 20 --clients 2
+
+With --command, each job is that command run to its end instead (the direct baseline: no server).
+
+Each client loops: POST /job (multipart, the image) then GET /job/{id} every --poll-ms until
+COMPLETED. Per job it records wall = POST sent -> COMPLETED seen, and server = the job's
+created_at -> finished_at (the store's commits, the queue and the backend, without the client's
+polling). One warm-up job first. Prints `RESULT jobs=.. jobs_per_s=.. p50_ms=.. p90_ms=..
+server_p50_ms=.. server_p90_ms=..` (jobs_per_s: all jobs / the wall time of the whole run).
+"""
+import argparse
+import datetime
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+
+
+def post_file(port, model, name, data):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/job", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 202, r.status
+        return json.loads(r.read())["id"]
+
+
+def get_job(port, id):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/job/{id}", timeout=60) as r:
+        return json.loads(r.read())
+
+
+def seconds(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def one_job(args, data):
+    t0 = time.perf_counter()
+    if args.command:
+        r = subprocess.run(args.command, shell=True, capture_output=True)
+        if r.returncode != 0:
+            raise SystemExit(f"file_jobs: {args.command} -> {r.returncode}: {r.stderr.decode()[-500:]}")
+        wall = (time.perf_counter() - t0) * 1000
+        return wall, wall
+    id = post_file(args.port, args.model, args.file, data)
+    while True:
+        time.sleep(args.poll_ms / 1000)
+        job = get_job(args.port, id)
+        if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            break
+    wall = (time.perf_counter() - t0) * 1000
+    if job["status"] != "COMPLETED":
+        raise SystemExit(f"file_jobs: job {id} {job['status']}: {job.get('error')}")
+    return wall, (seconds(job["finished_at"]) - seconds(job["created_at"])) * 1000
+
+
+def quantile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--model")
+    ap.add_argument("--file")
+    ap.add_argument("--command")
+    ap.add_argument("--jobs-per-client", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--poll-ms", type=float, default=5)
+    args = ap.parse_args()
+    data = open(args.file, "rb").read() if args.file else b""
+    one_job(args, data)  # warm-up
+    walls, servers, lock = [], [], threading.Lock()
+
+    def client():
+        for _ in range(args.jobs_per_client):
+            w, s = one_job(args, data)
+            with lock:
+                walls.append(w)
+                servers.append(s)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    secs = time.perf_counter() - t0
+    print(f"RESULT jobs={len(walls)} jobs_per_s={len(walls) / secs:.2f} p50_ms={quantile(walls, .5):.2f} "
+          f"p90_ms={quantile(walls, .9):.2f} server_p50_ms={quantile(servers, .5):.2f} "
+          f"server_p90_ms={quantile(servers, .9):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# File-job benchmarks (see bench/README.md, "ONNX detection and OCR"): per-job latency (p50/p90)
+# and jobs/s at 1 and 2 concurrent clients for
+#   OCR:       statim `ocr-tesseract` on ocr-test-hello-world.png  vs  the tesseract CLI
+#   detection: statim `yolox-nano` on yolox-test-dog.jpg           vs  bench/ort_detect.cpp (ORT direct)
+# Starts its own server on a free port with a temp data dir; manifests as models/ but parallel = 2.
+# Runs inside the build environment (scripts/in-env). Prints a markdown table.
+#
+#   bench/onnx_ocr.sh
+# Knobs: STATIM_BIN (build/statim), BENCH_JOBS (jobs per client, 20), BENCH_THREADS (ORT threads, 2),
+#   STATIM_SHARED_MODELS (../shared/models).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -z "${STATIM_IN_ENV:-}" ]; then exec scripts/in-env bench/onnx_ocr.sh "$@"; fi
+
+BIN=${STATIM_BIN:-build/statim}
+JOBS=${BENCH_JOBS:-20}
+THREADS=${BENCH_THREADS:-2}
+SHARED=$(realpath "${STATIM_SHARED_MODELS:-../shared/models}")
+OCR_IMG=$SHARED/ocr/ocr-test-hello-world.png
+DOG=$SHARED/onnx/yolox-test-dog.jpg
+YOLOX=$SHARED/onnx/yolox_nano.onnx
+TESSDATA=$SHARED/ocr/tesseract
+DIRECT=.bench/ort_detect
+
+log() { echo "bench: $*" >&2; }
+[ -x "$BIN" ] || { log "no $BIN (run make build first)"; exit 1; }
+mkdir -p .bench
+if [ ! -x "$DIRECT" ] || [ bench/ort_detect.cpp -nt "$DIRECT" ] || [ src/backends/onnx/image.cpp -nt "$DIRECT" ]; then
+  log "building $DIRECT"
+  g++ -std=c++23 -O2 -Wall -Isrc -Iinclude -I/usr/include/onnxruntime -o "$DIRECT" bench/ort_detect.cpp \
+    src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp -lonnxruntime
+fi
+
+WORK=$(mktemp -d /tmp/statim-bench-onnx.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/models"
+cp models/coco-labels.txt "$WORK/models/"
+for m in ocr-tesseract yolox-nano; do
+  sed -e "s#\.\./\.\./shared/models#$SHARED#" -e 's/^parallel = 1/parallel = 2/' -e "s/^threads = .*/threads = $THREADS/" \
+    "models/$m.toml" >"$WORK/models/$m.toml"
+done
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+STATIM_AUTH_MODE=off "$BIN" serve --host 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" --models-dir "$WORK/models" \
+  --log-level warn >>"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 600); do
+  curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && \
+    [ "$(curl -fsS "http://127.0.0.1:$PORT/models" | python3 -c 'import json,sys; print(all(m["state"] != "loading" for m in json.load(sys.stdin)["models"]))')" = True ] && break
+  sleep 0.1
+done
+
+field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
+ROWS=()
+declare -A RATE
+for c in 1 2; do
+  log "OCR via statim, $c client(s)"
+  r=$(python3 bench/file_jobs.py --port "$PORT" --model ocr-tesseract --file "$OCR_IMG" --jobs-per-client "$JOBS" --clients "$c")
+  RATE[ocr_statim_$c]=$(field jobs_per_s "$r")
+  ROWS+=("| OCR | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
+  log "OCR via the tesseract CLI, $c client(s)"
+  r=$(python3 bench/file_jobs.py --command "tesseract $OCR_IMG stdout --tessdata-dir $TESSDATA -l eng --oem 1 --psm 3" \
+    --jobs-per-client "$JOBS" --clients "$c")
+  RATE[ocr_direct_$c]=$(field jobs_per_s "$r")
+  ROWS+=("| OCR | tesseract CLI | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | a process per job (loads eng.traineddata each time) |")
+  log "detection via statim, $c client(s)"
+  r=$(python3 bench/file_jobs.py --port "$PORT" --model yolox-nano --file "$DOG" --jobs-per-client "$JOBS" --clients "$c")
+  RATE[det_statim_$c]=$(field jobs_per_s "$r")
+  ROWS+=("| detection | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
+  log "detection via ort_detect, $c client(s)"
+  r=$("$DIRECT" "$YOLOX" "$DOG" "$JOBS" "$c" "$THREADS" 2>"$WORK/ort_detect.err")  # libonnx duplicate-schema noise
+  RATE[det_direct_$c]=$(field jobs_per_s "$r")
+  ROWS+=("| detection | ort_detect (ORT direct) | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field detections "$r") detections |")
+done
+echo "| work | how | clients | jobs/s | p50 ms | p90 ms | notes |"
+echo "|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+echo
+for c in 1 2; do
+  echo "throughput ratio statim/direct, $c client(s): OCR $(awk -v a="${RATE[ocr_statim_$c]}" -v b="${RATE[ocr_direct_$c]}" 'BEGIN {printf "%.2f", a / b}'), detection $(awk -v a="${RATE[det_statim_$c]}" -v b="${RATE[det_direct_$c]}" 'BEGIN {printf "%.2f", a / b}')"
+done

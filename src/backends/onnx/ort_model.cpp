@@ -1,0 +1,177 @@
+#include "backends/onnx/ort_model.h"
+
+#include <format>
+#include <iostream>
+#include <streambuf>
+
+#include <onnxruntime_cxx_api.h>
+
+namespace statim::onnx {
+namespace {
+
+// ONE Ort::Env per process, created on first use. It is deliberately never destroyed: sessions
+// of models still held at exit (or by a static) must not outlive it, and ORT does not need it torn
+// down. Warnings (e.g. "initializer appears in graph inputs") are not worth a log line per load.
+Ort::Env& env() {
+  static Ort::Env* e = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "statim");
+  return *e;
+}
+
+// Debian's ONNX Runtime links the system libonnx, and both register the standard operator schemas
+// when the first session is created: libonnx reports each duplicate on std::cerr ("Schema error:
+// Trying to register schema with name Abs ... already registered"), ~600 harmless lines. They are
+// dropped while a session is opened. Models are opened by the one model-loader thread, and statim's
+// own logging does not go through std::cerr, so nothing else is lost.
+class CerrSilencer {
+ public:
+  CerrSilencer() : saved_(std::cerr.rdbuf(&null_)) {}
+  ~CerrSilencer() { std::cerr.rdbuf(saved_); }
+
+ private:
+  struct NullBuf : std::streambuf {
+    int overflow(int c) override { return traits_type::not_eof(c); }
+  } null_;
+  std::streambuf* saved_;
+};
+
+DType fromOrt(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DType::kFloat;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return DType::kDouble;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DType::kBool;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DType::kUint8;
+    default: return DType::kOther;
+  }
+}
+
+TensorSpec specOf(std::string name, const Ort::TypeInfo& info) {
+  TensorSpec s{std::move(name), DType::kOther, {}};
+  if (info.GetONNXType() != ONNX_TYPE_TENSOR) return s;
+  auto t = info.GetTensorTypeAndShapeInfo();
+  s.dtype = fromOrt(t.GetElementType());
+  s.shape = t.GetShape();
+  return s;
+}
+
+template <typename T>
+std::vector<T> copyOut(const Ort::Value& v, size_t n) {
+  const T* p = v.GetTensorData<T>();
+  return std::vector<T>(p, p + n);
+}
+
+}  // namespace
+
+std::string_view dtypeName(DType t) {
+  switch (t) {
+    case DType::kFloat: return "float32";
+    case DType::kDouble: return "float64";
+    case DType::kInt64: return "int64";
+    case DType::kInt32: return "int32";
+    case DType::kBool: return "bool";
+    case DType::kUint8: return "uint8";
+    case DType::kOther: return "unsupported";
+  }
+  return "unsupported";
+}
+
+struct OrtModel::Impl {
+  Ort::Session session{nullptr};
+  Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+};
+
+OrtModel::OrtModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+OrtModel::~OrtModel() = default;
+
+Result<std::unique_ptr<OrtModel>> OrtModel::open(const std::filesystem::path& file, int threads) {
+  try {
+    Ort::SessionOptions options;
+    options.SetIntraOpNumThreads(threads);
+    options.SetInterOpNumThreads(1);
+    options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
+    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    auto impl = std::make_unique<Impl>();
+    {
+      CerrSilencer quiet;
+      impl->session = Ort::Session(env(), file.c_str(), options);
+    }
+    std::unique_ptr<OrtModel> m(new OrtModel(std::move(impl)));
+    Ort::AllocatorWithDefaultOptions alloc;
+    auto& s = m->impl_->session;
+    for (size_t i = 0; i < s.GetInputCount(); ++i) {
+      m->inputs_.push_back(specOf(s.GetInputNameAllocated(i, alloc).get(), s.GetInputTypeInfo(i)));
+    }
+    for (size_t i = 0; i < s.GetOutputCount(); ++i) {
+      m->outputs_.push_back(specOf(s.GetOutputNameAllocated(i, alloc).get(), s.GetOutputTypeInfo(i)));
+    }
+    return m;
+  } catch (const Ort::Exception& e) {
+    return fail(Error::backend(std::format("ONNX Runtime could not load {}: {}", file.filename().string(), e.what())));
+  }
+}
+
+const TensorSpec* OrtModel::findInput(std::string_view name) const {
+  for (auto& s : inputs_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+const TensorSpec* OrtModel::findOutput(std::string_view name) const {
+  for (auto& s : outputs_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+Result<std::vector<HostTensor>> OrtModel::run(const std::vector<HostTensor>& inputs,
+                                              const std::vector<std::string>& output_names) const {
+  try {
+    std::vector<const char*> in_names, out_names;
+    std::vector<Ort::Value> values;
+    for (auto& t : inputs) {
+      in_names.push_back(t.name.c_str());
+      // CreateTensor wraps the caller's buffer without copying; ORT only reads inputs, so the
+      // const_cast is safe and `inputs` outlives the Run call.
+      if (auto* f = std::get_if<std::vector<float>>(&t.data)) {
+        values.push_back(Ort::Value::CreateTensor<float>(impl_->memory, const_cast<float*>(f->data()), f->size(),
+                                                         t.shape.data(), t.shape.size()));
+      } else if (auto* i = std::get_if<std::vector<std::int64_t>>(&t.data)) {
+        values.push_back(Ort::Value::CreateTensor<std::int64_t>(impl_->memory, const_cast<std::int64_t*>(i->data()),
+                                                                i->size(), t.shape.data(), t.shape.size()));
+      } else {
+        return fail(Error::internal(std::format("input '{}': only float32 and int64 inputs are supported", t.name)));
+      }
+    }
+    std::vector<std::string> names = output_names;
+    if (names.empty())
+      for (auto& o : outputs_) names.push_back(o.name);
+    for (auto& n : names) out_names.push_back(n.c_str());
+    auto outs = impl_->session.Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(), values.size(),
+                                   out_names.data(), out_names.size());
+    std::vector<HostTensor> result;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      auto info = outs[i].GetTensorTypeAndShapeInfo();
+      HostTensor t;
+      t.name = names[i];
+      t.shape = info.GetShape();
+      t.dtype = fromOrt(info.GetElementType());
+      size_t n = info.GetElementCount();
+      switch (t.dtype) {
+        case DType::kFloat: t.data = copyOut<float>(outs[i], n); break;
+        case DType::kDouble: t.data = copyOut<double>(outs[i], n); break;
+        case DType::kInt64: t.data = copyOut<std::int64_t>(outs[i], n); break;
+        case DType::kInt32: t.data = copyOut<std::int32_t>(outs[i], n); break;
+        case DType::kBool:
+        case DType::kUint8: t.data = copyOut<std::uint8_t>(outs[i], n); break;
+        case DType::kOther:
+          return fail(Error::backend(std::format("output '{}' has an element type statim cannot read", t.name)));
+      }
+      result.push_back(std::move(t));
+    }
+    return result;
+  } catch (const Ort::Exception& e) {
+    return fail(Error::backend(std::format("ONNX Runtime failed: {}", e.what())));
+  }
+}
+
+}  // namespace statim::onnx
