@@ -63,15 +63,7 @@ void registerJobRoutes(const ApiContext& ctx) {
     auto job = parseNewJob(request->body, !request->inputs.empty());
     if (!job) return cb(errorResponse(job.error()));
     job->inputs = std::move(request->inputs);
-    auto key = idempotencyKey(*req);
-    if (!key) return cb(errorResponse(key.error()));
-    Principal who = principalOf(*req);
-    if (auto r = who.mayUseModel(job->model); !r) return cb(errorResponse(r.error()));
-    job->owner = who.owner();
-    if (!key->empty()) {
-      job->idempotency_key = *key;
-      job->request_hash = requestHash(*req);
-    }
+    if (auto r = bindToCaller(*req, *job); !r) return cb(errorResponse(r.error()));
     // The response is sent only after the job row is committed. The commit is reported on the
     // store's writer thread; the response is built back on this request's I/O thread so the
     // single writer spends its time on writes.

@@ -145,16 +145,8 @@ void registerOpenAiAudioRoutes(const ApiContext& ctx) {
   addRoute("/v1/audio/transcriptions", drogon::Post, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     auto parsed = parseForm(req, ctx.blobs);
     if (!parsed) return cb(errorResponse(parsed.error()));
-    auto key = idempotencyKey(*req);
-    if (!key) return cb(errorResponse(key.error()));
-    Principal who = principalOf(*req);
-    if (auto r = who.mayUseModel(parsed->job.model); !r) return cb(errorResponse(r.error()));
     NewJob job = std::move(parsed->job);
-    job.owner = who.owner();
-    if (!key->empty()) {
-      job.idempotency_key = *key;
-      job.request_hash = requestHash(*req);
-    }
+    if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
     TranscriptFormat format = parsed->format;
     ctx.scheduler.submit(std::move(job), [&ctx, format, req, cb = std::move(cb)](Result<Job> r) {
       if (!r) return cb(errorResponse(formNames(r.error())));

@@ -130,16 +130,8 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     auto parsed = parse(*body);
     if (!parsed) return cb(errorResponse(parsed.error()));
     OpenAiRequest request = std::move(*parsed);
-    auto key = idempotencyKey(*req);
-    if (!key) return cb(errorResponse(key.error()));
-    Principal who = principalOf(*req);
-    if (auto r = who.mayUseModel(request.job.model); !r) return cb(errorResponse(r.error()));
     NewJob job = request.job;
-    job.owner = who.owner();
-    if (!key->empty()) {
-      job.idempotency_key = *key;
-      job.request_hash = requestHash(*req);
-    }
+    if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
     ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, cb = std::move(cb)](Result<Job> r) {
       if (!r) return cb(errorResponse(openAiNames(r.error())));
       noteJob(*req, r->id, r->model);

@@ -151,15 +151,7 @@ void registerOpenAiSpeechRoutes(const ApiContext& ctx) {
     if (!body) return cb(errorResponse(body.error()));
     auto job = parseSpeechRequest(*body);
     if (!job) return cb(errorResponse(job.error()));
-    auto key = idempotencyKey(*req);
-    if (!key) return cb(errorResponse(key.error()));
-    Principal who = principalOf(*req);
-    if (auto r = who.mayUseModel(job->model); !r) return cb(errorResponse(r.error()));
-    job->owner = who.owner();
-    if (!key->empty()) {
-      job->idempotency_key = *key;
-      job->request_hash = requestHash(*req);
-    }
+    if (auto r = bindToCaller(*req, *job); !r) return cb(errorResponse(r.error()));
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
     ctx.scheduler.submit(std::move(*job), [&ctx, loop, req, cb = std::move(cb)](Result<Job> r) {
       if (!r) return cb(errorResponse(openAiNames(r.error())));

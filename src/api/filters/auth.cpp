@@ -4,6 +4,7 @@
 #include <cmath>
 #include <format>
 
+#include "api/http_util.h"
 #include "core/api_key.h"
 #include "core/crypto.h"
 #include "core/strings.h"
@@ -88,5 +89,18 @@ Principal principalOf(const drogon::HttpRequest& req) {
 }
 
 void setPrincipal(const drogon::HttpRequest& req, Principal p) { req.attributes()->insert("principal", std::move(p)); }
+
+Result<void> bindToCaller(const drogon::HttpRequest& req, NewJob& job) {
+  auto key = idempotencyKey(req);
+  if (!key) return fail(key.error());
+  Principal who = principalOf(req);
+  if (auto r = who.mayUseModel(job.model); !r) return r;
+  job.owner = who.owner();
+  if (!key->empty()) {
+    job.idempotency_key = *key;
+    job.request_hash = requestHash(req);
+  }
+  return ok();
+}
 
 }  // namespace statim::api

@@ -55,6 +55,9 @@ class Authenticator {
 
 // The principal the auth advice attached to a request (an all-powerful anonymous one when none).
 Principal principalOf(const drogon::HttpRequest& req);
+// Makes a new job the caller's: the request's Idempotency-Key (400 when malformed) bound to this
+// exact request, the key's permission for the job's model (403), and the owner.
+Result<void> bindToCaller(const drogon::HttpRequest& req, NewJob& job);
 void setPrincipal(const drogon::HttpRequest& req, Principal p);
 
 }  // namespace statim::api
