@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "backends/diffusion/diffusion_backend.h"
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
 #include "backends/ocr/ocr_backend.h"
@@ -10,10 +11,11 @@ namespace statim {
 namespace {
 
 // Adding a backend: one folder under src/backends/ and one line here.
-const std::array<const Backend*, 3> kBackends = {
+const std::array<const Backend*, 4> kBackends = {
     &echoBackend(),
     &llamaBackend(),
     &ocrBackend(),
+    &diffusionBackend(),
 };
 
 }  // namespace
