@@ -215,6 +215,7 @@ void configureServer(const ApiContext& ctx) {
   registerModelRoutes(ctx);
   registerSystemRoutes(ctx);
   registerOpenAiRoutes(ctx);
+  registerOpenAiImageRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
   if (!auth->required()) {

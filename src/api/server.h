@@ -34,6 +34,7 @@ void registerJobRoutes(const ApiContext& ctx);
 void registerModelRoutes(const ApiContext& ctx);
 void registerSystemRoutes(const ApiContext& ctx);
 void registerOpenAiRoutes(const ApiContext& ctx);
+void registerOpenAiImageRoutes(const ApiContext& ctx);
 void registerAdminRoutes(const ApiContext& ctx);
 void registerDocsRoutes(const ApiContext& ctx);
 

@@ -33,7 +33,7 @@ struct ImageRequest {
   int num_images = 1;
 };
 
-inline constexpr std::int64_t kMaxSeed = 9007199254740991;  // 2^53 - 1: exact in every JSON client
+inline constexpr std::int64_t kMaxSeed = 4294967295;  // as llama's seed: exact in every JSON client
 inline constexpr int kMaxSide = 4096;                          // absolute bound; the manifest lowers it
 inline constexpr int kMaxSteps = 1000;                         // the schedulers' training timesteps
 
