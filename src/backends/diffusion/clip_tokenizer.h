@@ -32,6 +32,9 @@ class ClipTokenizer {
   std::optional<std::int32_t> idOf(std::string_view token) const;  // e.g. "!" for SD2/SDXL's pad
 
  private:
+  // encode(), stopping once `limit` ids are out (encodeForModel needs no more than it keeps).
+  std::vector<std::int32_t> encodeLimited(std::string_view text, std::size_t limit) const;
+
   struct Tables;  // vocab, merge ranks, byte encoder, BPE cache (in clip_tokenizer.cpp)
   std::shared_ptr<Tables> tables_;
   std::int32_t start_id_ = 0;
