@@ -29,10 +29,10 @@ pytestmark = pytest.mark.skipif(not (TOKENIZER / "vocab.json").exists(),
                                 reason=f"the CLIP tokenizer files are missing under {TOKENIZER}")
 
 
-def make_export(root: Path, variant: str) -> Path:
-    out = root / variant
+def make_export(root: Path, variant: str, *extra: str, name: str | None = None) -> Path:
+    out = root / (name or variant)
     gen = REPO / "tests" / "fixtures" / "make_tiny_diffusion.py"
-    r = subprocess.run([sys.executable, str(gen), str(out), "--variant", variant, "--tokenizer", str(TOKENIZER)],
+    r = subprocess.run([sys.executable, str(gen), str(out), "--variant", variant, "--tokenizer", str(TOKENIZER), *extra],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"make_tiny_diffusion.py failed:\n{r.stdout}\n{r.stderr}"
     return out
@@ -41,7 +41,10 @@ def make_export(root: Path, variant: str) -> Path:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("diffusion-exports")
-    return {v: make_export(root, v) for v in ("sd-turbo", "sdxl-turbo")}
+    exports = {v: make_export(root, v) for v in ("sd-turbo", "sdxl-turbo")}
+    # A wider UNet: tens of milliseconds a step at 1024x1024, so a cancel lands mid-job.
+    exports["slow"] = make_export(root, "sd-turbo", "--unet-channels", "64", name="slow")
+    return exports
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,8 @@ def srv(tmp_path_factory, exports):
                 params={"default_width": 1024, "default_height": 1024, "max_width": 1024, "max_height": 1024,
                         "default_steps": 1, "max_steps": 50, "threads": 2})
     s.add_model("sd-turbo", backend="diffusion", file=str(exports["sd-turbo"]), parallel=1,
+                params={"max_steps": 1000, "threads": 1})
+    s.add_model("slow", backend="diffusion", file=str(exports["slow"]), parallel=1,
                 params={"max_steps": 1000, "threads": 1})
     s.add_model("missing", backend="diffusion", file=str(s.root / "no-such-export"))
     broken = s.root / "broken-export"
@@ -180,14 +185,14 @@ def follow(s: Server, job_id: int, out: list, first_progress: threading.Event | 
 
 
 def test_cancel_between_steps_and_progress_per_step(srv):
-    # A 1000-step job holds the only worker; the 5-step job behind it is followed from the queue,
-    # so every one of its progress events is seen.
-    long = srv.submit("sd-turbo", "a very long job", {"steps": 1000, "width": 256, "height": 256, "seed": 1})
+    # A 1000-step job (minutes) holds the only worker; the 5-step job behind it is followed from
+    # the queue, so every one of its progress events is seen.
+    long = srv.submit("slow", "a very long job", {"steps": 1000, "width": 1024, "height": 1024, "seed": 1})
     long_events: list = []
     started = threading.Event()
     t_long = threading.Thread(target=follow, args=(srv, long["id"], long_events, started))
     t_long.start()
-    short = srv.submit("sd-turbo", "a short job", {"steps": 5, "width": 16, "height": 16, "num_images": 2})
+    short = srv.submit("slow", "a short job", {"steps": 5, "width": 16, "height": 16, "num_images": 2})
     short_events: list = []
     t_short = threading.Thread(target=follow, args=(srv, short["id"], short_events))
     t_short.start()
