@@ -12,6 +12,8 @@ POST /job then GET /job/{id} every 20 ms until COMPLETED. Per configuration it p
   step_ms    result.step_ms: denoising time per step (UNet, guidance, scheduler; the VAE decode
              is counted in the last step's share)
   encode_ms  result.encode_ms: the text encoder(s)
+  png_ms     result.png_ms: encoding the PNG (libpng)
+  store_ms   result.store_ms: storing it as the job's artifact (sha256, write, fsync)
 as a markdown table row.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,7 +66,7 @@ def run_job(port: int, model: str, params: dict) -> dict:
         sys.exit(f"diffusion bench: job ended {job['status']}: {job.get('error')}")
     r = job["result"]
     return {"total_ms": total, "job_ms": (seconds(job["finished_at"]) - seconds(job["started_at"])) * 1000,
-            "step_ms": r["step_ms"], "encode_ms": r["encode_ms"]}
+            "step_ms": r["step_ms"], "encode_ms": r["encode_ms"], "png_ms": r["png_ms"], "store_ms": r["store_ms"]}
 
 
 def main() -> int:
@@ -91,7 +94,8 @@ def main() -> int:
         log = open(root / "statim.log", "wb")
         proc = subprocess.Popen([str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
                                  str(root / "data"), "--models-dir", str(models), "--log-level", "warn"],
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "STATIM_AUTH_MODE": "off"})
         try:
             for _ in range(600):
                 try:
@@ -101,11 +105,13 @@ def main() -> int:
                         sys.exit(f"diffusion bench: the model failed: {body['models'][0].get('reason')}")
                     if state != "loading":
                         break
+                except urllib.error.HTTPError as e:
+                    sys.exit(f"diffusion bench: GET /models -> {e.code}")
                 except OSError:
-                    pass
+                    pass  # not listening yet
                 time.sleep(0.1)
-            print(f"| export | size | steps | runs | total ms (p50) | job ms (p50) | step ms (p50) | encode ms (p50) |")
-            print("|---|---|---|---|---|---|---|---|")
+            print(f"| export | size | steps | runs | total ms (p50) | job ms (p50) | step ms (p50) | encode ms (p50) | png ms (p50) | store ms (p50) |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for steps in a.steps:
                 params = {"width": a.size, "height": a.size, "steps": steps, "seed": 1}
                 run_job(port, "m", params)  # warm-up: first-run allocations of ONNX Runtime
@@ -113,7 +119,7 @@ def main() -> int:
                 med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
                 name = "tiny sd-turbo fixture" if a.export is None else a.export.name
                 print(f"| {name} | {a.size}x{a.size} | {steps} | {a.runs} | {med['total_ms']:.1f} | {med['job_ms']:.1f} "
-                      f"| {med['step_ms']:.2f} | {med['encode_ms']:.2f} |")
+                      f"| {med['step_ms']:.2f} | {med['encode_ms']:.2f} | {med['png_ms']:.1f} | {med['store_ms']:.1f} |")
         finally:
             proc.terminate()
             proc.wait(30)

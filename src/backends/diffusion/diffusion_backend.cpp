@@ -53,7 +53,7 @@ class DiffusionSession final : public Session {
     auto cond = pipeline_->encode(q);
     if (!cond) return fail(cond.error());
     result["encode_ms"] = msSince(encode_start);
-    double denoise_ms = 0;
+    double denoise_ms = 0, png_ms = 0, store_ms = 0;
     int steps_run = 0;
     for (int i = 0; i < q.num_images; ++i) {
       if (control.cancelled()) return finish("cancelled");
@@ -69,14 +69,20 @@ class DiffusionSession final : public Session {
       if (!pixels) return fail(pixels.error());
       denoise_ms += msSince(t0);
       if (!*pixels) return finish("cancelled");
+      auto t1 = Clock::now();
       auto png = diffusion::encodePng(**pixels, q.width, q.height, 3);
       if (!png) return fail(png.error());
+      png_ms += msSince(t1);
+      auto t2 = Clock::now();
       std::string name = std::format("image-{}.png", i);
       auto saved = control.saveArtifact(name, "image/png", *png);
       if (!saved) return fail(saved.error());
+      store_ms += msSince(t2);
       images.push_back({{"name", name}, {"seed", seed}, {"bytes", png->size()}});
     }
     result["denoise_ms"] = denoise_ms;
+    result["png_ms"] = png_ms;      // encoding the PNGs
+    result["store_ms"] = store_ms;  // saving them as artifacts
     result["step_ms"] = steps_run > 0 ? denoise_ms / steps_run : 0.0;  // incl. each image's VAE decode
     return finish("stop");
   }
