@@ -7,6 +7,7 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -136,16 +137,32 @@ Result<ClipTokenizer> ClipTokenizer::load(const std::filesystem::path& vocab_jso
 
   auto merges_text = readFile(merges_txt, "merges.txt");
   if (!merges_text) return fail(merges_text.error());
-  std::istringstream lines(*merges_text);
-  std::string line;
-  std::getline(lines, line);  // "#version: 0.2"
-  for (std::size_t rank = 0; rank < kMaxMerges && std::getline(lines, line); ++rank) {
-    std::istringstream fields(line);
-    std::string first, second, extra;
+  // Python's text.strip().split("\n")[1:...], each line .split() on white space.
+  std::string_view rest = *merges_text;
+  auto nextLine = [&rest]() -> std::optional<std::string_view> {
+    if (rest.empty()) return std::nullopt;
+    std::size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    return line;
+  };
+  auto isBlank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; };
+  nextLine();  // "#version: 0.2"
+  std::vector<std::string_view> fields;
+  for (std::size_t rank = 0; rank < kMaxMerges; ++rank) {
+    auto line = nextLine();
+    if (!line) break;
+    fields.clear();
+    for (std::size_t i = 0; i < line->size();) {
+      while (i < line->size() && isBlank((*line)[i])) ++i;
+      std::size_t start = i;
+      while (i < line->size() && !isBlank((*line)[i])) ++i;
+      if (i > start) fields.push_back(line->substr(start, i - start));
+    }
     // A malformed line keeps its rank but can never match a pair (as in Hugging Face).
-    if (!(fields >> first >> second) || (fields >> extra)) continue;
+    if (fields.size() != 2) continue;
     // A repeated pair takes its last rank, as Python's dict(zip(merges, ranks)) does.
-    tables->ranks.insert_or_assign(first + " " + second, static_cast<int>(rank));
+    tables->ranks.insert_or_assign(std::format("{} {}", fields[0], fields[1]), static_cast<int>(rank));
   }
   if (tables->ranks.empty()) {
     return fail(Error::invalid(std::format("{} has no merges (expected \"a b\" lines after the #version line)",
@@ -164,6 +181,7 @@ std::vector<std::int32_t> ClipTokenizer::encode(std::string_view text) const {
 
 std::vector<std::int32_t> ClipTokenizer::encodeLimited(std::string_view text, std::size_t limit) const {
   std::vector<std::int32_t> ids;
+  if (!tables_) return ids;
   // Hugging Face splits the raw text on the special tokens before cleaning: they map straight to
   // their ids, and the text between them is cleaned and tokenized on its own.
   auto encodeChunk = [&](std::string_view chunk) {
@@ -224,6 +242,7 @@ std::int32_t ClipTokenizer::startId() const { return start_id_; }
 std::int32_t ClipTokenizer::endId() const { return end_id_; }
 
 std::optional<std::int32_t> ClipTokenizer::idOf(std::string_view token) const {
+  if (!tables_) return std::nullopt;
   auto it = tables_->vocab.find(token);
   if (it == tables_->vocab.end()) return std::nullopt;
   return it->second;

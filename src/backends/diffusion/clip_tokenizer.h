@@ -2,6 +2,9 @@
 // (the tokenizer diffusers uses for Stable Diffusion's text encoders).
 // Thread-safety: all const methods may be called concurrently; the BPE cache behind encode() is
 // guarded by its own mutex. Copies share the (immutable) tables and the cache.
+// A default-constructed ClipTokenizer is empty (encode gives {}, ids 0, idOf nullopt): use load().
+// Cost: BPE is quadratic in the length of one word (a run of letters or punctuation), as in
+// Hugging Face's code: callers should bound the prompt length (a 5,000-letter word: ~20 ms).
 #pragma once
 
 #include <cstdint>

@@ -129,14 +129,28 @@ TEST_F(TinyClipTokenizer, LoadErrorsNameTheFile) {
 
 class RealClipTokenizer : public ::testing::Test {
  protected:
+  // Loaded once for the suite (a few seconds under the sanitizers).
+  static void SetUpTestSuite() {
+    auto dir = sharedModels() / "clip-tokenizer";
+    if (!std::filesystem::exists(dir / "vocab.json") || !std::filesystem::exists(dir / "merges.txt")) return;
+    auto tok = ClipTokenizer::load(dir / "vocab.json", dir / "merges.txt");
+    if (!tok) {
+      load_error_ = new std::string(tok.error().message);
+      return;
+    }
+    shared_ = new ClipTokenizer(std::move(*tok));
+  }
+  static void TearDownTestSuite() {
+    delete shared_;
+    shared_ = nullptr;
+    delete load_error_;
+    load_error_ = nullptr;
+  }
   void SetUp() override {
     dir_ = sharedModels() / "clip-tokenizer";
-    if (!std::filesystem::exists(dir_ / "vocab.json") || !std::filesystem::exists(dir_ / "merges.txt")) {
-      GTEST_SKIP() << "the real CLIP tokenizer files are absent: " << dir_ << " (set STATIM_SHARED_MODELS)";
-    }
-    auto tok = ClipTokenizer::load(dir_ / "vocab.json", dir_ / "merges.txt");
-    ASSERT_TRUE(tok) << tok.error().message;
-    tok_ = std::move(*tok);
+    ASSERT_EQ(load_error_, nullptr) << *load_error_;
+    if (!shared_) GTEST_SKIP() << "the real CLIP tokenizer files are absent: " << dir_ << " (set STATIM_SHARED_MODELS)";
+    tok_ = shared_;
   }
   std::vector<std::int32_t> withSpecials(std::string_view text) const {
     std::vector<std::int32_t> ids{tok_->startId()};
@@ -145,8 +159,10 @@ class RealClipTokenizer : public ::testing::Test {
     ids.push_back(tok_->endId());
     return ids;
   }
+  static inline ClipTokenizer* shared_ = nullptr;
+  static inline std::string* load_error_ = nullptr;
   std::filesystem::path dir_;
-  std::optional<ClipTokenizer> tok_;
+  const ClipTokenizer* tok_ = nullptr;
 };
 
 // Every case of expected_ids.json (ids from the reference tokenizer, with start and end).
@@ -192,9 +208,9 @@ TEST_F(RealClipTokenizer, EncodeForModelPadsAndTruncates) {
 
   std::int32_t bang = *tok_->idOf("!");
   ids = tok_->encodeForModel("a photo of a cat", bang);
-  expected = {49406, 320, 1125, 539, 320, 2368, 49407};
-  expected.resize(77, bang);
-  EXPECT_EQ(ids, expected);
+  std::vector<std::int32_t> expected_bang{49406, 320, 1125, 539, 320, 2368, 49407};
+  expected_bang.resize(77, bang);
+  EXPECT_EQ(ids, expected_bang);
 
   std::string long_prompt;
   for (int i = 0; i < 100; ++i) long_prompt += "cat ";
@@ -208,6 +224,33 @@ TEST_F(RealClipTokenizer, EncodeForModelPadsAndTruncates) {
   EXPECT_EQ(ids, (std::vector<std::int32_t>{49406, 320, 1125, 539, 49407}));
   ids = tok_->encodeForModel("", bang, 4);
   EXPECT_EQ(ids, (std::vector<std::int32_t>{49406, 49407, bang, bang}));
+}
+
+TEST_F(RealClipTokenizer, LongInputs) {
+  // One 5,000-letter word (BPE is quadratic in a word's length) and a 20,000-word prompt (the
+  // model encoding stops after 75 tokens): both finish, and the model input keeps its shape.
+  std::string word(5000, 'q');
+  for (std::size_t i = 0; i < word.size(); i += 7) word[i] = static_cast<char>('a' + i % 26);
+  auto ids = tok_->encodeForModel(word, tok_->endId());
+  ASSERT_EQ(ids.size(), 77u);
+  EXPECT_EQ(ids.front(), 49406);
+  EXPECT_NE(ids[75], 49407);  // the word alone fills the 75 slots
+  EXPECT_EQ(ids.back(), 49407);
+  EXPECT_GT(tok_->encode(word).size(), 75u);
+
+  std::string prompt;
+  for (int i = 0; i < 20000; ++i) prompt += "red fox ";
+  ids = tok_->encodeForModel(prompt, 0);
+  ASSERT_EQ(ids.size(), 77u);
+  EXPECT_EQ(ids[1], *tok_->idOf("red</w>"));
+  EXPECT_EQ(ids[2], *tok_->idOf("fox</w>"));
+  EXPECT_EQ(ids.back(), 49407);
+}
+
+TEST(ClipTokenizerEmpty, DefaultConstructedIsEmpty) {
+  ClipTokenizer empty;
+  EXPECT_TRUE(empty.encode("a cat").empty());
+  EXPECT_EQ(empty.idOf("!"), std::nullopt);
 }
 
 TEST_F(RealClipTokenizer, ConcurrentEncodesAgree) {
