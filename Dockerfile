@@ -12,6 +12,10 @@
 # named `models` (its contents land in /opt/statim/models-files); without one it bakes in nothing
 # and such a model is listed as "failed" while the rest still serves:
 #   docker build --build-context models=../shared/models -t statim:latest .
+# Image models (stabilityai/sd-turbo, stabilityai/sdxl-turbo) are diffusers ONNX export folders:
+# export them into that context before the build, where the internet is reachable (docs/models.md):
+#   optimum-cli export onnx --model stabilityai/sdxl-turbo ../shared/models/diffusion/sdxl-turbo-onnx
+#   optimum-cli export onnx --model stabilityai/sd-turbo ../shared/models/diffusion/sd-turbo-onnx
 # Or mount weights at run time instead of baking them in:
 #   docker run ... -v /path/to/weights:/opt/statim/models-files:ro statim:latest
 # Your own manifests: mount a folder over /etc/statim/models (absolute `file` paths, or paths

@@ -217,6 +217,7 @@ void configureServer(const ApiContext& ctx) {
   registerOpenAiRoutes(ctx);
   registerOpenAiSpeechRoutes(ctx);
   registerOpenAiAudioRoutes(ctx);
+  registerOpenAiImageRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
   if (!auth->required()) {

@@ -36,6 +36,7 @@ void registerSystemRoutes(const ApiContext& ctx);
 void registerOpenAiRoutes(const ApiContext& ctx);
 void registerOpenAiSpeechRoutes(const ApiContext& ctx);
 void registerOpenAiAudioRoutes(const ApiContext& ctx);  // /v1/audio/transcriptions
+void registerOpenAiImageRoutes(const ApiContext& ctx);
 void registerAdminRoutes(const ApiContext& ctx);
 void registerDocsRoutes(const ApiContext& ctx);
 

@@ -1,5 +1,6 @@
 #include "backends/registry.h"
 
+#include "backends/diffusion/diffusion_backend.h"
 #include "backends/echo/echo_backend.h"
 #include "backends/llama/llama_backend.h"
 #include "backends/ocr/ocr_backend.h"
@@ -13,6 +14,7 @@ namespace {
 // Adding a backend: one folder under src/backends/ and one line here.
 const Backend* const kBackends[] = {
     &echoBackend(),
+    &diffusionBackend(),
     &llamaBackend(),
     &ocrBackend(),
     &onnxBackend(),
