@@ -14,12 +14,12 @@ namespace {
 // Adding a backend: one folder under src/backends/ and one line here.
 const Backend* const kBackends[] = {
     &echoBackend(),
-    &diffusionBackend(),
     &llamaBackend(),
     &ocrBackend(),
     &onnxBackend(),
     &ttsBackend(),
     &whisperBackend(),
+    &diffusionBackend(),
 };
 
 }  // namespace
