@@ -42,11 +42,9 @@ Result<std::string> encodePng(std::span<const std::uint8_t> pixels, int width, i
   image.format = channels == 4 ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
   ImageGuard guard{&image};
   const auto stride = static_cast<png_int_32>(width * channels);
-  png_alloc_size_t size = 0;
-  // First call with no buffer: libpng compresses once to learn the size.
-  if (!png_image_write_to_memory(&image, nullptr, &size, 0, pixels.data(), stride, nullptr)) {
-    return fail(Error::internal(std::format("libpng could not encode the image: {}", image.message)));
-  }
+  // One pass into a buffer of libpng's worst-case size (asking for the size first would compress
+  // the image twice).
+  png_alloc_size_t size = PNG_IMAGE_PNG_SIZE_MAX(image);
   std::string out(size, '\0');
   if (!png_image_write_to_memory(&image, out.data(), &size, 0, pixels.data(), stride, nullptr)) {
     return fail(Error::internal(std::format("libpng could not encode the image: {}", image.message)));
