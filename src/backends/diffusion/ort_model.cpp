@@ -1,37 +1,11 @@
 #include "backends/diffusion/ort_model.h"
 
 #include <format>
-#include <iostream>
-#include <mutex>
-#include <sstream>
+
+#include "backends/ort/ort_session.h"
 
 namespace statim::diffusion {
 namespace {
-
-// One ONNX Runtime environment for the process (its logging and default thread pools).
-Ort::Env& env() {
-  static Ort::Env e(ORT_LOGGING_LEVEL_WARNING, "statim-diffusion");
-  return e;
-}
-
-// Debian's onnxruntime registers the ONNX operator schemas that the shared libonnx has already
-// registered, and libonnx reports each duplicate ("Schema error: ...", ~600 of them) on std::cerr
-// when the first session starts. Harmless, so std::cerr (not the C stderr our logger writes to)
-// is silenced while sessions are created, one at a time.
-class QuietCerr {
- public:
-  QuietCerr() : lock_(mutex()), saved_(std::cerr.rdbuf(sink_.rdbuf())) {}
-  ~QuietCerr() { std::cerr.rdbuf(saved_); }
-
- private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  std::lock_guard<std::mutex> lock_;
-  std::ostringstream sink_;
-  std::streambuf* saved_;
-};
 
 std::string typeName(ONNXTensorElementDataType t) {
   switch (t) {
@@ -121,19 +95,12 @@ OrtModel::OrtModel(std::unique_ptr<Ort::Session> session, std::string label)
 Result<std::unique_ptr<OrtModel>> OrtModel::open(const std::filesystem::path& path, int threads, std::string label) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return fail(Error::notFound(std::format("{} not found ({})", label, path.string())));
+  auto session = ort::openSession(path, threads, label);
+  if (!session) return fail(session.error());
   try {
-    Ort::SessionOptions options;
-    if (threads > 0) options.SetIntraOpNumThreads(threads);
-    options.SetInterOpNumThreads(1);
-    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    std::unique_ptr<Ort::Session> session;
-    {
-      QuietCerr quiet;
-      session = std::make_unique<Ort::Session>(env(), path.c_str(), options);
-    }
-    return std::unique_ptr<OrtModel>(new OrtModel(std::move(session), std::move(label)));
+    return std::unique_ptr<OrtModel>(new OrtModel(std::move(*session), label));
   } catch (const Ort::Exception& e) {
-    return fail(Error::backend(std::format("{} could not be loaded by ONNX Runtime: {}", label, e.what())));
+    return fail(Error::backend(std::format("ONNX Runtime could not read the inputs and outputs of {}: {}", label, e.what())));
   }
 }
 

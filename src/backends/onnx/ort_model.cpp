@@ -1,38 +1,13 @@
 #include "backends/onnx/ort_model.h"
 
 #include <format>
-#include <iostream>
-#include <streambuf>
 
 #include <onnxruntime_cxx_api.h>
 
+#include "backends/ort/ort_session.h"
+
 namespace statim::onnx {
 namespace {
-
-// ONE Ort::Env per process, created on first use. It is deliberately never destroyed: sessions
-// of models still held at exit (or by a static) must not outlive it, and ORT does not need it torn
-// down. Warnings (e.g. "initializer appears in graph inputs") are not worth a log line per load.
-Ort::Env& env() {
-  static Ort::Env* e = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "statim");
-  return *e;
-}
-
-// Debian's ONNX Runtime links the system libonnx, and both register the standard operator schemas
-// when the first session is created: libonnx reports each duplicate on std::cerr ("Schema error:
-// Trying to register schema with name Abs ... already registered"), ~600 harmless lines. They are
-// dropped while a session is opened. Models are opened by the one model-loader thread, and statim's
-// own logging does not go through std::cerr, so nothing else is lost.
-class CerrSilencer {
- public:
-  CerrSilencer() : saved_(std::cerr.rdbuf(&null_)) {}
-  ~CerrSilencer() { std::cerr.rdbuf(saved_); }
-
- private:
-  struct NullBuf : std::streambuf {
-    int overflow(int c) override { return traits_type::not_eof(c); }
-  } null_;
-  std::streambuf* saved_;
-};
 
 DType fromOrt(ONNXTensorElementDataType t) {
   switch (t) {
@@ -85,17 +60,11 @@ OrtModel::OrtModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OrtModel::~OrtModel() = default;
 
 Result<std::unique_ptr<OrtModel>> OrtModel::open(const std::filesystem::path& file, int threads) {
+  auto session = ort::openSession(file, threads, file.filename().string());
+  if (!session) return fail(session.error());
   try {
-    Ort::SessionOptions options;
-    options.SetIntraOpNumThreads(threads);
-    options.SetInterOpNumThreads(1);
-    options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
-    options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     auto impl = std::make_unique<Impl>();
-    {
-      CerrSilencer quiet;
-      impl->session = Ort::Session(env(), file.c_str(), options);
-    }
+    impl->session = std::move(**session);
     std::unique_ptr<OrtModel> m(new OrtModel(std::move(impl)));
     Ort::AllocatorWithDefaultOptions alloc;
     auto& s = m->impl_->session;
@@ -107,7 +76,8 @@ Result<std::unique_ptr<OrtModel>> OrtModel::open(const std::filesystem::path& fi
     }
     return m;
   } catch (const Ort::Exception& e) {
-    return fail(Error::backend(std::format("ONNX Runtime could not load {}: {}", file.filename().string(), e.what())));
+    return fail(Error::backend(std::format("ONNX Runtime could not read the inputs and outputs of {}: {}",
+                                           file.filename().string(), e.what())));
   }
 }
 
