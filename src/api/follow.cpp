@@ -1,6 +1,7 @@
 #include "api/follow.h"
 
 #include <deque>
+#include <format>
 #include <memory>
 #include <mutex>
 
@@ -66,6 +67,12 @@ Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink 
   }
   if (!keep) events.unsubscribe(sub.token);
   return ok();
+}
+
+Error unfinishedJobError(const Job& job) {
+  if (job.status == JobStatus::kCancelled)
+    return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
+  return Error::backend(std::format("job {} failed: {}", job.id, job.error));
 }
 
 }  // namespace statim::api

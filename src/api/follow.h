@@ -17,4 +17,8 @@ namespace statim::api {
 using FollowSink = std::function<bool(const JobEvent&)>;
 Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink sink);
 
+// What a route that waited for a job answers when it ended without completing: 409 `cancelled`,
+// or the backend's failure.
+Error unfinishedJobError(const Job& job);
+
 }  // namespace statim::api

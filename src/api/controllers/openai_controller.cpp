@@ -26,19 +26,13 @@ nlohmann::json render(Kind kind, const Job& job, const OpenAiRequest& req) {
   return {};
 }
 
-Error jobError(const Job& job) {
-  if (job.status == JobStatus::kCancelled)
-    return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
-  return Error::backend(std::format("job {} failed: {}", job.id, job.error));
-}
-
 // Waits for the job to end and answers with the OpenAI object (or the error).
 void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job, Callback cb) {
   auto r = followJob(ctx.store, ctx.scheduler.events(), job.id, [kind, req, cb = std::move(cb)](const JobEvent& e) {
     if (!e.terminal()) return true;
     const Job& done = *e.job;
     if (done.status != JobStatus::kCompleted) {
-      cb(errorResponse(jobError(done)));
+      cb(errorResponse(unfinishedJobError(done)));
     } else {
       auto resp = jsonResponse(render(kind, done, req));
       resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
@@ -90,7 +84,7 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
               stream->send("", dump(chunk(final_text.substr(sent->size()), nullptr)));
             }
             if (done.status == JobStatus::kFailed) {
-              Error err = jobError(done);
+              Error err = unfinishedJobError(done);
               stream->send(
                   "",
                   dump({{"error",

@@ -119,16 +119,8 @@ void registerOpenAiImageRoutes(const ApiContext& ctx) {
     if (!body) return cb(errorResponse(body.error()));
     auto parsed = parseImagesRequest(*body);
     if (!parsed) return cb(errorResponse(parsed.error()));
-    auto key = idempotencyKey(*req);
-    if (!key) return cb(errorResponse(key.error()));
-    Principal who = principalOf(*req);
-    if (auto r = who.mayUseModel(parsed->job.model); !r) return cb(errorResponse(r.error()));
     NewJob job = parsed->job;
-    job.owner = who.owner();
-    if (!key->empty()) {
-      job.idempotency_key = *key;
-      job.request_hash = requestHash(*req);
-    }
+    if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
     std::string host = req->getHeader("host");
     if (host.empty()) host = std::format("{}:{}", req->localAddr().toIp(), req->localAddr().toPort());
     std::string format = parsed->response_format;
@@ -145,10 +137,8 @@ void registerOpenAiImageRoutes(const ApiContext& ctx) {
           auto resp = jsonResponse(render(ctx, *done, format, host));
           resp->addHeader("X-Statim-Job-Id", std::to_string(done->id));
           cb(resp);
-        } else if (done->status == JobStatus::kCancelled) {
-          cb(errorResponse({ErrorCode::kCancelled, std::format("job {} was cancelled", done->id), {}}));
         } else {
-          cb(errorResponse(Error::backend(std::format("job {} failed: {}", done->id, done->error))));
+          cb(errorResponse(unfinishedJobError(*done)));
         }
         return false;
       });

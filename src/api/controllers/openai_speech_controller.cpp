@@ -122,16 +122,10 @@ Result<NewJob> parseSpeechRequest(const nlohmann::json& body) {
   return job;
 }
 
-Error jobError(const Job& job) {
-  if (job.status == JobStatus::kCancelled)
-    return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
-  return Error::backend(std::format("job {} failed: {}", job.id, job.error));
-}
-
 // Answers the finished job's audio. Runs on the request's I/O loop: reading the file is no work
 // for the event hub's thread.
 drogon::HttpResponsePtr audioResponse(const ApiContext& ctx, const Job& job) {
-  if (job.status != JobStatus::kCompleted) return errorResponse(jobError(job));
+  if (job.status != JobStatus::kCompleted) return errorResponse(unfinishedJobError(job));
   if (job.artifacts.empty()) return errorResponse(Error::internal(std::format("job {} produced no audio", job.id)));
   const JobFile& file = job.artifacts.front();
   auto bytes = ctx.blobs.read(file.sha256);
