@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 #include "core/strings.h"
 
+#include <deque>
 #include <format>
 #include <limits>
 #include <random>
@@ -14,10 +15,14 @@ namespace statim {
 
 struct Scheduler::ModelQueue {
   std::string id;
+  std::string owner;  // the lease owner of this node's jobs of the model
   std::int64_t max_queue = 0;
   std::int64_t queued = 0;       // admitted and not yet claimed (admission counter)
-  std::uint64_t generation = 0;  // bumped on every submission: wakes idle workers without races
-  int running = 0;
+  std::uint64_t generation = 0;  // bumped on every queued submission: wakes idle workers without races
+  int capacity = 0;              // jobs it runs at once, once serving (0 until then: every job queues)
+  int running = 0;               // jobs held: claimed (or being claimed at submission) and not yet ended
+  int starting = 0;              // of those, claimed at submission and not yet taken by a worker
+  std::deque<Claimed> ready;     // claimed at submission, for the next free worker
   std::condition_variable cv;
   std::vector<std::thread> workers;
 };
@@ -95,6 +100,24 @@ Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
   return ok();
 }
 
+// When a worker should try to claim from the queue, which costs a commit: when a queued
+// submission was committed since its last empty claim, or once the poll interval has passed
+// (work queued through another node). Jobs claimed at submission need no claim.
+class ClaimGate {
+ public:
+  bool open(std::uint64_t generation) const {
+    return generation != empty_at_ || std::chrono::steady_clock::now() >= next_poll_;
+  }
+  void sawEmpty(std::uint64_t generation, std::chrono::milliseconds poll) {
+    empty_at_ = generation;
+    next_poll_ = std::chrono::steady_clock::now() + poll;
+  }
+
+ private:
+  std::uint64_t empty_at_ = std::numeric_limits<std::uint64_t>::max();
+  std::chrono::steady_clock::time_point next_poll_{};
+};
+
 }  // namespace
 
 Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions options)
@@ -103,6 +126,7 @@ Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions op
   for (auto& e : models_.list()) {
     auto q = std::make_unique<ModelQueue>();
     q->id = e.manifest.id;
+    q->owner = std::format("{}/{}", options_.node_id, q->id);
     q->max_queue = e.manifest.max_queue;
     queues_.emplace(q->id, std::move(q));
   }
@@ -136,10 +160,11 @@ void Scheduler::startModel(const std::string& model_id) {
   if (stopping_ || it == queues_.end() || !it->second->workers.empty()) return;
   ModelQueue& q = *it->second;
   if (entry->loaded->batched()) {
-    // One thread drives the model's batch; `parallel` is its capacity.
+    // One thread drives the model's batch; `parallel` is its capacity (set once its session is open).
     q.workers.emplace_back([this, &q, loaded = entry->loaded] { batchLoop(q, loaded); });
     return;
   }
+  q.capacity = entry->manifest.parallel;
   for (int i = 0; i < entry->manifest.parallel; ++i) {
     q.workers.emplace_back([this, &q, loaded = entry->loaded, i] { workerLoop(q, loaded, i); });
   }
@@ -174,10 +199,16 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
 
   ModelQueue* q = nullptr;
   std::optional<Error> replay_when_full;
+  bool start_now = false;  // a slot is free and nothing waits: store it claimed
   {
     std::lock_guard lock(mu_);
     q = queues_.at(job.model).get();
-    if (q->queued >= q->max_queue) {
+    if (q->capacity > 0 && q->queued == 0 && q->running < q->capacity) {
+      start_now = true;
+      ++q->running;  // the slot is reserved before the write, as the queue place below
+      ++q->starting;
+      ++claiming_;
+    } else if (q->queued >= q->max_queue) {
       Error full{ErrorCode::kQueueFull,
                  std::format("model '{}' has {} queued jobs (max_queue {}); retry later", job.model, q->queued,
                              q->max_queue),
@@ -203,129 +234,192 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     found.replayed = true;
     return done(std::move(found));
   }
-  store_.createAsync(std::move(job), [this, q, done = std::move(done)](Result<Job> r) {
+  std::optional<LeaseRequest> start;
+  if (start_now) start = LeaseRequest{q->owner, leaseMicros()};
+  store_.createAsync(std::move(job), std::move(start), [this, q, start_now, done = std::move(done)](Result<Job> r) {
+    bool created = r && !r->replayed;
+    if (created) {
+      // Before a worker can see the job, so that "queued" comes before "started".
+      if (options_.metrics) options_.metrics->submitted(*r);
+      events_.publish({r->id, "queued"});
+      log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
+    }
     {
       std::lock_guard lock(mu_);
-      if (r && !r->replayed)
+      if (start_now) {
+        --claiming_;
+        if (created && !joined_) {
+          q->ready.push_back(hold(*q, *r));
+        } else {
+          // Failed, an idempotent retry that found its earlier job, or too late (the workers are
+          // gone; a job stored claimed is requeued at the next start).
+          --q->running;
+          --q->starting;
+        }
+        q->cv.notify_all();
+        idle_cv_.notify_all();
+      } else if (created) {
         ++q->generation;
-      else
+        q->cv.notify_one();
+      } else {
         --q->queued;  // failed, or an idempotent retry that found its earlier job
-    }
-    if (r && !r->replayed) {
-      if (options_.metrics) options_.metrics->submitted(*r);
-      q->cv.notify_one();
-      events_.publish({r->id, "queued"});
-      log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}});
+      }
     }
     done(std::move(r));
   });
 }
 
-std::optional<Job> Scheduler::claim(ModelQueue& q, const std::string& owner) {
+std::int64_t Scheduler::leaseMicros() const {
+  return std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
+}
+
+Scheduler::Claimed Scheduler::hold(ModelQueue& q, Job job) {
+  auto control = std::make_shared<Control>(job.id, hard_stop_, events_, options_.blobs);
+  // A cancel may have been requested before the claim (or on another node).
+  if (job.cancel_requested) control->requestCancel();
+  running_[job.id] = {q.owner, control};
+  return {std::move(job), std::move(control)};
+}
+
+void Scheduler::release(ModelQueue& q, JobId id) {
+  --q.running;
+  running_.erase(id);
+  idle_cv_.notify_all();
+}
+
+std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
   {
-    // Counted until began() registers the job (or the claim comes back empty), so shutdown never
+    // Counted until the jobs are held (or the claim comes back empty), so shutdown never
     // mistakes a job between the store and running_ for an idle worker.
     std::lock_guard lock(mu_);
     ++claiming_;
   }
-  auto lease = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
-  auto claimed = store_.claimNext(q.id, owner, lease);
-  if (!claimed) log::error("scheduler: claim failed", {{"model", q.id}, {"error", claimed.error().message}});
-  if (!claimed || !*claimed) {
-    {
-      std::lock_guard lock(mu_);
-      --claiming_;
+  auto jobs = store_.claim(q.id, {q.owner, leaseMicros()}, max);
+  if (!jobs) log::error("scheduler: claim failed", {{"model", q.id}, {"error", jobs.error().message}});
+  std::vector<Claimed> out;
+  std::lock_guard lock(mu_);
+  --claiming_;
+  if (jobs) {
+    for (auto& job : *jobs) {
+      if (q.queued > 0) --q.queued;
+      ++q.running;
+      out.push_back(hold(q, std::move(job)));
     }
-    idle_cv_.notify_all();
-    return std::nullopt;
   }
-  return std::move(**claimed);
+  idle_cv_.notify_all();
+  return out;
+}
+
+std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max) {
+  std::vector<Claimed> out;
+  std::lock_guard lock(mu_);
+  while (!hard_stop_ && !q.ready.empty() && static_cast<int>(out.size()) < max) {
+    out.push_back(std::move(q.ready.front()));
+    q.ready.pop_front();
+    --q.starting;
+  }
+  return out;
+}
+
+bool Scheduler::drained(ModelQueue& q) {
+  std::lock_guard lock(mu_);
+  return hard_stop_ || (stopping_ && q.starting == 0);
 }
 
 void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
   std::unique_lock lock(mu_);
-  q.cv.wait_for(lock, options_.poll_interval, [&] { return stopping_ || q.generation != seen; });
+  q.cv.wait_for(lock, options_.poll_interval, [&] {
+    return hard_stop_ || (stopping_ && q.starting == 0) || q.generation != seen || !q.ready.empty();
+  });
 }
 
 void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
-  const std::string owner = std::format("{}/{}/{}", options_.node_id, q.id, index);
   auto session = model->newSession();
   if (!session) {
-    log::error("scheduler: worker could not open a session", {{"model", q.id}, {"error", session.error().message}});
+    log::error("scheduler: worker could not open a session",
+               {{"model", q.id}, {"worker", index}, {"error", session.error().message}});
+    std::lock_guard lock(mu_);
+    --q.capacity;  // one worker fewer takes jobs claimed at submission
     return;
   }
-  while (!stopping_) {
+  ClaimGate gate;
+  while (true) {
+    auto next = takeReady(q, 1);
     std::uint64_t seen;
+    bool want_claim;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
+      want_claim = next.empty() && !stopping_ && gate.open(seen);
     }
-    if (auto job = claim(q, owner)) {
-      Control control(job->id, hard_stop_, events_, options_.blobs);
-      began(q, *job, owner, control);
-      Result<nlohmann::json> result = fail(Error::internal("not run"));
+    if (want_claim) {
+      next = claim(q, 1);
+      if (next.empty()) gate.sawEmpty(seen, options_.poll_interval);
+    }
+    if (next.empty()) {
+      if (stopping_ && drained(q)) return;
+      waitForWork(q, seen);
+      continue;
+    }
+    auto& [job, control] = next.front();
+    began(job);
+    Result<nlohmann::json> result = fail(Error::internal("not run"));
+    if (control->cancelled()) {
+      result = fail(Error::internal("cancelled before it started"));  // recorded as CANCELLED
+    } else {
       try {
-        result = (*session)->run(*job, control);
+        result = (*session)->run(job, *control);
       } catch (const std::exception& e) {
         result = fail(Error::internal(std::format("backend threw: {}", e.what())));
       }
-      finish(q, *job, owner, control, std::move(result));
-      continue;
     }
-    waitForWork(q, seen);
+    finish(q, job, *control, std::move(result));
   }
 }
 
 void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
-  const std::string owner = std::format("{}/{}/batch", options_.node_id, q.id);
   auto session = model->newBatchSession();
   if (!session) {
     log::error("scheduler: could not open a batch session", {{"model", q.id}, {"error", session.error().message}});
     return;
   }
   BatchSession& batch = **session;
-  struct Active {
-    Job job;
-    std::unique_ptr<Control> control;
+  {
+    std::lock_guard lock(mu_);
+    q.capacity = batch.capacity();
+  }
+  std::map<JobId, Claimed> active;
+  auto join = [&](Claimed c) {
+    began(c.job);
+    if (auto r = batch.add(c.job, *c.control); !r) return finish(q, c.job, *c.control, fail(r.error()));
+    JobId id = c.job.id;
+    active.emplace(id, std::move(c));
   };
-  std::map<JobId, Active> active;
-  // Claims cost a store write: try only when a submission was committed since the last empty
-  // claim, or when the poll interval has passed (work queued through another node).
-  auto next_poll = std::chrono::steady_clock::now();
-  std::uint64_t empty_at = std::numeric_limits<std::uint64_t>::max();
+  ClaimGate gate;
   while (true) {
+    // Between steps, new jobs join the running batch: first those claimed at submission, then
+    // free slots are filled from the queue.
+    for (auto& c : takeReady(q, batch.capacity() - batch.active())) join(std::move(c));
     std::uint64_t seen;
-    bool want_claim;
+    int free;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
-      want_claim = q.generation != empty_at || std::chrono::steady_clock::now() >= next_poll;
+      free = batch.capacity() - batch.active() - q.starting;  // minus slots promised at submission
     }
-    // Between steps: fill free slots (new jobs join the running batch).
-    while (want_claim && !stopping_ && batch.active() < batch.capacity()) {
-      auto job = claim(q, owner);
-      if (!job) {
-        empty_at = seen;
-        next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
-        break;
-      }
-      auto control = std::make_unique<Control>(job->id, hard_stop_, events_, options_.blobs);
-      began(q, *job, owner, *control);
-      if (auto r = batch.add(*job, *control); !r) {
-        finish(q, *job, owner, *control, fail(r.error()));
-        continue;
-      }
-      JobId id = job->id;
-      active.emplace(id, Active{std::move(*job), std::move(control)});
+    if (free > 0 && !stopping_ && gate.open(seen)) {
+      auto claimed = claim(q, free);
+      if (static_cast<int>(claimed.size()) < free) gate.sawEmpty(seen, options_.poll_interval);
+      for (auto& c : claimed) join(std::move(c));
     }
     if (active.empty()) {
-      if (stopping_) return;
+      if (stopping_ && drained(q)) return;
       waitForWork(q, seen);
       continue;
     }
     if (hard_stop_) {
       // Grace period over: leave the rest PROCESSING; the next start requeues them.
-      for (auto& [id, a] : active) finish(q, a.job, owner, *a.control, fail(Error::internal("interrupted")));
+      for (auto& [id, a] : active) finish(q, a.job, *a.control, fail(Error::internal("interrupted")));
       return;
     }
     std::vector<BatchOutcome> outcomes;
@@ -339,40 +433,29 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
     for (auto& o : outcomes) {
       auto it = active.find(o.id);
       if (it == active.end()) continue;
-      finish(q, it->second.job, owner, *it->second.control, std::move(o.result));
+      finish(q, it->second.job, *it->second.control, std::move(o.result));
       active.erase(it);
     }
   }
 }
 
-void Scheduler::began(ModelQueue& q, const Job& job, const std::string& owner, Control& control) {
-  {
-    std::lock_guard lock(mu_);
-    if (q.queued > 0) --q.queued;
-    ++q.running;
-    --claiming_;
-    running_[job.id] = {owner, &control};
-  }
-  // A cancel may have been requested between the claim and now (or on another node).
-  if (job.cancel_requested) control.requestCancel();
+void Scheduler::began(const Job& job) {
   if (options_.metrics) options_.metrics->started(job);
   events_.publish({job.id, "started", {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
 }
 
-void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control,
-                       Result<nlohmann::json> result) {
-  const char* event = nullptr;
+void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<nlohmann::json> result) {
   if (hard_stop_ && !control.cancelRequested()) {
     log::warn("job: interrupted by shutdown, will be requeued", {{"job_id", job.id}, {"model", job.model}});
-  } else if (control.cancelRequested()) {
-    nlohmann::json partial = result ? *result : nlohmann::json(nullptr);
-    if (auto r = store_.finishCancelled(job.id, owner, partial); !r) {
-      log::error("job: could not record cancellation", {{"job_id", job.id}, {"error", r.error().message}});
-    } else {
-      event = "cancelled";
-      log::info("job: cancelled", {{"job_id", job.id}, {"model", job.model}});
-    }
+    std::lock_guard lock(mu_);
+    release(q, job.id);
+    return;
+  }
+  JobOutcome outcome;
+  if (control.cancelRequested()) {
+    outcome.status = JobStatus::kCancelled;
+    if (result) outcome.result = std::move(*result);
   } else if (result) {
     if (!control.artifacts().empty() && result->is_object()) {
       nlohmann::json list = nlohmann::json::array();
@@ -381,32 +464,33 @@ void Scheduler::finish(ModelQueue& q, const Job& job, const std::string& owner, 
       }
       (*result)["artifacts"] = std::move(list);
     }
-    if (auto r = store_.complete(job.id, owner, *result, control.artifacts()); !r) {
-      log::error("job: could not record completion", {{"job_id", job.id}, {"error", r.error().message}});
-    } else {
-      event = "completed";
-      log::info("job: completed", {{"job_id", job.id}, {"model", job.model}});
-    }
+    outcome.result = std::move(*result);
+    outcome.artifacts = control.artifacts();
   } else {
     if (result.error().message.empty()) result.error().message = "the backend failed without saying why";
-    if (auto r = store_.fail(job.id, owner, result.error().message); !r) {
-      log::error("job: could not record failure", {{"job_id", job.id}, {"error", r.error().message}});
-    } else {
-      event = "failed";
-    }
-    log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", result.error().message}});
-  }
-  if (event) {
-    auto final_job = store_.get(job.id);
-    if (final_job && options_.metrics) options_.metrics->finished(*final_job);
-    if (final_job) events_.publish({job.id, event, {{"status", toString(final_job->status)}}, std::move(*final_job)});
+    outcome.status = JobStatus::kFailed;
+    outcome.error = result.error().message;
+    log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", outcome.error}});
   }
   {
     std::lock_guard lock(mu_);
-    --q.running;
-    running_.erase(job.id);
+    ++writes_;
   }
-  idle_cv_.notify_all();
+  store_.finishAsync(job.id, q.owner, std::move(outcome), [this, &q, id = job.id](Result<Job> r) {
+    if (!r) {
+      log::error("job: could not record its end", {{"job_id", id}, {"error", r.error().message}});
+    } else {
+      const char* event = r->status == JobStatus::kCompleted ? "completed"
+                          : r->status == JobStatus::kFailed  ? "failed"
+                                                             : "cancelled";
+      if (r->status != JobStatus::kFailed) log::info(std::format("job: {}", event), {{"job_id", id}, {"model", r->model}});
+      if (options_.metrics) options_.metrics->finished(*r);
+      events_.publish({id, event, {{"status", toString(r->status)}}, std::move(*r)});
+    }
+    std::lock_guard lock(mu_);
+    release(q, id);
+    --writes_;
+  });
 }
 
 Result<Job> Scheduler::cancel(JobId id) {
@@ -466,6 +550,7 @@ bool Scheduler::shutdown(std::chrono::milliseconds grace) {
   if (!finished) {
     log::warn("scheduler: grace period over, stopping running jobs", {{"running", running_.size()}});
     hard_stop_ = true;
+    for (auto& [id, q] : queues_) q->cv.notify_all();
   }
   std::vector<std::thread> workers;
   for (auto& [id, q] : queues_) {
@@ -477,6 +562,15 @@ bool Scheduler::shutdown(std::chrono::milliseconds grace) {
   lock.unlock();
   for (auto& t : workers) t.join();
   if (lease_thread_.joinable()) lease_thread_.join();
+  lock.lock();
+  // Store callbacks still to come use this object: wait for them (commits, not jobs: short).
+  idle_cv_.wait(lock, [&] { return writes_ == 0 && claiming_ == 0; });
+  // Jobs claimed at submission that no worker took stay PROCESSING; the next start requeues them.
+  for (auto& [id, q] : queues_) {
+    for (auto& c : q->ready) release(*q, c.job.id);
+    q->ready.clear();
+    q->starting = 0;
+  }
   return finished;
 }
 
@@ -485,7 +579,7 @@ ModelQueueStats Scheduler::stats(const std::string& model_id) const {
   auto it = queues_.find(model_id);
   if (it == queues_.end()) return {};
   auto& q = *it->second;
-  return {q.queued, q.running, static_cast<int>(q.workers.size()), q.max_queue};
+  return {q.queued, q.running, static_cast<int>(q.workers.size()), q.capacity, q.max_queue};
 }
 
 }  // namespace statim

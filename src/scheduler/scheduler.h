@@ -1,9 +1,14 @@
 // The scheduler: admission (bounded per-model queues), worker threads per model, leases and
 // graceful shutdown. All threads and locks of the job engine live here and in the store.
 //
-// The queue itself is the store (JobStore::claimNext picks the highest priority, then oldest,
-// QUEUED job), so queued work survives restarts and, with a shared store, is shared between
-// nodes. The scheduler keeps only counters for admission and wakes its workers on submission.
+// The queue itself is the store (JobStore::claim picks the highest priority, then oldest, QUEUED
+// jobs), so queued work survives restarts and, with a shared store, is shared between nodes. The
+// scheduler keeps only counters for admission and wakes its workers on submission.
+//
+// Commits stay off the workers' critical path: a job submitted while its model has a free slot
+// and nothing queued is stored already claimed (one commit, no claim of its own) and handed to
+// the next free worker; a job's end is committed on the store's writer while its worker goes on,
+// and observers hear of the end (the terminal event) from that commit's callback.
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -43,6 +48,7 @@ struct ModelQueueStats {
   std::int64_t queued = 0;
   int running = 0;
   int workers = 0;
+  int capacity = 0;  // jobs it runs at once; 0 until it serves (its workers or batch session started)
   std::int64_t max_queue = 0;
 };
 
@@ -85,19 +91,36 @@ class Scheduler {
  private:
   struct ModelQueue;
   class Control;
-  struct Running {
+  // A job this node holds the lease of: claimed, maybe not started yet, maybe ending.
+  struct Held {
     std::string owner;
-    Control* control;
+    std::shared_ptr<Control> control;
+  };
+  // A claimed job on its way to a worker.
+  struct Claimed {
+    Job job;
+    std::shared_ptr<Control> control;
   };
   void workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index);
   void batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model);
-  // Claims the next job of q, or nullopt (store errors are logged).
-  std::optional<Job> claim(ModelQueue& q, const std::string& owner);
-  // Waits until a submission for q arrives (or the poll interval passes, or stopping).
+  // Claims up to `max` queued jobs of q from the store (a commit; store errors are logged).
+  std::vector<Claimed> claim(ModelQueue& q, int max);
+  // Takes up to `max` of the jobs claimed for q at submission (none after a hard stop).
+  std::vector<Claimed> takeReady(ModelQueue& q, int max);
+  // Registers a claimed job as held (mu_ held).
+  Claimed hold(ModelQueue& q, Job job);
+  // Waits until there is work for q (a queued submission, a job claimed at submission), the poll
+  // interval passes, or the loop should end.
   void waitForWork(ModelQueue& q, std::uint64_t seen);
-  void began(ModelQueue& q, const Job& job, const std::string& owner, Control& control);
-  // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop).
-  void finish(ModelQueue& q, const Job& job, const std::string& owner, Control& control, Result<nlohmann::json> result);
+  // True when q's loops may end: stopping and no job claimed at submission is still on its way.
+  bool drained(ModelQueue& q);
+  void began(const Job& job);
+  // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop),
+  // asynchronously: the worker goes on while the store commits.
+  void finish(ModelQueue& q, const Job& job, Control& control, Result<nlohmann::json> result);
+  // Forgets a held job (mu_ held).
+  void release(ModelQueue& q, JobId id);
+  std::int64_t leaseMicros() const;
   void leaseLoop();
 
   JobStore& store_;
@@ -106,8 +129,9 @@ class Scheduler {
 
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<ModelQueue>> queues_;  // guarded by mu_ (map shape fixed at construction)
-  std::map<JobId, Running> running_;                           // guarded by mu_
-  int claiming_ = 0;  // claims in flight, not yet in running_; guarded by mu_
+  std::map<JobId, Held> running_;                              // guarded by mu_
+  int claiming_ = 0;  // claims in flight (at submission or by a worker), not yet in running_; guarded by mu_
+  int writes_ = 0;    // ends of jobs being committed (their callbacks use this); guarded by mu_
   std::condition_variable idle_cv_;                            // signalled when a job finishes
   std::atomic<bool> stopping_{false};
   std::atomic<bool> hard_stop_{false};  // grace period over: running jobs should stop now

@@ -3,12 +3,53 @@
 #include <future>
 
 namespace statim {
+namespace {
+
+// Runs an asynchronous store call and waits for its callback.
+template <typename T, typename Start>
+Result<T> await(Start start) {
+  std::promise<Result<T>> p;
+  auto f = p.get_future();
+  start([&p](Result<T> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+}  // namespace
 
 Result<Job> JobStore::create(NewJob job) {
-  std::promise<Result<Job>> p;
-  auto f = p.get_future();
-  createAsync(std::move(job), [&p](Result<Job> r) { p.set_value(std::move(r)); });
-  return f.get();
+  return await<Job>([&](CreateCallback done) { createAsync(std::move(job), std::move(done)); });
+}
+
+Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const std::string& owner, Micros lease) {
+  auto jobs = claim(model, {owner, lease}, 1);
+  if (!jobs) return std::unexpected(jobs.error());
+  if (jobs->empty()) return std::optional<Job>();
+  return std::optional<Job>(std::move(jobs->front()));
+}
+
+Result<void> JobStore::complete(JobId id, const std::string& owner, const nlohmann::json& result,
+                                const std::vector<JobFile>& artifacts) {
+  auto r = await<Job>([&](FinishCallback done) {
+    finishAsync(id, owner, {JobStatus::kCompleted, result, {}, artifacts}, std::move(done));
+  });
+  if (!r) return std::unexpected(r.error());
+  return ok();
+}
+
+Result<void> JobStore::fail(JobId id, const std::string& owner, const std::string& error) {
+  auto r = await<Job>([&](FinishCallback done) {
+    finishAsync(id, owner, {JobStatus::kFailed, nullptr, error, {}}, std::move(done));
+  });
+  if (!r) return std::unexpected(r.error());
+  return ok();
+}
+
+Result<void> JobStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
+  auto r = await<Job>([&](FinishCallback done) {
+    finishAsync(id, owner, {JobStatus::kCancelled, partial, {}, {}}, std::move(done));
+  });
+  if (!r) return std::unexpected(r.error());
+  return ok();
 }
 
 }  // namespace statim

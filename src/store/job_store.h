@@ -5,19 +5,23 @@
 //
 // Claim/lease semantics (kept independent of the engine so a PostgreSQL store with
 // `FOR UPDATE SKIP LOCKED` fits the same contract):
-//   claimNext     atomically moves the best QUEUED job of a model (highest priority, then oldest)
-//                 to PROCESSING, owned by `owner` until now+lease; attempts += 1.
+//   claim         atomically moves the best QUEUED jobs of a model (highest priority, then oldest;
+//                 at most `max`) to PROCESSING, owned by `lease.owner` until now+lease.duration;
+//                 attempts += 1. claimNext is the one-job form.
 //   heartbeat     extends the lease of a job the owner still holds; answers whether someone asked
 //                 to cancel it (so the node running it learns of a cancel made on another node).
 //   requestCancel QUEUED -> CANCELLED at once; PROCESSING -> cancel_requested, for the owner to
 //                 stop it and call finishCancelled; a finished job is returned unchanged.
-//   complete/fail/finishCancelled only succeed for the current owner of a PROCESSING job
+//   finishAsync (and its blocking forms complete/fail/finishCancelled) only succeeds for the
+//                 current owner of a PROCESSING job
 //                 (kConflict otherwise), so a worker whose lease expired cannot overwrite the
 //                 outcome of the worker that took the job over.
 //   create        with an idempotency key the owner used before: returns that job (replayed =
 //                 true) when the request hash matches, kConflict when it does not. With an owner
 //                 whose max_queued is set, fails with kRateLimited when the owner already has that
-//                 many QUEUED jobs (checked in the insert's transaction, so it is exact).
+//                 many QUEUED jobs (checked in the insert's transaction, so it is exact). With a
+//                 `start` lease the job is stored already claimed (PROCESSING, attempts 1): the
+//                 scheduler's way to start a job on a free slot without a second commit.
 //   requeueAbandoned returns PROCESSING jobs whose lease expired before `expired_before` to
 //                 QUEUED, or FAILs them once they have been started `max_attempts` times.
 #pragma once
@@ -60,6 +64,20 @@ struct DeletedJobs {
   Micros released_at = 0;
 };
 
+// Who holds a claimed job, and for how long from now.
+struct LeaseRequest {
+  std::string owner;
+  Micros duration = 0;
+};
+
+// How a PROCESSING job ended (finishAsync).
+struct JobOutcome {
+  JobStatus status = JobStatus::kCompleted;  // kCompleted, kFailed or kCancelled
+  nlohmann::json result;                     // kCompleted: the result; kCancelled: the partial one (may be null)
+  std::string error;                         // kFailed: why
+  std::vector<JobFile> artifacts;            // kCompleted: files already in the blob store
+};
+
 struct RequeueReport {
   std::vector<JobId> requeued;
   std::vector<JobId> failed;
@@ -70,9 +88,11 @@ class JobStore {
   virtual ~JobStore() = default;
 
   using CreateCallback = std::function<void(Result<Job>)>;
-  // Stores a new QUEUED job. `done` runs after the commit, on a store thread: it must not block.
-  // Concurrent creates share one commit (group commit).
-  virtual void createAsync(NewJob job, CreateCallback done) = 0;
+  // Stores a new QUEUED job, or with `start` a PROCESSING one held under that lease. `done` runs
+  // after the commit, on a store thread: it must not block. Concurrent writes share one commit
+  // (group commit).
+  virtual void createAsync(NewJob job, std::optional<LeaseRequest> start, CreateCallback done) = 0;
+  void createAsync(NewJob job, CreateCallback done) { createAsync(std::move(job), std::nullopt, std::move(done)); }
   Result<Job> create(NewJob job);  // blocking convenience over createAsync
 
   virtual Result<Job> get(JobId id) = 0;
@@ -82,19 +102,22 @@ class JobStore {
                                                                             const std::string& key) = 0;
   virtual Result<JobPage> list(const JobFilter& filter) = 0;
 
-  virtual Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) = 0;
+  // Claims up to `max` QUEUED jobs of `model` in one commit, best first (see above).
+  virtual Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) = 0;
+  Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease);
   // Returns true when a cancel has been requested for the job.
   virtual Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
-  // `artifacts` (already in the blob store) are recorded with the job and listed in
-  // result.artifacts.
-  virtual Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
-                                const std::vector<JobFile>& artifacts) = 0;
-  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result) {
-    return complete(id, owner, result, {});
-  }
-  virtual Result<void> fail(JobId id, const std::string& owner, const std::string& error) = 0;
+  using FinishCallback = std::function<void(Result<Job>)>;
+  // Ends a PROCESSING job held by `owner` as `outcome` says. `done` gets the final job (with its
+  // files) after the commit, on a store thread, and must not block. The outcome's artifacts are
+  // recorded with the job (the caller lists them in result.artifacts).
+  virtual void finishAsync(JobId id, const std::string& owner, JobOutcome outcome, FinishCallback done) = 0;
+  // Blocking forms of finishAsync.
+  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
+                        const std::vector<JobFile>& artifacts = {});
+  Result<void> fail(JobId id, const std::string& owner, const std::string& error);
   // Ends a PROCESSING job as CANCELLED, keeping what it produced so far (may be null).
-  virtual Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) = 0;
+  Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial);
   // See requestCancel above. kNotFound for an unknown id.
   virtual Result<CancelOutcome> requestCancel(JobId id) = 0;
   virtual Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) = 0;

@@ -278,7 +278,8 @@ def test_a_vocabulary_only_file_fails_to_load_and_the_rest_keeps_serving(srv):
     r = srv.post("/job", data={"model": "vocab-only"}, files={"audio": ("a.wav", encode(tone(1), SR, "WAV"))})
     assert_error(r, 503, None, "vocab-only")
     assert srv.models()["w"]["state"] == "ready"
-    assert srv.submit("echo", "still here")["status"] == "QUEUED"
+    job = srv.submit("echo", "still here")
+    assert srv.wait_job(job["id"])["result"] == {"text": "still here"}
 
 
 def test_a_file_that_is_not_a_model_fails_with_a_reason(make_server, tmp_path, tiny_whisper):
@@ -297,7 +298,8 @@ def test_a_file_that_is_not_a_model_fails_with_a_reason(make_server, tmp_path, t
     assert "truncated" in models["truncated"]["reason"], models["truncated"]
     assert "not found" in models["missing"]["reason"], models["missing"]
     assert all(models[m]["state"] == "failed" for m in ("junk", "truncated", "missing"))
-    assert s.submit("echo", "fine")["status"] == "QUEUED"
+    job = s.submit("echo", "fine")
+    assert s.wait_job(job["id"])["result"] == {"text": "fine"}
 
 
 def test_openapi_documents_the_route(srv):

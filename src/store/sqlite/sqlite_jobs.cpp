@@ -136,9 +136,9 @@ Result<void> checkMaxQueued(SqliteDb& db, const JobOwner& owner) {
                                   owner.key_name, queued, *owner.max_queued));
 }
 
-// The insert of createAsync, on the writer. Fills job.id and created_at, or replaces `job` by
-// the earlier one its idempotency key names.
-Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
+// The insert of createAsync, on the writer. Fills job.id and created_at (and the lease, with
+// `start`), or replaces `job` by the earlier one its idempotency key names.
+Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request, const std::optional<LeaseRequest>& start) {
   std::int64_t owner = request.owner ? request.owner->key_id : 0;
   if (!request.idempotency_key.empty()) {
     auto earlier = selectIdempotent(db, owner, request.idempotency_key);
@@ -160,10 +160,19 @@ Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
     if (auto r = checkMaxQueued(db, *request.owner); !r) return r;
   }
   job.created_at = nowMicros();
+  if (start) {
+    job.status = JobStatus::kProcessing;
+    job.status_message = "running";
+    job.started_at = job.created_at;
+    job.attempts = 1;
+    job.lease_owner = start->owner;
+    job.lease_expires_at = job.created_at + start->duration;
+  }
   auto st = db.prepare(
       "INSERT INTO jobs (model, type, prompt, params, priority, status, status_message, created_at, owner_key_id,"
-      " idempotency_key, request_hash, webhook_url, webhook_events)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, 'QUEUED', ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id");
+      " idempotency_key, request_hash, webhook_url, webhook_events, started_at, attempts, lease_owner,"
+      " lease_expires_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?13, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?15, ?16, ?17) RETURNING id");
   if (!st) return statim::fail(st.error());
   auto& s = **st;
   s.bind(1, job.model)
@@ -173,7 +182,12 @@ Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
       .bind(5, std::int64_t{job.priority})
       .bind(6, job.status_message)
       .bind(7, job.created_at)
-      .bind(8, job.owner_key_id);
+      .bind(8, job.owner_key_id)
+      .bind(13, toString(job.status))
+      .bind(14, job.started_at)
+      .bind(15, std::int64_t{job.attempts})
+      .bind(16, job.lease_owner)
+      .bind(17, job.lease_expires_at);
   if (!request.idempotency_key.empty()) s.bind(9, request.idempotency_key).bind(10, request.request_hash);
   if (job.webhook) s.bind(11, job.webhook->url).bind(12, eventList(job.webhook->events));
   auto row = s.step();
@@ -185,7 +199,9 @@ Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request) {
   s.reset();
   if (auto r = insertFiles(db, job.id, "input", request.inputs); !r) return r;
   job.inputs = request.inputs;
-  return enqueueWebhook(db, job.id, "queued", job.created_at);
+  if (auto r = enqueueWebhook(db, job.id, "queued", job.created_at); !r) return r;
+  if (start) return enqueueWebhook(db, job.id, "started", job.created_at);
+  return ok();
 }
 
 }  // namespace
@@ -202,36 +218,28 @@ Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job) {
   });
 }
 
-void SqliteStore::createAsync(NewJob nj, CreateCallback done) {
-  auto job = std::make_shared<Job>();
-  job->model = std::move(nj.model);
-  job->type = std::move(nj.type);
-  job->prompt = std::move(nj.prompt);
-  job->params = std::move(nj.params);
-  job->priority = nj.priority;
-  job->status = JobStatus::kQueued;
-  job->status_message = "queued";
-  job->webhook = std::move(nj.webhook);
-  if (nj.owner) job->owner_key_id = nj.owner->key_id;
+void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, CreateCallback done) {
+  Job job;
+  job.model = std::move(nj.model);
+  job.type = std::move(nj.type);
+  job.prompt = std::move(nj.prompt);
+  job.params = std::move(nj.params);
+  job.priority = nj.priority;
+  job.status = JobStatus::kQueued;
+  job.status_message = "queued";
+  job.webhook = std::move(nj.webhook);
+  if (nj.owner) job.owner_key_id = nj.owner->key_id;
   auto request = std::make_shared<NewJob>();  // what the checks below need besides the job
   request->owner = std::move(nj.owner);
   request->idempotency_key = std::move(nj.idempotency_key);
   request->request_hash = std::move(nj.request_hash);
   request->inputs = std::move(nj.inputs);
-  auto error = std::make_shared<std::optional<Error>>();
-  enqueue({[job, request, error](SqliteDb& db) {
-             auto r = insertJob(db, *job, *request);
-             if (!r) *error = r.error();
-             return r.has_value();
-           },
-           [job, error, done = std::move(done)](const Error* err) {
-             if (err)
-               done(std::unexpected(*err));
-             else if (*error)
-               done(std::unexpected(**error));
-             else
-               done(std::move(*job));
-           }});
+  writeAsync<Job>(
+      [job = std::move(job), request, start = std::move(start)](SqliteDb& db) mutable -> Result<Job> {
+        if (auto r = insertJob(db, job, *request, start); !r) return statim::fail(r.error());
+        return std::move(job);
+      },
+      std::move(done));
 }
 
 Result<Job> SqliteStore::get(JobId id) {
@@ -293,31 +301,34 @@ Result<JobPage> SqliteStore::list(const JobFilter& f) {
   return finish(Result<JobPage>(std::move(page)));
 }
 
-Result<std::optional<Job>> SqliteStore::claimNext(const std::string& model, const std::string& owner, Micros lease) {
-  return write<std::optional<Job>>([&](SqliteDb& db) -> Result<std::optional<Job>> {
+Result<std::vector<Job>> SqliteStore::claim(const std::string& model, const LeaseRequest& lease, int max) {
+  return write<std::vector<Job>>([&](SqliteDb& db) -> Result<std::vector<Job>> {
     Micros now = nowMicros();
     auto st =
         db.prepare(std::format("UPDATE jobs SET status = 'PROCESSING', status_message = 'running', started_at = ?1,"
                                " attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3"
-                               " WHERE id = (SELECT id FROM jobs WHERE model = ?4 AND status = 'QUEUED'"
-                               "             ORDER BY priority DESC, id LIMIT 1)"
+                               " WHERE id IN (SELECT id FROM jobs WHERE model = ?4 AND status = 'QUEUED'"
+                               "              ORDER BY priority DESC, id LIMIT ?5)"
                                " RETURNING {}",
                                kCols));
     if (!st) return statim::fail(st.error());
     auto& s = **st;
-    s.bind(1, now).bind(2, owner).bind(3, now + lease).bind(4, model);
-    auto row = s.step();
-    if (!row) return statim::fail(row.error());
-    std::optional<Job> job;
-    if (*row) job = rowToJob(s);
-    s.reset();
-    if (job && job->webhook) {
-      if (auto r = enqueueWebhook(db, job->id, "started", now); !r) return statim::fail(r.error());
+    s.bind(1, now).bind(2, lease.owner).bind(3, now + lease.duration).bind(4, model).bind(5, std::int64_t{max});
+    std::vector<Job> jobs;
+    if (auto r = s.forEachRow([&](const SqliteStatement& row) { jobs.push_back(rowToJob(row)); }); !r) {
+      return statim::fail(r.error());
     }
-    if (job) {
-      if (auto r = loadJobFiles(db, blobs_, *job); !r) return statim::fail(r.error());  // the worker reads them
+    // RETURNING has no order of its own: best first, as the queue would hand them out.
+    std::ranges::sort(jobs, [](const Job& a, const Job& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+    });
+    for (auto& job : jobs) {
+      if (job.webhook) {
+        if (auto r = enqueueWebhook(db, job.id, "started", now); !r) return statim::fail(r.error());
+      }
+      if (auto r = loadJobFiles(db, blobs_, job); !r) return statim::fail(r.error());  // the worker reads them
     }
-    return job;
+    return jobs;
   });
 }
 
@@ -338,39 +349,36 @@ Result<bool> SqliteStore::heartbeat(JobId id, const std::string& owner, Micros l
   });
 }
 
-// Ends a PROCESSING job held by `owner`; kConflict when it is not (lease lost, already ended).
-Result<void> SqliteStore::finishProcessing(JobId id, const std::string& owner, std::string_view status,
-                                              std::string_view message, const std::optional<std::string>& result,
-                                              const std::string& error, const std::vector<JobFile>& artifacts) {
-  return write<void>([&](SqliteDb& db) -> Result<void> {
-    auto st = db.prepare(
-        "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
-        " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
-    if (!st) return statim::fail(st.error());
-    auto& s = **st;
-    Micros now = nowMicros();
-    s.bind(1, status).bind(2, message).bind(4, error).bind(5, now).bind(6, id).bind(7, owner);
-    if (result) s.bind(3, *result);
-    if (auto r = s.run(); !r) return r;
-    if (db.changes() == 0) return statim::fail(conflict(id, owner));
-    if (auto r = insertFiles(db, id, "artifact", artifacts); !r) return r;
-    return enqueueWebhook(db, id, eventName(status), now);
-  });
-}
-
-Result<void> SqliteStore::complete(JobId id, const std::string& owner, const nlohmann::json& result,
-                                   const std::vector<JobFile>& artifacts) {
-  return finishProcessing(id, owner, "COMPLETED", "completed", dumpJson(result), "", artifacts);
-}
-
-Result<void> SqliteStore::fail(JobId id, const std::string& owner, const std::string& error) {
-  return finishProcessing(id, owner, "FAILED", "failed", std::nullopt, error);
-}
-
-Result<void> SqliteStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
-  std::optional<std::string> text;
-  if (!partial.is_null()) text = dumpJson(partial);
-  return finishProcessing(id, owner, "CANCELLED", "cancelled while running", text, "");
+void SqliteStore::finishAsync(JobId id, const std::string& owner, JobOutcome outcome, FinishCallback done) {
+  std::string_view status = "COMPLETED", message = "completed";
+  if (outcome.status == JobStatus::kFailed) {
+    status = "FAILED", message = "failed";
+  } else if (outcome.status == JobStatus::kCancelled) {
+    status = "CANCELLED", message = "cancelled while running";
+  }
+  std::optional<std::string> result;
+  if (!outcome.result.is_null()) result = dumpJson(outcome.result);
+  writeAsync<Job>(
+      [this, id, owner, status, message, result = std::move(result), error = std::move(outcome.error),
+       artifacts = std::move(outcome.artifacts)](SqliteDb& db) -> Result<Job> {
+        auto st = db.prepare(
+            "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
+            " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
+        if (!st) return statim::fail(st.error());
+        auto& s = **st;
+        Micros now = nowMicros();
+        s.bind(1, status).bind(2, message).bind(4, error).bind(5, now).bind(6, id).bind(7, owner);
+        if (result) s.bind(3, *result);
+        if (auto r = s.run(); !r) return statim::fail(r.error());
+        if (db.changes() == 0) return statim::fail(conflict(id, owner));
+        if (auto r = insertFiles(db, id, "artifact", artifacts); !r) return statim::fail(r.error());
+        if (auto r = enqueueWebhook(db, id, eventName(status), now); !r) return statim::fail(r.error());
+        auto job = selectJob(db, id);
+        if (!job) return job;
+        if (auto r = loadJobFiles(db, blobs_, *job); !r) return statim::fail(r.error());
+        return job;
+      },
+      std::move(done));
 }
 
 Result<CancelOutcome> SqliteStore::requestCancel(JobId id) {

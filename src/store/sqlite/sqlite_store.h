@@ -34,18 +34,15 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   ~SqliteStore() override;  // drains pending writes, then closes
 
   // JobStore
-  void createAsync(NewJob job, CreateCallback done) override;
+  using JobStore::createAsync;
+  void createAsync(NewJob job, std::optional<LeaseRequest> start, CreateCallback done) override;
   Result<Job> get(JobId id) override;
   Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
                                                                     const std::string& key) override;
   Result<JobPage> list(const JobFilter& filter) override;
-  Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease) override;
+  Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) override;
   Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
-  using JobStore::complete;
-  Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
-                        const std::vector<JobFile>& artifacts) override;
-  Result<void> fail(JobId id, const std::string& owner, const std::string& error) override;
-  Result<void> finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) override;
+  void finishAsync(JobId id, const std::string& owner, JobOutcome outcome, FinishCallback done) override;
   Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;
@@ -87,12 +84,13 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   };
 
   SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
-  Result<void> finishProcessing(JobId id, const std::string& owner, std::string_view status,
-                                std::string_view message, const std::optional<std::string>& result,
-                                const std::string& error, const std::vector<JobFile>& artifacts = {});
   void writerLoop();
   void enqueue(WriteOp op);
-  // Runs `fn` on the writer inside a batch and waits for the commit.
+  // Runs `fn` (SqliteDb& -> Result<T>) on the writer inside a batch; `done` gets its result
+  // after the commit (or the commit's error), on the writer thread.
+  template <typename T, typename Fn>
+  void writeAsync(Fn fn, std::function<void(Result<T>)> done);
+  // The same, waiting for the commit.
   template <typename T, typename Fn>
   Result<T> write(Fn fn);
 
@@ -122,20 +120,25 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
 };
 
 template <typename T, typename Fn>
+void SqliteStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
+  auto result = std::make_shared<std::optional<Result<T>>>();
+  enqueue({[fn = std::move(fn), result](SqliteDb& db) mutable {
+             result->emplace(fn(db));
+             return (*result)->has_value();
+           },
+           [result, done = std::move(done)](const Error* err) {
+             if (err)
+               done(std::unexpected(*err));
+             else
+               done(std::move(**result));
+           }});
+}
+
+template <typename T, typename Fn>
 Result<T> SqliteStore::write(Fn fn) {
   std::promise<Result<T>> promise;
   auto future = promise.get_future();
-  std::optional<Result<T>> result;
-  enqueue({[&](SqliteDb& db) {
-             result.emplace(fn(db));
-             return result->has_value();
-           },
-           [&](const Error* err) {
-             if (err)
-               promise.set_value(std::unexpected(*err));
-             else
-               promise.set_value(std::move(*result));
-           }});
+  writeAsync<T>(std::move(fn), [&promise](Result<T> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 

@@ -1,5 +1,6 @@
 #include "scheduler/scheduler.h"
 
+#include <format>
 #include <future>
 #include <thread>
 
@@ -33,10 +34,20 @@ class SchedulerTest : public ::testing::Test {
     store_ = std::move(*s);
     registry_ = std::make_unique<ModelRegistry>(std::move(entries));
     scheduler_ =
-        std::make_unique<Scheduler>(*store_, *registry_, SchedulerOptions{.lease = 2000ms, .poll_interval = 200ms});
+        std::make_unique<Scheduler>(*store_, *registry_, SchedulerOptions{.lease = 2000ms, .poll_interval = poll_});
     ASSERT_TRUE(scheduler_->recover(true));
     registry_->loadAll([this](const std::string& id) { scheduler_->startModel(id); });
     registry_->waitLoaded();
+    // Loaded models start serving just after (the registry's hook): wait for that too.
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (auto& id : registry_->ids()) {
+      auto e = registry_->find(id);
+      if (!e || !e->loaded) continue;
+      while (scheduler_->stats(id).capacity == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);
+      }
+      ASSERT_GT(scheduler_->stats(id).capacity, 0) << id;
+    }
   }
   void TearDown() override {
     if (scheduler_) scheduler_->shutdown(10s);
@@ -77,6 +88,7 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_EQ(scheduler_->stats(model).running, n);
   }
 
+  std::chrono::milliseconds poll_ = 200ms;  // idle workers re-check the store this often
   testing::TempDir dir_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<ModelRegistry> registry_;
@@ -87,11 +99,50 @@ TEST_F(SchedulerTest, RunsASubmittedJobToCompletion) {
   start({echoEntry("echo", 1, 10)});
   auto job = submit("echo", "A cat in space");
   ASSERT_TRUE(job) << job.error().message;
-  EXPECT_EQ(job->status, JobStatus::kQueued);
+  // The worker is free: the job is stored already claimed, and answered as PROCESSING.
+  EXPECT_EQ(job->status, JobStatus::kProcessing);
+  EXPECT_EQ(job->attempts, 1);
+  EXPECT_EQ(job->started_at, job->created_at);
   EXPECT_EQ(job->type, "completion");
   auto done = waitFor(job->id, JobStatus::kCompleted);
   EXPECT_EQ(done.result["text"], "A cat in space");
   EXPECT_EQ(done.attempts, 1);
+  EXPECT_EQ(done.started_at, job->created_at);
+}
+
+// A job submitted to a free worker costs two commits: its creation (claimed in the same write)
+// and its end. Claiming it separately would make three, plus an empty claim after each job.
+TEST_F(SchedulerTest, AJobOnAFreeSlotCostsTwoCommits) {
+  poll_ = 60s;  // no polling claims during the test
+  start({echoEntry("echo", 1, 10)});
+  constexpr int kJobs = 10;
+  auto before = store_->commitCount();
+  for (int i = 0; i < kJobs; ++i) {
+    auto job = submit("echo", std::format("job {}", i));
+    ASSERT_TRUE(job) << job.error().message;
+    EXPECT_EQ(job->status, JobStatus::kProcessing) << i;
+    EXPECT_EQ(waitFor(job->id, JobStatus::kCompleted).result["text"], std::format("job {}", i));
+    waitRunning("echo", 0);  // the slot is free again once the end is committed
+  }
+  auto commits = store_->commitCount() - before;
+  // The worker's one claim at start-up may land in the window too.
+  EXPECT_GE(commits, 2 * kJobs);
+  EXPECT_LE(commits, 2 * kJobs + 1);
+}
+
+// A busy model queues the job, and a later job does not overtake one that is queued.
+TEST_F(SchedulerTest, ABusyModelQueuesAndTheQueueKeepsItsOrder) {
+  start({echoEntry("echo", 1, 10)});
+  auto blocker = submit("echo", "block", {{"delay_ms", 300}});
+  ASSERT_EQ(blocker->status, JobStatus::kProcessing);
+  auto first = submit("echo", "first");
+  ASSERT_EQ(first->status, JobStatus::kQueued);
+  auto done = waitFor(blocker->id, JobStatus::kCompleted);
+  auto second = submit("echo", "second");  // perhaps while "first" still waits: it must not start first
+  auto a = waitFor(first->id, JobStatus::kCompleted);
+  auto b = waitFor(second->id, JobStatus::kCompleted);
+  EXPECT_LE(*done.finished_at, *a.started_at);
+  EXPECT_LE(*a.finished_at, *b.started_at);
 }
 
 TEST_F(SchedulerTest, UnknownModelListsTheAvailableOnes) {
