@@ -477,6 +477,12 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     ++writes_;
   }
   store_.finishAsync(job.id, q.owner, std::move(outcome), [this, &q, id = job.id](Result<Job> r) {
+    {
+      // The slot is free before anyone hears of the end: a client that sends its next job on
+      // the terminal event finds it free.
+      std::lock_guard lock(mu_);
+      release(q, id);
+    }
     if (!r) {
       log::error("job: could not record its end", {{"job_id", id}, {"error", r.error().message}});
     } else {
@@ -488,8 +494,8 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
       events_.publish({id, event, {{"status", toString(r->status)}}, std::move(*r)});
     }
     std::lock_guard lock(mu_);
-    release(q, id);
     --writes_;
+    idle_cv_.notify_all();  // under the lock: shutdown may destroy this object once writes_ is 0
   });
 }
 
