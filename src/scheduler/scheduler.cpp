@@ -256,7 +256,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
           --q->running;
           --q->starting;
         }
-        q->cv.notify_all();
+        q->cv.notify_one();  // one idle worker takes it
         idle_cv_.notify_all();
       } else if (created) {
         ++q->generation;
@@ -476,7 +476,7 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     std::lock_guard lock(mu_);
     ++writes_;
   }
-  store_.finishAsync(job.id, q.owner, std::move(outcome), [this, &q, id = job.id](Result<Job> r) {
+  store_.finishAsync(job, q.owner, std::move(outcome), [this, &q, id = job.id](Result<Job> r) {
     {
       // The slot is free before anyone hears of the end: a client that sends its next job on
       // the terminal event finds it free.

@@ -27,10 +27,18 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
+namespace {
+Job withId(JobId id) {
+  Job job;
+  job.id = id;
+  return job;
+}
+}  // namespace
+
 Result<void> JobStore::complete(JobId id, const std::string& owner, const nlohmann::json& result,
                                 const std::vector<JobFile>& artifacts) {
   auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(id, owner, {JobStatus::kCompleted, result, {}, artifacts}, std::move(done));
+    finishAsync(withId(id), owner, {JobStatus::kCompleted, result, {}, artifacts}, std::move(done));
   });
   if (!r) return std::unexpected(r.error());
   return ok();
@@ -38,7 +46,7 @@ Result<void> JobStore::complete(JobId id, const std::string& owner, const nlohma
 
 Result<void> JobStore::fail(JobId id, const std::string& owner, const std::string& error) {
   auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(id, owner, {JobStatus::kFailed, nullptr, error, {}}, std::move(done));
+    finishAsync(withId(id), owner, {JobStatus::kFailed, nullptr, error, {}}, std::move(done));
   });
   if (!r) return std::unexpected(r.error());
   return ok();
@@ -46,7 +54,7 @@ Result<void> JobStore::fail(JobId id, const std::string& owner, const std::strin
 
 Result<void> JobStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
   auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(id, owner, {JobStatus::kCancelled, partial, {}, {}}, std::move(done));
+    finishAsync(withId(id), owner, {JobStatus::kCancelled, partial, {}, {}}, std::move(done));
   });
   if (!r) return std::unexpected(r.error());
   return ok();

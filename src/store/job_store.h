@@ -108,10 +108,11 @@ class JobStore {
   // Returns true when a cancel has been requested for the job.
   virtual Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
   using FinishCallback = std::function<void(Result<Job>)>;
-  // Ends a PROCESSING job held by `owner` as `outcome` says. `done` gets the final job (with its
-  // files) after the commit, on a store thread, and must not block. The outcome's artifacts are
-  // recorded with the job (the caller lists them in result.artifacts).
-  virtual void finishAsync(JobId id, const std::string& owner, JobOutcome outcome, FinishCallback done) = 0;
+  // Ends the PROCESSING job `job` (as claimed; only its id must be set) held by `owner` as
+  // `outcome` says. `done` gets `job` with the end applied (status, result, error, finished_at,
+  // artifacts; not read back) after the commit, on a store thread, and must not block. The
+  // outcome's artifacts are recorded with the job (the caller lists them in result.artifacts).
+  virtual void finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) = 0;
   // Blocking forms of finishAsync.
   Result<void> complete(JobId id, const std::string& owner, const nlohmann::json& result,
                         const std::vector<JobFile>& artifacts = {});

@@ -42,7 +42,7 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   Result<JobPage> list(const JobFilter& filter) override;
   Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) override;
   Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
-  void finishAsync(JobId id, const std::string& owner, JobOutcome outcome, FinishCallback done) override;
+  void finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) override;
   Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
   Result<std::map<std::string, std::int64_t>> queuedByModel() override;

@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <atomic>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -238,6 +239,7 @@ TEST_F(SqliteJobStoreTest, OpeningAFileThatIsNotADatabaseFails) {
   EXPECT_NE(s.error().message.find("not a database"), std::string::npos) << s.error().message;
 }
 
+
 }  // namespace
 }  // namespace statim
 
@@ -277,6 +279,74 @@ TEST_F(SqliteJobStoreTest, CancelQueuedRunningFinishedAndUnknown) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->before, JobStatus::kCancelled);
   EXPECT_EQ(c->job.result["text"], "partial");
+}
+
+
+// A job created with a start lease is stored claimed: it is not queued, and its owner ends it.
+TEST_F(SqliteJobStoreTest, CreateWithALeaseStoresTheJobClaimed) {
+  std::promise<Result<Job>> p;
+  store_->createAsync(newJob("now"), LeaseRequest{"node/m", kLease}, [&](Result<Job> r) { p.set_value(std::move(r)); });
+  auto job = p.get_future().get();
+  ASSERT_TRUE(job) << job.error().message;
+  auto got = store_->get(job->id);
+  ASSERT_TRUE(got);
+  for (const Job* j : {&*job, &*got}) {
+    EXPECT_EQ(j->status, JobStatus::kProcessing);
+    EXPECT_EQ(j->status_message, "running");
+    EXPECT_EQ(j->attempts, 1);
+    EXPECT_EQ(j->started_at, j->created_at);
+    EXPECT_EQ(j->lease_owner, "node/m");
+    EXPECT_EQ(j->lease_expires_at, j->created_at + kLease);
+  }
+  EXPECT_FALSE(*store_->claimNext("m", "other", kLease));  // nothing queued
+  EXPECT_EQ(store_->complete(job->id, "other", {}).error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(store_->complete(job->id, "node/m", {{"text", "done"}}));
+  EXPECT_EQ(store_->get(job->id)->status, JobStatus::kCompleted);
+}
+
+// claim(max) takes several queued jobs in one write, best first.
+TEST_F(SqliteJobStoreTest, ClaimTakesUpToMaxBestFirst) {
+  auto before = store_->commitCount();
+  for (auto [name, prio] : {std::pair{"a", 0}, {"b", 5}, {"c", 0}, {"d", 9}}) ASSERT_TRUE(store_->create(newJob(name, prio)));
+  auto jobs = store_->claim("m", {"w", kLease}, 3);
+  ASSERT_TRUE(jobs) << jobs.error().message;
+  std::vector<std::string> order;
+  for (auto& j : *jobs) order.push_back(j.prompt);
+  EXPECT_EQ(order, (std::vector<std::string>{"d", "b", "a"}));
+  EXPECT_EQ(store_->commitCount() - before, 5);  // four creates, one claim
+  auto rest = store_->claim("m", {"w", kLease}, 3);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ(rest->front().prompt, "c");
+}
+
+// finishAsync builds the final job instead of reading it back: it must equal the stored row.
+TEST_F(SqliteJobStoreTest, TheFinishedJobHandedBackEqualsTheStoredOne) {
+  ASSERT_TRUE(store_->create(newJob("x")));
+  auto claimed = store_->claimNext("m", "w", kLease);
+  ASSERT_TRUE(claimed && *claimed);
+  auto blob = store_->blobs().put("out.txt", "text/plain", "bytes");
+  ASSERT_TRUE(blob);
+  std::promise<Result<Job>> p;
+  store_->finishAsync(**claimed, "w", {JobStatus::kCompleted, {{"text", "done"}}, {}, {*blob}},
+                      [&](Result<Job> r) { p.set_value(std::move(r)); });
+  auto handed = p.get_future().get();
+  ASSERT_TRUE(handed) << handed.error().message;
+  auto stored = store_->get(handed->id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(handed->status, stored->status);
+  EXPECT_EQ(handed->status_message, stored->status_message);
+  EXPECT_EQ(handed->result, stored->result);
+  EXPECT_EQ(handed->error, stored->error);
+  EXPECT_EQ(handed->finished_at, stored->finished_at);
+  EXPECT_EQ(handed->started_at, stored->started_at);
+  EXPECT_EQ(handed->attempts, stored->attempts);
+  EXPECT_EQ(handed->lease_owner, stored->lease_owner);
+  EXPECT_EQ(handed->lease_expires_at, stored->lease_expires_at);
+  ASSERT_EQ(handed->artifacts.size(), 1u);
+  ASSERT_EQ(stored->artifacts.size(), 1u);
+  EXPECT_EQ(handed->artifacts[0].name, stored->artifacts[0].name);
+  EXPECT_EQ(handed->artifacts[0].path, stored->artifacts[0].path);
+  EXPECT_EQ(handed->artifacts[0].sha256, stored->artifacts[0].sha256);
 }
 
 }  // namespace
