@@ -27,37 +27,26 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
-namespace {
-Job withId(JobId id) {
+// The blocking forms of finishAsync: the job is known by its id only.
+Result<void> JobStore::finish(JobId id, const std::string& owner, JobOutcome outcome) {
   Job job;
   job.id = id;
-  return job;
+  auto r = await<Job>([&](FinishCallback done) { finishAsync(std::move(job), owner, std::move(outcome), std::move(done)); });
+  if (!r) return std::unexpected(r.error());
+  return ok();
 }
-}  // namespace
 
 Result<void> JobStore::complete(JobId id, const std::string& owner, const nlohmann::json& result,
                                 const std::vector<JobFile>& artifacts) {
-  auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(withId(id), owner, {JobStatus::kCompleted, result, {}, artifacts}, std::move(done));
-  });
-  if (!r) return std::unexpected(r.error());
-  return ok();
+  return finish(id, owner, {JobStatus::kCompleted, result, {}, artifacts});
 }
 
 Result<void> JobStore::fail(JobId id, const std::string& owner, const std::string& error) {
-  auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(withId(id), owner, {JobStatus::kFailed, nullptr, error, {}}, std::move(done));
-  });
-  if (!r) return std::unexpected(r.error());
-  return ok();
+  return finish(id, owner, {JobStatus::kFailed, nullptr, error, {}});
 }
 
 Result<void> JobStore::finishCancelled(JobId id, const std::string& owner, const nlohmann::json& partial) {
-  auto r = await<Job>([&](FinishCallback done) {
-    finishAsync(withId(id), owner, {JobStatus::kCancelled, partial, {}, {}}, std::move(done));
-  });
-  if (!r) return std::unexpected(r.error());
-  return ok();
+  return finish(id, owner, {JobStatus::kCancelled, partial, {}, {}});
 }
 
 }  // namespace statim

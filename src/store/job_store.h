@@ -134,6 +134,9 @@ class JobStore {
   virtual Result<DeletedJobs> deleteJob(JobId id) = 0;
   // Those of `sha256s` that no job's inputs or artifacts refer to (for sweeping the blob store).
   virtual Result<std::vector<std::string>> unreferencedFiles(const std::vector<std::string>& sha256s) = 0;
+
+ private:
+  Result<void> finish(JobId id, const std::string& owner, JobOutcome outcome);  // the blocking forms' core
 };
 
 }  // namespace statim
