@@ -321,15 +321,17 @@ std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max) {
   return out;
 }
 
+bool Scheduler::drainedLocked(const ModelQueue& q) const { return hard_stop_ || (stopping_ && q.starting == 0); }
+
 bool Scheduler::drained(ModelQueue& q) {
   std::lock_guard lock(mu_);
-  return hard_stop_ || (stopping_ && q.starting == 0);
+  return drainedLocked(q);
 }
 
 void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
   std::unique_lock lock(mu_);
   q.cv.wait_for(lock, options_.poll_interval, [&] {
-    return hard_stop_ || (stopping_ && q.starting == 0) || q.generation != seen || !q.ready.empty();
+    return drainedLocked(q) || q.generation != seen || !q.ready.empty();
   });
 }
 
@@ -357,7 +359,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
       if (next.empty()) gate.sawEmpty(seen, options_.poll_interval);
     }
     if (next.empty()) {
-      if (stopping_ && drained(q)) return;
+      if (drained(q)) return;
       waitForWork(q, seen);
       continue;
     }
@@ -413,7 +415,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
       for (auto& c : claimed) join(std::move(c));
     }
     if (active.empty()) {
-      if (stopping_ && drained(q)) return;
+      if (drained(q)) return;
       waitForWork(q, seen);
       continue;
     }
@@ -489,7 +491,9 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
       const char* event = r->status == JobStatus::kCompleted ? "completed"
                           : r->status == JobStatus::kFailed  ? "failed"
                                                              : "cancelled";
-      if (r->status != JobStatus::kFailed) log::info(std::format("job: {}", event), {{"job_id", id}, {"model", r->model}});
+      // ("job: failed" was logged with its error when the worker reported it.)
+      if (r->status == JobStatus::kCompleted) log::info("job: completed", {{"job_id", id}, {"model", r->model}});
+      if (r->status == JobStatus::kCancelled) log::info("job: cancelled", {{"job_id", id}, {"model", r->model}});
       if (options_.metrics) options_.metrics->finished(*r);
       events_.publish({id, event, {{"status", toString(r->status)}}, std::move(*r)});
     }

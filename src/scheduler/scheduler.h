@@ -112,8 +112,10 @@ class Scheduler {
   // Waits until there is work for q (a queued submission, a job claimed at submission), the poll
   // interval passes, or the loop should end.
   void waitForWork(ModelQueue& q, std::uint64_t seen);
-  // True when q's loops may end: stopping and no job claimed at submission is still on its way.
+  // True when q's loops may end: stopping and no job claimed at submission is still on its way
+  // (or the grace period is over). drainedLocked: the same with mu_ held.
   bool drained(ModelQueue& q);
+  bool drainedLocked(const ModelQueue& q) const;
   void began(const Job& job);
   // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop),
   // asynchronously: the worker goes on while the store commits.
