@@ -12,6 +12,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,8 +67,11 @@ class BatchSession {
   // Takes a job into a free slot (requires active() < capacity()). `control` stays valid until
   // the job's outcome is returned. An error here ends the job FAILED at once.
   virtual Result<void> add(const Job& job, JobControl& control) = 0;
-  // Advances every active job by one step and returns those that ended in it.
-  virtual std::vector<BatchOutcome> step() = 0;
+  // Advances every active job by one step. A job that ends in it is handed to `ended` at once,
+  // before the step samples the others: its client may be sending its next job meanwhile, in
+  // time to join the next step. `ended` must not call the session.
+  using EndSink = std::function<void(BatchOutcome)>;
+  virtual void step(const EndSink& ended) = 0;
 };
 
 class Session {

@@ -1,7 +1,8 @@
 // In-process fan-out of job events to live observers (SSE streams, OpenAI streaming).
 //
-// Events: "queued", "started", "token" (data.text: new text), "progress", and the terminal
-// "completed" / "failed" / "cancelled" (data.job: the final job). The hub remembers, for each
+// Events: "queued", "started", "token" (data.text: new text), "progress", "result" (job: the
+// final job as it is being stored: the outcome is known, its commit is not done yet), and the
+// terminal "completed" / "failed" / "cancelled" (job: the final job, stored). The hub remembers, for each
 // running job, the text produced so far, so an observer that joins late first gets that
 // snapshot and then every later event, with nothing lost or repeated.
 //
@@ -27,7 +28,7 @@ struct JobEvent {
   JobId job_id = 0;
   std::string type;
   nlohmann::json data = nlohmann::json::object();
-  std::optional<Job> job;  // the final job, on terminal events
+  std::optional<Job> job;  // the final job, on "result" and terminal events
   bool terminal() const { return type == "completed" || type == "failed" || type == "cancelled"; }
 };
 

@@ -20,7 +20,8 @@ struct Scheduler::ModelQueue {
   std::int64_t queued = 0;       // admitted and not yet claimed (admission counter)
   std::uint64_t generation = 0;  // bumped on every queued submission: wakes idle workers without races
   int capacity = 0;              // jobs it runs at once, once serving (0 until then: every job queues)
-  int running = 0;               // jobs held: claimed (or being claimed at submission) and not yet ended
+  int running = 0;               // slots in use: jobs claimed (or being claimed at submission) that their
+                                 // worker has not yet ended (an ended job may still be committing)
   int starting = 0;              // of those, claimed at submission and not yet taken by a worker
   std::deque<Claimed> ready;     // claimed at submission, for the next free worker
   std::condition_variable cv;
@@ -310,9 +311,12 @@ std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
   return out;
 }
 
-std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max) {
+std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max, std::chrono::microseconds wait) {
   std::vector<Claimed> out;
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  if (max > 0 && wait > std::chrono::microseconds::zero()) {
+    q.cv.wait_for(lock, wait, [&] { return hard_stop_ || !q.ready.empty() || q.starting == 0; });
+  }
   while (!hard_stop_ && !q.ready.empty() && static_cast<int>(out.size()) < max) {
     out.push_back(std::move(q.ready.front()));
     q.ready.pop_front();
@@ -380,34 +384,47 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
 }
 
 void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
-  auto session = model->newBatchSession();
-  if (!session) {
-    log::error("scheduler: could not open a batch session", {{"model", q.id}, {"error", session.error().message}});
-    return;
-  }
-  BatchSession& batch = **session;
-  {
+  auto open = [&]() -> std::unique_ptr<BatchSession> {
+    auto session = model->newBatchSession();
     std::lock_guard lock(mu_);
-    q.capacity = batch.capacity();
-  }
+    if (!session) {
+      log::error("scheduler: could not open a batch session", {{"model", q.id}, {"error", session.error().message}});
+      q.capacity = 0;  // nothing more is claimed at submission for it
+      return nullptr;
+    }
+    q.capacity = (*session)->capacity();
+    return std::move(*session);
+  };
+  auto batch = open();
+  if (!batch) return;
   std::map<JobId, Claimed> active;
   auto join = [&](Claimed c) {
     began(c.job);
-    if (auto r = batch.add(c.job, *c.control); !r) return finish(q, c.job, *c.control, fail(r.error()));
+    if (auto r = batch->add(c.job, *c.control); !r) return finish(q, c.job, *c.control, fail(r.error()));
     JobId id = c.job.id;
     active.emplace(id, std::move(c));
   };
+  // Called inside the step, as each job ends: its slot is free and its stream ends while the
+  // step goes on.
+  auto ended = [&](BatchOutcome o) {
+    auto it = active.find(o.id);
+    if (it == active.end()) return;
+    finish(q, it->second.job, *it->second.control, std::move(o.result));
+    active.erase(it);
+  };
   ClaimGate gate;
   while (true) {
-    // Between steps, new jobs join the running batch: first those claimed at submission, then
+    // Between steps, new jobs join the running batch: first those claimed at submission (with a
+    // short wait for one whose creation is being committed, rather than a whole step), then
     // free slots are filled from the queue.
-    for (auto& c : takeReady(q, batch.capacity() - batch.active())) join(std::move(c));
+    auto wait = active.empty() ? std::chrono::microseconds::zero() : options_.join_wait;
+    for (auto& c : takeReady(q, batch->capacity() - batch->active(), wait)) join(std::move(c));
     std::uint64_t seen;
     int free;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
-      free = batch.capacity() - batch.active() - q.starting;  // minus slots promised at submission
+      free = batch->capacity() - batch->active() - q.starting;  // minus slots promised at submission
     }
     if (free > 0 && !stopping_ && gate.open(seen)) {
       auto claimed = claim(q, free);
@@ -424,19 +441,17 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
       for (auto& [id, a] : active) finish(q, a.job, *a.control, fail(Error::internal("interrupted")));
       return;
     }
-    std::vector<BatchOutcome> outcomes;
     try {
-      outcomes = batch.step();
+      batch->step(ended);
     } catch (const std::exception& e) {
-      // A throwing step poisons the whole batch: fail its jobs, keep serving.
+      // A throwing step leaves the session's sequences in an unknown state: fail the batch's
+      // jobs and go on with a new session.
       for (auto& [id, a] : active)
-        outcomes.push_back({id, fail(Error::internal(std::format("backend threw: {}", e.what())))});
-    }
-    for (auto& o : outcomes) {
-      auto it = active.find(o.id);
-      if (it == active.end()) continue;
-      finish(q, it->second.job, *it->second.control, std::move(o.result));
-      active.erase(it);
+        finish(q, a.job, *a.control, fail(Error::internal(std::format("backend threw: {}", e.what()))));
+      active.clear();
+      batch.reset();
+      batch = open();
+      if (!batch) return;
     }
   }
 }
@@ -475,15 +490,18 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", outcome.error}});
   }
   {
+    // The slot is free before anyone hears of the end: a client that sends its next job on
+    // hearing of this one finds it free.
     std::lock_guard lock(mu_);
+    --q.running;
     ++writes_;
   }
-  store_.finishAsync(job, q.owner, std::move(outcome), [this, &q, id = job.id](Result<Job> r) {
+  // Those who need the outcome but not its commit (an OpenAI stream's last chunks) have it now.
+  events_.publish({job.id, "result", {{"status", toString(outcome.status)}}, endedJob(job, outcome)});
+  store_.finishAsync(job, q.owner, std::move(outcome), [this, id = job.id](Result<Job> r) {
     {
-      // The slot is free before anyone hears of the end: a client that sends its next job on
-      // the terminal event finds it free.
       std::lock_guard lock(mu_);
-      release(q, id);
+      running_.erase(id);
     }
     if (!r) {
       log::error("job: could not record its end", {{"job_id", id}, {"error", r.error().message}});

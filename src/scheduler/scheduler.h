@@ -39,6 +39,10 @@ struct SchedulerOptions {
   std::chrono::milliseconds lease{60000};         // a running job's lease, renewed every lease/3
   int max_attempts = 3;                           // starts before an interrupted job is FAILED
   std::chrono::milliseconds poll_interval{1000};  // idle workers re-check the store this often
+  // A running batch waits this long at most, between steps, for a job claimed at submission whose
+  // creation is still being committed (about one commit), so that it joins the next step rather
+  // than the one after. Never waits when no such job is on its way.
+  std::chrono::microseconds join_wait{2000};
   std::string node_id;                            // lease owner prefix; generated when empty
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
@@ -105,8 +109,11 @@ class Scheduler {
   void batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model);
   // Claims up to `max` queued jobs of q from the store (a commit; store errors are logged).
   std::vector<Claimed> claim(ModelQueue& q, int max);
-  // Takes up to `max` of the jobs claimed for q at submission (none after a hard stop).
-  std::vector<Claimed> takeReady(ModelQueue& q, int max);
+  // Takes up to `max` of the jobs claimed for q at submission (none after a hard stop). With a
+  // `wait`, when none is ready but one is being committed, waits up to that long for it
+  // (options_.join_wait).
+  std::vector<Claimed> takeReady(ModelQueue& q, int max,
+                                 std::chrono::microseconds wait = std::chrono::microseconds::zero());
   // Registers a claimed job as held (mu_ held).
   Claimed hold(ModelQueue& q, Job job);
   // Waits until there is work for q (a queued submission, a job claimed at submission), the poll
@@ -118,9 +125,10 @@ class Scheduler {
   bool drainedLocked(const ModelQueue& q) const;
   void began(const Job& job);
   // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop),
-  // asynchronously: the worker goes on while the store commits.
+  // asynchronously: frees its slot and publishes its "result" at once, and the terminal event
+  // once the store has committed the end; the worker goes on meanwhile.
   void finish(ModelQueue& q, const Job& job, Control& control, Result<nlohmann::json> result);
-  // Forgets a held job (mu_ held).
+  // Frees a held job's slot and forgets it (mu_ held).
   void release(ModelQueue& q, JobId id);
   std::int64_t leaseMicros() const;
   void leaseLoop();

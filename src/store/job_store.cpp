@@ -27,6 +27,20 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
+Job endedJob(Job job, JobOutcome outcome) {
+  job.status = outcome.status;
+  job.status_message = outcome.status == JobStatus::kFailed      ? "failed"
+                       : outcome.status == JobStatus::kCancelled ? "cancelled while running"
+                                                                 : "completed";
+  job.result = std::move(outcome.result);
+  job.error = std::move(outcome.error);
+  job.artifacts = std::move(outcome.artifacts);
+  job.lease_owner.clear();
+  job.lease_expires_at.reset();
+  if (outcome.status == JobStatus::kCancelled) job.cancel_requested = true;
+  return job;
+}
+
 // The blocking forms of finishAsync: the job is known by its id only.
 Result<void> JobStore::finish(JobId id, const std::string& owner, JobOutcome outcome) {
   Job job;

@@ -78,6 +78,10 @@ struct JobOutcome {
   std::vector<JobFile> artifacts;            // kCompleted: files already in the blob store
 };
 
+// `job` (PROCESSING) as finishAsync stores it with `outcome` applied: status, status_message,
+// result, error, artifacts, the lease dropped. All but finished_at, which the commit sets.
+Job endedJob(Job job, JobOutcome outcome);
+
 struct RequeueReport {
   std::vector<JobId> requeued;
   std::vector<JobId> failed;

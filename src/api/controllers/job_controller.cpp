@@ -212,6 +212,7 @@ void registerJobRoutes(const ApiContext& ctx) {
     if (!visible) return cb(errorResponse(visible.error()));
     cb(sseResponse([&ctx, id = visible->id](std::shared_ptr<SseStream> stream) {
       auto r = followJob(ctx.store, ctx.scheduler.events(), id, [stream](const JobEvent& e) {
+        if (e.type == "result") return true;  // this stream tells of an end once it is stored
         nlohmann::ordered_json data;
         if (e.type == "state") {
           data = {{"job", jobToJson(*e.job)}, {"text", e.data.value("text", "")}};

@@ -75,7 +75,9 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
             open = stream->send("", dump(chunk(text, nullptr)));
             *sent += text;
           }
-          if (e.terminal()) {
+          // The stream ends on the job's outcome ("result"), not waiting for its commit: the client
+          // has had the text as it came anyway, and its next request may make the next step.
+          if (e.type == "result" || e.terminal()) {
             const Job& done = *e.job;
             // A backend that reports no tokens (or whose last ones raced the end) still streams
             // all of its text: whatever of result.text was not sent goes out before the end.

@@ -125,13 +125,12 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
   return out;
 }
 
-std::vector<BatchOutcome> LlamaBatchSession::step() {
-  std::vector<BatchOutcome> done;
+void LlamaBatchSession::step(const EndSink& ended) {
   const llama_vocab* vocab = llama_model_get_vocab(model_.get());
 
   // Cancelled jobs leave before the step, with what they have.
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].busy && slots_[i].control->cancelled()) done.push_back(release(static_cast<int>(i), "cancelled"));
+    if (slots_[i].busy && slots_[i].control->cancelled()) ended(release(static_cast<int>(i), "cancelled"));
   }
 
   // One token for every generating sequence, then prompt chunks in the room left.
@@ -163,18 +162,18 @@ std::vector<BatchOutcome> LlamaBatchSession::step() {
     }
     s.prompt_done += n;
   }
-  if (batch_.n_tokens == 0) return done;
+  if (batch_.n_tokens == 0) return;
 
   int rc = llama_decode(ctx_.get(), batch_);
   if (rc != 0) {
     // The batch's sequences are in an unknown state: end every job in it.
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (!slots_[i].busy) continue;
-      done.push_back(release(static_cast<int>(i), "error",
+      ended(release(static_cast<int>(i), "error",
                              Error::backend(std::format("llama_decode failed (code {}{})", rc,
                                                         rc == 1 ? ": no room in the KV cache" : ""))));
     }
-    return done;
+    return;
   }
 
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -190,7 +189,7 @@ std::vector<BatchOutcome> LlamaBatchSession::step() {
     llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
-      done.push_back(release(static_cast<int>(i), "stop"));
+      ended(release(static_cast<int>(i), "stop"));
       continue;
     }
     ++s.n_out;
@@ -199,14 +198,13 @@ std::vector<BatchOutcome> LlamaBatchSession::step() {
       s.control->progress({{"type", "token"}, {"text", delta}});
     }
     if (stopped) {
-      done.push_back(release(static_cast<int>(i), "stop"));
+      ended(release(static_cast<int>(i), "stop"));
     } else if (s.n_out >= s.max_tokens) {
-      done.push_back(release(static_cast<int>(i), "length"));
+      ended(release(static_cast<int>(i), "length"));
     } else {
       s.pending = tok;
     }
   }
-  return done;
 }
 
 }  // namespace statim::llama

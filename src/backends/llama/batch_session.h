@@ -33,7 +33,7 @@ class LlamaBatchSession final : public BatchSession {
   int capacity() const override { return static_cast<int>(slots_.size()); }
   int active() const override;
   Result<void> add(const Job& job, JobControl& control) override;
-  std::vector<BatchOutcome> step() override;
+  void step(const EndSink& ended) override;
 
   int contextPerSequence() const;
 

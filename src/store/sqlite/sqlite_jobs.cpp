@@ -355,41 +355,28 @@ Result<bool> SqliteStore::heartbeat(JobId id, const std::string& owner, Micros l
 }
 
 void SqliteStore::finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) {
-  std::string_view status = "COMPLETED", message = "completed";
-  if (outcome.status == JobStatus::kFailed) {
-    status = "FAILED", message = "failed";
-  } else if (outcome.status == JobStatus::kCancelled) {
-    status = "CANCELLED", message = "cancelled while running";
-  }
   std::optional<std::string> result;
   if (!outcome.result.is_null()) result = dumpJson(outcome.result);
-  job.status = outcome.status;
-  job.status_message = message;
-  job.result = std::move(outcome.result);
-  job.error = std::move(outcome.error);
-  job.lease_owner.clear();
-  job.lease_expires_at.reset();
-  if (outcome.status == JobStatus::kCancelled) job.cancel_requested = true;
   for (auto& f : outcome.artifacts) f.path = blobs_.pathOf(f.sha256);
   // The final job is built here, not read back: the writer thread is the store's one serial
   // resource, and the caller's copy is the row but for what this write changes.
+  job = endedJob(std::move(job), std::move(outcome));
   writeAsync<Job>(
-      [id = job.id, owner, status, result = std::move(result), job = std::move(job),
-       artifacts = std::move(outcome.artifacts)](SqliteDb& db) mutable -> Result<Job> {
+      [owner, result = std::move(result), job = std::move(job)](SqliteDb& db) mutable -> Result<Job> {
         auto st = db.prepare(
             "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
             " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
         if (!st) return statim::fail(st.error());
         auto& s = **st;
         Micros now = nowMicros();
-        s.bind(1, status).bind(2, job.status_message).bind(4, job.error).bind(5, now).bind(6, id).bind(7, owner);
+        std::string_view status = toString(job.status);
+        s.bind(1, status).bind(2, job.status_message).bind(4, job.error).bind(5, now).bind(6, job.id).bind(7, owner);
         if (result) s.bind(3, *result);
         if (auto r = s.run(); !r) return statim::fail(r.error());
-        if (db.changes() == 0) return statim::fail(conflict(id, owner));
-        if (auto r = insertFiles(db, id, "artifact", artifacts); !r) return statim::fail(r.error());
-        if (auto r = enqueueWebhook(db, id, eventName(status), now); !r) return statim::fail(r.error());
+        if (db.changes() == 0) return statim::fail(conflict(job.id, owner));
+        if (auto r = insertFiles(db, job.id, "artifact", job.artifacts); !r) return statim::fail(r.error());
+        if (auto r = enqueueWebhook(db, job.id, eventName(status), now); !r) return statim::fail(r.error());
         job.finished_at = now;
-        job.artifacts = std::move(artifacts);
         return std::move(job);
       },
       std::move(done));

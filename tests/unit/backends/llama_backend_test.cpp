@@ -62,7 +62,7 @@ class LlamaBackendTest : public ::testing::Test {
       if (auto r = (*session)->add(jobs[i], ctl[i]); !r) results.emplace(jobs[i].id, fail(r.error()));
     }
     for (int steps = 0; (*session)->active() > 0 && steps < 100000; ++steps) {
-      for (auto& o : (*session)->step()) results.emplace(o.id, std::move(o.result));
+      (*session)->step([&](BatchOutcome o) { results.emplace(o.id, std::move(o.result)); });
     }
     std::vector<Result<nlohmann::json>> out;
     for (auto& j : jobs) out.push_back(results.contains(j.id) ? results.at(j.id) : fail(Error::internal("no outcome")));
@@ -178,10 +178,10 @@ TEST_F(LlamaBackendTest, BatchedGreedyEqualsSingle) {
       ASSERT_TRUE((*session)->add(jobs[next], controls[next]));
       ++next;
     }
-    for (auto& o : (*session)->step()) {
+    (*session)->step([&](BatchOutcome o) {
       ASSERT_TRUE(o.result) << o.result.error().message;
       together[o.id] = *o.result;
-    }
+    });
   }
   for (auto& job : jobs) {
     auto alone = runBatch(*single, {job})[0];

@@ -26,6 +26,83 @@ ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
   return e;
 }
 
+// A batched backend for the scheduler's batch loop. A job runs params.steps steps (1 by
+// default; each step takes 2 ms) and ends with {"text": prompt, "joined": k, "ended": n}: the
+// number of steps its session had taken when it joined, and the step it ended in. A job with
+// params.throw makes every step it is in throw.
+class StepSession final : public BatchSession {
+ public:
+  explicit StepSession(int capacity) : capacity_(capacity) {}
+  int capacity() const override { return capacity_; }
+  int active() const override { return static_cast<int>(slots_.size()); }
+  Result<void> add(const Job& job, JobControl& control) override {
+    slots_.push_back({job.id, job.prompt, job.params.value("steps", 1), steps_, job.params.value("throw", false),
+                      &control});
+    return ok();
+  }
+  void step(const EndSink& ended) override {
+    ++steps_;
+    std::this_thread::sleep_for(2ms);
+    if (std::ranges::any_of(slots_, [](const Slot& s) { return s.throws; })) throw std::runtime_error("step broke");
+    for (auto it = slots_.begin(); it != slots_.end();) {
+      if (--it->left > 0 && !it->control->cancelled()) {
+        ++it;
+        continue;
+      }
+      Slot s = *it;
+      it = slots_.erase(it);
+      ended({s.id, nlohmann::json{{"text", s.text}, {"joined", s.joined}, {"ended", steps_}}});
+    }
+  }
+
+ private:
+  struct Slot {
+    JobId id;
+    std::string text;
+    int left;
+    int joined;
+    bool throws;
+    JobControl* control;
+  };
+  int capacity_;
+  int steps_ = 0;
+  std::vector<Slot> slots_;
+};
+
+class StepModel final : public LoadedModel {
+ public:
+  explicit StepModel(int capacity) : capacity_(capacity) {}
+  bool batched() const override { return true; }
+  Result<std::unique_ptr<BatchSession>> newBatchSession() override {
+    ++sessions;
+    return std::unique_ptr<BatchSession>(std::make_unique<StepSession>(capacity_));
+  }
+  std::atomic<int> sessions = 0;
+
+ private:
+  int capacity_;
+};
+
+class StepBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "steps"; }
+  std::vector<std::string> jobTypes() const override { return {"completion"}; }
+  Result<void> validateParams(std::string_view, const nlohmann::json&) const override { return ok(); }
+  Result<std::shared_ptr<LoadedModel>> load(const ModelConfig& config) const override {
+    auto model = std::make_shared<StepModel>(config.parallel);
+    loaded = model;
+    return std::shared_ptr<LoadedModel>(model);
+  }
+  mutable std::shared_ptr<StepModel> loaded;
+};
+
+ModelEntry stepEntry(const StepBackend& backend, std::string id, int parallel) {
+  ModelEntry e = echoEntry(std::move(id), parallel, 100);
+  e.manifest.backend = "steps";
+  e.backend = &backend;
+  return e;
+}
+
 class SchedulerTest : public ::testing::Test {
  protected:
   void start(std::vector<ModelEntry> entries) {
@@ -34,7 +111,8 @@ class SchedulerTest : public ::testing::Test {
     store_ = std::move(*s);
     registry_ = std::make_unique<ModelRegistry>(std::move(entries));
     scheduler_ =
-        std::make_unique<Scheduler>(*store_, *registry_, SchedulerOptions{.lease = 2000ms, .poll_interval = poll_});
+        std::make_unique<Scheduler>(*store_, *registry_,
+                                    SchedulerOptions{.lease = 2000ms, .poll_interval = poll_, .join_wait = join_wait_});
     ASSERT_TRUE(scheduler_->recover(true));
     registry_->loadAll([this](const std::string& id) { scheduler_->startModel(id); });
     registry_->waitLoaded();
@@ -89,6 +167,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   std::chrono::milliseconds poll_ = 200ms;  // idle workers re-check the store this often
+  std::chrono::microseconds join_wait_ = 2ms;
   testing::TempDir dir_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<ModelRegistry> registry_;
@@ -315,10 +394,83 @@ TEST_F(SchedulerTest, CancelQueuedAndRunningJobs) {
   auto next = submit("echo", "next");
   EXPECT_EQ(waitFor(next->id, JobStatus::kCompleted).result["text"], "next");
   std::lock_guard l(mu);
-  EXPECT_EQ(events, std::vector<std::string>{"cancelled"});
+  // The outcome first (the slot is free), then the end once it is stored.
+  EXPECT_EQ(events, (std::vector<std::string>{"result", "cancelled"}));
   auto unknown = scheduler_->cancel(4242);
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+// A job of a batch ends inside the step: its "result" (the final job) is published before its end
+// is stored, with its slot already free; the terminal event follows the commit. A job submitted
+// on hearing of that end (as a streaming client sends its next request) joins the very next step,
+// the batch waiting for its creation's commit; a batch with nothing on its way never waits.
+TEST_F(SchedulerTest, ABatchJobsEndIsHeardInsideTheStepAndTheNextJobJoinsTheNextStep) {
+  join_wait_ = 20s;  // long enough to be deterministic; no wait at all is expected otherwise
+  StepBackend backend;
+  start({stepEntry(backend, "b", 2)});
+  auto longer = submit("b", "longer", {{"steps", 1000000}});
+  ASSERT_TRUE(longer) << longer.error().message;
+  auto job = submit("b", "first", {{"steps", 25}});
+  ASSERT_TRUE(job) << job.error().message;
+  struct Seen {
+    std::string type;
+    std::optional<JobStatus> stored;  // the store's status at the "result" event
+    int running = -1;
+    std::optional<Job> job;
+  };
+  std::mutex mu;
+  std::vector<Seen> seen;
+  std::promise<Result<Job>> next;
+  scheduler_->events().subscribe(job->id, [&](const JobEvent& e) {
+    if (e.type != "result" && !e.terminal()) return true;
+    std::lock_guard l(mu);
+    Seen s{e.type};
+    s.job = e.job;
+    if (e.type == "result") {
+      if (auto j = store_->get(e.job_id)) s.stored = j->status;
+      s.running = scheduler_->stats("b").running;
+      scheduler_->submit({.model = "b", .prompt = "next", .params = {{"steps", 3}}},
+                         [&](Result<Job> r) { next.set_value(std::move(r)); });
+    }
+    seen.push_back(std::move(s));
+    return true;
+  });
+  auto done = waitFor(job->id, JobStatus::kCompleted);
+  auto second = next.get_future().get();
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->status, JobStatus::kProcessing);  // the freed slot was its at once
+  auto after = waitFor(second->id, JobStatus::kCompleted);
+  EXPECT_EQ(after.result["joined"], done.result["ended"]);  // no step went by before it joined
+  EXPECT_EQ(after.result["ended"].get<int>(), done.result["ended"].get<int>() + 3);
+  ASSERT_TRUE(scheduler_->cancel(longer->id));
+  EXPECT_EQ(waitFor(longer->id, JobStatus::kCancelled).status_message, "cancelled while running");
+
+  std::lock_guard l(mu);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].type, "result");
+  EXPECT_EQ(seen[0].stored, JobStatus::kProcessing);  // heard before it is stored
+  EXPECT_EQ(seen[0].running, 1);                      // its slot already free: only "longer" holds one
+  ASSERT_TRUE(seen[0].job);
+  EXPECT_EQ(seen[0].job->status, JobStatus::kCompleted);
+  EXPECT_EQ(seen[0].job->result["text"], "first");
+  EXPECT_EQ(seen[1].type, "completed");
+  ASSERT_TRUE(seen[1].job);
+  EXPECT_EQ(seen[1].job->result, seen[0].job->result);
+  EXPECT_GT(seen[1].job->finished_at, 0);
+}
+
+// A step that throws fails the jobs in it, and the batch goes on with a new session.
+TEST_F(SchedulerTest, ABatchStepThatThrowsFailsItsJobsAndTheBatchGoesOn) {
+  StepBackend backend;
+  start({stepEntry(backend, "b", 2)});
+  auto broken = submit("b", "broken", {{"throw", true}});
+  ASSERT_TRUE(broken) << broken.error().message;
+  EXPECT_EQ(waitFor(broken->id, JobStatus::kFailed).error, "backend threw: step broke");
+  auto fine = submit("b", "fine", {{"steps", 2}});
+  ASSERT_TRUE(fine) << fine.error().message;
+  EXPECT_EQ(waitFor(fine->id, JobStatus::kCompleted).result["text"], "fine");
+  EXPECT_EQ(backend.loaded->sessions, 2);
 }
 
 }  // namespace
