@@ -9,6 +9,9 @@
 //   BatchSession  for backends that advance many jobs in one step (continuous batching): the
 //                 scheduler's single batch worker adds jobs between steps and calls step() in a
 //                 loop. Also never called concurrently.
+//   Session::run and BatchSession::step are called inside the process's compute budget (see
+//   LoadedModel::computeUse): possibly on another thread than the session's other calls, never
+//   concurrently with them.
 #pragma once
 
 #include <filesystem>
@@ -33,6 +36,16 @@ struct ModelConfig {
   nlohmann::json params = nlohmann::json::object();  // backend-specific [params] table
   int parallel = 1;                                  // how many sessions (workers) the scheduler will open
   std::filesystem::path dir;                         // the manifest's folder: anchors relative paths in params
+  int cores = 1;  // the process's compute budget (ComputeBudget): a thread count of 0 means this many
+};
+
+// How one call of a model (Session::run, BatchSession::step) uses the machine, for the process's
+// compute budget: every such call waits for `threads` cores to be free before it runs.
+struct ComputeUse {
+  int threads = 1;      // cores the call keeps busy; 0: it computes nothing worth counting (echo)
+  bool openmp = false;  // it calls into an OpenMP library (ggml: llama, whisper; tesseract): such
+                        // calls all run on the budget's one compute thread, so that the process
+                        // holds a single OpenMP thread pool (see scheduler/compute_budget.h)
 };
 
 // Handed to Session::run for one job. Called only from the session's own thread.
@@ -100,6 +113,8 @@ class LoadedModel {
     (void)job;
     return ok();
   }
+  // What one call of this model needs of the compute budget. Thread-safe, constant once loaded.
+  virtual ComputeUse computeUse() const { return {}; }
   // Facts worth showing in GET /models (context size, parameters, ...).
   virtual nlohmann::json describe() const { return nlohmann::json::object(); }
 };

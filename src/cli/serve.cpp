@@ -66,7 +66,10 @@ int serve(const Config& config) {
   }
   log::info("store: open", {{"path", db_path.string()}, {"schema_version", (*store)->schemaVersion()}});
 
-  auto models = ModelRegistry::fromDirectory(config.models_dir, config.jobs_default_max_queue);
+  // Declared before the scheduler and the models: it outlives every inference call.
+  ComputeBudget compute(config.compute_cores);
+  log::info("compute: budget", {{"cores", compute.cores()}});
+  auto models = ModelRegistry::fromDirectory(config.models_dir, config.jobs_default_max_queue, compute.cores());
   for (auto& e : models->list()) {
     if (e.state == ModelState::kFailed) {
       log::error("models: unusable manifest", {{"model", e.manifest.id}, {"reason", e.reason}});
@@ -91,6 +94,7 @@ int serve(const Config& config) {
   SchedulerOptions options;
   options.metrics = &job_metrics;
   options.blobs = &(*store)->blobs();
+  options.compute = &compute;
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
   Scheduler scheduler(**store, *models, options);

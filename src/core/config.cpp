@@ -30,6 +30,7 @@ const Key kKeys[] = {
     {"http.max_body_bytes", &Config::http_max_body_bytes},
     {"log.level", &Config::log_level},
     {"log.format", &Config::log_format},
+    {"compute.cores", &Config::compute_cores},
     {"jobs.max_attempts", &Config::jobs_max_attempts},
     {"jobs.lease_seconds", &Config::jobs_lease_seconds},
     {"jobs.shutdown_grace_seconds", &Config::jobs_shutdown_grace_seconds},
@@ -132,6 +133,9 @@ Result<void> validateConfig(const Config& c) {
     return fail(Error::invalid("config http.port must be 0..65535", "http.port"));
   if (c.log_format != "text" && c.log_format != "json")
     return fail(Error::invalid("config log.format must be 'text' or 'json'", "log.format"));
+  if (c.compute_cores < 0 || c.compute_cores > 4096)
+    return fail(
+        Error::invalid("config compute.cores must be 0..4096 (0 = every core this process may use)", "compute.cores"));
   if (c.jobs_max_attempts < 1)
     return fail(Error::invalid("config jobs.max_attempts must be >= 1", "jobs.max_attempts"));
   if (c.jobs_lease_seconds <= 0)

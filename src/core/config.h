@@ -22,6 +22,8 @@ struct Config {
   // [log]
   std::string log_level = "info";   // trace, debug, info, warn, error
   std::string log_format = "text";  // text | json
+  // [compute]
+  int compute_cores = 0;  // cores all models share (ComputeBudget); 0: every core this process may use
   // [jobs]
   int jobs_max_attempts = 3;       // starts before an interrupted job is FAILED
   double jobs_lease_seconds = 60;  // a PROCESSING job's lease; renewed while it runs

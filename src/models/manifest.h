@@ -37,7 +37,10 @@ struct ModelManifest {
   nlohmann::json params = nlohmann::json::object();
   std::filesystem::path source;  // the manifest file
 
-  ModelConfig backendConfig() const { return {id, type, file, params, parallel, source.parent_path()}; }
+  // `cores`: the process's compute budget, the default of backends' thread counts.
+  ModelConfig backendConfig(int cores = 1) const {
+    return {id, type, file, params, parallel, source.parent_path(), cores};
+  }
 };
 
 // Parses manifest text; `source` names the file in errors and anchors relative paths.

@@ -33,7 +33,7 @@ ModelEntry failedEntry(std::string id, const std::filesystem::path& source, std:
 
 // Resolves the backend and checks what can be checked without loading. A model that fails here
 // keeps its manifest (so GET /models and /readyz still show `required`, the backend, the type).
-ModelEntry prepare(ModelManifest m) {
+ModelEntry prepare(ModelManifest m, int cores) {
   ModelEntry e;
   auto failed = [&](std::string reason) {
     e.backend = nullptr;
@@ -50,7 +50,7 @@ ModelEntry prepare(ModelManifest m) {
     return failed(std::format("backend '{}' has no job type '{}' (it serves: {})", m.backend, m.type, joinNames(types)));
   }
   e.manifest = std::move(m);
-  if (auto r = e.backend->validateConfig(e.manifest.backendConfig()); !r) {
+  if (auto r = e.backend->validateConfig(e.manifest.backendConfig(cores)); !r) {
     e.state = ModelState::kFailed;
     e.reason = r.error().message;
   }
@@ -60,7 +60,7 @@ ModelEntry prepare(ModelManifest m) {
 }  // namespace
 
 std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesystem::path& dir,
-                                                            std::int64_t default_max_queue) {
+                                                            std::int64_t default_max_queue, int cores) {
   std::vector<ModelEntry> entries;
   std::error_code ec;
   std::vector<std::filesystem::path> files;
@@ -85,12 +85,13 @@ std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesyste
           std::format("duplicate model id '{}' (also in {})", m->id, dup->manifest.source.filename().string())));
       continue;
     }
-    entries.push_back(prepare(std::move(*m)));
+    entries.push_back(prepare(std::move(*m), cores));
   }
-  return std::make_unique<ModelRegistry>(std::move(entries));
+  return std::make_unique<ModelRegistry>(std::move(entries), cores);
 }
 
-ModelRegistry::ModelRegistry(std::vector<ModelEntry> entries) : entries_(std::move(entries)) {
+ModelRegistry::ModelRegistry(std::vector<ModelEntry> entries, int cores)
+    : entries_(std::move(entries)), cores_(std::max(1, cores)) {
   std::ranges::sort(entries_, {}, [](auto& e) { return e.manifest.id; });
 }
 
@@ -123,7 +124,7 @@ void ModelRegistry::loadAll(std::function<void(const std::string&)> on_ready) {
       log::info("models: loading", {{"model", m.id}, {"backend", m.backend}, {"file", m.file.string()}});
       Result<std::shared_ptr<LoadedModel>> loaded = fail(Error::internal("not loaded"));
       try {
-        loaded = e.backend->load(m.backendConfig());
+        loaded = e.backend->load(m.backendConfig(cores_));
       } catch (const std::exception& ex) {
         loaded = fail(Error::backend(std::format("load threw: {}", ex.what())));
       }

@@ -35,9 +35,11 @@ class ModelRegistry {
  public:
   // Reads every *.toml under `dir` (not recursive). Unreadable or invalid manifests become failed
   // entries named after their file, so the operator sees them in GET /models.
-  static std::unique_ptr<ModelRegistry> fromDirectory(const std::filesystem::path& dir, std::int64_t default_max_queue);
+  // `cores` is the process's compute budget, handed to backends (ModelConfig::cores).
+  static std::unique_ptr<ModelRegistry> fromDirectory(const std::filesystem::path& dir, std::int64_t default_max_queue,
+                                                      int cores = 1);
   // For tests: a registry over given manifests.
-  explicit ModelRegistry(std::vector<ModelEntry> entries);
+  explicit ModelRegistry(std::vector<ModelEntry> entries, int cores = 1);
   ~ModelRegistry();  // waits for the loader thread
 
   // Starts loading every model not yet failed, one after another on a background thread, and
@@ -62,6 +64,7 @@ class ModelRegistry {
   bool loader_running_ = false;      // guarded by mu_
   bool stop_loading_ = false;        // guarded by mu_
   std::thread loader_;
+  const int cores_;
 };
 
 }  // namespace statim

@@ -348,6 +348,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     --q.capacity;  // one worker fewer takes jobs claimed at submission
     return;
   }
+  const ComputeUse use = model->computeUse();
   ClaimGate gate;
   while (true) {
     auto next = takeReady(q, 1);
@@ -373,11 +374,13 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     if (control->cancelled()) {
       result = fail(Error::internal("cancelled before it started"));  // recorded as CANCELLED
     } else {
-      try {
-        result = (*session)->run(job, *control);
-      } catch (const std::exception& e) {
-        result = fail(Error::internal(std::format("backend threw: {}", e.what())));
-      }
+      compute(q, use, [&] {
+        try {
+          result = (*session)->run(job, *control);
+        } catch (const std::exception& e) {
+          result = fail(Error::internal(std::format("backend threw: {}", e.what())));
+        }
+      });
     }
     finish(q, job, *control, std::move(result));
   }
@@ -397,6 +400,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
   };
   auto batch = open();
   if (!batch) return;
+  const ComputeUse use = model->computeUse();
   std::map<JobId, Claimed> active;
   auto join = [&](Claimed c) {
     began(c.job);
@@ -442,7 +446,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
       return;
     }
     try {
-      batch->step(ended);
+      compute(q, use, [&] { batch->step(ended); });
     } catch (const std::exception& e) {
       // A throwing step leaves the session's sequences in an unknown state: fail the batch's
       // jobs and go on with a new session.
@@ -460,6 +464,11 @@ void Scheduler::began(const Job& job) {
   if (options_.metrics) options_.metrics->started(job);
   events_.publish({job.id, "started", {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
+}
+
+void Scheduler::compute(const ModelQueue& q, ComputeUse use, const std::function<void()>& fn) {
+  if (options_.compute) return options_.compute->run(q.id, use, fn);
+  fn();
 }
 
 void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<nlohmann::json> result) {

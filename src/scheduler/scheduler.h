@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "models/model_registry.h"
+#include "scheduler/compute_budget.h"
 #include "scheduler/job_events.h"
 #include "scheduler/job_metrics.h"
 #include "statim/error.h"
@@ -46,6 +47,9 @@ struct SchedulerOptions {
   std::string node_id;                            // lease owner prefix; generated when empty
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
+  // Every Session::run and BatchSession::step runs inside it; outlives the scheduler. Null: calls
+  // run directly on their worker (unit tests of the scheduler alone).
+  ComputeBudget* compute = nullptr;
 };
 
 struct ModelQueueStats {
@@ -124,6 +128,8 @@ class Scheduler {
   bool drained(ModelQueue& q);
   bool drainedLocked(const ModelQueue& q) const;
   void began(const Job& job);
+  // Runs one inference call of q's model inside the compute budget (options_.compute).
+  void compute(const ModelQueue& q, ComputeUse use, const std::function<void()>& fn);
   // Records how a job ended (complete, fail, cancel, or leave it for requeue after a hard stop),
   // asynchronously: frees its slot and publishes its "result" at once, and the terminal event
   // once the store has committed the end; the worker goes on meanwhile.

@@ -469,6 +469,16 @@ def tiny_gguf(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """The random-weight ggml whisper model from tests/fixtures/make_tiny_whisper.py."""
+    out = tmp_path_factory.mktemp("whisper") / "ggml-tiny-random.bin"
+    gen = REPO / "tests" / "fixtures" / "make_tiny_whisper.py"
+    r = subprocess.run([sys.executable, str(gen), str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and out.exists(), f"make_tiny_whisper.py failed:\n{r.stdout}\n{r.stderr}"
+    return out
+
+
 def stories_path() -> Path | None:
     """The real stories260K model beside the checkout, or None where it is absent."""
     path = shared_models_dir() / "llm" / "stories260K.gguf"

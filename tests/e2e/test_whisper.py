@@ -29,16 +29,6 @@ JFK_TEXT = ("And so my fellow Americans, ask not what your country can do for yo
 SR = 16000
 
 
-@pytest.fixture(scope="session")
-def tiny_whisper(tmp_path_factory) -> Path:
-    """The random-weight ggml whisper model from tests/fixtures/make_tiny_whisper.py."""
-    out = tmp_path_factory.mktemp("whisper") / "ggml-tiny-random.bin"
-    gen = REPO / "tests" / "fixtures" / "make_tiny_whisper.py"
-    r = subprocess.run([sys.executable, str(gen), str(out)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and out.exists(), f"make_tiny_whisper.py failed:\n{r.stdout}\n{r.stderr}"
-    return out
-
-
 def speech() -> tuple[np.ndarray, int]:
     """jfk.wav where present, else a 3 s tone sweep (the fixture model cares only that it is audio)."""
     if JFK.exists():

@@ -100,6 +100,7 @@ class DiffusionModel final : public LoadedModel {
   Result<std::unique_ptr<Session>> newSession() override {
     return std::make_unique<DiffusionSession>(pipeline_, limits_);
   }
+  ComputeUse computeUse() const override { return {.threads = limits_.threads}; }
   // The model's own bounds (max size and steps) as a 400 before the job is stored.
   Result<void> checkJob(const NewJob& job) const override {
     auto r = diffusion::resolveImageRequest(job.prompt, job.params, limits_, 0);
@@ -142,6 +143,7 @@ class DiffusionBackend final : public Backend {
     }
     auto limits = diffusion::parseLimits(c.params);
     if (!limits) return fail(limits.error());
+    if (limits->threads <= 0) limits->threads = c.cores;
     auto pipeline = Pipeline::load(c.file, limits->threads);
     if (!pipeline) return fail(pipeline.error());
     return std::make_shared<DiffusionModel>(std::shared_ptr<const Pipeline>(std::move(*pipeline)), *limits);

@@ -27,6 +27,7 @@ class EchoSession final : public Session {
 class EchoModel final : public LoadedModel {
  public:
   Result<std::unique_ptr<Session>> newSession() override { return std::make_unique<EchoSession>(); }
+  ComputeUse computeUse() const override { return {.threads = 0}; }  // it only waits
 };
 
 class EchoBackend final : public Backend {

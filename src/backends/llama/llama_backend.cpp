@@ -57,6 +57,8 @@ class LlamaModel final : public LoadedModel {
       : model_(std::move(model)), options_(std::move(options)), type_(std::move(type)), parallel_(parallel) {}
 
   bool batched() const override { return type_ != "embedding"; }
+  // ggml runs each graph on an OpenMP team of options_.threads.
+  ComputeUse computeUse() const override { return {.threads = options_.threads, .openmp = true}; }
   Result<std::unique_ptr<BatchSession>> newBatchSession() override {
     auto s = LlamaBatchSession::create(model_, options_, parallel_);
     if (!s) return fail(s.error());
@@ -167,6 +169,7 @@ class LlamaBackend final : public Backend {
     o.n_ctx = c.params.value("n_ctx", std::min(2048, n_ctx_train > 0 ? n_ctx_train : 2048));
     o.n_batch = c.params.value("n_batch", 512);
     o.threads = c.params.value("threads", 0);
+    if (o.threads <= 0) o.threads = c.cores;
     o.chat_template = c.params.value("chat_template", "");
     // Make one context now: a model whose context cannot be made fails at load, not at its first
     // job; and libllama may round n_ctx up, which GET /models should show.

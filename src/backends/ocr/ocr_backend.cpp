@@ -97,6 +97,9 @@ class OcrModel final : public LoadedModel {
     return std::make_unique<OcrSession>(std::move(api));
   }
   nlohmann::json describe() const override { return {{"language", language_}, {"engine", "tesseract LSTM"}}; }
+  // Debian's libtesseract is built with OpenMP (its LSTM opens parallel regions): on the compute
+  // thread, with the ggml models, so that the process keeps one OpenMP pool.
+  ComputeUse computeUse() const override { return {.threads = 1, .openmp = true}; }
 
  private:
   std::string tessdata_, language_;

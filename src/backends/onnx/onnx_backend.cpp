@@ -44,6 +44,7 @@ class OnnxModel final : public LoadedModel {
   explicit OnnxModel(std::shared_ptr<const BoundModel> model) : model_(std::move(model)) {}
 
   Result<std::unique_ptr<Session>> newSession() override { return std::make_unique<OnnxSession>(model_); }
+  ComputeUse computeUse() const override { return {.threads = model_->config.threads}; }
 
   // Mistakes that need the model are a 400/413 at submit, not a FAILED job: tensor names and
   // shapes, more than one image, an image over max_pixels (read from its header only).
@@ -129,6 +130,7 @@ class OnnxBackend final : public Backend {
     if (!std::filesystem::exists(c.file)) return fail(Error::notFound("model file not found: " + c.file.string()));
     auto config = onnx::parseConfig(c.params, c.type, c.dir);
     if (!config) return fail(config.error());
+    if (config->threads <= 0) config->threads = c.cores;
     auto ort = onnx::OrtModel::open(c.file, config->threads);
     if (!ort) return fail(ort.error());
     auto bound = onnx::bindModel(std::move(*config), std::move(*ort));

@@ -44,7 +44,7 @@ struct OnnxConfig {
   Task task = Task::kTensor;
   std::string input;                 // image tasks: the image input's name (empty: the model's only input)
   std::vector<std::string> outputs;  // image tasks: outputs read (empty: the model's outputs in order)
-  int threads = 0;                   // ORT intra-op threads; 0: ORT's default (one per core)
+  int threads = 0;                   // ORT intra-op threads; 0: the compute budget (compute.cores)
   ImageSpec image;
   std::vector<std::string> labels;  // class names; empty: "class <i>"
   // classification

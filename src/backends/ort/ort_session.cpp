@@ -45,6 +45,9 @@ Result<std::unique_ptr<Ort::Session>> openSession(const std::filesystem::path& p
     Ort::SessionOptions options;
     if (threads > 0) options.SetIntraOpNumThreads(threads);
     options.SetInterOpNumThreads(1);
+    // ORT's pool threads spin after each parallel section by default, burning the cores that the
+    // next call in the compute budget (an LLM step, say) was just given: let them sleep.
+    options.AddConfigEntry("session.intra_op.allow_spinning", "0");
     options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
     options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     QuietCerr quiet;

@@ -72,6 +72,7 @@ class TtsModel final : public LoadedModel {
       : engine_(engine), voice_(std::move(voice)), max_chars_(max_chars) {}
 
   Result<std::unique_ptr<Session>> newSession() override { return std::make_unique<TtsSession>(engine_, voice_); }
+  ComputeUse computeUse() const override { return {.threads = 1}; }  // espeak-ng: one thread
 
   Result<void> checkJob(const NewJob& job) const override {
     std::int64_t n = countChars(job.prompt);

@@ -16,7 +16,6 @@
 namespace statim {
 namespace {
 
-constexpr int kDefaultThreads = 4;
 constexpr double kDefaultMaxSeconds = 600;
 
 // The error lines libwhisper logged on this thread while loading: it reports why a load failed
@@ -90,6 +89,9 @@ class WhisperModel final : public LoadedModel {
     if (!state) return fail(Error::backend(std::format("whisper could not allocate a decoding state for '{}'", id_)));
     return std::make_unique<WhisperSession>(ctx_, std::move(state), options_);
   }
+
+  // whisper_full computes its graphs with ggml on an OpenMP team of options_.threads.
+  ComputeUse computeUse() const override { return {.threads = options_.threads, .openmp = true}; }
 
   Result<void> checkJob(const NewJob& job) const override {
     if (whisper_is_multilingual(ctx_.get())) return ok();
@@ -184,7 +186,7 @@ class WhisperBackend final : public Backend {
                                              t_load_errors.empty() ? "no reason given" : t_load_errors)));
     }
     whisper::Options options;
-    options.threads = c.params.value("threads", kDefaultThreads);
+    options.threads = c.params.value("threads", c.cores);
     options.max_seconds = c.params.value("max_seconds", kDefaultMaxSeconds);
     auto model = std::make_shared<WhisperModel>(std::move(ctx), options, c.id);
     // Fail at load, not at the first job, when a decoding state cannot be made.
