@@ -62,6 +62,7 @@ struct NewJob {
   std::string idempotency_key;
   std::string request_hash;
   std::vector<JobFile> inputs;  // already written to the blob store by the API
+  std::string status_message;   // a queued job's status_message; empty: "queued"
 };
 
 struct Job {

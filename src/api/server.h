@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "models/model_registry.h"
+#include "scheduler/model_lifecycle.h"
 #include "scheduler/scheduler.h"
 #include "store/audit_store.h"
 #include "store/blob_store.h"
@@ -22,8 +23,9 @@ struct ApiContext {
   KeyStore& keys;
   AuditStore& audit;
   WebhookStore& webhooks;
-  Metrics& metrics;  // HTTP metrics are added here; /metrics renders it
-  BlobStore& blobs;  // input files and artifacts
+  Metrics& metrics;                     // HTTP metrics are added here; /metrics renders it
+  BlobStore& blobs;                     // input files and artifacts
+  ModelLifecycle* lifecycle = nullptr;  // load/unload routes; null: they answer 503
 };
 
 // Registers every route and advice on drogon::app() and configures its listener.

@@ -18,6 +18,7 @@
 #include "core/logging.h"
 #include "models/model_registry.h"
 #include "scheduler/housekeeping.h"
+#include "scheduler/model_lifecycle.h"
 #include "scheduler/scheduler.h"
 #include "store/sqlite/sqlite_store.h"
 #include "webhooks/dispatcher.h"
@@ -95,6 +96,7 @@ int serve(const Config& config) {
   options.metrics = &job_metrics;
   options.blobs = &(*store)->blobs();
   options.compute = &compute;
+  options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
   Scheduler scheduler(**store, *models, options);
@@ -103,7 +105,11 @@ int serve(const Config& config) {
     log::error("cannot recover interrupted jobs", {{"error", r.error().message}});
     return 1;
   }
-  models->loadAll([&scheduler](const std::string& id) { scheduler.startModel(id); });
+  auto max_memory = parseMemoryBudget(config.models_max_memory, physicalMemoryBytes());
+  ModelLifecycle lifecycle(*models, scheduler, {.max_memory = max_memory ? *max_memory : 0});
+  log::info("models: memory budget",
+            {{"max_memory_mib", (max_memory ? *max_memory : 0) >> 20}, {"physical_mib", physicalMemoryBytes() >> 20}});
+  lifecycle.start();
 
   api::DrogonWebhookTransport transport;
   WebhookDispatcher webhooks(
@@ -123,7 +129,8 @@ int serve(const Config& config) {
        .interval = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_sweep_interval_seconds * 1000)),
        .blobs = &(*store)->blobs()});
 
-  api::ApiContext ctx{config, **store, scheduler, *models, **store, **store, **store, metrics, (*store)->blobs()};
+  api::ApiContext ctx{config,  **store, scheduler, *models,           **store,
+                      **store, **store, metrics,   (*store)->blobs(), &lifecycle};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();
@@ -142,6 +149,7 @@ int serve(const Config& config) {
     std::call_once(stop_once, [&] {
       stopper = std::thread([&] {
         log::info("statim: stopping; waiting for running jobs", {{"grace_s", config.jobs_shutdown_grace_seconds}});
+        lifecycle.stop();
         clean = scheduler.shutdown(
             std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
         drogon::app().quit();

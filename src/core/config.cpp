@@ -31,6 +31,7 @@ const Key kKeys[] = {
     {"log.level", &Config::log_level},
     {"log.format", &Config::log_format},
     {"compute.cores", &Config::compute_cores},
+    {"models.max_memory", &Config::models_max_memory},
     {"jobs.max_attempts", &Config::jobs_max_attempts},
     {"jobs.lease_seconds", &Config::jobs_lease_seconds},
     {"jobs.shutdown_grace_seconds", &Config::jobs_shutdown_grace_seconds},
@@ -128,6 +129,31 @@ Result<void> applyTable(Config& c, const toml::table& table, const std::string& 
 
 }  // namespace
 
+Result<std::int64_t> parseMemoryBudget(const std::string& text, std::int64_t physical) {
+  auto bad = [&] {
+    return fail(Error::invalid(std::format("config models.max_memory: '{}' is not a size; use a share of physical "
+                                           "memory (\"75%\"), a size (\"12GiB\", \"800MB\", bytes) or \"off\"",
+                                           text),
+                               "models.max_memory"));
+  };
+  if (text == "off" || text == "0") return 0;
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || !(value > 0)) return bad();
+  std::string unit(ptr, text.data() + text.size());
+  if (unit == "%") {
+    if (value > 100) return bad();
+    return static_cast<std::int64_t>(static_cast<double>(physical) * value / 100);
+  }
+  static const std::pair<const char*, double> kUnits[] = {
+      {"", 1},      {"B", 1},        {"KB", 1e3},        {"MB", 1e6},           {"GB", 1e9},
+      {"TB", 1e12}, {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  for (auto& [name, scale] : kUnits) {
+    if (unit == name) return static_cast<std::int64_t>(value * scale);
+  }
+  return bad();
+}
+
 Result<void> validateConfig(const Config& c) {
   if (c.http_port < 0 || c.http_port > 65535)
     return fail(Error::invalid("config http.port must be 0..65535", "http.port"));
@@ -136,6 +162,7 @@ Result<void> validateConfig(const Config& c) {
   if (c.compute_cores < 0 || c.compute_cores > 4096)
     return fail(
         Error::invalid("config compute.cores must be 0..4096 (0 = every core this process may use)", "compute.cores"));
+  if (auto r = parseMemoryBudget(c.models_max_memory, std::int64_t{1} << 40); !r) return fail(r.error());
   if (c.jobs_max_attempts < 1)
     return fail(Error::invalid("config jobs.max_attempts must be >= 1", "jobs.max_attempts"));
   if (c.jobs_lease_seconds <= 0)

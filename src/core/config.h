@@ -24,6 +24,10 @@ struct Config {
   std::string log_format = "text";  // text | json
   // [compute]
   int compute_cores = 0;  // cores all models share (ComputeBudget); 0: every core this process may use
+  // [models]
+  // Memory all loaded models may take: "75%" (of physical memory), "12GiB", "800MB", a number of
+  // bytes, or "off". Loading past it first unloads the least recently used idle models.
+  std::string models_max_memory = "75%";
   // [jobs]
   int jobs_max_attempts = 3;       // starts before an interrupted job is FAILED
   double jobs_lease_seconds = 60;  // a PROCESSING job's lease; renewed while it runs
@@ -52,6 +56,10 @@ std::map<std::string, std::string> processEnvironment();
 
 // Range checks that tie keys together; loadConfig calls it, the CLI again after its flags.
 Result<void> validateConfig(const Config& config);
+
+// models.max_memory in bytes: `physical` is the memory the process may use; 0 means no budget.
+// Errors name the key and say what is accepted.
+Result<std::int64_t> parseMemoryBudget(const std::string& text, std::int64_t physical);
 
 // Applies one "key=value" override by its dotted name (used by CLI flags and env handling).
 Result<void> setConfigValue(Config& config, const std::string& key, const std::string& value);

@@ -42,7 +42,8 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
     return err(std::format("{} (line {})", e.description(), e.source().begin.line));
   }
   static const std::set<std::string> kKnown = {"id",        "backend",  "file",     "type",  "description",
-                                               "max_queue", "parallel", "required", "params", "max_input_bytes"};
+                                               "max_queue", "parallel", "required", "params", "max_input_bytes",
+                                               "preload",   "keep_alive"};
   for (auto&& [k, v] : t) {
     if (!kKnown.contains(std::string(k.str()))) return err(std::format("unknown key '{}'", k.str()));
   }
@@ -92,6 +93,16 @@ Result<ModelManifest> parseManifest(const std::string& text, const std::filesyst
     auto v = node.value_exact<bool>();
     if (!v) return err("'required' must be true or false");
     m.required = *v;
+  }
+  if (auto node = t["preload"]) {
+    auto v = node.value_exact<bool>();
+    if (!v) return err("'preload' must be true or false");
+    m.preload = *v;
+  }
+  if (auto node = t["keep_alive"]) {
+    auto v = node.value<double>();
+    if (!v || !(*v == -1 || *v >= 0)) return err("'keep_alive' must be a number of seconds >= 0, or -1 (never unload)");
+    m.keep_alive = *v;
   }
   if (auto node = t["params"]) {
     if (!node.is_table()) return err("'params' must be a table");

@@ -7,7 +7,9 @@
 //   description = "..."
 //   max_queue = 1000                   # QUEUED jobs accepted before 429
 //   parallel = 1                       # workers (sessions) running jobs at once
-//   required = false                   # /readyz waits for it
+//   required = false                   # /readyz waits for it; never unloaded while idle
+//   preload = true                     # load at start (false: on the first job, or POST /models/{id}/load)
+//   keep_alive = -1                    # seconds idle before it is unloaded; -1: never
 //   max_input_bytes = 26214400         # largest input file a job may send (413 above)
 //   [params]                           # backend-specific
 //   n_ctx = 512
@@ -33,6 +35,8 @@ struct ModelManifest {
   std::int64_t max_queue = 1000;
   int parallel = 1;
   bool required = false;
+  bool preload = true;
+  double keep_alive = -1;  // seconds idle before unloading; < 0: never
   std::int64_t max_input_bytes = 25 << 20;
   nlohmann::json params = nlohmann::json::object();
   std::filesystem::path source;  // the manifest file

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "backends/registry.h"
 #include "core/logging.h"
 
@@ -13,8 +15,10 @@ namespace statim {
 
 std::string_view toString(ModelState s) {
   switch (s) {
+    case ModelState::kUnloaded: return "unloaded";
     case ModelState::kLoading: return "loading";
     case ModelState::kReady: return "ready";
+    case ModelState::kUnloading: return "unloading";
     case ModelState::kFailed: return "failed";
   }
   return "failed";
@@ -27,8 +31,24 @@ ModelEntry failedEntry(std::string id, const std::filesystem::path& source, std:
   e.manifest.id = std::move(id);
   e.manifest.source = source;
   e.state = ModelState::kFailed;
+  e.loadable = false;
   e.reason = std::move(reason);
   return e;
+}
+
+// What a model's files take on disk: the weights a load maps or reads (a folder: every file in it).
+std::int64_t filesBytes(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (file.empty()) return 0;
+  if (std::filesystem::is_regular_file(file, ec))
+    return static_cast<std::int64_t>(std::filesystem::file_size(file, ec));
+  std::int64_t total = 0;
+  if (std::filesystem::is_directory(file, ec)) {
+    for (auto& de : std::filesystem::recursive_directory_iterator(file, ec)) {
+      if (de.is_regular_file(ec)) total += static_cast<std::int64_t>(de.file_size(ec));
+    }
+  }
+  return total;
 }
 
 // Resolves the backend and checks what can be checked without loading. A model that fails here
@@ -39,6 +59,7 @@ ModelEntry prepare(ModelManifest m, int cores) {
     e.backend = nullptr;
     e.manifest = std::move(m);
     e.state = ModelState::kFailed;
+    e.loadable = false;
     e.reason = std::move(reason);
     return std::move(e);
   };
@@ -50,8 +71,10 @@ ModelEntry prepare(ModelManifest m, int cores) {
     return failed(std::format("backend '{}' has no job type '{}' (it serves: {})", m.backend, m.type, joinNames(types)));
   }
   e.manifest = std::move(m);
+  e.memory_estimate = filesBytes(e.manifest.file);
   if (auto r = e.backend->validateConfig(e.manifest.backendConfig(cores)); !r) {
     e.state = ModelState::kFailed;
+    e.loadable = false;
     e.reason = r.error().message;
   }
   return e;
@@ -93,81 +116,222 @@ std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesyste
 ModelRegistry::ModelRegistry(std::vector<ModelEntry> entries, int cores)
     : entries_(std::move(entries)), cores_(std::max(1, cores)) {
   std::ranges::sort(entries_, {}, [](auto& e) { return e.manifest.id; });
+  for (auto& e : entries_) {
+    if (e.state == ModelState::kFailed) e.loadable = false;
+  }
 }
 
 ModelRegistry::~ModelRegistry() { stopLoading(); }
+
+std::int64_t residentBytes() {
+  std::ifstream in("/proc/self/statm");
+  std::int64_t pages = 0, resident = 0;
+  if (!(in >> pages >> resident)) return 0;
+  return resident * static_cast<std::int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+void ModelRegistry::start(Hooks hooks) {
+  std::vector<std::string> preload;
+  {
+    std::lock_guard lock(mu_);
+    if (started_) return;
+    started_ = true;
+    hooks_ = std::move(hooks);
+    for (auto& e : entries_) {
+      if (e.state == ModelState::kUnloaded && e.manifest.preload) {
+        e.state = ModelState::kLoading;
+        to_load_.push_back(e.manifest.id);
+      }
+    }
+  }
+  loader_ = std::thread([this] { loaderLoop(); });
+}
 
 void ModelRegistry::stopLoading() {
   {
     std::lock_guard lock(mu_);
     stop_loading_ = true;
+    started_ = true;  // no start() after a stop
   }
+  cv_.notify_all();
   if (loader_.joinable()) loader_.join();
 }
 
-void ModelRegistry::loadAll(std::function<void(const std::string&)> on_ready) {
-  std::vector<ModelEntry> todo;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& e : entries_) {
-      if (e.state == ModelState::kLoading) todo.push_back(e);
-    }
-    loader_running_ = true;
+ModelEntry* ModelRegistry::entryLocked(const std::string& id) {
+  auto it = std::ranges::find_if(entries_, [&](auto& e) { return e.manifest.id == id; });
+  return it == entries_.end() ? nullptr : &*it;
+}
+
+Result<ModelEntry> ModelRegistry::requestLoad(const std::string& id) {
+  std::unique_lock lock(mu_);
+  ModelEntry* e = entryLocked(id);
+  if (!e) return fail(Error{ErrorCode::kModelNotFound, std::format("unknown model '{}'", id), "model"});
+  if (!e->loadable) {
+    return fail(
+        Error{ErrorCode::kModelUnavailable, std::format("model '{}' cannot be loaded: {}", id, e->reason), "model"});
   }
-  loader_ = std::thread([this, todo = std::move(todo), on_ready = std::move(on_ready)] {
-    for (auto& e : todo) {
-      const auto& m = e.manifest;
-      {
-        std::lock_guard lock(mu_);
-        if (stop_loading_) break;
-      }
+  switch (e->state) {
+    case ModelState::kUnloaded:
+    case ModelState::kFailed:
+      e->state = ModelState::kLoading;
+      e->reason.clear();
+      to_load_.push_back(id);
+      cv_.notify_all();
+      break;
+    case ModelState::kUnloading: e->load_after_unload = true; break;
+    case ModelState::kLoading:
+    case ModelState::kReady: break;
+  }
+  return *e;
+}
+
+void ModelRegistry::loaderLoop() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stop_loading_ || !to_load_.empty(); });
+    if (stop_loading_) break;
+    std::string id = std::move(to_load_.front());
+    to_load_.pop_front();
+    ModelEntry* e = entryLocked(id);
+    if (!e || e->state != ModelState::kLoading) continue;
+    loading_one_ = true;
+    ModelEntry copy = *e;
+    lock.unlock();
+
+    const auto& m = copy.manifest;
+    Result<std::shared_ptr<LoadedModel>> loaded = fail(Error::internal("not loaded"));
+    if (auto room = hooks_.make_room ? hooks_.make_room(id, copy.memory_estimate) : Result<void>{}; !room) {
+      loaded = fail(room.error());
+    } else {
       log::info("models: loading", {{"model", m.id}, {"backend", m.backend}, {"file", m.file.string()}});
-      Result<std::shared_ptr<LoadedModel>> loaded = fail(Error::internal("not loaded"));
+      auto rss_before = residentBytes();
+      auto t0 = std::chrono::steady_clock::now();
       try {
-        loaded = e.backend->load(m.backendConfig(cores_));
+        loaded = copy.backend->load(m.backendConfig(cores_));
       } catch (const std::exception& ex) {
         loaded = fail(Error::backend(std::format("load threw: {}", ex.what())));
       }
-      if (!loaded) {
-        log::error("models: failed to load", {{"model", m.id}, {"reason", loaded.error().message}});
-        setState(m.id, ModelState::kFailed, loaded.error().message, nullptr);
-        continue;
-      }
-      setState(m.id, ModelState::kReady, "", *loaded);
-      log::info("models: ready", {{"model", m.id}});
-      bool stopped;
-      {
-        std::lock_guard lock(mu_);
-        stopped = stop_loading_;
-      }
-      if (on_ready && !stopped) on_ready(m.id);
+      copy.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      copy.memory_measured = std::max<std::int64_t>(0, residentBytes() - rss_before);
     }
-    {
-      std::lock_guard lock(mu_);
-      loader_running_ = false;
+    std::vector<std::function<void()>> calls;
+    lock.lock();
+    e = entryLocked(id);
+    if (loaded) {
+      e->state = ModelState::kReady;
+      e->loaded = *loaded;
+      e->loaded_at = nowMicros();
+      e->load_seconds = copy.load_seconds;
+      // Weights mapped from a file count as they are touched: the file size is the better guess.
+      e->memory_measured = copy.memory_measured;
+      log::info("models: ready", {{"model", id}, {"seconds", copy.load_seconds}});
+      if (hooks_.on_ready && !stop_loading_) calls.push_back([this, id] { hooks_.on_ready(id); });
+    } else {
+      e->state = ModelState::kFailed;
+      e->reason = loaded.error().message;
+      log::error("models: failed to load", {{"model", id}, {"reason", e->reason}});
+      if (hooks_.on_failed && !stop_loading_) {
+        calls.push_back([this, id, reason = e->reason] { hooks_.on_failed(id, reason); });
+      }
     }
+    settledLocked(*e, calls);
+    lock.unlock();
+    for (auto& c : calls) c();
+    lock.lock();
+    loading_one_ = false;
     cv_.notify_all();
-  });
+  }
+  // Stopped: what was queued stays unloaded.
+  for (auto& id : to_load_) {
+    if (ModelEntry* e = entryLocked(id); e && e->state == ModelState::kLoading) e->state = ModelState::kUnloaded;
+  }
+  to_load_.clear();
+  std::vector<std::function<void()>> calls;
+  for (auto& e : entries_) settledLocked(e, calls);
+  lock.unlock();
+  for (auto& c : calls) c();
+  cv_.notify_all();
 }
 
-void ModelRegistry::setState(const std::string& id, ModelState state, std::string reason,
-                             std::shared_ptr<LoadedModel> loaded) {
-  {
-    std::lock_guard lock(mu_);
-    for (auto& e : entries_) {
-      if (e.manifest.id != id) continue;
-      e.state = state;
-      e.reason = std::move(reason);
-      e.loaded = std::move(loaded);
+void ModelRegistry::settledLocked(ModelEntry& e, std::vector<std::function<void()>>& calls) {
+  if (e.state == ModelState::kLoading || e.state == ModelState::kUnloading) return;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->first == e.manifest.id) {
+      calls.push_back([fn = std::move(it->second), copy = e] { fn(copy); });
+      it = waiters_.erase(it);
+    } else {
+      ++it;
     }
   }
-  cv_.notify_all();
+}
+
+void ModelRegistry::whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn) {
+  std::unique_lock lock(mu_);
+  ModelEntry* e = entryLocked(id);
+  if (!e) return;
+  if (e->state != ModelState::kLoading && e->state != ModelState::kUnloading) {
+    ModelEntry copy = *e;
+    lock.unlock();
+    fn(copy);
+    return;
+  }
+  waiters_.emplace_back(id, std::move(fn));
+}
+
+Result<ModelEntry> ModelRegistry::beginUnload(const std::string& id) {
+  std::lock_guard lock(mu_);
+  ModelEntry* e = entryLocked(id);
+  if (!e) return fail(Error{ErrorCode::kModelNotFound, std::format("unknown model '{}'", id), "model"});
+  if (e->state != ModelState::kReady) {
+    return fail(Error{ErrorCode::kConflict,
+                      std::format("model '{}' is {}; only a ready model can be unloaded", id, toString(e->state)),
+                      "model"});
+  }
+  e->state = ModelState::kUnloading;
+  e->load_after_unload = false;
+  return *e;
+}
+
+bool ModelRegistry::finishUnload(const std::string& id) {
+  std::vector<std::function<void()>> calls;
+  bool again = false;
+  {
+    std::lock_guard lock(mu_);
+    ModelEntry* e = entryLocked(id);
+    if (!e || e->state != ModelState::kUnloading) return false;
+    e->state = ModelState::kUnloaded;
+    e->loaded.reset();
+    e->loaded_at = 0;
+    again = e->load_after_unload;
+    e->load_after_unload = false;
+    settledLocked(*e, calls);
+  }
+  for (auto& c : calls) c();
+  return again;
+}
+
+void ModelRegistry::touch(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (ModelEntry* e = entryLocked(id)) e->last_used_at = nowMicros();
+}
+
+std::int64_t ModelRegistry::memoryInUse() const {
+  std::lock_guard lock(mu_);
+  std::int64_t total = 0;
+  for (auto& e : entries_) {
+    if (e.state == ModelState::kReady || e.state == ModelState::kUnloading || e.state == ModelState::kLoading) {
+      total += std::max(e.memory_measured, e.memory_estimate);
+    }
+  }
+  return total;
 }
 
 void ModelRegistry::waitLoaded() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock,
-           [&] { return std::ranges::none_of(entries_, [](auto& e) { return e.state == ModelState::kLoading; }); });
+  cv_.wait(lock, [&] {
+    return stop_loading_ || (to_load_.empty() && !loading_one_ &&
+                             std::ranges::none_of(entries_, [](auto& e) { return e.state == ModelState::kLoading; }));
+  });
 }
 
 std::optional<ModelEntry> ModelRegistry::find(const std::string& id) const {

@@ -24,6 +24,7 @@ struct Scheduler::ModelQueue {
                                  // worker has not yet ended (an ended job may still be committing)
   int starting = 0;              // of those, claimed at submission and not yet taken by a worker
   std::deque<Claimed> ready;     // claimed at submission, for the next free worker
+  bool retiring = false;         // stopModel: its workers end once idle, and claim nothing more
   std::condition_variable cv;
   std::vector<std::thread> workers;
 };
@@ -171,6 +172,49 @@ void Scheduler::startModel(const std::string& model_id) {
   }
 }
 
+int Scheduler::stopModel(const std::string& model_id, bool force) {
+  std::vector<std::thread> workers;
+  int running = 0;
+  ModelQueue* q = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = queues_.find(model_id);
+    if (it == queues_.end()) return 0;
+    q = it->second.get();
+    q->retiring = true;
+    q->capacity = 0;  // nothing more is claimed at submission: new jobs queue
+    running = q->running;
+    if (force) {
+      for (auto& [id, held] : running_) {
+        if (held.owner == q->owner) held.control->requestCancel();
+      }
+    }
+    workers = std::move(q->workers);
+    q->workers.clear();
+    q->cv.notify_all();
+  }
+  for (auto& t : workers) t.join();  // each ends once its jobs (and those on their way) have ended
+  std::lock_guard lock(mu_);
+  q->retiring = false;
+  return running;
+}
+
+void Scheduler::failQueued(const std::string& model_id, const std::string& reason) {
+  ModelQueue* q = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = queues_.find(model_id);
+    if (it == queues_.end() || stopping_) return;
+    q = it->second.get();
+  }
+  const auto message = std::format("model '{}' failed to load: {}", model_id, reason);
+  while (true) {
+    auto claimed = claim(*q, 64);
+    if (claimed.empty()) break;
+    for (auto& c : claimed) finish(*q, c.job, *c.control, fail(Error::backend(message)));
+  }
+}
+
 void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (stopping_)
     return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
@@ -197,6 +241,9 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (entry->loaded) {
     if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
   }
+  // A model that is not loaded is loaded for the job, which waits for it in the queue.
+  const bool load_first = entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading;
+  if (entry->state != ModelState::kReady) job.status_message = "loading model";
 
   ModelQueue* q = nullptr;
   std::optional<Error> replay_when_full;
@@ -237,37 +284,39 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   }
   std::optional<LeaseRequest> start;
   if (start_now) start = LeaseRequest{q->owner, leaseMicros()};
-  store_.createAsync(std::move(job), std::move(start), [this, q, start_now, done = std::move(done)](Result<Job> r) {
-    bool created = r && !r->replayed;
-    if (created) {
-      // Before a worker can see the job, so that "queued" comes before "started".
-      if (options_.metrics) options_.metrics->submitted(*r);
-      events_.publish({r->id, "queued"});
-      log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
-    }
-    {
-      std::lock_guard lock(mu_);
-      if (start_now) {
-        --claiming_;
-        if (created && !joined_) {
-          q->ready.push_back(hold(*q, *r));
-        } else {
-          // Failed, an idempotent retry that found its earlier job, or too late (the workers are
-          // gone; a job stored claimed is requeued at the next start).
-          --q->running;
-          --q->starting;
-        }
-        q->cv.notify_one();  // one idle worker takes it
-        idle_cv_.notify_all();
-      } else if (created) {
-        ++q->generation;
-        q->cv.notify_one();
-      } else {
-        --q->queued;  // failed, or an idempotent retry that found its earlier job
-      }
-    }
-    done(std::move(r));
-  });
+  store_.createAsync(std::move(job), std::move(start),
+                     [this, q, start_now, load_first, done = std::move(done)](Result<Job> r) {
+                       bool created = r && !r->replayed;
+                       if (created) {
+                         // Before a worker can see the job, so that "queued" comes before "started".
+                         if (options_.metrics) options_.metrics->submitted(*r);
+                         events_.publish({r->id, "queued"});
+                         log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
+                       }
+                       {
+                         std::lock_guard lock(mu_);
+                         if (start_now) {
+                           --claiming_;
+                           if (created && !joined_) {
+                             q->ready.push_back(hold(*q, *r));
+                           } else {
+                             // Failed, an idempotent retry that found its earlier job, or too late (the workers are
+                             // gone; a job stored claimed is requeued at the next start).
+                             --q->running;
+                             --q->starting;
+                           }
+                           q->cv.notify_one();  // one idle worker takes it
+                           idle_cv_.notify_all();
+                         } else if (created) {
+                           ++q->generation;
+                           q->cv.notify_one();
+                         } else {
+                           --q->queued;  // failed, or an idempotent retry that found its earlier job
+                         }
+                       }
+                       if (created && load_first && options_.load_on_demand) options_.load_on_demand(q->id);
+                       done(std::move(r));
+                     });
 }
 
 std::int64_t Scheduler::leaseMicros() const {
@@ -325,7 +374,11 @@ std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max, std
   return out;
 }
 
-bool Scheduler::drainedLocked(const ModelQueue& q) const { return hard_stop_ || (stopping_ && q.starting == 0); }
+bool Scheduler::drainedLocked(const ModelQueue& q) const {
+  return hard_stop_ || ((stopping_ || q.retiring) && q.starting == 0);
+}
+
+bool Scheduler::claimsLocked(const ModelQueue& q) const { return !stopping_ && !q.retiring; }
 
 bool Scheduler::drained(ModelQueue& q) {
   std::lock_guard lock(mu_);
@@ -357,7 +410,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
-      want_claim = next.empty() && !stopping_ && gate.open(seen);
+      want_claim = next.empty() && claimsLocked(q) && gate.open(seen);
     }
     if (want_claim) {
       next = claim(q, 1);
@@ -425,12 +478,14 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
     for (auto& c : takeReady(q, batch->capacity() - batch->active(), wait)) join(std::move(c));
     std::uint64_t seen;
     int free;
+    bool claims;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
       free = batch->capacity() - batch->active() - q.starting;  // minus slots promised at submission
+      claims = claimsLocked(q);
     }
-    if (free > 0 && !stopping_ && gate.open(seen)) {
+    if (free > 0 && claims && gate.open(seen)) {
       auto claimed = claim(q, free);
       if (static_cast<int>(claimed.size()) < free) gate.sawEmpty(seen, options_.poll_interval);
       for (auto& c : claimed) join(std::move(c));
@@ -461,6 +516,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
 }
 
 void Scheduler::began(const Job& job) {
+  models_.touch(job.model);
   if (options_.metrics) options_.metrics->started(job);
   events_.publish({job.id, "started", {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
@@ -498,6 +554,7 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     outcome.error = result.error().message;
     log::warn("job: failed", {{"job_id", job.id}, {"model", job.model}, {"error", outcome.error}});
   }
+  models_.touch(job.model);
   {
     // The slot is free before anyone hears of the end: a client that sends its next job on
     // hearing of this one finds it free.

@@ -50,6 +50,9 @@ struct SchedulerOptions {
   // Every Session::run and BatchSession::step runs inside it; outlives the scheduler. Null: calls
   // run directly on their worker (unit tests of the scheduler alone).
   ComputeBudget* compute = nullptr;
+  // Called (on a store thread) when a job was queued for a model that is not loaded, so that it is
+  // loaded on demand. Unset: such jobs wait until the model is loaded by other means.
+  std::function<void(const std::string& model)> load_on_demand;
 };
 
 struct ModelQueueStats {
@@ -72,6 +75,13 @@ class Scheduler {
 
   // Starts the workers of a model once it is ready (ModelRegistry's on_ready hook).
   void startModel(const std::string& model_id);
+  // Stops a model's workers so that its weights can be dropped: nothing more is claimed for it,
+  // running jobs end (with `force`, they are cancelled and end CANCELLED with their partial
+  // result), then its workers are joined. Queued jobs stay queued. Blocks; returns the number of
+  // jobs that were running when it was called.
+  int stopModel(const std::string& model_id, bool force);
+  // Fails every queued job of a model (its load failed): FAILED with "model 'x' failed to load: why".
+  void failQueued(const std::string& model_id, const std::string& reason);
 
   using SubmitCallback = std::function<void(Result<Job>)>;
   // Admits and durably stores a job, then wakes a worker. `done` is called exactly once: inline
@@ -127,6 +137,8 @@ class Scheduler {
   // (or the grace period is over). drainedLocked: the same with mu_ held.
   bool drained(ModelQueue& q);
   bool drainedLocked(const ModelQueue& q) const;
+  // True when q's workers may claim from the store (mu_ held).
+  bool claimsLocked(const ModelQueue& q) const;
   void began(const Job& job);
   // Runs one inference call of q's model inside the compute budget (options_.compute).
   void compute(const ModelQueue& q, ComputeUse use, const std::function<void()>& fn);

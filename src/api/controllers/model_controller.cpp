@@ -1,38 +1,112 @@
-// GET /models (a key restricted to some models sees only those)
+// GET /models, GET /models/{id} (a key restricted to some models sees only those);
+// POST /models/{id}/load and /models/{id}/unload (admin keys).
 #include <drogon/HttpAppFramework.h>
 
+#include "api/errors.h"
 #include "api/filters/auth.h"
 #include "api/http_util.h"
 #include "api/routes.h"
 #include "api/server.h"
+#include "core/clock.h"
 
 namespace statim::api {
+namespace {
+
+nlohmann::json timeOrNull(Micros t) { return t > 0 ? nlohmann::json(formatIsoUtc(t)) : nlohmann::json(nullptr); }
+
+nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
+  auto stats = ctx.scheduler.stats(e.manifest.id);
+  const auto& m = e.manifest;
+  nlohmann::json j = {
+      {"id", m.id},
+      {"backend", m.backend},
+      {"type", m.type},
+      {"description", m.description},
+      {"state", toString(e.state)},
+      {"reason", e.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.reason)},
+      {"required", m.required},
+      {"preload", m.preload},
+      {"keep_alive", m.keep_alive},
+      {"parallel", m.parallel},
+      {"max_queue", m.max_queue},
+      {"queued", stats.queued},
+      {"running", stats.running},
+      {"memory",
+       {{"estimated_bytes", e.memory_estimate},
+        {"measured_bytes", e.loaded_at > 0 ? nlohmann::json(e.memory_measured) : nlohmann::json(nullptr)}}},
+      {"loaded_at", timeOrNull(e.loaded_at)},
+      {"load_seconds", e.loaded_at > 0 ? nlohmann::json(e.load_seconds) : nlohmann::json(nullptr)},
+      {"last_used_at", timeOrNull(e.last_used_at)},
+  };
+  if (e.loaded) j["details"] = e.loaded->describe();
+  return j;
+}
+
+// The model named by the path, if the caller may see it (else the same 404 as an unknown model).
+Result<ModelEntry> visibleModel(const ApiContext& ctx, const drogon::HttpRequest& req, const std::string& id) {
+  auto e = ctx.models.find(id);
+  if (!e || !principalOf(req).listsModel(id)) {
+    return fail(Error{ErrorCode::kModelNotFound, std::format("unknown model '{}'", id), "model"});
+  }
+  return *e;
+}
+
+// Answers with the model: at once (202 while it is loading or unloading), or with ?wait=true once
+// it has settled (200).
+void answer(const ApiContext& ctx, const drogon::HttpRequest& req, const std::string& id, Callback&& cb) {
+  auto wait = queryBool(req, "wait");
+  if (!wait) return cb(errorResponse(wait.error()));
+  auto respond = [&ctx, cb = std::move(cb)](const ModelEntry& e) {
+    bool settled = e.state != ModelState::kLoading && e.state != ModelState::kUnloading;
+    cb(jsonResponse(modelJson(ctx, e), settled ? 200 : 202));
+  };
+  if (!*wait) {
+    if (auto e = ctx.models.find(id)) respond(*e);
+    return;
+  }
+  ctx.models.whenSettled(id, std::move(respond));
+}
+
+}  // namespace
 
 void registerModelRoutes(const ApiContext& ctx) {
   addRoute("/models", drogon::Get, Access::kUser, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
     Principal who = principalOf(*req);
     nlohmann::json models = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
-      if (!who.listsModel(e.manifest.id)) continue;
-      auto stats = ctx.scheduler.stats(e.manifest.id);
-      nlohmann::json m = {
-          {"id", e.manifest.id},
-          {"backend", e.manifest.backend},
-          {"type", e.manifest.type},
-          {"description", e.manifest.description},
-          {"state", toString(e.state)},
-          {"reason", e.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.reason)},
-          {"required", e.manifest.required},
-          {"parallel", e.manifest.parallel},
-          {"max_queue", e.manifest.max_queue},
-          {"queued", stats.queued},
-          {"running", stats.running},
-      };
-      if (e.loaded) m["details"] = e.loaded->describe();
-      models.push_back(std::move(m));
+      if (who.listsModel(e.manifest.id)) models.push_back(modelJson(ctx, e));
     }
     cb(jsonResponse({{"models", std::move(models)}}));
   });
+  addRoute("/models/{id}", drogon::Get, Access::kUser,
+           [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {
+             auto e = visibleModel(ctx, *req, id);
+             if (!e) return cb(errorResponse(e.error()));
+             cb(jsonResponse(modelJson(ctx, *e)));
+           });
+  addRoute("/models/{id}/load", drogon::Post, Access::kAdmin,
+           [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {
+             if (auto r = onlyKnownQuery(*req, {"wait"}); !r) return cb(errorResponse(r.error()));
+             if (!ctx.lifecycle) return cb(errorResponse(Error{ErrorCode::kModelUnavailable, "no model lifecycle"}));
+             auto e = visibleModel(ctx, *req, id);
+             if (!e) return cb(errorResponse(e.error()));
+             if (auto r = ctx.lifecycle->load(id); !r) return cb(errorResponse(r.error()));
+             answer(ctx, *req, id, std::move(cb));
+           });
+  addRoute("/models/{id}/unload", drogon::Post, Access::kAdmin,
+           [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {
+             if (auto r = onlyKnownQuery(*req, {"wait", "force"}); !r) return cb(errorResponse(r.error()));
+             auto force = queryBool(*req, "force");
+             if (!force) return cb(errorResponse(force.error()));
+             if (!ctx.lifecycle) return cb(errorResponse(Error{ErrorCode::kModelUnavailable, "no model lifecycle"}));
+             auto e = visibleModel(ctx, *req, id);
+             if (!e) return cb(errorResponse(e.error()));
+             // Unloading an unloaded model is done already; anything else that is not ready is a conflict.
+             if (e->state != ModelState::kUnloaded) {
+               if (auto r = ctx.lifecycle->unload(id, *force); !r) return cb(errorResponse(r.error()));
+             }
+             answer(ctx, *req, id, std::move(cb));
+           });
 }
 
 }  // namespace statim::api

@@ -17,7 +17,8 @@ void sampleGauges(const ApiContext& ctx) {
     auto stats = ctx.scheduler.stats(id);
     m.set("statim_queue_depth", {{"model", id}}, static_cast<double>(stats.queued));
     m.set("statim_jobs_running", {{"model", id}}, stats.running);
-    for (auto state : {ModelState::kLoading, ModelState::kReady, ModelState::kFailed}) {
+    for (auto state : {ModelState::kUnloaded, ModelState::kLoading, ModelState::kReady, ModelState::kUnloading,
+                       ModelState::kFailed}) {
       m.set("statim_model_state", {{"model", id}, {"state", std::string(toString(state))}}, e.state == state ? 1 : 0);
     }
   }

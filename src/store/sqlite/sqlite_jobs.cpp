@@ -227,7 +227,7 @@ void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Crea
   job.params = std::move(nj.params);
   job.priority = nj.priority;
   job.status = JobStatus::kQueued;
-  job.status_message = "queued";
+  job.status_message = nj.status_message.empty() ? "queued" : std::move(nj.status_message);
   job.webhook = std::move(nj.webhook);
   if (nj.owner) job.owner_key_id = nj.owner->key_id;
   auto request = std::make_shared<NewJob>();  // what the checks below need besides the job
