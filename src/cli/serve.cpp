@@ -26,6 +26,8 @@
 namespace statim::cli {
 namespace {
 
+ModelLifecycle* g_lifecycle = nullptr;  // for SIGHUP: reload the models dir
+
 // The webhook signing secret: webhooks.secret, else one generated once into the data dir.
 Result<std::string> webhookSecret(const Config& config) {
   if (!config.webhooks_secret.empty()) return config.webhooks_secret;
@@ -110,6 +112,10 @@ int serve(const Config& config) {
   log::info("models: memory budget",
             {{"max_memory_mib", (max_memory ? *max_memory : 0) >> 20}, {"physical_mib", physicalMemoryBytes() >> 20}});
   lifecycle.start();
+  g_lifecycle = &lifecycle;
+  std::signal(SIGHUP, [](int) {
+    if (g_lifecycle) g_lifecycle->requestReload();
+  });
 
   api::DrogonWebhookTransport transport;
   WebhookDispatcher webhooks(
@@ -159,6 +165,8 @@ int serve(const Config& config) {
   drogon::app().setTermSignalHandler(stop).setIntSignalHandler(stop);
   drogon::app().run();  // returns once `stop` has quit it
   if (stopper.joinable()) stopper.join();
+  std::signal(SIGHUP, SIG_IGN);
+  g_lifecycle = nullptr;
   log::info("statim: stopped", {{"all_jobs_finished", clean}});
   return 0;
 }

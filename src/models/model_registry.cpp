@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <format>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -80,10 +81,19 @@ ModelEntry prepare(ModelManifest m, int cores) {
   return e;
 }
 
-}  // namespace
+// What identifies a manifest's content: a changed one (or changed weights) reloads its model.
+std::string fingerprint(const std::string& text, const std::filesystem::path& file) {
+  std::error_code ec;
+  std::string out = text;
+  if (!file.empty() && std::filesystem::exists(file, ec)) {
+    auto t = std::filesystem::last_write_time(file, ec).time_since_epoch().count();
+    out += std::format("\n#file {} {}", t,
+                       std::filesystem::is_regular_file(file, ec) ? std::filesystem::file_size(file, ec) : 0);
+  }
+  return out;
+}
 
-std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesystem::path& dir,
-                                                            std::int64_t default_max_queue, int cores) {
+std::vector<ModelEntry> readDirectory(const std::filesystem::path& dir, std::int64_t default_max_queue, int cores) {
   std::vector<ModelEntry> entries;
   std::error_code ec;
   std::vector<std::filesystem::path> files;
@@ -99,6 +109,7 @@ std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesyste
     auto m = parseManifest(text.str(), std::filesystem::absolute(f), default_max_queue);
     if (!m) {
       entries.push_back(failedEntry(f.stem().string(), f, m.error().message));
+      entries.back().fingerprint = text.str();
       continue;
     }
     auto dup = std::ranges::find_if(entries, [&](auto& e) { return e.manifest.id == m->id; });
@@ -108,9 +119,67 @@ std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesyste
           std::format("duplicate model id '{}' (also in {})", m->id, dup->manifest.source.filename().string())));
       continue;
     }
+    auto file = m->file;
     entries.push_back(prepare(std::move(*m), cores));
+    entries.back().fingerprint = fingerprint(text.str(), file);
   }
-  return std::make_unique<ModelRegistry>(std::move(entries), cores);
+  return entries;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelRegistry> ModelRegistry::fromDirectory(const std::filesystem::path& dir,
+                                                            std::int64_t default_max_queue, int cores) {
+  auto registry = std::make_unique<ModelRegistry>(readDirectory(dir, default_max_queue, cores), cores);
+  registry->dir_ = dir;
+  registry->default_max_queue_ = default_max_queue;
+  return registry;
+}
+
+ModelRegistry::Rescan ModelRegistry::rescan() {
+  Rescan report;
+  if (dir_.empty()) return report;
+  auto fresh = readDirectory(dir_, default_max_queue_, cores_);
+  std::set<std::string> present;
+  for (auto& f : fresh) present.insert(f.manifest.id);
+  std::lock_guard lock(mu_);
+  for (auto& f : fresh) {
+    ModelEntry* e = entryLocked(f.manifest.id);
+    if (!e) {
+      report.added.push_back(f.manifest.id);
+      entries_.push_back(std::move(f));
+      continue;
+    }
+    if (e->fingerprint == f.fingerprint && !e->removed) continue;
+    report.changed.push_back(f.manifest.id);
+    if (e->state == ModelState::kUnloaded || e->state == ModelState::kFailed) {
+      f.last_used_at = e->last_used_at;
+      *e = std::move(f);
+    } else {
+      e->removed = false;
+      e->next = std::make_shared<ModelEntry>(std::move(f));  // applied once it is unloaded
+    }
+  }
+  for (auto& e : entries_) {
+    if (!present.contains(e.manifest.id) && !e.removed) {
+      e.removed = true;
+      e.next.reset();
+      report.removed.push_back(e.manifest.id);
+    }
+  }
+  std::ranges::sort(entries_, {}, [](auto& e) { return e.manifest.id; });
+  return report;
+}
+
+bool ModelRegistry::forget(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = std::ranges::find_if(entries_, [&](auto& e) { return e.manifest.id == id; });
+  if (it == entries_.end() || !it->removed ||
+      (it->state != ModelState::kUnloaded && it->state != ModelState::kFailed)) {
+    return false;
+  }
+  entries_.erase(it);
+  return true;
 }
 
 ModelRegistry::ModelRegistry(std::vector<ModelEntry> entries, int cores)
@@ -217,6 +286,11 @@ void ModelRegistry::loaderLoop() {
     std::vector<std::function<void()>> calls;
     lock.lock();
     e = entryLocked(id);
+    if (!e) {
+      loading_one_ = false;
+      cv_.notify_all();
+      continue;
+    }
     if (loaded) {
       e->state = ModelState::kReady;
       e->loaded = *loaded;
@@ -304,6 +378,13 @@ bool ModelRegistry::finishUnload(const std::string& id) {
     e->loaded_at = 0;
     again = e->load_after_unload;
     e->load_after_unload = false;
+    if (e->next) {
+      // A manifest that changed while the model was loaded takes effect now; it loads again.
+      ModelEntry next = std::move(*e->next);
+      next.last_used_at = e->last_used_at;
+      *e = std::move(next);
+      again = again || e->manifest.preload;
+    }
     settledLocked(*e, calls);
   }
   for (auto& c : calls) c();
@@ -350,7 +431,9 @@ std::vector<ModelEntry> ModelRegistry::list() const {
 std::vector<std::string> ModelRegistry::ids() const {
   std::lock_guard lock(mu_);
   std::vector<std::string> out;
-  for (auto& e : entries_) out.push_back(e.manifest.id);
+  for (auto& e : entries_) {
+    if (!e.removed) out.push_back(e.manifest.id);
+  }
   return out;
 }
 

@@ -48,6 +48,9 @@ struct ModelEntry {
   Micros loaded_at = 0;                 // when it became ready; 0: not loaded
   double load_seconds = 0;              // how long its last load took
   bool load_after_unload = false;       // a load was asked for while it was unloading
+  bool removed = false;                 // its manifest is gone: it takes no jobs and goes once unloaded
+  std::shared_ptr<ModelEntry> next;     // its changed manifest, applied once it is unloaded
+  std::string fingerprint;              // the manifest's text and its file's time and size
 };
 
 class ModelRegistry {
@@ -94,9 +97,20 @@ class ModelRegistry {
   // loader's or the unloader's thread, or on this one.
   void whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn);
 
+  // Reads the models dir again (fromDirectory's registries only). New manifests become unloaded
+  // entries; a changed manifest replaces an unloaded or failed entry at once, and waits in `next`
+  // for a loaded one to be unloaded; a manifest that is gone marks its entry removed. Loading,
+  // unloading and forgetting are the caller's (ModelLifecycle::reload).
+  struct Rescan {
+    std::vector<std::string> added, changed, removed;
+  };
+  Rescan rescan();
+  // Drops a removed entry that holds nothing (unloaded or failed). Returns true when it did.
+  bool forget(const std::string& id);
+
   std::optional<ModelEntry> find(const std::string& id) const;
   std::vector<ModelEntry> list() const;  // sorted by id
-  std::vector<std::string> ids() const;
+  std::vector<std::string> ids() const;  // without removed entries
   // Bytes of the models that hold memory now (ready, unloading, loading): measured, else estimated.
   std::int64_t memoryInUse() const;
 
@@ -114,6 +128,8 @@ class ModelRegistry {
   bool started_ = false;                                                                 // guarded by mu_
   std::vector<std::pair<std::string, std::function<void(const ModelEntry&)>>> waiters_;  // guarded by mu_
   Hooks hooks_;
+  std::filesystem::path dir_;  // set by fromDirectory; empty: rescan() finds nothing
+  std::int64_t default_max_queue_ = 1000;
   std::thread loader_;
   const int cores_;
 };

@@ -41,7 +41,10 @@ void ModelLifecycle::start() {
   thread_ = std::thread([this] { threadLoop(); });
   models_.start({
       .on_ready = [this](const std::string& id) { scheduler_.startModel(id); },
-      .on_failed = [this](const std::string& id, const std::string& reason) { scheduler_.failQueued(id, reason); },
+      .on_failed =
+          [this](const std::string& id, const std::string& reason) {
+            scheduler_.failQueued(id, std::format("model '{}' failed to load: {}", id, reason));
+          },
       .make_room = [this](const std::string& id, std::int64_t bytes) { return makeRoom(id, bytes); },
   });
 }
@@ -62,6 +65,7 @@ Result<ModelEntry> ModelLifecycle::load(const std::string& id) { return models_.
 Result<ModelEntry> ModelLifecycle::unload(const std::string& id, bool force) {
   auto e = models_.beginUnload(id);
   if (!e) return e;
+  scheduler_.retireModel(id, force);  // claims nothing from now on, even before its turn below
   {
     std::lock_guard lock(mu_);
     to_unload_.emplace_back(id, force);
@@ -83,6 +87,7 @@ void ModelLifecycle::threadLoop() {
       lock.lock();
     }
     lock.unlock();
+    if (reload_requested_.exchange(false)) reload();
     sweep();
     lock.lock();
   }
@@ -96,6 +101,9 @@ void ModelLifecycle::unloadNow(const std::string& id, bool force) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("models: unloaded",
             {{"model", id}, {"seconds", seconds}, {"running_jobs_waited_for", running}, {"forced", force}});
+  auto e = models_.find(id);
+  if (e && e->removed) return forgetRemoved(id);
+  if (e) scheduler_.addModel(id, e->manifest.max_queue);  // a changed manifest may change it
   // Jobs that came while it was unloading (or were queued before) load it again.
   if (again || scheduler_.stats(id).queued > 0) {
     log::info("models: loading again for the jobs waiting for it", {{"model", id}});
@@ -103,8 +111,53 @@ void ModelLifecycle::unloadNow(const std::string& id, bool force) {
   }
 }
 
+ModelRegistry::Rescan ModelLifecycle::reload() {
+  auto report = models_.rescan();
+  log::info("models: reloaded the models dir",
+            {{"added", report.added}, {"changed", report.changed}, {"removed", report.removed}});
+  for (auto& id : report.added) {
+    auto e = models_.find(id);
+    if (!e) continue;
+    scheduler_.addModel(id, e->manifest.max_queue);
+    if (e->loadable && e->manifest.preload) (void)models_.requestLoad(id);
+  }
+  for (auto& id : report.changed) {
+    auto e = models_.find(id);
+    if (!e) continue;
+    if (e->state == ModelState::kUnloaded || e->state == ModelState::kFailed) {
+      // Replaced at once: load the new one if it wants to be, or if jobs wait for it.
+      scheduler_.addModel(id, e->manifest.max_queue);
+      if (e->loadable && (e->manifest.preload || scheduler_.stats(id).queued > 0)) (void)models_.requestLoad(id);
+    }
+    // A loaded one is unloaded by the sweep once idle (`next`), and loads again with the new manifest.
+  }
+  for (auto& id : report.removed) {
+    auto e = models_.find(id);
+    if (e && (e->state == ModelState::kUnloaded || e->state == ModelState::kFailed)) forgetRemoved(id);
+  }
+  cv_.notify_all();
+  return report;
+}
+
+void ModelLifecycle::forgetRemoved(const std::string& id) {
+  scheduler_.failQueued(id, std::format("model '{}' was removed from the models dir", id));
+  if (models_.forget(id)) log::info("models: removed", {{"model", id}});
+}
+
 void ModelLifecycle::sweep() {
   const Micros now = nowMicros();
+  // Manifests that changed or went: every such model stops claiming first, then each is unloaded
+  // once its running jobs have ended (and loads anew, or goes).
+  std::vector<std::string> stale;
+  for (auto& e : models_.list()) {
+    if (e.state != ModelState::kReady || !(e.removed || e.next) || !models_.beginUnload(e.manifest.id)) continue;
+    scheduler_.retireModel(e.manifest.id, false);
+    log::info(e.removed ? "models: manifest removed, unloading once its jobs end"
+                        : "models: manifest changed, reloading once its jobs end",
+              {{"model", e.manifest.id}});
+    stale.push_back(e.manifest.id);
+  }
+  for (auto& id : stale) unloadNow(id, false);
   for (auto& e : models_.list()) {
     const auto& m = e.manifest;
     if (e.state != ModelState::kReady || m.required || m.keep_alive < 0) continue;

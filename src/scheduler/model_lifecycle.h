@@ -12,6 +12,7 @@
 // own thread, evictions on the registry's loader thread; neither runs on an HTTP thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -50,6 +51,13 @@ class ModelLifecycle {
   // kConflict (not ready).
   Result<ModelEntry> unload(const std::string& id, bool force);
 
+  // Reads the models dir again (POST /models/reload, SIGHUP): new models are added (and loaded
+  // if preload), a changed model is reloaded once its running jobs have ended, a removed one takes
+  // no more jobs, its queued jobs fail, and it goes once its running jobs have ended.
+  ModelRegistry::Rescan reload();
+  // Async-signal-safe: asks this object's thread to reload() (for SIGHUP).
+  void requestReload() { reload_requested_ = true; }
+
   std::int64_t maxMemory() const { return options_.max_memory; }
 
  private:
@@ -57,6 +65,7 @@ class ModelLifecycle {
   void unloadNow(const std::string& id, bool force);  // blocking; the model is `unloading`
   Result<void> makeRoom(const std::string& id, std::int64_t bytes);
   void sweep();
+  void forgetRemoved(const std::string& id);  // fails its queued jobs and drops its entry
 
   ModelRegistry& models_;
   Scheduler& scheduler_;
@@ -67,6 +76,7 @@ class ModelLifecycle {
   std::deque<std::pair<std::string, bool>> to_unload_;  // guarded by mu_: (id, force)
   bool stop_ = false;                                   // guarded by mu_
   std::thread thread_;
+  std::atomic<bool> reload_requested_{false};
 };
 
 // The physical memory this process may use: the machine's, capped by a cgroup v2 memory.max.

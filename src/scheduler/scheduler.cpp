@@ -172,23 +172,31 @@ void Scheduler::startModel(const std::string& model_id) {
   }
 }
 
+int Scheduler::retireModel(const std::string& model_id, bool force) {
+  std::lock_guard lock(mu_);
+  auto it = queues_.find(model_id);
+  if (it == queues_.end()) return 0;
+  ModelQueue* q = it->second.get();
+  q->retiring = true;
+  q->capacity = 0;  // nothing more is claimed at submission: new jobs queue
+  if (force) {
+    for (auto& [id, held] : running_) {
+      if (held.owner == q->owner) held.control->requestCancel();
+    }
+  }
+  q->cv.notify_all();
+  return q->running;
+}
+
 int Scheduler::stopModel(const std::string& model_id, bool force) {
   std::vector<std::thread> workers;
-  int running = 0;
+  int running = retireModel(model_id, force);
   ModelQueue* q = nullptr;
   {
     std::lock_guard lock(mu_);
     auto it = queues_.find(model_id);
     if (it == queues_.end()) return 0;
     q = it->second.get();
-    q->retiring = true;
-    q->capacity = 0;  // nothing more is claimed at submission: new jobs queue
-    running = q->running;
-    if (force) {
-      for (auto& [id, held] : running_) {
-        if (held.owner == q->owner) held.control->requestCancel();
-      }
-    }
     workers = std::move(q->workers);
     q->workers.clear();
     q->cv.notify_all();
@@ -199,7 +207,18 @@ int Scheduler::stopModel(const std::string& model_id, bool force) {
   return running;
 }
 
-void Scheduler::failQueued(const std::string& model_id, const std::string& reason) {
+void Scheduler::addModel(const std::string& model_id, std::int64_t max_queue) {
+  std::lock_guard lock(mu_);
+  auto& q = queues_[model_id];
+  if (!q) {
+    q = std::make_unique<ModelQueue>();
+    q->id = model_id;
+    q->owner = std::format("{}/{}", options_.node_id, q->id);
+  }
+  q->max_queue = max_queue;
+}
+
+void Scheduler::failQueued(const std::string& model_id, const std::string& message) {
   ModelQueue* q = nullptr;
   {
     std::lock_guard lock(mu_);
@@ -207,7 +226,6 @@ void Scheduler::failQueued(const std::string& model_id, const std::string& reaso
     if (it == queues_.end() || stopping_) return;
     q = it->second.get();
   }
-  const auto message = std::format("model '{}' failed to load: {}", model_id, reason);
   while (true) {
     auto claimed = claim(*q, 64);
     if (claimed.empty()) break;
@@ -219,7 +237,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (stopping_)
     return done(fail(ErrorCode::kShuttingDown, "the server is shutting down; retry on another instance or later"));
   auto entry = models_.find(job.model);
-  if (!entry) {
+  if (!entry || entry->removed) {
     std::string list = joinNames(models_.ids());
     return done(fail(Error{
         ErrorCode::kModelNotFound,

@@ -80,8 +80,13 @@ class Scheduler {
   // result), then its workers are joined. Queued jobs stay queued. Blocks; returns the number of
   // jobs that were running when it was called.
   int stopModel(const std::string& model_id, bool force);
-  // Fails every queued job of a model (its load failed): FAILED with "model 'x' failed to load: why".
-  void failQueued(const std::string& model_id, const std::string& reason);
+  // The first half of stopModel, without waiting: from now on the model claims nothing (and with
+  // `force` its running jobs are cancelled). Returns the number of running jobs. Idempotent.
+  int retireModel(const std::string& model_id, bool force);
+  // Fails every queued job of a model (its load failed, its manifest was removed) with `message`.
+  void failQueued(const std::string& model_id, const std::string& message);
+  // Makes room for a model added after start (a new manifest), or takes a changed max_queue.
+  void addModel(const std::string& model_id, std::int64_t max_queue);
 
   using SubmitCallback = std::function<void(Result<Job>)>;
   // Admits and durably stores a job, then wakes a worker. `done` is called exactly once: inline

@@ -5,6 +5,7 @@ to make room under models.max_memory."""
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -180,3 +181,52 @@ def test_a_memory_budget_unloads_the_least_recently_used_idle_model(make_server,
     assert job["status"] == "FAILED"
     assert "model 'big' needs about 1.2 MiB (its files) but models.max_memory is 0.7 MiB" in job["error"], job
     assert s.models()["b"]["state"] == "ready", "a model that can never fit evicts nothing"
+
+
+def test_reload_adds_changes_and_removes_models_without_a_restart(make_server):
+    s = make_server("reload")
+    s.enable_auth()
+    s.add_model("change", parallel=1, description="before")
+    s.add_model("gone", parallel=1)
+    s.add_model("keep")
+    admin = s.create_key("rl-admin", "--scope", "admin")
+    s.key = admin
+    s.start()
+    # A long job on each of the models that will change or go, and one queued behind the latter.
+    changing = s.submit("change", "runs on", {"delay_ms": 1500})
+    going = s.submit("gone", "finishes", {"delay_ms": 1500})
+    processing(s, changing["id"])
+    processing(s, going["id"])
+    waiting = s.submit("gone", "never runs")
+    assert waiting["status"] == "QUEUED"
+
+    s.add_model("new", description="added")
+    s.add_model("broken", backend="quantum")
+    s.add_model("change", parallel=1, description="after")
+    (s.models_dir / "gone.toml").unlink()
+    r = s.post("/models/reload")
+    assert r.status_code == 200, r.text
+    assert {k: sorted(v) for k, v in r.json().items()} == {
+        "added": ["broken", "new"], "changed": ["change"], "removed": ["gone"]}
+
+    assert s.wait_job(s.submit("new", "hello")["id"])["result"]["text"] == "hello"
+    assert "unknown backend 'quantum'" in s.models()["broken"]["reason"]
+    # The removed model takes no new job; what was queued fails; what ran finishes.
+    assert_error(s.submit_raw("gone", "x"), 404, "model_not_found", "unknown model 'gone'")
+    failed = s.wait_job(waiting["id"])
+    assert failed["status"] == "FAILED" and failed["error"] == "model 'gone' was removed from the models dir", failed
+    assert s.wait_job(going["id"])["result"]["text"] == "finishes"
+    wait_until(lambda: "gone" not in s.models(), 10, "the removed model to go")
+    # The changed one finished its job on the old manifest, then loaded the new one.
+    assert s.wait_job(changing["id"])["result"]["text"] == "runs on"
+    wait_until(lambda: s.models()["change"]["description"] == "after" and s.models()["change"]["state"] == "ready",
+               10, "the changed model to load again")
+    assert "keep" in s.models() and s.models()["keep"]["state"] == "ready"
+
+    # SIGHUP does the same.
+    s.add_model("hup")
+    s.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: s.models().get("hup", {}).get("state") == "ready", 10, "SIGHUP to add the model")
+    assert_error(s.post("/models/reload", key=s.create_key("rl-user")), 403, None, "admin")
+    rows = s.get("/admin/audit", params={"limit": 50}).json()["entries"]
+    assert any(row["route"] == "/models/reload" and row["status"] == 200 for row in rows), rows

@@ -45,7 +45,7 @@ nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
 // The model named by the path, if the caller may see it (else the same 404 as an unknown model).
 Result<ModelEntry> visibleModel(const ApiContext& ctx, const drogon::HttpRequest& req, const std::string& id) {
   auto e = ctx.models.find(id);
-  if (!e || !principalOf(req).listsModel(id)) {
+  if (!e || e->removed || !principalOf(req).listsModel(id)) {
     return fail(Error{ErrorCode::kModelNotFound, std::format("unknown model '{}'", id), "model"});
   }
   return *e;
@@ -74,9 +74,15 @@ void registerModelRoutes(const ApiContext& ctx) {
     Principal who = principalOf(*req);
     nlohmann::json models = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
-      if (who.listsModel(e.manifest.id)) models.push_back(modelJson(ctx, e));
+      if (!e.removed && who.listsModel(e.manifest.id)) models.push_back(modelJson(ctx, e));
     }
     cb(jsonResponse({{"models", std::move(models)}}));
+  });
+  addRoute("/models/reload", drogon::Post, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
+    if (!ctx.lifecycle) return cb(errorResponse(Error{ErrorCode::kModelUnavailable, "no model lifecycle"}));
+    auto report = ctx.lifecycle->reload();
+    cb(jsonResponse({{"added", report.added}, {"changed", report.changed}, {"removed", report.removed}}));
   });
   addRoute("/models/{id}", drogon::Get, Access::kUser,
            [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {

@@ -144,7 +144,7 @@ void registerOpenAiRoutes(const ApiContext& ctx) {
     Principal who = principalOf(*req);
     nlohmann::json data = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
-      if (e.state == ModelState::kFailed || !who.listsModel(e.manifest.id)) continue;
+      if (e.state == ModelState::kFailed || e.removed || !who.listsModel(e.manifest.id)) continue;
       data.push_back({{"id", e.manifest.id},
                       {"object", "model"},
                       {"created", 0},
