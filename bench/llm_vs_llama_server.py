@@ -139,6 +139,10 @@ class Server:
             with open(os.path.join(models, "m.toml"), "w") as f:
                 f.write(f'id = "m"\nbackend = "llama"\nfile = "{a.gguf}"\nparallel = {a.parallel}\n'
                         f"[params]\nn_ctx = {a.n_ctx}\nthreads = {a.threads}\n")
+            if a.with_others:
+                for name, text in OTHERS.items():
+                    with open(os.path.join(models, name + ".toml"), "w") as f:
+                        f.write(f'id = "{name}"\n' + text)
             cmd = [a.statim_bin, "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data-dir", os.path.join(self.tmp, "data"), "--models-dir", models, "--log-level", "warn"]
         else:
@@ -309,6 +313,30 @@ def pct(xs, p):
     return xs[i]
 
 
+# --with-others: the other models of a realistic deployment, loaded in statim's process beside "m",
+# each of which runs one job before the measurement (set up in main()).
+OTHERS = {}
+OTHER_JOBS = []  # (model, form field or None, file)
+
+
+def run_others(server):
+    url = f"http://127.0.0.1:{server.port}"
+    for model, field, path in OTHER_JOBS:
+        if field is None:
+            body = json.dumps({"model": model, "prompt": "Once upon a time", "params": {"max_tokens": 16}}).encode()
+            req = urllib.request.Request(url + "/job", data=body, headers={"Content-Type": "application/json"})
+            job = json.load(urllib.request.urlopen(req, timeout=60))
+        else:
+            out = subprocess.run(["curl", "-s", "-f", "-F", f"model={model}", "-F", f"{field}=@{path}", url + "/job"],
+                                 capture_output=True, text=True, check=True).stdout
+            job = json.loads(out)
+        while job["status"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+            time.sleep(0.02)
+            job = json.load(urllib.request.urlopen(f"{url}/job/{job['id']}", timeout=60))
+        if job["status"] != "COMPLETED":
+            sys.exit(f"bench: the {model} job did not complete: {job}")
+
+
 def run_level(kind, args, level):
     server = Server(kind, args)
     server.start()
@@ -319,6 +347,8 @@ def run_level(kind, args, level):
         conn.close()
         if r[5]:
             sys.exit(f"bench: {kind} warm-up request failed: {r[5]}")
+        if kind == "statim" and args.with_others:
+            run_others(server)
         # Staggered starts: clients that all start at once would stay in lockstep (every request
         # has the same 64 tokens), prefilling 16 prompts in one step and finishing together, again
         # and again. Starting them half a single-request latency apart spreads the arrivals as
@@ -408,6 +438,9 @@ def main():
                     help="a run during which the server exits is dropped and run again, up to this many times")
     ap.add_argument("--keep-alive", action="store_true",
                     help="reuse each client's connection while the server keeps it open (default: a new one per request)")
+    ap.add_argument("--with-others", action="store_true",
+                    help="statim also loads a second 135M llama, the whisper fixture, YOLOX-Nano and Tesseract "
+                         "(those present under ../shared/models), each running one job before the measurement")
     ap.add_argument("--abrupt-close", action="store_true",
                     help="close each connection right after [DONE] (stress; see README)")
     args = ap.parse_args()
@@ -421,6 +454,33 @@ def main():
         log(f"generating {args.gguf}")
         subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/make_tiny_gguf.py"), args.gguf,
                         "--preset", "small135m"], check=True)
+    if args.with_others:
+        shared = os.environ.get("STATIM_SHARED_MODELS", os.path.join(os.path.dirname(ROOT), "shared", "models"))
+        gguf_b = os.path.join(ROOT, ".bench/small135m-seed2.gguf")
+        whisper = os.path.join(ROOT, ".bench/whisper-tiny-random.bin")
+        if not os.path.exists(gguf_b):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/make_tiny_gguf.py"), gguf_b,
+                            "--preset", "small135m", "--seed", "2"], check=True, stdout=subprocess.DEVNULL)
+        if not os.path.exists(whisper):
+            subprocess.run([sys.executable, os.path.join(ROOT, "tests/fixtures/make_tiny_whisper.py"), whisper],
+                           check=True, stdout=subprocess.DEVNULL)
+        OTHERS["lm-b"] = f'backend = "llama"\nfile = "{gguf_b}"\nparallel = {args.parallel}\n[params]\nn_ctx = {args.n_ctx}\nthreads = {args.threads}\n'
+        OTHER_JOBS.append(("lm-b", None, None))
+        jfk = os.path.join(shared, "audio", "jfk.wav")
+        if os.path.exists(jfk):
+            OTHERS["whisper"] = f'backend = "whisper"\nfile = "{whisper}"\n'
+            OTHER_JOBS.append(("whisper", "audio", jfk))
+        yolox = os.path.join(shared, "onnx", "yolox_nano.onnx")
+        if os.path.exists(yolox):
+            text = open(os.path.join(ROOT, "models", "yolox-nano.toml")).read().replace("../../shared/models", shared)
+            OTHERS["yolox-nano"] = text.split("\n", 2)[2].replace(
+                'labels = "coco-labels.txt"', f'labels = "{os.path.join(ROOT, "models", "coco-labels.txt")}"')
+            OTHER_JOBS.append(("yolox-nano", "image", os.path.join(shared, "onnx", "yolox-test-dog.jpg")))
+        tess = os.path.join(shared, "ocr", "tesseract", "eng.traineddata")
+        if os.path.exists(tess):
+            OTHERS["ocr"] = f'backend = "ocr"\nfile = "{tess}"\n'
+            OTHER_JOBS.append(("ocr", "page", os.path.join(shared, "ocr", "ocr-test-hello-world.png")))
+        log(f"statim also serves {sorted(OTHERS)}, one job each before every measurement")
     bin_mtime = os.path.getmtime(args.statim_bin)
     idle_before = idle_pct()
     if idle_before < 90:

@@ -368,13 +368,14 @@ Result<ModelEntry> ModelRegistry::beginUnload(const std::string& id) {
 
 bool ModelRegistry::finishUnload(const std::string& id) {
   std::vector<std::function<void()>> calls;
+  std::shared_ptr<LoadedModel> dropped;  // freed below, outside the lock (freeing weights takes a while)
   bool again = false;
   {
     std::lock_guard lock(mu_);
     ModelEntry* e = entryLocked(id);
     if (!e || e->state != ModelState::kUnloading) return false;
     e->state = ModelState::kUnloaded;
-    e->loaded.reset();
+    dropped = std::move(e->loaded);
     e->loaded_at = 0;
     again = e->load_after_unload;
     e->load_after_unload = false;
@@ -387,6 +388,7 @@ bool ModelRegistry::finishUnload(const std::string& id) {
     }
     settledLocked(*e, calls);
   }
+  dropped.reset();
   for (auto& c : calls) c();
   return again;
 }

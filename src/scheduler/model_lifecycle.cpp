@@ -4,6 +4,7 @@
 #include <format>
 #include <fstream>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include "core/logging.h"
@@ -98,6 +99,7 @@ void ModelLifecycle::unloadNow(const std::string& id, bool force) {
   auto t0 = std::chrono::steady_clock::now();
   int running = scheduler_.stopModel(id, force);
   bool again = models_.finishUnload(id);
+  malloc_trim(0);  // hand the freed heap (KV caches, buffers) back to the system, so that RSS shows it
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log::info("models: unloaded",
             {{"model", id}, {"seconds", seconds}, {"running_jobs_waited_for", running}, {"forced", force}});

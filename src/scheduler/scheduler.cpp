@@ -155,9 +155,11 @@ Result<RequeueReport> Scheduler::recover(bool all_processing) {
 }
 
 void Scheduler::startModel(const std::string& model_id) {
-  auto entry = models_.find(model_id);
-  if (!entry || !entry->loaded) return;
   std::lock_guard lock(mu_);
+  // Read under mu_: an unload that began before this is seen here (the model is not ready), and
+  // one that begins after retires the workers started here.
+  auto entry = models_.find(model_id);
+  if (!entry || !entry->loaded || entry->state != ModelState::kReady) return;
   auto it = queues_.find(model_id);
   if (stopping_ || it == queues_.end() || !it->second->workers.empty()) return;
   ModelQueue& q = *it->second;
