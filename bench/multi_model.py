@@ -18,7 +18,7 @@ It measures, in this order, on the same process:
   together      "lm" and "lm-b" under 16 clients each at once: the aggregate tokens/s;
   lifecycle     time to load and unload each model (POST /models/{id}/load|unload) and the
                 process's RSS before the load, after it, and after the unload (when the server
-                has the lifecycle routes).
+                has the lifecycle routes); then "lm" once more, with every other model unloaded.
 Ratios are against the solo figure of the same run (after/solo, together/solo).
 Targets (issue #7): after others >= 0.95; together >= 0.9.
 """
@@ -253,6 +253,11 @@ def main():
             except urllib.error.HTTPError as e:
                 log(f"lifecycle of {m}: {e.code} {e.read()[:200]!r} (no lifecycle routes in this build?)")
                 break
+        if lifecycle:
+            # Every other model is unloaded now: is "lm" back to its solo speed?
+            alone = {n: load(srv, ["lm"], n, args.seconds, args.warmup)["lm"] for n in levels}
+            log(f"the others unloaded: {alone}")
+            rows.append(("the others unloaded again", alone, {n: alone[n] / solo[n] for n in levels}))
     finally:
         srv.stop()
 

@@ -65,7 +65,15 @@ Result<ModelEntry> ModelLifecycle::load(const std::string& id) { return models_.
 
 Result<ModelEntry> ModelLifecycle::unload(const std::string& id, bool force) {
   auto e = models_.beginUnload(id);
-  if (!e) return e;
+  if (!e) {
+    // Already unloading and waiting for its jobs: force makes it cancel them now.
+    auto now = models_.find(id);
+    if (force && now && now->state == ModelState::kUnloading) {
+      scheduler_.retireModel(id, true);
+      return *now;
+    }
+    return e;
+  }
   scheduler_.retireModel(id, force);  // claims nothing from now on, even before its turn below
   {
     std::lock_guard lock(mu_);

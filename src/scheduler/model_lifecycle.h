@@ -47,8 +47,9 @@ class ModelLifecycle {
 
   // Asks for a model to be loaded (ModelRegistry::requestLoad).
   Result<ModelEntry> load(const std::string& id);
-  // Starts unloading a ready model; returns it in state `unloading`. Errors: kModelNotFound,
-  // kConflict (not ready).
+  // Starts unloading a ready model; returns it in state `unloading`. With force, a model already
+  // unloading cancels its running jobs instead of waiting for them. Errors: kModelNotFound,
+  // kConflict (not ready). Unloads run one after another on this object's thread.
   Result<ModelEntry> unload(const std::string& id, bool force);
 
   // Reads the models dir again (POST /models/reload, SIGHUP): new models are added (and loaded

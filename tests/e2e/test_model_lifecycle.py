@@ -120,6 +120,16 @@ def test_forced_unload_cancels_the_running_job_with_its_partial_result(srv):
     assert done["status"] == "CANCELLED" and done["result"]["text"] == "partial", done
 
 
+def test_force_on_a_model_already_unloading_cancels_what_it_waits_for(srv):
+    srv.post("/models/slow/load", params={"wait": "true"})
+    job = srv.submit("slow", "stuck", {"delay_ms": 60000})
+    processing(srv, job["id"])
+    assert srv.post("/models/slow/unload").json()["state"] == "unloading"
+    r = srv.post("/models/slow/unload", params={"force": "true", "wait": "true"})
+    assert r.status_code == 200 and r.json()["state"] == "unloaded", r.text
+    assert srv.wait_job(job["id"])["status"] == "CANCELLED"
+
+
 def test_a_job_queued_for_a_model_being_unloaded_runs_once_it_is_loaded_again(srv):
     srv.post("/models/slow/load", params={"wait": "true"})
     first = srv.submit("slow", "first", {"delay_ms": 800})
