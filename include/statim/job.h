@@ -63,6 +63,9 @@ struct NewJob {
   std::string request_hash;
   std::vector<JobFile> inputs;  // already written to the blob store by the API
   std::string status_message;   // a queued job's status_message; empty: "queued"
+  // How long the model stays loaded once idle, from this job on (seconds; < 0: until unloaded by
+  // other means), over the manifest's keep_alive (Ollama's keep_alive). Not stored with the job.
+  std::optional<double> keep_alive;
 };
 
 struct Job {

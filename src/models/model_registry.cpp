@@ -376,6 +376,7 @@ bool ModelRegistry::finishUnload(const std::string& id) {
     if (!e || e->state != ModelState::kUnloading) return false;
     e->state = ModelState::kUnloaded;
     dropped = std::move(e->loaded);
+    e->keep_alive_set.reset();
     e->loaded_at = 0;
     again = e->load_after_unload;
     e->load_after_unload = false;
@@ -391,6 +392,11 @@ bool ModelRegistry::finishUnload(const std::string& id) {
   dropped.reset();
   for (auto& c : calls) c();
   return again;
+}
+
+void ModelRegistry::setKeepAlive(const std::string& id, double seconds) {
+  std::lock_guard lock(mu_);
+  if (ModelEntry* e = entryLocked(id)) e->keep_alive_set = seconds;
 }
 
 void ModelRegistry::touch(const std::string& id) {

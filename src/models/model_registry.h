@@ -39,18 +39,20 @@ struct ModelEntry {
   ModelManifest manifest;
   const Backend* backend = nullptr;  // null when the manifest names an unknown backend
   ModelState state = ModelState::kUnloaded;
-  std::string reason;                   // why it failed
-  bool loadable = true;                 // false: the manifest itself is wrong; no load can succeed
-  std::shared_ptr<LoadedModel> loaded;  // set when ready (and while unloading)
-  std::int64_t memory_estimate = 0;     // bytes: the size of its files (known before loading)
-  std::int64_t memory_measured = 0;     // bytes: the process's RSS growth across its last load
-  Micros last_used_at = 0;              // a job of it started or ended; 0: never
-  Micros loaded_at = 0;                 // when it became ready; 0: not loaded
-  double load_seconds = 0;              // how long its last load took
-  bool load_after_unload = false;       // a load was asked for while it was unloading
-  bool removed = false;                 // its manifest is gone: it takes no jobs and goes once unloaded
-  std::shared_ptr<ModelEntry> next;     // its changed manifest, applied once it is unloaded
-  std::string fingerprint;              // the manifest's text and its file's time and size
+  std::string reason;                    // why it failed
+  bool loadable = true;                  // false: the manifest itself is wrong; no load can succeed
+  std::shared_ptr<LoadedModel> loaded;   // set when ready (and while unloading)
+  std::int64_t memory_estimate = 0;      // bytes: the size of its files (known before loading)
+  std::int64_t memory_measured = 0;      // bytes: the process's RSS growth across its last load
+  Micros last_used_at = 0;               // a job of it started or ended; 0: never
+  Micros loaded_at = 0;                  // when it became ready; 0: not loaded
+  double load_seconds = 0;               // how long its last load took
+  bool load_after_unload = false;        // a load was asked for while it was unloading
+  bool removed = false;                  // its manifest is gone: it takes no jobs and goes once unloaded
+  std::shared_ptr<ModelEntry> next;      // its changed manifest, applied once it is unloaded
+  std::string fingerprint;               // the manifest's text and its file's time and size
+  std::optional<double> keep_alive_set;  // a job's keep_alive, over the manifest's until it is unloaded
+  double keepAlive() const { return keep_alive_set ? *keep_alive_set : manifest.keep_alive; }
 };
 
 class ModelRegistry {
@@ -91,7 +93,8 @@ class ModelRegistry {
   // unloading -> unloaded: drops the registry's reference to the weights (they are freed when the
   // last worker holding them has gone). Returns true when a load was asked for meanwhile.
   bool finishUnload(const std::string& id);
-  void touch(const std::string& id);  // last_used_at = now
+  void touch(const std::string& id);                         // last_used_at = now
+  void setKeepAlive(const std::string& id, double seconds);  // until it is unloaded
 
   // Calls `fn` once the model is neither loading nor unloading (at once if it is not), on the
   // loader's or the unloader's thread, or on this one.

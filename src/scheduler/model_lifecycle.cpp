@@ -170,13 +170,14 @@ void ModelLifecycle::sweep() {
   for (auto& id : stale) unloadNow(id, false);
   for (auto& e : models_.list()) {
     const auto& m = e.manifest;
-    if (e.state != ModelState::kReady || m.required || m.keep_alive < 0) continue;
+    const double keep_alive = e.keepAlive();
+    if (e.state != ModelState::kReady || m.required || keep_alive < 0) continue;
     Micros since = std::max(e.last_used_at, e.loaded_at);
-    if (static_cast<double>(now - since) < m.keep_alive * 1e6) continue;
+    if (static_cast<double>(now - since) < keep_alive * 1e6) continue;
     auto stats = scheduler_.stats(m.id);
     if (stats.running > 0 || stats.queued > 0) continue;
     if (!models_.beginUnload(m.id)) continue;  // changed meanwhile
-    log::info("models: idle for keep_alive, unloading", {{"model", m.id}, {"keep_alive_s", m.keep_alive}});
+    log::info("models: idle for keep_alive, unloading", {{"model", m.id}, {"keep_alive_s", keep_alive}});
     unloadNow(m.id, false);
   }
 }

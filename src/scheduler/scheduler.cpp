@@ -261,6 +261,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (entry->loaded) {
     if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
   }
+  if (job.keep_alive) models_.setKeepAlive(job.model, *job.keep_alive);
   // A model that is not loaded is loaded for the job, which waits for it in the queue.
   const bool load_first = entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading;
   if (entry->state != ModelState::kReady) job.status_message = "loading model";

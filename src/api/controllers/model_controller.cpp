@@ -26,7 +26,7 @@ nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
       {"reason", e.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.reason)},
       {"required", m.required},
       {"preload", m.preload},
-      {"keep_alive", m.keep_alive},
+      {"keep_alive", e.keepAlive()},
       {"parallel", m.parallel},
       {"max_queue", m.max_queue},
       {"queued", stats.queued},

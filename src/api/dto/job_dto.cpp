@@ -1,6 +1,7 @@
 #include "api/dto/job_dto.h"
 
 #include <charconv>
+#include <cmath>
 #include <format>
 
 #include "core/clock.h"
@@ -97,7 +98,7 @@ nlohmann::ordered_json jobToJson(const Job& j) {
 
 Result<NewJob> parseNewJob(const nlohmann::json& body, bool has_inputs) {
   static const std::initializer_list<std::string_view> kFields = {
-      "model", "prompt", "messages", "input", "params", "priority", "webhook", "webhook_events"};
+      "model", "prompt", "messages", "input", "params", "priority", "webhook", "webhook_events", "keep_alive"};
   for (auto& [k, v] : body.items()) {
     if (std::ranges::find(kFields, k) == kFields.end()) {
       return fail(Error::invalid(std::format("unknown field '{}' (allowed: {})", k, joinNames(kFields)), k));
@@ -178,10 +179,44 @@ Result<NewJob> parseNewJob(const nlohmann::json& body, bool has_inputs) {
       return fail(Error::invalid("'priority' must be an integer between -100 and 100", "priority"));
     job.priority = static_cast<int>(v);
   }
+  if (auto k = body.find("keep_alive"); k != body.end() && !k->is_null()) {
+    auto v = parseKeepAlive(*k);
+    if (!v) return fail(v.error());
+    job.keep_alive = *v;
+  }
   auto webhook = parseWebhook(body);
   if (!webhook) return fail(webhook.error());
   job.webhook = std::move(*webhook);
   return job;
+}
+
+Result<double> parseKeepAlive(const nlohmann::json& v, const std::string& field) {
+  auto bad = [&] {
+    return fail(Error::invalid(std::format("'{}' must be seconds (a number) or a duration such as \"30s\", \"5m\" "
+                                           "or \"1h\"; -1 keeps the model loaded, 0 unloads it once idle",
+                                           field),
+                               field));
+  };
+  double seconds = 0;
+  if (v.is_number()) {
+    seconds = v.get<double>();
+  } else if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), seconds);
+    if (ec != std::errc{}) return bad();
+    std::string_view unit(ptr, s.data() + s.size());
+    if (unit == "m") {
+      seconds *= 60;
+    } else if (unit == "h") {
+      seconds *= 3600;
+    } else if (unit != "" && unit != "s") {
+      return bad();
+    }
+  } else {
+    return bad();
+  }
+  if (!std::isfinite(seconds) || seconds > 365.0 * 24 * 3600) return bad();
+  return seconds < 0 ? -1.0 : seconds;
 }
 
 Error topLevelNames(Error e) {

@@ -12,6 +12,10 @@ namespace statim::api {
 // The job as clients see it; `timestamp` keeps the original API's format.
 nlohmann::ordered_json jobToJson(const Job& job);
 
+// A request's "keep_alive" (Ollama's): seconds as a number, or a duration string ("30s", "5m",
+// "1h", "0", "-1"); negative: keep the model loaded; 0: unload it once idle. `field` names it in errors.
+Result<double> parseKeepAlive(const nlohmann::json& v, const std::string& field = "keep_alive");
+
 // Validates a POST /job body: {"model", "prompt" | "messages" | "input", "params"?, "priority"?}.
 // "messages" makes a chat job, "input" an embedding job; both travel in params.
 // has_inputs: the request carries files, which may stand in for a prompt.

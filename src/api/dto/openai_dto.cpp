@@ -1,4 +1,5 @@
 #include "api/dto/openai_dto.h"
+#include "api/dto/job_dto.h"
 
 #include <cstring>
 #include <format>
@@ -12,6 +13,16 @@ constexpr std::initializer_list<std::string_view> kSamplingFields = {
     "frequency_penalty", "repeat_penalty", "repeat_last_n", "response_format", "grammar"};
 // Fields accepted and ignored (they do not change what a single local completion produces).
 constexpr std::initializer_list<std::string_view> kIgnoredFields = {"user", "metadata", "store", "service_tier"};
+
+// Ollama's "keep_alive", accepted on the OpenAI routes too.
+Result<void> readKeepAlive(const nlohmann::json& body, NewJob& job) {
+  auto k = body.find("keep_alive");
+  if (k == body.end() || k->is_null()) return ok();
+  auto v = parseKeepAlive(*k);
+  if (!v) return fail(v.error());
+  job.keep_alive = *v;
+  return ok();
+}
 
 bool contains(std::initializer_list<std::string_view> list, std::string_view k) {
   return std::ranges::find(list, k) != list.end();
@@ -35,11 +46,12 @@ Result<void> readGeneration(const nlohmann::json& body, OpenAiRequest& req,
   for (auto& [k, v] : body.items()) {
     if (contains(own_fields, k) || contains(kSamplingFields, k) || contains(kIgnoredFields, k)) continue;
     if (k == "model" || k == "max_tokens" || k == "max_completion_tokens" || k == "n" || k == "stream" ||
-        k == "stream_options" || k == "logprobs" || k == "echo")
+        k == "stream_options" || k == "logprobs" || k == "echo" || k == "keep_alive")
       continue;
     return fail(Error::invalid(std::format("unsupported field '{}'", k), k));
   }
   if (auto r = readModel(body, req.job); !r) return r;
+  if (auto r = readKeepAlive(body, req.job); !r) return r;
   for (auto& [k, v] : body.items()) {
     if (contains(kSamplingFields, k) && !v.is_null()) req.job.params[k] = v;
   }
@@ -177,11 +189,13 @@ Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body) {
   OpenAiRequest req;
   req.job.type = "embedding";
   for (auto& [k, v] : body.items()) {
-    if (k != "model" && k != "input" && k != "encoding_format" && k != "user" && k != "dimensions") {
+    if (k != "model" && k != "input" && k != "encoding_format" && k != "user" && k != "dimensions" &&
+        k != "keep_alive") {
       return fail(Error::invalid(std::format("unsupported field '{}'", k), k));
     }
   }
   if (auto r = readModel(body, req.job); !r) return fail(r.error());
+  if (auto r = readKeepAlive(body, req.job); !r) return fail(r.error());
   auto in = body.find("input");
   if (in == body.end()) return fail(Error::invalid("'input' is required: a string or a list of strings", "input"));
   if (in->is_array() && !in->empty() && !(*in)[0].is_string()) {
