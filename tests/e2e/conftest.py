@@ -459,24 +459,24 @@ def echo_server(make_server) -> Server:
     return s.start()
 
 
+def make_fixture(script: str, out: Path, *args: str) -> Path:
+    """Writes `out` with a generator from tests/fixtures (random weights in the real file format)."""
+    gen = REPO / "tests" / "fixtures" / script
+    r = subprocess.run([sys.executable, str(gen), str(out), *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and out.exists(), f"{script} failed:\n{r.stdout}\n{r.stderr}"
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory) -> Path:
     """The random-weight tiny llama GGUF from tests/fixtures/make_tiny_gguf.py."""
-    out = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
-    gen = REPO / "tests" / "fixtures" / "make_tiny_gguf.py"
-    r = subprocess.run([sys.executable, str(gen), str(out)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and out.exists(), f"make_tiny_gguf.py failed:\n{r.stdout}\n{r.stderr}"
-    return out
+    return make_fixture("make_tiny_gguf.py", tmp_path_factory.mktemp("gguf") / "tiny.gguf")
 
 
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """The random-weight ggml whisper model from tests/fixtures/make_tiny_whisper.py."""
-    out = tmp_path_factory.mktemp("whisper") / "ggml-tiny-random.bin"
-    gen = REPO / "tests" / "fixtures" / "make_tiny_whisper.py"
-    r = subprocess.run([sys.executable, str(gen), str(out)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and out.exists(), f"make_tiny_whisper.py failed:\n{r.stdout}\n{r.stderr}"
-    return out
+    return make_fixture("make_tiny_whisper.py", tmp_path_factory.mktemp("whisper") / "ggml-tiny-random.bin")
 
 
 def stories_path() -> Path | None:

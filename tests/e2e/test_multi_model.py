@@ -16,15 +16,13 @@ from __future__ import annotations
 import math
 import statistics
 import struct
-import subprocess
-import sys
 import threading
 import wave
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SANITIZED, Server, served, shared_models_dir
+from conftest import SANITIZED, Server, make_fixture, served, shared_models_dir
 
 ONNX = shared_models_dir() / "onnx"
 DIGIT = ONNX / "mnist-digits" / "7.jpg"
@@ -37,12 +35,8 @@ JFK = shared_models_dir() / "audio" / "jfk.wav"
 def mid_gguf(tmp_path_factory) -> Path:
     """A random-weight llama of ~9 MB: a step takes about a third of a millisecond on 2 cores, long
     enough to measure and short enough that OpenMP barrier waits show (0.44x before the fix)."""
-    out = tmp_path_factory.mktemp("gguf") / "mid.gguf"
-    r = subprocess.run([sys.executable, str(REPO / "tests" / "fixtures" / "make_tiny_gguf.py"), str(out),
-                        "--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--vocab-size", "2048"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and out.exists(), f"make_tiny_gguf.py failed:\n{r.stdout}\n{r.stderr}"
-    return out
+    return make_fixture("make_tiny_gguf.py", tmp_path_factory.mktemp("gguf") / "mid.gguf",
+                        "--n-embd", "256", "--n-layer", "4", "--n-ff", "768", "--vocab-size", "2048")
 
 
 @pytest.fixture(scope="module")
