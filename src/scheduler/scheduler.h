@@ -109,6 +109,11 @@ class Scheduler {
   JobEvents& events() { return events_; }
 
   ModelQueueStats stats(const std::string& model_id) const;
+  // The compute budget's figures; none when the scheduler runs without one.
+  std::optional<ComputeStats> computeStats() const {
+    if (!options_.compute) return std::nullopt;
+    return options_.compute->stats();
+  }
   bool stopping() const { return stopping_.load(); }
 
  private:

@@ -190,6 +190,17 @@ def test_model_states(srv):
     assert m.get("statim_queue_depth", model="gone") == 0
 
 
+def test_compute_budget_gauges(srv):
+    before = scrape(srv)
+    job = srv.wait_job(srv.submit("tiny", "Once upon a time", {"max_tokens": 7, "temperature": 0})["id"], timeout=60)
+    assert job["status"] == "COMPLETED", job
+    after = scrape(srv)
+    assert after.get("statim_compute_cores") >= 1
+    assert after.get("statim_compute_busy_cores") == 0 and after.get("statim_compute_waiting_calls") == 0
+    assert after.get("statim_compute_model_seconds", model="tiny") > before.get("statim_compute_model_seconds", model="tiny")
+    assert not after.has("statim_compute_model_seconds", model="echo"), "echo computes nothing: it never queues"
+
+
 def test_generated_tokens_follow_a_llama_job(srv):
     before = scrape(srv)
     job = srv.wait_job(srv.submit("tiny", "Once upon a time", {"max_tokens": 7, "temperature": 0})["id"], timeout=60)

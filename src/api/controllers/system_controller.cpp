@@ -22,6 +22,13 @@ void sampleGauges(const ApiContext& ctx) {
       m.set("statim_model_state", {{"model", id}, {"state", std::string(toString(state))}}, e.state == state ? 1 : 0);
     }
   }
+  if (auto c = ctx.scheduler.computeStats()) {
+    m.set("statim_compute_cores", {}, c->cores);
+    m.set("statim_compute_busy_cores", {}, c->busy);
+    m.set("statim_compute_waiting_calls", {}, c->waiting);
+    for (auto& [model, seconds] : c->seconds_by_model)
+      m.set("statim_compute_model_seconds", {{"model", model}}, seconds);
+  }
 }
 
 }  // namespace
@@ -30,7 +37,13 @@ void registerSystemRoutes(const ApiContext& ctx) {
   ctx.metrics.declareGauge("statim_build_info", "The running statim's version (always 1).");
   ctx.metrics.declareGauge("statim_queue_depth", "QUEUED jobs, by model.");
   ctx.metrics.declareGauge("statim_jobs_running", "PROCESSING jobs on this node, by model.");
-  ctx.metrics.declareGauge("statim_model_state", "1 for the model's current load state (loading, ready, failed).");
+  ctx.metrics.declareGauge("statim_model_state",
+                           "1 for the model's current load state (unloaded, loading, ready, unloading, failed).");
+  ctx.metrics.declareGauge("statim_compute_cores", "Cores all models share (compute.cores).");
+  ctx.metrics.declareGauge("statim_compute_busy_cores", "Cores held by inference calls now.");
+  ctx.metrics.declareGauge("statim_compute_waiting_calls", "Inference calls waiting in line for cores now.");
+  ctx.metrics.declareGauge("statim_compute_model_seconds",
+                           "Wall seconds of inference calls so far, by model (only grows while the model runs).");
   ctx.metrics.set("statim_build_info", {{"version", STATIM_VERSION}}, 1);
 
   addRoute("/healthz", drogon::Get, Access::kPublic, [&ctx](const drogon::HttpRequestPtr&, Callback&& cb) {
