@@ -64,6 +64,30 @@ TEST(Config, RangeChecks) {
   EXPECT_NE(c.error().message.find("jobs.max_attempts"), std::string::npos);
 }
 
+TEST(Config, MemoryBudgetAndComputeCores) {
+  const std::int64_t gib = std::int64_t{1} << 30;
+  EXPECT_EQ(*parseMemoryBudget("75%", 8 * gib), 6 * gib);
+  EXPECT_EQ(*parseMemoryBudget("12GiB", 8 * gib), 12 * gib);
+  EXPECT_EQ(*parseMemoryBudget("800MB", 8 * gib), 800'000'000);
+  EXPECT_EQ(*parseMemoryBudget("1.5KiB", 8 * gib), 1536);
+  EXPECT_EQ(*parseMemoryBudget("4096", 8 * gib), 4096);
+  EXPECT_EQ(*parseMemoryBudget("off", 8 * gib), 0);
+  for (const char* bad : {"lots", "12 GiB", "150%", "-1GiB", "GiB", ""}) {
+    auto r = parseMemoryBudget(bad, 8 * gib);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().field, "models.max_memory");
+    EXPECT_NE(r.error().message.find("is not a size; use a share of physical memory"), std::string::npos);
+  }
+  auto c = loadConfig("", {{"STATIM_MODELS_MAX_MEMORY", "2GiB"}, {"STATIM_COMPUTE_CORES", "3"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->models_max_memory, "2GiB");
+  EXPECT_EQ(c->compute_cores, 3);
+  auto bad = loadConfig("", {{"STATIM_COMPUTE_CORES", "-1"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "config compute.cores must be 0..4096 (0 = every core this process may use)");
+  EXPECT_FALSE(loadConfig("", {{"STATIM_MODELS_MAX_MEMORY", "lots"}}));
+}
+
 TEST(Config, SyntaxErrorHasLine) {
   testing::TempDir dir;
   auto file = dir.write("statim.toml", "data_dir = \"x\"\n[http\n");

@@ -39,6 +39,12 @@ TEST(Manifest, DefaultsApply) {
   EXPECT_EQ(m->max_queue, 42);
   EXPECT_EQ(m->parallel, 1);
   EXPECT_TRUE(m->file.empty());
+  EXPECT_TRUE(m->preload);
+  EXPECT_EQ(m->keep_alive, -1);
+  auto lazy = parseManifest("id = \"e\"\nbackend = \"echo\"\npreload = false\nkeep_alive = 30\n", "/m/e.toml", 42);
+  ASSERT_TRUE(lazy) << lazy.error().message;
+  EXPECT_FALSE(lazy->preload);
+  EXPECT_EQ(lazy->keep_alive, 30);
 }
 
 TEST(Manifest, ErrorsNameTheFileAndKey) {
@@ -53,6 +59,11 @@ TEST(Manifest, ErrorsNameTheFileAndKey) {
            {"id = \"a\"\nbackend = \"echo\"\nmax_queue = -1", "manifest x.toml: 'max_queue' must be an integer >= 1"},
            {"id = \"a\"\nbackend = \"echo\"\nfiel = \"x\"", "manifest x.toml: unknown key 'fiel'"},
            {"id = \"a\"\nbackend = \"echo\"\nparams = 3", "manifest x.toml: 'params' must be a table"},
+           {"id = \"a\"\nbackend = \"echo\"\npreload = 1", "manifest x.toml: 'preload' must be true or false"},
+           {"id = \"a\"\nbackend = \"echo\"\nkeep_alive = -5",
+            "manifest x.toml: 'keep_alive' must be a number of seconds >= 0, or -1 (never unload)"},
+           {"id = \"a\"\nbackend = \"echo\"\nkeep_alive = \"5m\"",
+            "manifest x.toml: 'keep_alive' must be a number of seconds >= 0, or -1 (never unload)"},
            {"id = \"a\"\nbackend = ", "manifest x.toml: "},
        }) {
     auto m = parseManifest(c.text, "/m/x.toml", 10);
