@@ -206,6 +206,7 @@ int Scheduler::stopModel(const std::string& model_id, bool force) {
   for (auto& t : workers) t.join();  // each ends once its jobs (and those on their way) have ended
   std::lock_guard lock(mu_);
   q->retiring = false;
+  q->capacity = 0;  // a batch session opened while it retired set it again: no workers, no slots
   return running;
 }
 

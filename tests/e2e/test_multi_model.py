@@ -55,8 +55,9 @@ def srv(tmp_path_factory, mid_gguf, tiny_gguf, tiny_whisper):
     yield from served(s)
 
 
-def llm_speed(srv: Server, n: int = 9) -> float:
-    """Median tokens_per_s of n greedy 64-token jobs of "lm", one after another."""
+def llm_speed(srv: Server, n: int = 11) -> float:
+    """Median tokens_per_s of n greedy 64-token jobs of "lm", one after another. (Short jobs show
+    the defect best: longer ones spend more of each step in attention, less at barriers.)"""
     speeds = []
     for _ in range(n):
         job = srv.submit("lm", "Once upon a time", {"temperature": 0, "max_tokens": 64})
@@ -106,10 +107,11 @@ def test_an_llm_is_as_fast_after_every_other_kind_of_model_ran(srv):
     solo = llm_speed(srv)
     others = [m for m in ("lm2", "w", "mnist", "ocr") if m in srv.models()]
     ratios = {}
-    # 0.8 leaves room for a loaded machine; the defect measured 0.34-0.5 here. The defect lasts
-    # until restart, so a low figure is measured twice more before it counts: a passing burst of
-    # load elsewhere on the machine does not fail the test, the defect fails it every time.
-    floor = 0.6 if SANITIZED else 0.8
+    # The defect measured 0.34-0.5 here (every time); without it the ratio is 0.9-1.1, with dips
+    # to ~0.78 on a busy VM. 0.7 tells them apart. The defect lasts until restart, so a low figure
+    # is measured twice more before it counts: a passing burst of load elsewhere does not fail the
+    # test, the defect fails it every time. bench/multi_model.py has the figures on the 135M model.
+    floor = 0.55 if SANITIZED else 0.7
     for model in others:
         run_other(srv, model)
         ratios[model] = llm_speed(srv) / solo
