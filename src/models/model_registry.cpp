@@ -200,7 +200,6 @@ std::int64_t residentBytes() {
 }
 
 void ModelRegistry::start(Hooks hooks) {
-  std::vector<std::string> preload;
   {
     std::lock_guard lock(mu_);
     if (started_) return;
@@ -296,7 +295,7 @@ void ModelRegistry::loaderLoop() {
       e->loaded = *loaded;
       e->loaded_at = nowMicros();
       e->load_seconds = copy.load_seconds;
-      // Weights mapped from a file count as they are touched: the file size is the better guess.
+      // Mapped weights count only as they are touched: memoryInUse() takes the larger of this and the files.
       e->memory_measured = copy.memory_measured;
       log::info("models: ready", {{"model", id}, {"seconds", copy.load_seconds}});
       if (hooks_.on_ready && !stop_loading_) calls.push_back([this, id] { hooks_.on_ready(id); });
@@ -339,17 +338,18 @@ void ModelRegistry::settledLocked(ModelEntry& e, std::vector<std::function<void(
   }
 }
 
-void ModelRegistry::whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn) {
+bool ModelRegistry::whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn) {
   std::unique_lock lock(mu_);
   ModelEntry* e = entryLocked(id);
-  if (!e) return;
+  if (!e) return false;
   if (e->state != ModelState::kLoading && e->state != ModelState::kUnloading) {
     ModelEntry copy = *e;
     lock.unlock();
     fn(copy);
-    return;
+    return true;
   }
   waiters_.emplace_back(id, std::move(fn));
+  return true;
 }
 
 Result<ModelEntry> ModelRegistry::beginUnload(const std::string& id) {

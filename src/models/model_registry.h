@@ -97,8 +97,9 @@ class ModelRegistry {
   void setKeepAlive(const std::string& id, double seconds);  // until it is unloaded
 
   // Calls `fn` once the model is neither loading nor unloading (at once if it is not), on the
-  // loader's or the unloader's thread, or on this one.
-  void whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn);
+  // loader's or the unloader's thread, or on this one. Returns false (and never calls `fn`) when
+  // there is no such model.
+  bool whenSettled(const std::string& id, std::function<void(const ModelEntry&)> fn);
 
   // Reads the models dir again (fromDirectory's registries only). New manifests become unloaded
   // entries; a changed manifest replaces an unloaded or failed entry at once, and waits in `next`

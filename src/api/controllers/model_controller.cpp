@@ -56,15 +56,21 @@ Result<ModelEntry> visibleModel(const ApiContext& ctx, const drogon::HttpRequest
 void answer(const ApiContext& ctx, const drogon::HttpRequest& req, const std::string& id, Callback&& cb) {
   auto wait = queryBool(req, "wait");
   if (!wait) return cb(errorResponse(wait.error()));
-  auto respond = [&ctx, cb = std::move(cb)](const ModelEntry& e) {
+  auto shared = std::make_shared<Callback>(std::move(cb));
+  auto respond = [&ctx, shared](const ModelEntry& e) {
     bool settled = e.state != ModelState::kLoading && e.state != ModelState::kUnloading;
-    cb(jsonResponse(modelJson(ctx, e), settled ? 200 : 202));
+    (*shared)(jsonResponse(modelJson(ctx, e), settled ? 200 : 202));
   };
-  if (!*wait) {
-    if (auto e = ctx.models.find(id)) respond(*e);
-    return;
+  // The model can be gone by now only if a reload removed it meanwhile.
+  bool found = false;
+  if (*wait) {
+    found = ctx.models.whenSettled(id, respond);
+  } else if (auto e = ctx.models.find(id)) {
+    found = true;
+    respond(*e);
   }
-  ctx.models.whenSettled(id, std::move(respond));
+  if (!found)
+    (*shared)(errorResponse(Error{ErrorCode::kModelNotFound, std::format("unknown model '{}'", id), "model"}));
 }
 
 }  // namespace
