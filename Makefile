@@ -21,6 +21,7 @@ run: build
 # Unit + e2e tests on the normal build, then the same under ASan+UBSan.
 test: build
 	scripts/check-dockerfile
+	tests/env/test_paths.sh
 	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
 	$(MAKE) test-sanitize

@@ -59,28 +59,78 @@ statim_env_host_tools() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# Runs CMD inside ROOT as root in a private mount namespace; the checkout, ../shared and the caller's
-# cwd appear at the same paths as on the host; the network is the host's.
+# The environment's own system folders: a bind point there would hide its files, and a path there
+# that the environment has is the environment's (e.g. /usr/bin/chromium), not the host's.
+statim_env_system_path() {
+  case "$1" in
+    /|/var|/var/lib|/var/cache|/home|/srv|/opt|/mnt|/media) return 0 ;;
+    /usr|/usr/*|/etc|/etc/*|/bin|/bin/*|/sbin|/sbin/*|/lib|/lib/*|/lib32*|/lib64*|/libx32*|/boot*) return 0 ;;
+    /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*|/var/lib/dpkg*|/var/lib/apt*|/var/cache/*) return 0 ;;
+  esac
+  return 1
+}
+
+# The host paths a command names, made visible inside the environment at the same paths: every
+# absolute or ../ argument (also --opt=PATH) and STATIM_DATA_DIR, STATIM_MODELS_DIR, STATIM_CONFIG,
+# STATIM_BIN. Prints one bind point per line: the path when it is a folder, else its folder, else
+# (it does not exist yet: the command may create it) its nearest existing parent; the path itself
+# where that point is a system folder. Fails, saying why, for a path that does not exist and could
+# only be reached by covering a system folder.
+statim_env_user_binds() {
+  local root=$1; shift
+  local arg path point
+  for arg in "$@" "${STATIM_DATA_DIR:-}" "${STATIM_MODELS_DIR:-}" "${STATIM_CONFIG:-}" "${STATIM_BIN:-}"; do
+    case "$arg" in --*=*) arg=${arg#*=} ;; esac
+    case "$arg" in /*|../*) ;; *) continue ;; esac
+    path=$(realpath -m -- "$arg")
+    case "$path/" in "$STATIM_PROJECT_DIR"/*) continue ;; esac
+    if statim_env_system_path "$path" && [ -e "$root$path" ]; then continue; fi
+    if [ -d "$path" ]; then point=$path
+    elif [ -e "$path" ]; then point=$(dirname "$path")
+    else
+      point=$(dirname "$path")
+      while [ ! -d "$point" ]; do point=$(dirname "$point"); done
+    fi
+    if statim_env_system_path "$point"; then
+      if [ ! -e "$path" ]; then
+        statim_env_log "cannot make $path visible inside the build environment without covering its own $point: create it first (mkdir -p $path), or use a path elsewhere"
+        return 1
+      fi
+      point=$path
+    fi
+    echo "$point"
+  done
+}
+
+# Runs CMD inside ROOT as root in a private mount namespace; the checkout, ../shared, the caller's
+# cwd and the host paths the command names (statim_env_user_binds) appear at the same paths as on
+# the host; the network is the host's.
 statim_env_chroot() {
   local root=$1; shift
-  local binds=("$STATIM_PROJECT_DIR")
+  local binds=("$STATIM_PROJECT_DIR") user_binds
   [ -d "$STATIM_PROJECT_DIR/../shared" ] && binds+=("$(cd "$STATIM_PROJECT_DIR/../shared" && pwd)")
-  case "$PWD" in "$STATIM_PROJECT_DIR"*) ;; /|/tmp*|/proc*|/dev*|/sys*) ;; *) binds+=("$PWD") ;; esac
+  local cwd=$PWD cwd_bound=""
+  case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) statim_env_system_path "$cwd" || { binds+=("$cwd"); cwd_bound=1; } ;; esac
+  user_binds=$(statim_env_user_binds "$root" "$@") || return 2
+  while IFS= read -r d; do [ -n "$d" ] && binds+=("$d"); done <<<"$user_binds"
   # A compiler cache shared by every checkout on this machine (CMake uses ccache when present);
   # paths below the checkout's parent are hashed relative, so sibling checkouts share hits.
   local ccache_dir; ccache_dir="$(statim_env_cache)/ccache"
   mkdir -p "$ccache_dir" && binds+=("$ccache_dir")
   export CCACHE_DIR="${CCACHE_DIR:-$ccache_dir}" CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$STATIM_PROJECT_DIR")}"
   export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
-  local cwd=$PWD
-  [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) cwd=/ ;; esac
-  STATIM_ENV_ROOT_DIR=$root STATIM_ENV_BINDS="${binds[*]}" STATIM_ENV_CWD=$cwd \
+  [ -n "$cwd_bound" ] || [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) cwd=/ ;; esac
+  STATIM_ENV_ROOT_DIR=$root STATIM_ENV_BINDS="$(printf '%s\n' "${binds[@]}")" STATIM_ENV_CWD=$cwd \
   unshare --mount --propagation private --fork -- /bin/bash -c '
     set -e
     R=$STATIM_ENV_ROOT_DIR
     mount --rbind /dev "$R/dev"; mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"
     [ -f /etc/resolv.conf ] && mount --bind /etc/resolv.conf "$R/etc/resolv.conf" || true
-    for d in $STATIM_ENV_BINDS; do mkdir -p "$R$d"; mount --rbind "$d" "$R$d"; done
+    while IFS= read -r d; do
+      [ -n "$d" ] || continue
+      if [ -d "$d" ]; then mkdir -p "$R$d"; else mkdir -p "$(dirname "$R$d")"; touch "$R$d"; fi
+      mount --rbind "$d" "$R$d"
+    done <<<"$STATIM_ENV_BINDS"
     cd "$R"
     exec chroot "$R" /usr/bin/env -C "$STATIM_ENV_CWD" \
       PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin STATIM_IN_ENV=1 \

@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <chrono>
+#include <filesystem>
 #include <format>
 #include <random>
 
@@ -13,6 +14,7 @@
 #include "api/filters/auth.h"
 #include "api/http_util.h"
 #include "api/routes.h"
+#include "api/sse.h"
 #include "core/clock.h"
 #include "core/logging.h"
 
@@ -162,6 +164,9 @@ void configureServer(const ApiContext& ctx) {
   // No static files: only the routes below answer.
   app.setDocumentRoot("/nonexistent-statim-docroot");
   app.setFileTypes({});
+  // Drogon keeps large request bodies in files under <upload path>/tmp (default: ./uploads, in
+  // whatever directory the server was started from): they belong in the data dir.
+  app.setUploadPath(std::filesystem::absolute(c.data_dir / "http-uploads").string());
 
   ctx.metrics.declareCounter("statim_http_requests_total", "HTTP requests answered, by method, route and status.");
   ctx.metrics.declareHistogram("statim_http_request_duration_seconds",
@@ -206,6 +211,7 @@ void configureServer(const ApiContext& ctx) {
     resp->addHeader("X-Request-Id", id);
     recordResponse(ctx, *req, *resp, id);
   });
+  registerSseAdvice(app);
   app.setCustomErrorHandler(
       [](drogon::HttpStatusCode code, const drogon::HttpRequestPtr& req) { return unroutedResponse(code, *req); });
   app.setDefaultHandler(

@@ -1,16 +1,77 @@
 #include "api/sse.h"
 
+#include <algorithm>
+#include <cctype>
+
+#include <drogon/HttpAppFramework.h>
+#include <drogon/utils/Utilities.h>
+
 namespace statim::api {
 
+namespace {
+
 constexpr double kKeepAliveSeconds = 2.0;
+constexpr const char* kRawStreamAttr = "statim.sse_raw_stream";
+
+// What the pre-sending advice needs to start a stream on a connection that closes after it.
+struct RawStream {
+  const drogon::HttpResponse* response;
+  std::function<void(trantor::TcpConnectionPtr)> start;
+};
+
+// HTTP/1.0 has no chunked encoding: a 1.0 client is answered as one that closes, whatever its
+// Connection header says. An HTTP/1.1 client closes when its Connection header has "close".
+bool closesAfterResponse(const drogon::HttpRequest& req) {
+  if (req.version() != drogon::Version::kHttp11) return true;
+  std::string tokens = req.getHeader("connection");
+  std::ranges::transform(tokens, tokens.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (size_t at = 0; (at = tokens.find("close", at)) != std::string::npos; at += 5) {
+    auto boundary = [&](size_t i) {
+      return i >= tokens.size() || tokens[i] == ',' || tokens[i] == ' ' || tokens[i] == '\t';
+    };
+    if ((at == 0 || boundary(at - 1)) && boundary(at + 5)) return true;
+  }
+  return false;
+}
+
+// Starts the stream, then a comment every few seconds while it stays open.
+void begin(const std::function<void(std::shared_ptr<SseStream>)>& start, const std::shared_ptr<SseStream>& stream) {
+  start(stream);
+  if (stream->closed()) return;
+  auto* loop = stream->loop();
+  auto timer = std::make_shared<trantor::TimerId>(0);
+  *timer = loop->runEvery(kKeepAliveSeconds, [stream, timer, loop] {
+    // A failed write here calls on_gone (the client left while nothing else was sent).
+    if (stream->closed() || !stream->sendRaw(": keep-alive\n\n") || stream->closed()) {
+      loop->invalidateTimer(*timer);
+    }
+  });
+}
+
+}  // namespace
+
+bool SseStream::writeInLoop(const std::string& text) {
+  if (stream_) return stream_->send(text);
+  if (!conn_ || !conn_->connected()) return false;
+  conn_->send(text);
+  return true;
+}
+
+void SseStream::closeInLoop() {
+  if (stream_) stream_->close();
+  stream_.reset();
+  if (conn_) conn_->shutdown();  // after what is buffered has been written
+  conn_.reset();
+}
 
 bool SseStream::sendRaw(const std::string& text) {
   if (closed()) return false;
   loop_->runInLoop([self = shared_from_this(), text] {
-    if (!self->stream_) return;
-    if (!self->stream_->send(text)) {
+    if (!self->stream_ && !self->conn_) return;
+    if (!self->writeInLoop(text)) {
       self->gone_ = true;
       self->stream_.reset();
+      self->conn_.reset();
       if (auto on_gone = std::move(self->on_gone_)) on_gone();
     }
   });
@@ -26,35 +87,89 @@ bool SseStream::send(const std::string& name, const std::string& data) {
 
 void SseStream::close() {
   if (closing_.exchange(true)) return;
-  loop_->runInLoop([self = shared_from_this()] {
-    if (self->stream_) self->stream_->close();
-    self->stream_.reset();
-  });
+  loop_->runInLoop([self = shared_from_this()] { self->closeInLoop(); });
 }
 
-drogon::HttpResponsePtr sseResponse(std::function<void(std::shared_ptr<SseStream>)> start,
+namespace {
+
+// The response respondSse hands over: a chunked stream, or pass-through headers for a closing
+// connection whose stream the advice below starts.
+drogon::HttpResponsePtr sseResponse(const drogon::HttpRequestPtr& req,
+                                    std::function<void(std::shared_ptr<SseStream>)> start,
                                     std::function<void()> on_gone) {
-  auto resp = drogon::HttpResponse::newAsyncStreamResponse(
-      [start = std::move(start), on_gone = std::move(on_gone)](drogon::ResponseStreamPtr raw) {
-        // Drogon starts the stream on its connection's I/O loop: writes and the keep-alive timer
-        // stay there.
-        auto* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
-        auto stream = std::make_shared<SseStream>(std::move(raw), loop, on_gone);
-        start(stream);
-        if (stream->closed()) return;
-        auto timer = std::make_shared<trantor::TimerId>(0);
-        *timer = loop->runEvery(kKeepAliveSeconds, [stream, timer, loop] {
-          // A failed write here calls on_gone (the client left while nothing else was sent).
-          if (stream->closed() || !stream->sendRaw(": keep-alive\n\n") || stream->closed()) {
-            loop->invalidateTimer(*timer);
-          }
-        });
-      },
-      true);  // no kick-off timeout: a queued job may wait long before its first event
-  resp->setContentTypeString("text/event-stream");
+  if (!closesAfterResponse(*req)) {
+    auto resp = drogon::HttpResponse::newAsyncStreamResponse(
+        [start = std::move(start), on_gone = std::move(on_gone)](drogon::ResponseStreamPtr raw) {
+          // Drogon starts the stream on its connection's I/O loop: writes and the keep-alive
+          // timer stay there.
+          auto* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
+          begin(start, std::make_shared<SseStream>(std::move(raw), loop, on_gone));
+        },
+        true);  // no kick-off timeout: a queued job may wait long before its first event
+    resp->setContentTypeString("text/event-stream");
+    resp->addHeader("Cache-Control", "no-cache");
+    resp->addHeader("X-Accel-Buffering", "no");
+    return resp;
+  }
+  // Pass-through: Drogon writes exactly these headers, with no content-length and no chunking.
+  auto resp = drogon::HttpResponse::newHttpResponse();
+  resp->setPassThrough(true);
+  resp->addHeader("Content-Type", "text/event-stream");
   resp->addHeader("Cache-Control", "no-cache");
   resp->addHeader("X-Accel-Buffering", "no");
+  resp->addHeader("Connection", "close");
+  resp->addHeader("Server", "statim/" STATIM_VERSION);
+  resp->addHeader("Date", drogon::utils::getHttpFullDateStr());
+  auto raw = std::make_shared<RawStream>();
+  raw->response = resp.get();
+  raw->start = [start = std::move(start), on_gone = std::move(on_gone)](trantor::TcpConnectionPtr conn) {
+    if (!conn->connected()) {
+      if (on_gone) on_gone();
+      return;
+    }
+    begin(start, std::make_shared<SseStream>(std::move(conn), on_gone));
+  };
+  req->attributes()->insert(kRawStreamAttr, raw);
   return resp;
+}
+
+}  // namespace
+
+void respondSse(const drogon::HttpRequestPtr& req, Callback cb, std::function<void(std::shared_ptr<SseStream>)> start,
+                std::function<void()> on_gone, const std::vector<std::pair<std::string, std::string>>& headers) {
+  auto resp = sseResponse(req, std::move(start), std::move(on_gone));
+  for (auto& [name, value] : headers) resp->addHeader(name, value);
+  // The response is handed over on the connection's loop: Drogon then writes its headers before
+  // that loop runs anything queued meanwhile, which is what orders a closing connection's first
+  // event after them (see the advice below).
+  auto conn = req->getConnectionPtr().lock();
+  if (!conn) return cb(resp);  // gone already: Drogon drops the answer
+  conn->getLoop()->runInLoop([cb = std::move(cb), resp] { cb(resp); });
+}
+
+void registerSseAdvice(drogon::HttpAppFramework& app) {
+  app.registerPreSendingAdvice([](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
+    auto attrs = req->attributes();
+    if (!attrs->find(kRawStreamAttr)) return;
+    auto raw = attrs->get<std::shared_ptr<RawStream>>(kRawStreamAttr);
+    if (raw->response != resp.get()) return;  // the handler answered with something else
+    attrs->erase(kRawStreamAttr);
+    auto conn = req->getConnectionPtr().lock();
+    if (!conn) return;
+    // Drogon closes a closing connection right after the headers; this stream closes it itself,
+    // after its last event.
+    resp->setCloseConnection(false);
+    // respondSse hands the response over on the connection's loop, so Drogon writes the headers
+    // on this thread before the loop runs what is queued here: the first event comes after them.
+    auto* loop = conn->getLoop();
+    if (!loop->isInLoopThread()) {
+      // Not through respondSse: no way to order the first event after the headers. Refuse the
+      // stream rather than write a broken one.
+      conn->forceClose();
+      return;
+    }
+    loop->queueInLoop([conn, start = raw->start] { start(conn); });
+  });
 }
 
 }  // namespace statim::api

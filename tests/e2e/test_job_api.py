@@ -135,3 +135,16 @@ def test_json_log_lines_parse(echo_server):
     assert all({"time", "level", "msg"} <= set(e) for e in events)
     msgs = {e["msg"] for e in events}
     assert {"statim: listening", "models: ready", "job: completed"} <= msgs, msgs
+
+
+def test_the_server_writes_only_in_its_data_dir(echo_server):
+    """Drogon's upload folder (its default: ./uploads) lives in the data dir, not in the directory
+    the server was started from (the harness starts it in its root)."""
+    files = {"image": ("x.bin", b"\x00" * 300_000, "application/octet-stream")}
+    echo_server.post("/job", data={"model": "echo", "prompt": "hi"}, files=files)
+    done = echo_server.wait_job(echo_server.submit("echo", "hi")["id"])
+    assert done["status"] == "COMPLETED"
+    extra = sorted(p.name for p in echo_server.root.iterdir()
+                   if p.name not in ("data", "models") and not p.name.endswith(".log"))
+    assert extra == [], f"the server wrote {extra} into its working directory"
+    assert (echo_server.data_dir / "http-uploads").is_dir()

@@ -80,8 +80,40 @@ void registerJobRoutes(const ApiContext& ctx) {
     });
   });
 
+  // GET /job: the caller's jobs, newest first, a page at a time.
+  auto listJobs = [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {"limit", "offset", "status", "model"}); !r) return cb(errorResponse(r.error()));
+    auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
+    if (!limit) return cb(errorResponse(limit.error()));
+    auto offset = queryInt(*req, "offset", 0, 0, std::numeric_limits<std::int32_t>::max());
+    if (!offset) return cb(errorResponse(offset.error()));
+    JobFilter filter{.limit = static_cast<int>(*limit), .offset = static_cast<int>(*offset)};
+    if (auto s = req->getOptionalParameter<std::string>("status")) {
+      std::string upper = *s;
+      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      filter.status = parseJobStatus(upper);
+      if (!filter.status) {
+        return cb(errorResponse(Error::invalid(std::format("query parameter 'status' must be one of QUEUED, "
+                                                           "PROCESSING, COMPLETED, FAILED, CANCELLED (got '{}')",
+                                                           s->substr(0, 64)),
+                                               "status")));
+      }
+    }
+    if (auto m = req->getOptionalParameter<std::string>("model")) filter.model = *m;
+    filter.owner_key_id = principalOf(*req).jobScope();
+    auto page = ctx.store.list(filter);
+    if (!page) return cb(errorResponse(page.error()));
+    nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
+    for (auto& j : page->jobs) jobs.push_back(jobToJson(j));
+    cb(orderedJsonResponse(nlohmann::ordered_json{
+        {"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
+  };
+  addRoute("/job", drogon::Get, Access::kUser, listJobs);
+
+  // "/job/" (the original server's list route) reaches here with an empty id: it is GET /job.
   addRoute("/job/{id}", drogon::Get, Access::kUser,
-           [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+           [&ctx, listJobs](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
+             if (id_text.empty()) return listJobs(req, std::move(cb));
              auto job = visibleJob(ctx, *req, id_text);
              if (!job) return cb(errorResponse(job.error()));
              cb(orderedJsonResponse(jobToJson(*job)));
@@ -148,34 +180,6 @@ void registerJobRoutes(const ApiContext& ctx) {
              sendArtifact(*req, *job, &name, cb);
            });
 
-  addRoute("/job", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
-    if (auto r = onlyKnownQuery(*req, {"limit", "offset", "status", "model"}); !r) return cb(errorResponse(r.error()));
-    auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
-    if (!limit) return cb(errorResponse(limit.error()));
-    auto offset = queryInt(*req, "offset", 0, 0, std::numeric_limits<std::int32_t>::max());
-    if (!offset) return cb(errorResponse(offset.error()));
-    JobFilter filter{.limit = static_cast<int>(*limit), .offset = static_cast<int>(*offset)};
-    if (auto s = req->getOptionalParameter<std::string>("status")) {
-      std::string upper = *s;
-      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      filter.status = parseJobStatus(upper);
-      if (!filter.status) {
-        return cb(errorResponse(Error::invalid(std::format("query parameter 'status' must be one of QUEUED, "
-                                                           "PROCESSING, COMPLETED, FAILED, CANCELLED (got '{}')",
-                                                           s->substr(0, 64)),
-                                               "status")));
-      }
-    }
-    if (auto m = req->getOptionalParameter<std::string>("model")) filter.model = *m;
-    filter.owner_key_id = principalOf(*req).jobScope();
-    auto page = ctx.store.list(filter);
-    if (!page) return cb(errorResponse(page.error()));
-    nlohmann::ordered_json jobs = nlohmann::ordered_json::array();
-    for (auto& j : page->jobs) jobs.push_back(jobToJson(j));
-    cb(orderedJsonResponse(nlohmann::ordered_json{
-        {"jobs", std::move(jobs)}, {"total", page->total}, {"limit", filter.limit}, {"offset", filter.offset}}));
-  });
-
   auto cancel = [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
     auto visible = visibleJob(ctx, *req, id_text);
     if (!visible) return cb(errorResponse(visible.error()));
@@ -210,7 +214,7 @@ void registerJobRoutes(const ApiContext& ctx) {
            [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
     auto visible = visibleJob(ctx, *req, id_text);
     if (!visible) return cb(errorResponse(visible.error()));
-    cb(sseResponse([&ctx, id = visible->id](std::shared_ptr<SseStream> stream) {
+    respondSse(req, std::move(cb), [&ctx, id = visible->id](std::shared_ptr<SseStream> stream) {
       auto r = followJob(ctx.store, ctx.scheduler.events(), id, [stream](const JobEvent& e) {
         if (e.type == "result") return true;  // this stream tells of an end once it is stored
         nlohmann::ordered_json data;
@@ -227,7 +231,7 @@ void registerJobRoutes(const ApiContext& ctx) {
         return open;
       });
       if (!r) stream->close();
-    }));
+    });
   });
 }
 

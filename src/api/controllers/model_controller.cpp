@@ -1,5 +1,6 @@
 // GET /models, GET /models/{id} (a key restricted to some models sees only those);
-// POST /models/{id}/load and /models/{id}/unload (admin keys).
+// POST /models/{id}/load and /models/{id}/unload (admin keys); GET /model, the original
+// statim-ai-server's list.
 #include <drogon/HttpAppFramework.h>
 
 #include "api/errors.h"
@@ -76,14 +77,33 @@ void answer(const ApiContext& ctx, const drogon::HttpRequest& req, const std::st
 }  // namespace
 
 void registerModelRoutes(const ApiContext& ctx) {
-  addRoute("/models", drogon::Get, Access::kUser, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+  // The original server's list, in its shape: [{"id", "result_type"}] for the models that can
+  // serve. Its result types were TEXT and IMAGE; a speech model's is AUDIO.
+  auto originalList = [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
+    Principal who = principalOf(*req);
+    nlohmann::ordered_json models = nlohmann::ordered_json::array();
+    for (auto& e : ctx.models.list()) {
+      if (e.state == ModelState::kFailed || e.removed || !who.listsModel(e.manifest.id)) continue;
+      const std::string& type = e.manifest.type;
+      models.push_back({{"id", e.manifest.id},
+                        {"result_type", type == "image"    ? "IMAGE"
+                                        : type == "speech" ? "AUDIO"
+                                                           : "TEXT"}});
+    }
+    cb(orderedJsonResponse(models));
+  };
+  addRoute("/model", drogon::Get, Access::kUser, originalList);
+  addRoute("/model/", drogon::Get, Access::kUser, originalList);  // the original's own spelling
+  auto listModels = [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
     Principal who = principalOf(*req);
     nlohmann::json models = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
       if (!e.removed && who.listsModel(e.manifest.id)) models.push_back(modelJson(ctx, e));
     }
     cb(jsonResponse({{"models", std::move(models)}}));
-  });
+  };
+  addRoute("/models", drogon::Get, Access::kUser, listModels);
   addRoute("/models/reload", drogon::Post, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
     if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
     if (!ctx.lifecycle) return cb(errorResponse(Error{ErrorCode::kModelUnavailable, "no model lifecycle"}));
@@ -91,7 +111,8 @@ void registerModelRoutes(const ApiContext& ctx) {
     cb(jsonResponse({{"added", report.added}, {"changed", report.changed}, {"removed", report.removed}}));
   });
   addRoute("/models/{id}", drogon::Get, Access::kUser,
-           [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {
+           [&ctx, listModels](const drogon::HttpRequestPtr& req, Callback&& cb, const std::string& id) {
+             if (id.empty()) return listModels(req, std::move(cb));  // "/models/"
              auto e = visibleModel(ctx, *req, id);
              if (!e) return cb(errorResponse(e.error()));
              cb(jsonResponse(modelJson(ctx, *e)));

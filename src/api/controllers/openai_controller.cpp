@@ -55,8 +55,9 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 // Streams the job as OpenAI chunks. A client that goes away cancels the job: it was created
 // for this stream alone.
-drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job) {
-  auto resp = sseResponse([&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
+void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, OpenAiRequest req, const Job& job,
+               Callback cb) {
+  respondSse(http, std::move(cb), [&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
     auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish) {
       return kind == Kind::kChat
                  ? chatChunk(job,
@@ -113,9 +114,8 @@ drogon::HttpResponsePtr streamJob(const ApiContext& ctx, Kind kind, OpenAiReques
     if (!r) stream->close();
   },
   // The client left: noticed by a failed write (a token, or a keep-alive while queued).
-  [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); });
-  resp->addHeader("X-Statim-Job-Id", std::to_string(job.id));
-  return resp;
+  [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); },
+  {{"X-Statim-Job-Id", std::to_string(job.id)}});
 }
 
 template <typename Parse>
@@ -131,7 +131,7 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, cb = std::move(cb)](Result<Job> r) {
       if (!r) return cb(errorResponse(openAiNames(r.error())));
       noteJob(*req, r->id, r->model);
-      if (request.stream) return cb(streamJob(ctx, kind, request, *r));
+      if (request.stream) return streamJob(ctx, req, kind, request, *r, std::move(cb));
       respondWhenDone(ctx, kind, request, *r, cb);
     });
   };
