@@ -2,9 +2,11 @@
 # the same Debian suite, the same package list (scripts/packages.txt) installed the same way, the
 # same cmake commands. scripts/check-dockerfile asserts they still agree.
 #
-#   docker build -t statim:latest .                     # also: make image
+#   scripts/build-image                                 # also: make image (docker, or buildah without a daemon)
+#   docker build -t statim:latest .
 #   docker run -p 5000:5000 -v statim-data:/var/lib/statim statim:latest
 #   docker compose up -d                                # compose.yaml: the same, with a named volume
+#   make test-image                                     # builds it and runs it for real (tests/image)
 #
 # Model weights. The repo's manifests (models/*.toml) are copied to /etc/statim/models; a manifest
 # whose `file` points into the checkout's ../shared/models folder is rewritten to point into
@@ -51,8 +53,10 @@ RUN set -eu; \
 
 WORKDIR /src
 COPY . .
-# `make build`, with the unit tests left out of the image.
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATIM_BUILD_TESTS=OFF >/dev/null && \
+# `make build`, with the unit tests left out of the image. scripts/build-image lends the build
+# environment's compiler cache at /ccache (buildah --volume); a plain `docker build` has none.
+RUN if [ -d /ccache ]; then export CCACHE_DIR=/ccache CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=true; fi; \
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATIM_BUILD_TESTS=OFF >/dev/null && \
     cmake --build build -j "${JOBS:-$(nproc)}"
 # Manifests for the image: `file = "../../shared/models/X"` (relative to the checkout's models/)
 # becomes `file = "/opt/statim/models-files/X"`. Label files (models/*.txt) go beside them.
@@ -94,10 +98,15 @@ VOLUME /var/lib/statim
 EXPOSE 5000
 # Every route but /healthz, /readyz, /version and /docs needs an API key. Create the first one
 # in the volume: docker compose run --rm statim statim keys create --name admin --scope admin
-ENV STATIM_AUTH_MODE=required
-# /healthz reads through the job store, so it fails when the database does.
+# Every subcommand (serve, keys) uses the same data dir and models dir: set once, here.
+ENV STATIM_AUTH_MODE=required \
+    STATIM_DATA_DIR=/var/lib/statim \
+    STATIM_MODELS_DIR=/etc/statim/models
+# /healthz reads through the job store, so it fails when the database does. An OCI-format image
+# (buildah's and podman's default) drops HEALTHCHECK: scripts/build-image builds with
+# --format docker, and compose.yaml states the same check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsS http://localhost:5000/healthz || exit 1
 # statim waits up to jobs.shutdown_grace_seconds (30 s) for running jobs after SIGTERM: give
 # `docker stop` a longer timeout (-t 35; compose.yaml sets stop_grace_period).
-CMD ["statim", "serve", "--port", "5000", "--data-dir", "/var/lib/statim", "--models-dir", "/etc/statim/models"]
+CMD ["statim", "serve", "--port", "5000"]

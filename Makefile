@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 IN_ENV := scripts/in-env
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image fixtures bench clean
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fixtures bench clean
 
 all: build
 
@@ -49,8 +49,14 @@ shell:
 fixtures:
 	$(IN_ENV) python3 tests/fixtures/make_tiny_gguf.py build/fixtures/tiny.gguf
 
+# The container image: docker build where a Docker engine runs, else buildah (scripts/build-image).
 image:
-	docker build -t statim:latest .
+	scripts/build-image
+
+# Builds the image and runs it for real with podman (tests/image/test_image.py): the first key,
+# one job per model kind, restart, read-only root, no network, healthcheck, compose.yaml.
+test-image: image
+	python3 tests/image/test_image.py statim:latest
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -368,7 +368,6 @@ CASES = [
         "id"),
     get("id-20-digits", "/job/99999999999999999999", 400, "invalid_request",
         f"{ID_RULE} (got '99999999999999999999')", "id"),
-    get("id-empty", "/job/", 400, "invalid_request", f"{ID_RULE} (got '')", "id"),
     get("id-int64-max-unknown", "/job/9223372036854775807", 404, "not_found", "job 9223372036854775807 not found"),
     get("id-encoded-slash-traversal", "/job/..%2fetc", 404, "not_found", "no route for GET /job/../etc"),
     get("id-encoded-slash", "/job/1%2f2", 404, "not_found", "no route for GET /job/1/2"),
