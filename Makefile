@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 IN_ENV := scripts/in-env
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fixtures bench clean
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean
 
 all: build
 
@@ -24,6 +24,7 @@ test: build
 	tests/env/test_paths.sh
 	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
 	$(MAKE) test-sanitize
 
 build-sanitize:
@@ -43,6 +44,26 @@ test-tsan:
 	$(IN_ENV) cmake --build build-tsan -j $(JOBS) --target statim_unit_tests
 	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:SqliteAccessTest.*:SchedulerTest.*:JobEvents.*:DispatcherTest.*:ComputeBudget.*:ModelLifecycleTest.*:ModelRegistry.*-ComputeBudget.OneOpenMpPool*'
 
+# libFuzzer targets (tests/fuzz): built with clang, each run FUZZ_SECONDS over its seed corpus.
+# make test runs them briefly (FUZZ_CI_SECONDS each); `make fuzz` for longer.
+FUZZ_SECONDS ?= 600
+FUZZ_CI_SECONDS ?= 20
+fuzz-build:
+	$(IN_ENV) env CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATIM_FUZZ=ON -DSTATIM_BUILD_TESTS=OFF >/dev/null
+	$(IN_ENV) cmake --build build-fuzz -j $(JOBS) --target statim_fuzzers
+
+fuzz: fuzz-build
+	$(IN_ENV) tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# Long checks, not in make test (their short forms are in tests/e2e): a 30-minute soak of mixed
+# load (plots bench/soak.png) and 50 kill -9 cycles under load.
+SOAK_MINUTES ?= 30
+soak: build
+	$(IN_ENV) env STATIM_BIN=build/statim python3 bench/soak.py --minutes $(SOAK_MINUTES)
+
+crash-loop: build
+	$(IN_ENV) env STATIM_BIN=build/statim python3 bench/crash_loop.py --cycles 50
+
 shell:
 	$(IN_ENV) bash
 
@@ -59,4 +80,4 @@ test-image: image
 	python3 tests/image/test_image.py statim:latest
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

@@ -86,8 +86,9 @@ drogon::HttpResponsePtr orderedJsonResponse(const nlohmann::ordered_json& body, 
   return jsonText(body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), status);
 }
 
-Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req) {
-  std::string_view body = req.body();
+Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req) { return parseJsonText(req.body()); }
+
+Result<nlohmann::json> parseJsonText(std::string_view body) {
   if (body.empty()) return fail(Error::invalid("the request body is empty; send a JSON object"));
   // A first pass that builds nothing refuses what the document model must never see: nesting
   // deep enough to exhaust the stack when copied, duplicate keys, numbers out of range.

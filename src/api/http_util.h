@@ -17,6 +17,8 @@ drogon::HttpResponsePtr jsonResponse(const nlohmann::json& body, int status = 20
 drogon::HttpResponsePtr orderedJsonResponse(const nlohmann::ordered_json& body, int status = 200);
 // Parses the body as a JSON object (whatever the Content-Type: curl -d sends form encoding).
 Result<nlohmann::json> parseJsonObject(const drogon::HttpRequest& req);
+// The same for a body's text (a JSON object; nesting, duplicate keys and number ranges checked).
+Result<nlohmann::json> parseJsonText(std::string_view body);
 // Parses a query parameter as an integer in [min, max]; absent -> fallback.
 Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string& name, std::int64_t fallback,
                               std::int64_t min, std::int64_t max);

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <format>
 #include <functional>
+#include <limits>
 #include <variant>
 
 #include <toml++/toml.hpp>
@@ -97,8 +98,14 @@ Result<void> assignToml(Config& c, const Key& k, const toml::node& node) {
           }
           return fail(Error::invalid(std::format("config {}: expected a number", k.name), k.name));
         } else {
-          if (auto v = node.value<std::int64_t>(); v && node.is_integer()) {
-            c.*member = static_cast<T>(*v);
+          // is_integer() first: value<int64_t>() of a float out of int64's range is undefined
+          // behaviour inside toml++ (found by tests/fuzz/fuzz_toml).
+          if (node.is_integer()) {
+            const std::int64_t v = *node.value<std::int64_t>();
+            if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
+              return fail(Error::invalid(std::format("config {}: {} is out of range", k.name, v), k.name));
+            }
+            c.*member = static_cast<T>(v);
             return ok();
           }
           return fail(Error::invalid(std::format("config {}: expected an integer", k.name), k.name));

@@ -76,6 +76,11 @@ Result<Pcm> decodeFile(const std::filesystem::path& path, const std::string& nam
   if (mono.empty()) return fail(inputError(name, "contains no audio samples"));
   auto resampled = resample(mono, info.samplerate, rate);
   if (!resampled) return fail(resampled.error());
+  // A few frames at a higher rate can resample to none (found by tests/fuzz/fuzz_media).
+  if (resampled->empty()) {
+    return fail(inputError(name, std::format("is too short: {} sample(s) at {} Hz, less than one at {} Hz", mono.size(),
+                                             info.samplerate, rate)));
+  }
   return Pcm{std::move(*resampled), rate, info.samplerate, info.channels};
 }
 

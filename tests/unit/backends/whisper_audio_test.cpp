@@ -49,6 +49,16 @@ struct Case {
   double tolerance_s;  // lossy codecs pad a little
 };
 
+// Found by tests/fuzz/fuzz_media: one stereo frame at 44.1 kHz resampled to no sample at all, and
+// the decoder answered an empty recording as a success.
+TEST(WhisperAudio, AudioTooShortToResampleIsRefused) {
+  testing::TempDir dir;
+  auto path = writeSine(dir, "one-frame.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, {1.0f, 1.0f}, 1.0 / 44100);
+  auto pcm = audio::decodeFile(path, "speech", 16000, 60);
+  ASSERT_FALSE(pcm) << pcm->samples.size() << " samples";
+  EXPECT_EQ(pcm.error().message, "input 'speech' is too short: 1 sample(s) at 44100 Hz, less than one at 16000 Hz");
+}
+
 TEST(WhisperAudio, EveryContainerDecodesToMono16kOfTheRightLength) {
   testing::TempDir dir;
   for (Case c : {Case{"a.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 0.001},

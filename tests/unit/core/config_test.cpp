@@ -41,6 +41,19 @@ TEST(Config, UnknownKeyIsNamed) {
   EXPECT_NE(c.error().message.find("unknown key 'http.prot'"), std::string::npos) << c.error().message;
 }
 
+// Found by tests/fuzz/fuzz_toml: a float too large for int64 where an integer goes was undefined
+// behaviour (toml++ converted it before we checked the type); an integer too large for an int
+// field wrapped around into a valid-looking port.
+TEST(Config, HugeNumbersAreRefusedNotConverted) {
+  testing::TempDir dir;
+  auto c = loadConfig(dir.write("a.toml", "[http]\nport = 9999999999999999999999999999999999999995.00\n"), {});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "config http.port: expected an integer");
+  c = loadConfig(dir.write("b.toml", "[http]\nport = 4294972296\n"), {});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "config http.port: 4294972296 is out of range");
+}
+
 TEST(Config, WrongTypeIsNamed) {
   testing::TempDir dir;
   auto file = dir.write("statim.toml", "[http]\nport = \"eighty\"\n");
