@@ -21,10 +21,12 @@ enum class ErrorCode {
   kUnsupportedMediaType,  // an input file of a type the model does not read
   kMethodNotAllowed,
   kConflict,
-  kCancelled,     // the job was cancelled while running
-  kShuttingDown,  // the server is stopping and takes no new work
-  kStorage,       // the job store failed (I/O, corruption, constraint)
-  kBackend,       // inference failed inside a backend
+  kCancelled,           // the job was cancelled while running
+  kShuttingDown,        // the server is stopping and takes no new work
+  kStorage,             // the job store failed (I/O, corruption, constraint)
+  kStorageFull,         // the data dir's filesystem is full: nothing was written (507)
+  kStorageUnavailable,  // the data dir cannot be written (read-only, I/O errors): nothing was written (503)
+  kBackend,             // inference failed inside a backend
   kInternal,
 };
 

@@ -18,7 +18,8 @@ std::string_view errorType(int status) {
     case 403: return "permission_error";
     case 404: return "not_found_error";
     case 429: return "rate_limit_error";
-    case 503: return "unavailable_error";
+    case 503:
+    case 507: return "unavailable_error";
     default: return "server_error";
   }
 }
@@ -42,6 +43,8 @@ int httpStatus(ErrorCode code) {
     case ErrorCode::kCancelled: return 409;
     case ErrorCode::kShuttingDown: return 503;
     case ErrorCode::kStorage: return 500;
+    case ErrorCode::kStorageFull: return 507;
+    case ErrorCode::kStorageUnavailable: return 503;
     case ErrorCode::kBackend: return 500;
     case ErrorCode::kInternal: return 500;
   }
@@ -56,6 +59,9 @@ drogon::HttpResponsePtr errorResponse(const Error& error) {
                            {"message", error.message},
                            {"param", error.field.empty() ? nlohmann::json(nullptr) : nlohmann::json(error.field)}}}};
   auto resp = jsonResponse(body, status);
+  if (error.code == ErrorCode::kStorageFull || error.code == ErrorCode::kStorageUnavailable) {
+    resp->addHeader("Retry-After", "10");  // until space (or the disk) comes back
+  }
   if (error.code == ErrorCode::kQueueFull || error.code == ErrorCode::kRateLimited) {
     resp->addHeader("Retry-After", "1");  // the rate limiter overrides it with the bucket's wait
   }

@@ -19,6 +19,8 @@ std::string_view errorCodeName(ErrorCode code) {
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kShuttingDown: return "shutting_down";
     case ErrorCode::kStorage: return "storage_error";
+    case ErrorCode::kStorageFull: return "insufficient_storage";
+    case ErrorCode::kStorageUnavailable: return "storage_unavailable";
     case ErrorCode::kBackend: return "backend_error";
     case ErrorCode::kInternal: return "internal_error";
   }

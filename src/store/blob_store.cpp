@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <format>
 #include <fstream>
 #include <random>
@@ -26,6 +28,26 @@ std::filesystem::path BlobStore::pathOf(const std::string& sha256) const {
   return root_ / sha256.substr(0, 2) / sha256;
 }
 
+namespace {
+
+// A write that failed: a full disk and an unwritable one are told apart (507 / 503).
+Error writeError(const std::string& what, int err) {
+  if (err == ENOSPC || err == EDQUOT) {
+    return {ErrorCode::kStorageFull,
+            std::format("the data dir's disk is full, so nothing was stored ({}: {}); free some space and retry", what,
+                        std::strerror(err)),
+            {}};
+  }
+  if (err == EROFS || err == EACCES || err == EPERM || err == EIO) {
+    return {ErrorCode::kStorageUnavailable,
+            std::format("the data dir cannot be written, so nothing was stored ({}: {})", what, std::strerror(err)),
+            {}};
+  }
+  return Error::storage(std::format("{}: {}", what, std::strerror(err)));
+}
+
+}  // namespace
+
 Result<JobFile> BlobStore::put(const std::string& name, const std::string& content_type, std::string_view bytes) {
   JobFile f{name, content_type, static_cast<std::int64_t>(bytes.size()), crypto::sha256Hex(bytes), {}};
   f.path = pathOf(f.sha256);
@@ -36,28 +58,31 @@ Result<JobFile> BlobStore::put(const std::string& name, const std::string& conte
     return f;
   }
   std::filesystem::create_directories(f.path.parent_path(), ec);
-  if (ec) return fail(Error::storage(std::format("cannot create {}: {}", f.path.parent_path().string(), ec.message())));
+  if (ec) return fail(writeError(std::format("cannot create {}", f.path.parent_path().string()), ec.value()));
   thread_local std::mt19937_64 rng{std::random_device{}()};
   auto tmp = f.path;
   tmp += std::format(".tmp-{:016x}", rng());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(Error::storage(std::format("cannot write {}: {}", tmp.string(), std::strerror(errno))));
+  if (fd < 0) return fail(writeError(std::format("cannot write {}", tmp.string()), errno));
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
+      int err = n < 0 ? errno : ENOSPC;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return fail(Error::storage(std::format("cannot write {}: {}", tmp.string(), std::strerror(errno))));
+      return fail(writeError(std::format("cannot write {}", tmp.string()), err));
     }
     done += static_cast<size_t>(n);
   }
   bool synced = ::fsync(fd) == 0;
+  int err = synced ? 0 : errno;
   ::close(fd);
   if (!synced || ::rename(tmp.c_str(), f.path.c_str()) != 0) {
+    if (synced) err = errno;
     ::unlink(tmp.c_str());
-    return fail(Error::storage(std::format("cannot store {}: {}", f.path.string(), std::strerror(errno))));
+    return fail(writeError(std::format("cannot store {}", f.path.string()), err));
   }
   return f;
 }

@@ -139,6 +139,10 @@ class JobStore {
   // Those of `sha256s` that no job's inputs or artifacts refer to (for sweeping the blob store).
   virtual Result<std::vector<std::string>> unreferencedFiles(const std::vector<std::string>& sha256s) = 0;
 
+  // Why writes fail now (a full or read-only disk), while they do: the last commit failed so,
+  // and no write or probe has succeeded since. /readyz turns not-ready on it.
+  virtual std::optional<Error> writeProblem() const { return std::nullopt; }
+
  private:
   Result<void> finish(JobId id, const std::string& owner, JobOutcome outcome);  // the blocking forms' core
 };

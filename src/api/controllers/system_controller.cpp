@@ -58,6 +58,8 @@ void registerSystemRoutes(const ApiContext& ctx) {
     nlohmann::json reasons = nlohmann::json::array();
     auto probe = ctx.store.list({.limit = 1});
     if (!probe) reasons.push_back("the store does not answer: " + probe.error().message);
+    auto problem = ctx.store.writeProblem();
+    if (problem) reasons.push_back("the store cannot write: " + problem->message);
     if (ctx.scheduler.stopping()) reasons.push_back("the server is shutting down");
     nlohmann::json models = nlohmann::json::object();
     for (auto& e : ctx.models.list()) {
@@ -69,7 +71,9 @@ void registerSystemRoutes(const ApiContext& ctx) {
     }
     bool ready = reasons.empty();
     cb(jsonResponse({{"status", ready ? "ready" : "not_ready"},
-                     {"store", probe ? "ok" : "error"},
+                     {"store", !probe    ? "error"
+                               : problem ? "not_writable"
+                                         : "ok"},
                      {"models", std::move(models)},
                      {"reasons", std::move(reasons)}},
                     ready ? 200 : 503));

@@ -12,7 +12,7 @@ void SqliteStore::appendAudit(AuditEntry e) {
              auto st = db.prepare(
                  "INSERT INTO audit_log (time, key_id, key_name, remote, method, route, path, job_id, status,"
                  " request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-             if (!st) return false;
+             if (!st) return Result<void>(statim::fail(st.error()));
              auto& s = **st;
              s.bind(1, entry->time)
                  .bind(2, entry->key_id)
@@ -24,7 +24,7 @@ void SqliteStore::appendAudit(AuditEntry e) {
                  .bind(8, entry->job_id)
                  .bind(9, std::int64_t{entry->status})
                  .bind(10, entry->request_id);
-             return s.run().has_value();
+             return s.run();
            },
            [entry](const Error* err) {
              if (err) {

@@ -6,6 +6,26 @@
 
 namespace statim {
 
+Error sqliteError(int extended_code, std::string_view message) {
+  switch (extended_code & 0xff) {
+    case SQLITE_FULL:
+      return {
+          ErrorCode::kStorageFull,
+          std::format("the data dir's disk is full, so nothing was stored ({}); free some space and retry", message),
+          {}};
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+      return {ErrorCode::kStorageUnavailable,
+              std::format("the database cannot be written ({}): is the data dir read-only or failing? Nothing "
+                          "was stored",
+                          message),
+              {}};
+    default: return Error::storage(std::format("sqlite: {}", message));
+  }
+}
+
 SqliteStatement& SqliteStatement::bind(int index, std::int64_t value) {
   sqlite3_bind_int64(stmt_, index, value);
   return *this;
@@ -47,7 +67,8 @@ Result<bool> SqliteStatement::step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return fail(Error::storage(std::format("sqlite: {}", sqlite3_errmsg(sqlite3_db_handle(stmt_)))));
+  sqlite3* db = sqlite3_db_handle(stmt_);
+  return fail(sqliteError(sqlite3_extended_errcode(db), sqlite3_errmsg(db)));
 }
 
 Result<void> SqliteStatement::run() {
@@ -107,7 +128,7 @@ Result<void> SqliteDb::exec(std::string_view sql) {
   if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : sqlite3_errmsg(db_);
     sqlite3_free(err);
-    return fail(Error::storage(std::format("sqlite: {}", msg)));
+    return fail(sqliteError(sqlite3_extended_errcode(db_), msg));
   }
   return ok();
 }

@@ -18,6 +18,10 @@ struct sqlite3_stmt;
 
 namespace statim {
 
+// An SQLite failure as a statim error: a full disk is kStorageFull, a database that cannot be
+// written (read-only, I/O error, permissions) kStorageUnavailable, anything else kStorage.
+Error sqliteError(int extended_code, std::string_view message);
+
 class SqliteStatement {
  public:
   explicit SqliteStatement(sqlite3_stmt* stmt) : stmt_(stmt) {}

@@ -1,6 +1,10 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <format>
+#include <string>
 
 #include "core/clock.h"
 #include "core/logging.h"
@@ -10,6 +14,7 @@ namespace statim {
 namespace {
 
 constexpr size_t kMaxBatch = 1024;
+constexpr auto kProbeInterval = std::chrono::seconds(1);
 
 Result<int> migrate(SqliteDb& db) {
   if (auto r = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -105,6 +110,17 @@ void SqliteStore::writerLoop() {
     std::vector<WriteOp> batch;
     {
       std::unique_lock lock(mu_);
+      while (write_problem_ && !stopping_ && pending_.empty()) {
+        // Writes fail for the disk: probe it while idle, so readiness comes back with the space.
+        if (cv_.wait_for(lock, kProbeInterval, [&] { return stopping_ || !pending_.empty(); })) break;
+        lock.unlock();
+        bool writable = probeWrite();
+        lock.lock();
+        if (writable && write_problem_) {
+          log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
+          write_problem_.reset();
+        }
+      }
       cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
       if (pending_.empty()) return;  // stopping and drained
       while (!pending_.empty() && batch.size() < kMaxBatch) {
@@ -112,7 +128,8 @@ void SqliteStore::writerLoop() {
         pending_.pop_front();
       }
     }
-    std::vector<std::optional<Error>> op_errors(batch.size());
+    std::vector<std::optional<Error>> op_errors(batch.size());    // delivered (exceptions)
+    std::vector<std::optional<Error>> op_failures(batch.size());  // delivered by the op itself
     std::optional<Error> commit_error;
     if (auto r = db.exec("BEGIN IMMEDIATE"); !r) {
       commit_error = r.error();
@@ -125,7 +142,9 @@ void SqliteStore::writerLoop() {
         run("SAVEPOINT op");
         bool applied = false;
         try {
-          applied = batch[i].apply(db);
+          auto r = batch[i].apply(db);
+          applied = r.has_value();
+          if (!r) op_failures[i] = r.error();
         } catch (const std::exception& e) {
           op_errors[i] = Error::internal(std::format("store write failed: {}", e.what()));
         }
@@ -140,12 +159,45 @@ void SqliteStore::writerLoop() {
     {
       std::lock_guard lock(mu_);
       ++commits_;
+      // A full or unwritable disk fails the commit, or already a statement of one write.
+      auto disk = [](const std::optional<Error>& e) {
+        return e && (e->code == ErrorCode::kStorageFull || e->code == ErrorCode::kStorageUnavailable);
+      };
+      const std::optional<Error>* disk_error = disk(commit_error) ? &commit_error : nullptr;
+      for (size_t i = 0; !disk_error && i < op_failures.size(); ++i) {
+        if (disk(op_failures[i])) disk_error = &op_failures[i];
+      }
+      if (disk_error && !write_problem_) log::error("store: writes fail", {{"error", (*disk_error)->message}});
+      if (disk_error) {
+        write_problem_ = **disk_error;
+      } else if (!commit_error && write_problem_) {
+        log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
+        write_problem_.reset();
+      }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       const Error* err = commit_error ? &*commit_error : op_errors[i] ? &*op_errors[i] : nullptr;
       batch[i].deliver(err);
     }
   }
+}
+
+std::optional<Error> SqliteStore::writeProblem() const {
+  std::lock_guard lock(mu_);
+  return write_problem_;
+}
+
+// A write the size of a few database pages beside the database, synced and removed: the disk
+// has room again and takes writes.
+bool SqliteStore::probeWrite() {
+  auto probe = path_.parent_path() / ".statim-write-probe";
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  std::string page(64 * 1024, '\0');
+  bool ok = ::write(fd, page.data(), page.size()) == static_cast<ssize_t>(page.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return ok;
 }
 
 Result<SqliteStore::ReaderLease> SqliteStore::reader() {

@@ -74,11 +74,12 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   int schemaVersion() const { return schema_version_; }
   // Number of transactions the writer committed (tests check that group commit groups).
   std::int64_t commitCount() const;
+  std::optional<Error> writeProblem() const override;
 
  private:
   struct WriteOp {
-    // Runs inside the batch transaction on the writer connection; false = roll back this op.
-    std::function<bool(SqliteDb&)> apply;
+    // Runs inside the batch transaction on the writer connection; an error rolls back this op.
+    std::function<Result<void>(SqliteDb&)> apply;
     // Runs after the batch commits (commit_error null) or fails to (commit_error set).
     std::function<void(const Error* commit_error)> deliver;
   };
@@ -113,6 +114,10 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   std::deque<WriteOp> pending_;  // guarded by mu_
   bool stopping_ = false;        // guarded by mu_
   std::int64_t commits_ = 0;     // guarded by mu_
+  // Set while writes fail for a full or unwritable disk; the idle writer probes the data dir
+  // every kProbeInterval meanwhile and clears it once a write goes through.
+  std::optional<Error> write_problem_;  // guarded by mu_
+  bool probeWrite();
   std::thread writer_;
 
   std::mutex readers_mu_;
@@ -124,7 +129,7 @@ void SqliteStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
   auto result = std::make_shared<std::optional<Result<T>>>();
   enqueue({[fn = std::move(fn), result](SqliteDb& db) mutable {
              result->emplace(fn(db));
-             return (*result)->has_value();
+             return **result ? Result<void>() : Result<void>(statim::fail((*result)->error()));
            },
            [result, done = std::move(done)](const Error* err) {
              if (err)

@@ -1,9 +1,11 @@
 // The SQLite store's access-control side: keys, the audit trail, idempotent creates, per-owner
 // queue limits, and the webhook outbox rows that job transitions add.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "../test_util.h"
 #include "core/clock.h"
+#include "store/sqlite/sqlite_db.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace statim {
@@ -162,6 +164,29 @@ TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   EXPECT_EQ(gone->ids, std::vector<JobId>{j->id});
   EXPECT_TRUE(store_->listDeliveries(j->id)->empty());
   EXPECT_EQ(store_->get(j->id).error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace statim
+
+namespace statim {
+namespace {
+
+// What a client is told when the data dir's disk fails: full (507) and unwritable (503) apart from
+// the rest (500), whatever extended code SQLite reports.
+TEST(SqliteError, FullAndUnwritableDisksAreToldApart) {
+  auto full = sqliteError(SQLITE_FULL, "database or disk is full");
+  EXPECT_EQ(full.code, ErrorCode::kStorageFull);
+  EXPECT_EQ(full.message,
+            "the data dir's disk is full, so nothing was stored (database or disk is full); free some space and retry");
+  for (int code : {SQLITE_READONLY, SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_CANTOPEN}) {
+    auto e = sqliteError(code, "x");
+    EXPECT_EQ(e.code, ErrorCode::kStorageUnavailable) << code;
+    EXPECT_NE(e.message.find("the database cannot be written"), std::string::npos) << e.message;
+  }
+  auto other = sqliteError(SQLITE_CONSTRAINT_UNIQUE, "UNIQUE constraint failed: jobs.id");
+  EXPECT_EQ(other.code, ErrorCode::kStorage);
+  EXPECT_EQ(other.message, "sqlite: UNIQUE constraint failed: jobs.id");
 }
 
 }  // namespace
