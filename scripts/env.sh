@@ -70,6 +70,11 @@ statim_env_system_path() {
   return 1
 }
 
+# A non-empty file or folder (an empty one is what an earlier bind left as its mount point).
+statim_env_has_content() {
+  if [ -d "$1" ]; then [ -n "$(ls -A "$1" 2>/dev/null)" ]; else [ -s "$1" ]; fi
+}
+
 # The host paths a command names, made visible inside the environment at the same paths: every
 # absolute or ../ argument (also --opt=PATH) and STATIM_DATA_DIR, STATIM_MODELS_DIR, STATIM_CONFIG,
 # STATIM_BIN. Prints one bind point per line: the path when it is a folder, else its folder, else
@@ -82,14 +87,16 @@ statim_env_user_binds() {
   for arg in "$@" "${STATIM_DATA_DIR:-}" "${STATIM_MODELS_DIR:-}" "${STATIM_CONFIG:-}" "${STATIM_BIN:-}"; do
     case "$arg" in --*=*) arg=${arg#*=} ;; esac
     case "$arg" in /*|../*) ;; *) continue ;; esac
-    path=$(realpath -m -- "$arg")
-    case "$path/" in "$STATIM_PROJECT_DIR"/*) continue ;; esac
-    if statim_env_system_path "$path" && [ -e "$root$path" ]; then continue; fi
+    path=$(realpath -ms -- "$arg")  # -s: a symlink is shown where the command names it
+    case "$path" in "$STATIM_PROJECT_DIR"|"$STATIM_PROJECT_DIR"/*) continue ;; esac
+    # The environment's own file (not a placeholder an earlier bind left: those are empty).
+    if statim_env_system_path "$path" && statim_env_has_content "$root$path"; then continue; fi
     if [ -d "$path" ]; then point=$path
     elif [ -e "$path" ]; then point=$(dirname "$path")
     else
       point=$(dirname "$path")
       while [ ! -d "$point" ]; do point=$(dirname "$point"); done
+      [ "$point" = / ] && continue  # nothing of it exists: not a path (a route, a pattern)
     fi
     if statim_env_system_path "$point"; then
       if [ ! -e "$path" ]; then
@@ -110,7 +117,7 @@ statim_env_chroot() {
   local binds=("$STATIM_PROJECT_DIR") user_binds
   [ -d "$STATIM_PROJECT_DIR/../shared" ] && binds+=("$(cd "$STATIM_PROJECT_DIR/../shared" && pwd)")
   local cwd=$PWD cwd_bound=""
-  case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) statim_env_system_path "$cwd" || { binds+=("$cwd"); cwd_bound=1; } ;; esac
+  case "$cwd" in "$STATIM_PROJECT_DIR"|"$STATIM_PROJECT_DIR"/*) ;; *) statim_env_system_path "$cwd" || { binds+=("$cwd"); cwd_bound=1; } ;; esac
   user_binds=$(statim_env_user_binds "$root" "$@") || return 2
   while IFS= read -r d; do [ -n "$d" ] && binds+=("$d"); done <<<"$user_binds"
   # A compiler cache shared by every checkout on this machine (CMake uses ccache when present);
@@ -119,7 +126,7 @@ statim_env_chroot() {
   mkdir -p "$ccache_dir" && binds+=("$ccache_dir")
   export CCACHE_DIR="${CCACHE_DIR:-$ccache_dir}" CCACHE_BASEDIR="${CCACHE_BASEDIR:-$(dirname "$STATIM_PROJECT_DIR")}"
   export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
-  [ -n "$cwd_bound" ] || [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"*) ;; *) cwd=/ ;; esac
+  [ -n "$cwd_bound" ] || [ -d "$root$cwd" ] || case "$cwd" in "$STATIM_PROJECT_DIR"|"$STATIM_PROJECT_DIR"/*) ;; *) cwd=/ ;; esac
   STATIM_ENV_ROOT_DIR=$root STATIM_ENV_BINDS="$(printf '%s\n' "${binds[@]}")" STATIM_ENV_CWD=$cwd \
   unshare --mount --propagation private --fork -- /bin/bash -c '
     set -e

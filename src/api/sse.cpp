@@ -22,6 +22,7 @@ struct RawStream {
 // HTTP/1.0 has no chunked encoding: a 1.0 client is answered as one that closes, whatever its
 // Connection header says. An HTTP/1.1 client closes when its Connection header has "close".
 bool closesAfterResponse(const drogon::HttpRequest& req) {
+  if (req.isHead()) return false;  // headers only: Drogon's own path sends them and stops
   if (req.version() != drogon::Version::kHttp11) return true;
   std::string tokens = req.getHeader("connection");
   std::ranges::transform(tokens, tokens.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -72,7 +73,9 @@ bool SseStream::sendRaw(const std::string& text) {
       self->gone_ = true;
       self->stream_.reset();
       self->conn_.reset();
-      if (auto on_gone = std::move(self->on_gone_)) on_gone();
+      // Queued, not run here: this may be inside an event listener, under the event hub's lock,
+      // and what it triggers (cancelling the job) writes to the store and publishes.
+      if (auto on_gone = std::move(self->on_gone_)) self->loop_->queueInLoop(std::move(on_gone));
     }
   });
   return true;
@@ -137,14 +140,25 @@ drogon::HttpResponsePtr sseResponse(const drogon::HttpRequestPtr& req,
 
 void respondSse(const drogon::HttpRequestPtr& req, Callback cb, std::function<void(std::shared_ptr<SseStream>)> start,
                 std::function<void()> on_gone, const std::vector<std::pair<std::string, std::string>>& headers) {
-  auto resp = sseResponse(req, std::move(start), std::move(on_gone));
+  auto resp = sseResponse(req, std::move(start), on_gone);
   for (auto& [name, value] : headers) resp->addHeader(name, value);
   // The response is handed over on the connection's loop: Drogon then writes its headers before
   // that loop runs anything queued meanwhile, which is what orders a closing connection's first
-  // event after them (see the advice below).
+  // event after them (see the advice below). A client that left before then is gone already:
+  // Drogon would drop the answer without a word, so on_gone runs here.
   auto conn = req->getConnectionPtr().lock();
-  if (!conn) return cb(resp);  // gone already: Drogon drops the answer
-  conn->getLoop()->runInLoop([cb = std::move(cb), resp] { cb(resp); });
+  if (!conn) {
+    // Not here: this may be the store's thread, and cancelling a job writes to the store.
+    if (on_gone) drogon::app().getLoop()->queueInLoop(std::move(on_gone));
+    return;
+  }
+  conn->getLoop()->runInLoop([cb = std::move(cb), resp, conn, on_gone = std::move(on_gone)] {
+    if (!conn->connected()) {
+      if (on_gone) on_gone();
+      return;
+    }
+    cb(resp);
+  });
 }
 
 void registerSseAdvice(drogon::HttpAppFramework& app) {

@@ -122,6 +122,8 @@ SqliteDb::~SqliteDb() {
   sqlite3_close_v2(db_);
 }
 
+bool SqliteDb::inTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
 Result<void> SqliteDb::exec(std::string_view sql) {
   char* err = nullptr;
   std::string s(sql);

@@ -62,6 +62,8 @@ class SqliteDb {
   Result<SqliteStatement*> prepare(const std::string& sql);
   std::int64_t changes() const;
   std::string lastError() const;
+  // False once SQLite has rolled a transaction back by itself (a full disk, an I/O error).
+  bool inTransaction() const;
 
  private:
   explicit SqliteDb(sqlite3* db) : db_(db) {}

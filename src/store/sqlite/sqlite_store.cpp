@@ -108,26 +108,33 @@ void SqliteStore::writerLoop() {
   SqliteDb& db = *writer_db_;
   while (true) {
     std::vector<WriteOp> batch;
+    bool probe = false;
     {
       std::unique_lock lock(mu_);
-      while (write_problem_ && !stopping_ && pending_.empty()) {
-        // Writes fail for the disk: probe it while idle, so readiness comes back with the space.
-        if (cv_.wait_for(lock, kProbeInterval, [&] { return stopping_ || !pending_.empty(); })) break;
-        lock.unlock();
-        bool writable = probeWrite();
-        lock.lock();
-        if (writable && write_problem_) {
-          log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
-          write_problem_.reset();
-        }
+      auto wake = [&] { return stopping_ || !pending_.empty(); };
+      // While writes fail for the disk, wake at least every kProbeInterval to probe it.
+      if (write_problem_) {
+        cv_.wait_for(lock, kProbeInterval, wake);
+      } else {
+        cv_.wait(lock, wake);
       }
-      cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stopping and drained
+      if (stopping_ && pending_.empty()) return;  // stopping and drained
+      probe = write_problem_ && std::chrono::steady_clock::now() - last_probe_ >= kProbeInterval;
       while (!pending_.empty() && batch.size() < kMaxBatch) {
         batch.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
     }
+    if (probe) {
+      // Only a probe clears the problem: small writes may still fit on a nearly full disk.
+      last_probe_ = std::chrono::steady_clock::now();
+      if (probeWrite()) {
+        std::lock_guard lock(mu_);
+        log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
+        write_problem_.reset();
+      }
+    }
+    if (batch.empty()) continue;
     std::vector<std::optional<Error>> op_errors(batch.size());    // delivered (exceptions)
     std::vector<std::optional<Error>> op_failures(batch.size());  // delivered by the op itself
     std::optional<Error> commit_error;
@@ -150,10 +157,18 @@ void SqliteStore::writerLoop() {
         }
         if (!applied) run("ROLLBACK TO op");
         run("RELEASE op");
+        if (!db.inTransaction()) {
+          // SQLite rolled the whole batch back (a full disk, an I/O error): nothing of it is
+          // stored, and the ops after this one must not run outside the transaction.
+          commit_error = op_failures[i] ? *op_failures[i] : Error::storage("the write transaction was rolled back");
+          break;
+        }
       }
-      if (auto r = db.exec("COMMIT"); !r) {
-        commit_error = r.error();
-        (void)db.exec("ROLLBACK");
+      if (!commit_error) {
+        if (auto r = db.exec("COMMIT"); !r) {
+          commit_error = r.error();
+          (void)db.exec("ROLLBACK");
+        }
       }
     }
     {
@@ -168,12 +183,7 @@ void SqliteStore::writerLoop() {
         if (disk(op_failures[i])) disk_error = &op_failures[i];
       }
       if (disk_error && !write_problem_) log::error("store: writes fail", {{"error", (*disk_error)->message}});
-      if (disk_error) {
-        write_problem_ = **disk_error;
-      } else if (!commit_error && write_problem_) {
-        log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
-        write_problem_.reset();
-      }
+      if (disk_error) write_problem_ = **disk_error;
     }
     for (size_t i = 0; i < batch.size(); ++i) {
       const Error* err = commit_error ? &*commit_error : op_errors[i] ? &*op_errors[i] : nullptr;
@@ -187,13 +197,13 @@ std::optional<Error> SqliteStore::writeProblem() const {
   return write_problem_;
 }
 
-// A write the size of a few database pages beside the database, synced and removed: the disk
-// has room again and takes writes.
+// A 1 MiB write beside the database, synced and removed: the disk has room again (a margin
+// over what one batch of jobs takes) and takes writes.
 bool SqliteStore::probeWrite() {
   auto probe = path_.parent_path() / ".statim-write-probe";
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return false;
-  std::string page(64 * 1024, '\0');
+  std::string page(1 << 20, '\0');
   bool ok = ::write(fd, page.data(), page.size()) == static_cast<ssize_t>(page.size()) && ::fsync(fd) == 0;
   ::close(fd);
   ::unlink(probe.c_str());

@@ -8,6 +8,7 @@
 // sqlite_audit.cpp, sqlite_webhooks.cpp; this header and sqlite_store.cpp hold the machinery.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -114,9 +115,10 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   std::deque<WriteOp> pending_;  // guarded by mu_
   bool stopping_ = false;        // guarded by mu_
   std::int64_t commits_ = 0;     // guarded by mu_
-  // Set while writes fail for a full or unwritable disk; the idle writer probes the data dir
-  // every kProbeInterval meanwhile and clears it once a write goes through.
-  std::optional<Error> write_problem_;  // guarded by mu_
+  // Set when a write fails for a full or unwritable disk; the writer probes the data dir every
+  // kProbeInterval meanwhile (busy or idle) and clears it once the probe's write goes through.
+  std::optional<Error> write_problem_;                // guarded by mu_
+  std::chrono::steady_clock::time_point last_probe_;  // writer thread only
   bool probeWrite();
   std::thread writer_;
 
