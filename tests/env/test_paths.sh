@@ -12,7 +12,20 @@ source scripts/env.sh
 
 t=$(mktemp -d /tmp/statim-paths.XXXXXX)
 pid=""
-stop() { if [ -n "$pid" ]; then kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; pid=""; }
+# Stops `make run` and waits for the server itself to be gone: make may exit on the signal
+# before statim has finished its shutdown (and closed the database).
+stop() {
+  if [ -n "$pid" ]; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 || break
+      sleep 0.1
+    done
+    while pgrep -f "statim serve --port $port " >/dev/null 2>&1; do sleep 0.1; done
+  fi
+  pid=""
+}
 trap 'stop; rm -rf "$t"' EXIT
 fail() { echo "tests/env/test_paths.sh: FAIL: $*" >&2; [ -f "$t/run.log" ] && tail -20 "$t/run.log" >&2; exit 1; }
 ok() { echo "tests/env/test_paths.sh: ok: $*"; }
@@ -61,7 +74,9 @@ for _ in $(seq 1 100); do
 done
 stop
 [ -f "$t/data/statim.db" ] || fail "no database at $t/data/statim.db: $(ls -la "$t/data" 2>&1)"
-grep -aq "kept where I said" "$t/data/statim.db" || fail "the job is not in $t/data/statim.db"
+# Committed: in the database file, or in its write-ahead log beside it.
+grep -aqs "kept where I said" "$t/data/statim.db" "$t/data/statim.db-wal" ||
+  fail "the job is not in $t/data/statim.db (or its -wal): $(ls -la "$t/data")"
 [ ! -e uploads ] || fail "the server made an uploads/ folder in the checkout"
 ok "make run serves the models of $t/models and keeps the jobs in $t/data/statim.db"
 run
