@@ -139,7 +139,15 @@ Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
 
 Result<RequeueReport> Scheduler::recover(bool all_processing) {
   Micros before = all_processing ? std::numeric_limits<Micros>::max() : nowMicros();
-  auto report = store_.requeueAbandoned(before, options_.max_attempts);
+  Result<RequeueReport> report = RequeueReport{};
+  if (auto problem = store_.writeProblem()) {
+    // Nothing can be requeued now; the lease loop requeues them once the store takes writes
+    // again and their leases have expired.
+    log::warn("scheduler: interrupted jobs stay as they are until the store takes writes",
+              {{"error", problem->message}});
+  } else {
+    report = store_.requeueAbandoned(before, options_.max_attempts);
+  }
   if (!report) return report;
   if (!report->requeued.empty() || !report->failed.empty()) {
     log::warn("scheduler: recovered interrupted jobs",
@@ -367,7 +375,10 @@ std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
     ++claiming_;
   }
   auto jobs = store_.claim(q.id, {q.owner, leaseMicros()}, max);
-  if (!jobs) log::error("scheduler: claim failed", {{"model", q.id}, {"error", jobs.error().message}});
+  // While the store cannot write (its readiness says why), every claim fails the same way.
+  if (!jobs && !store_.writeProblem()) {
+    log::error("scheduler: claim failed", {{"model", q.id}, {"error", jobs.error().message}});
+  }
   std::vector<Claimed> out;
   std::lock_guard lock(mu_);
   --claiming_;

@@ -34,6 +34,7 @@ double WebhookDispatcher::backoffSeconds(const WebhookOptions& o, int attempt) {
 }
 
 void WebhookDispatcher::loop() {
+  std::string outbox_error;  // the last error claiming from the outbox, until a claim succeeds
   std::unique_lock lock(inbox_->mu);
   while (!inbox_->stopping) {
     while (!inbox_->outcomes.empty()) {
@@ -48,7 +49,15 @@ void WebhookDispatcher::loop() {
       lock.unlock();
       // The lease covers the request's timeout, so no other node takes the row meanwhile.
       auto due = outbox_.claimDueDeliveries(nowMicros(), fromSeconds(options_.timeout_seconds + 30), room);
-      if (!due) log::error("webhooks: cannot read the outbox", {{"error", due.error().message}});
+      // Said once per distinct error (a read-only or full disk fails every poll the same way).
+      if (!due && due.error().message != outbox_error) {
+        log::error("webhooks: cannot read the outbox", {{"error", due.error().message}});
+        outbox_error = due.error().message;
+      }
+      if (due && !outbox_error.empty()) {
+        log::info("webhooks: the outbox can be read again");
+        outbox_error.clear();
+      }
       if (due) {
         for (auto& d : *due) send(d);
       }

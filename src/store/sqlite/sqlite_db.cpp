@@ -106,15 +106,60 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& pa
       sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
   if (rc != SQLITE_OK) {
-    return fail(Error::storage(
-        std::format("cannot open database {}: {}", path.string(), raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
+    return fail(sqliteError(rc, std::format("cannot open database {}: {}", path.string(),
+                                            raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
   }
   sqlite3_busy_timeout(raw, 10000);
   // FULL: a commit is on disk when it returns (WAL mode fsyncs the log at each commit).
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     if (auto r = db->exec(pragma); !r) return fail(r.error());
   }
+  // SQLite falls back to reading a file it may not write (a read-only mount) without saying so.
+  if (sqlite3_db_readonly(raw, "main") == 1) {
+    return fail(sqliteError(SQLITE_READONLY, std::format("{} can only be opened read-only", path.string())));
+  }
   return db;
+}
+
+namespace {
+
+// A path as the path of a file: URI (RFC 3986 percent-encoding of what SQLite would misread).
+std::string fileUri(const std::filesystem::path& path) {
+  std::string uri = "file:";
+  for (unsigned char c : path.string()) {
+    if (c == '?' || c == '#' || c == '%' || c < 0x20 || c >= 0x7f) {
+      uri += std::format("%{:02X}", c);
+    } else {
+      uri += static_cast<char>(c);
+    }
+  }
+  return uri;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteDb>> SqliteDb::openReadOnly(const std::filesystem::path& path) {
+  // A WAL database can be read where nothing may be written only if its -wal and -shm files are
+  // there (the last writer did not close cleanly) or if it is opened as immutable (it closed
+  // cleanly: everything is in the main file). The first keeps what only the -wal holds.
+  std::string last_error;
+  for (const char* params : {"?mode=ro", "?mode=ro&immutable=1"}) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2((fileUri(path) + params).c_str(), &raw,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+    std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
+    if (rc != SQLITE_OK) {
+      last_error = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+      continue;
+    }
+    sqlite3_busy_timeout(raw, 10000);
+    if (auto r = db->exec("SELECT COUNT(*) FROM sqlite_schema"); !r) {
+      last_error = r.error().message;
+      continue;
+    }
+    return db;
+  }
+  return fail(sqliteError(SQLITE_CANTOPEN, std::format("cannot read database {}: {}", path.string(), last_error)));
 }
 
 SqliteDb::~SqliteDb() {

@@ -52,7 +52,10 @@ class SqliteDb {
  public:
   // Opens (creating if needed) the database and applies the connection pragmas
   // (WAL, synchronous=FULL, busy timeout).
+  // A database that can only be read (a read-only mount) fails with kStorageUnavailable.
   static Result<std::unique_ptr<SqliteDb>> open(const std::filesystem::path& path);
+  // Opens an existing database for reading only, where nothing may be written.
+  static Result<std::unique_ptr<SqliteDb>> openReadOnly(const std::filesystem::path& path);
   ~SqliteDb();
   SqliteDb(const SqliteDb&) = delete;
   SqliteDb& operator=(const SqliteDb&) = delete;

@@ -5,6 +5,7 @@
 
 #include <format>
 #include <string>
+#include <utility>
 
 #include "core/clock.h"
 #include "core/logging.h"
@@ -57,23 +58,66 @@ std::string dumpJson(const nlohmann::json& j) {
 }
 
 
+SqliteStore::ReaderLease::ReaderLease(ReaderLease&& other) noexcept
+    : store(other.store), db(std::move(other.db)), read_only(std::exchange(other.read_only, false)) {}
+
 SqliteStore::ReaderLease::~ReaderLease() {
-  if (!db) return;
+  if (!db && !read_only) return;  // moved from (or an ordinary connection that failed to open)
   std::lock_guard lock(store->readers_mu_);
-  store->readers_.push_back(std::move(db));
+  if (read_only) {
+    --store->read_only_leased_;
+    store->readers_cv_.notify_all();
+  }
+  // A read-only connection is not kept once the store can write (or is about to).
+  if (db && read_only == store->readers_read_only_ && !store->switching_) store->readers_.push_back(std::move(db));
 }
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
   auto db = SqliteDb::open(path);
-  if (!db) return statim::fail(db.error());
+  if (!db) {
+    std::error_code ec;
+    if (db.error().code != ErrorCode::kStorageUnavailable || !std::filesystem::exists(path, ec)) {
+      return statim::fail(db.error());
+    }
+    return openReadOnly(path, db.error());
+  }
   auto version = migrate(**db);
   if (!version) return statim::fail(version.error());
   return std::unique_ptr<SqliteStore>(new SqliteStore(path, std::move(*db), *version));
 }
 
-SqliteStore::SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version)
+// The data dir cannot be written (a read-only mount, permissions): what is stored is served, every
+// write fails with `why`, and the writer opens the database for writing once the probe passes.
+Result<std::unique_ptr<SqliteStore>> SqliteStore::openReadOnly(const std::filesystem::path& path, const Error& why) {
+  auto db = SqliteDb::openReadOnly(path);
+  if (!db) return statim::fail(why);
+  auto st = (*db)->prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!st) return statim::fail(st.error());
+  auto row = (*st)->step();
+  if (!row) return statim::fail(row.error());
+  int version = static_cast<int>((*st)->columnInt(0));
+  (*st)->reset();
+  int latest = kSqliteMigrations.empty() ? 0 : kSqliteMigrations.back().version;
+  if (version < latest) {
+    return statim::fail(Error{why.code,
+                              std::format("{} (and its schema, version {}, must be migrated to {} before it can be "
+                                          "served)",
+                                          why.message, version, latest),
+                              {}});
+  }
+  log::warn("store: the data dir cannot be written: serving what is stored, refusing writes until it can",
+            {{"path", path.string()}, {"error", why.message}});
+  return std::unique_ptr<SqliteStore>(new SqliteStore(path, nullptr, version, std::move(*db), why));
+}
+
+SqliteStore::SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version,
+                         std::unique_ptr<SqliteDb> read_only_reader, std::optional<Error> write_problem)
     : path_(std::move(path)), blobs_(path_.parent_path() / "files"), writer_db_(std::move(writer)),
-      schema_version_(version) {
+      schema_version_(version), write_problem_(std::move(write_problem)) {
+  if (read_only_reader) {
+    readers_read_only_ = true;
+    readers_.push_back(std::move(read_only_reader));
+  }
   writer_ = std::thread([this] { writerLoop(); });
 }
 
@@ -105,7 +149,6 @@ void SqliteStore::enqueue(WriteOp op) {
 }
 
 void SqliteStore::writerLoop() {
-  SqliteDb& db = *writer_db_;
   while (true) {
     std::vector<WriteOp> batch;
     bool probe = false;
@@ -128,13 +171,20 @@ void SqliteStore::writerLoop() {
     if (probe) {
       // Only a probe clears the problem: small writes may still fit on a nearly full disk.
       last_probe_ = std::chrono::steady_clock::now();
-      if (probeWrite()) {
+      if (probeWrite() && openWriter()) {
         std::lock_guard lock(mu_);
         log::info("store: the data dir takes writes again", {{"was", write_problem_->message}});
         write_problem_.reset();
       }
     }
     if (batch.empty()) continue;
+    if (!writer_db_) {
+      // Opened read-only: nothing can be written until the probe passes.
+      Error e = *writeProblem();
+      for (auto& op : batch) op.deliver(&e);
+      continue;
+    }
+    SqliteDb& db = *writer_db_;
     std::vector<std::optional<Error>> op_errors(batch.size());    // delivered (exceptions)
     std::vector<std::optional<Error>> op_failures(batch.size());  // delivered by the op itself
     std::optional<Error> commit_error;
@@ -210,19 +260,47 @@ bool SqliteStore::probeWrite() {
   return ok;
 }
 
+// After a read-only start: opens the database for writing (and migrates it), and from then on
+// hands out ordinary readers. Writer thread only. The read-only connections are closed first:
+// SQLite shares one view of a WAL file's index between the connections of a process, and the
+// view opened read-only would keep the writer from writing.
+bool SqliteStore::openWriter() {
+  if (writer_db_) return true;
+  std::unique_lock lock(readers_mu_);
+  switching_ = true;
+  readers_.clear();
+  readers_cv_.wait(lock, [this] { return read_only_leased_ == 0; });
+  auto db = SqliteDb::open(path_);
+  Result<int> version = db ? migrate(**db) : Result<int>(statim::fail(db.error()));
+  switching_ = false;
+  readers_cv_.notify_all();
+  if (!version) {
+    if (db) log::error("store: cannot migrate the database", {{"error", version.error().message}});
+    return false;
+  }
+  writer_db_ = std::move(*db);
+  readers_read_only_ = false;
+  return true;
+}
+
 Result<SqliteStore::ReaderLease> SqliteStore::reader() {
+  bool read_only;
   {
-    std::lock_guard lock(readers_mu_);
+    std::unique_lock lock(readers_mu_);
+    readers_cv_.wait(lock, [this] { return !switching_; });
+    read_only = readers_read_only_;
+    if (read_only) ++read_only_leased_;
     if (!readers_.empty()) {
       auto db = std::move(readers_.back());
       readers_.pop_back();
-      return ReaderLease(this, std::move(db));
+      return ReaderLease(this, std::move(db), read_only);
     }
   }
-  auto db = SqliteDb::open(path_);
+  auto db = read_only ? SqliteDb::openReadOnly(path_) : SqliteDb::open(path_);
+  // The lease counts the connection (read-only ones) until it is gone, opened or not.
+  ReaderLease lease(this, db ? std::move(*db) : nullptr, read_only);
   if (!db) return statim::fail(db.error());
-  return ReaderLease(this, std::move(*db));
+  return lease;
 }
-
 
 }  // namespace statim

@@ -30,7 +30,9 @@ namespace statim {
 
 class SqliteStore final : public JobStore, public KeyStore, public AuditStore, public WebhookStore {
  public:
-  // Opens or creates `path`, applying pending migrations.
+  // Opens or creates `path`, applying pending migrations. A database that exists where nothing may
+  // be written (a read-only mount) is opened to serve reads: writes fail with kStorageUnavailable
+  // (writeProblem() says so) until the data dir takes writes again.
   static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
   ~SqliteStore() override;  // drains pending writes, then closes
 
@@ -85,7 +87,11 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
     std::function<void(const Error* commit_error)> deliver;
   };
 
-  SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version);
+  // Without a writer: opened read-only, serving from read_only_reader, writes failing with write_problem.
+  SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version,
+              std::unique_ptr<SqliteDb> read_only_reader = nullptr, std::optional<Error> write_problem = {});
+  static Result<std::unique_ptr<SqliteStore>> openReadOnly(const std::filesystem::path& path, const Error& why);
+  bool openWriter();
   void writerLoop();
   void enqueue(WriteOp op);
   // Runs `fn` (SqliteDb& -> Result<T>) on the writer inside a batch; `done` gets its result
@@ -99,15 +105,16 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
   struct ReaderLease {
     SqliteStore* store;
     std::unique_ptr<SqliteDb> db;
-    ReaderLease(SqliteStore* s, std::unique_ptr<SqliteDb> d) : store(s), db(std::move(d)) {}
-    ReaderLease(ReaderLease&&) = default;
+    bool read_only;
+    ReaderLease(SqliteStore* s, std::unique_ptr<SqliteDb> d, bool ro) : store(s), db(std::move(d)), read_only(ro) {}
+    ReaderLease(ReaderLease&& other) noexcept;
     ~ReaderLease();
   };
   Result<ReaderLease> reader();
 
   std::filesystem::path path_;
   BlobStore blobs_;
-  std::unique_ptr<SqliteDb> writer_db_;
+  std::unique_ptr<SqliteDb> writer_db_;  // null after a read-only start, until the data dir takes writes
   int schema_version_ = 0;
 
   mutable std::mutex mu_;
@@ -124,6 +131,10 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<SqliteDb>> readers_;  // guarded by readers_mu_
+  std::condition_variable readers_cv_;
+  bool readers_read_only_ = false;  // guarded by readers_mu_: opened read-only
+  int read_only_leased_ = 0;        // guarded by readers_mu_: read-only connections in use
+  bool switching_ = false;          // guarded by readers_mu_: openWriter() waits for them
 };
 
 template <typename T, typename Fn>
