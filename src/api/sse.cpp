@@ -1,6 +1,7 @@
 #include "api/sse.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 
 #include <drogon/HttpAppFramework.h>
@@ -12,12 +13,6 @@ namespace {
 
 constexpr double kKeepAliveSeconds = 2.0;
 constexpr const char* kRawStreamAttr = "statim.sse_raw_stream";
-
-// What the pre-sending advice needs to start a stream on a connection that closes after it.
-struct RawStream {
-  const drogon::HttpResponse* response;
-  std::function<void(trantor::TcpConnectionPtr)> start;
-};
 
 // HTTP/1.0 has no chunked encoding: a 1.0 client is answered as one that closes, whatever its
 // Connection header says. An HTTP/1.1 client closes when its Connection header has "close".
@@ -114,8 +109,36 @@ drogon::HttpResponsePtr sseResponse(const drogon::HttpRequestPtr& req,
     resp->addHeader("X-Accel-Buffering", "no");
     return resp;
   }
-  // Pass-through: Drogon writes exactly these headers, with no content-length and no chunking.
-  auto resp = drogon::HttpResponse::newHttpResponse();
+  // Pass-through: Drogon writes exactly these headers, with no content-length and no chunking,
+  // then pulls the body from the connection's write queue: that first pull comes once the
+  // headers (and every response the client pipelined before) are queued, and starts the stream,
+  // whose events then go straight onto the connection. If the response is dropped unsent (the
+  // client left first), on_gone runs when the last copy of the pull goes.
+  struct Starter {
+    std::weak_ptr<trantor::TcpConnection> conn;
+    std::function<void(std::shared_ptr<SseStream>)> start;
+    std::function<void()> on_gone;
+    bool started = false;
+    ~Starter() {
+      if (!started && on_gone) drogon::app().getLoop()->queueInLoop(std::move(on_gone));
+    }
+  };
+  auto starter = std::make_shared<Starter>(req->getConnectionPtr(), std::move(start), std::move(on_gone));
+  auto resp = drogon::HttpResponse::newStreamResponse([starter](char* buffer, std::size_t) -> std::size_t {
+    auto conn = starter->conn.lock();
+    // A null buffer is a cleanup call (the response or the queue dropping its copy).
+    if (!buffer || starter->started || !conn || !conn->connected()) return 0;
+    starter->started = true;
+    // Not from inside the write: queued, so the events follow what is queued now.
+    conn->getLoop()->queueInLoop([conn, start = std::move(starter->start), on_gone = starter->on_gone] {
+      if (!conn->connected()) {
+        if (on_gone) on_gone();
+        return;
+      }
+      begin(start, std::make_shared<SseStream>(conn, on_gone));
+    });
+    return 0;  // nothing more through Drogon
+  });
   resp->setPassThrough(true);
   resp->addHeader("Content-Type", "text/event-stream");
   resp->addHeader("Cache-Control", "no-cache");
@@ -123,16 +146,7 @@ drogon::HttpResponsePtr sseResponse(const drogon::HttpRequestPtr& req,
   resp->addHeader("Connection", "close");
   resp->addHeader("Server", "statim/" STATIM_VERSION);
   resp->addHeader("Date", drogon::utils::getHttpFullDateStr());
-  auto raw = std::make_shared<RawStream>();
-  raw->response = resp.get();
-  raw->start = [start = std::move(start), on_gone = std::move(on_gone)](trantor::TcpConnectionPtr conn) {
-    if (!conn->connected()) {
-      if (on_gone) on_gone();
-      return;
-    }
-    begin(start, std::make_shared<SseStream>(std::move(conn), on_gone));
-  };
-  req->attributes()->insert(kRawStreamAttr, raw);
+  req->attributes()->insert(kRawStreamAttr, std::shared_ptr<const drogon::HttpResponse>(resp));
   return resp;
 }
 
@@ -140,12 +154,17 @@ drogon::HttpResponsePtr sseResponse(const drogon::HttpRequestPtr& req,
 
 void respondSse(const drogon::HttpRequestPtr& req, Callback cb, std::function<void(std::shared_ptr<SseStream>)> start,
                 std::function<void()> on_gone, const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (on_gone) {
+    // Several paths may find the client gone (before the hand-over, an unsent response, a failed
+    // write): it is told once.
+    on_gone = [once = std::make_shared<std::atomic<bool>>(false), fn = std::move(on_gone)] {
+      if (!once->exchange(true)) fn();
+    };
+  }
   auto resp = sseResponse(req, std::move(start), on_gone);
   for (auto& [name, value] : headers) resp->addHeader(name, value);
-  // The response is handed over on the connection's loop: Drogon then writes its headers before
-  // that loop runs anything queued meanwhile, which is what orders a closing connection's first
-  // event after them (see the advice below). A client that left before then is gone already:
-  // Drogon would drop the answer without a word, so on_gone runs here.
+  // The response is handed over on the connection's loop, where a client that left before then
+  // is seen gone: Drogon would drop the answer without a word, so on_gone runs here.
   auto conn = req->getConnectionPtr().lock();
   if (!conn) {
     // Not here: this may be the store's thread, and cancelling a job writes to the store.
@@ -165,24 +184,12 @@ void registerSseAdvice(drogon::HttpAppFramework& app) {
   app.registerPreSendingAdvice([](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
     auto attrs = req->attributes();
     if (!attrs->find(kRawStreamAttr)) return;
-    auto raw = attrs->get<std::shared_ptr<RawStream>>(kRawStreamAttr);
-    if (raw->response != resp.get()) return;  // the handler answered with something else
+    auto raw = attrs->get<std::shared_ptr<const drogon::HttpResponse>>(kRawStreamAttr);
     attrs->erase(kRawStreamAttr);
-    auto conn = req->getConnectionPtr().lock();
-    if (!conn) return;
-    // Drogon closes a closing connection right after the headers; this stream closes it itself,
+    if (raw != resp) return;  // the handler answered with something else
+    // Drogon closes a closing connection right after the response; this stream closes it itself,
     // after its last event.
     resp->setCloseConnection(false);
-    // respondSse hands the response over on the connection's loop, so Drogon writes the headers
-    // on this thread before the loop runs what is queued here: the first event comes after them.
-    auto* loop = conn->getLoop();
-    if (!loop->isInLoopThread()) {
-      // Not through respondSse: no way to order the first event after the headers. Refuse the
-      // stream rather than write a broken one.
-      conn->forceClose();
-      return;
-    }
-    loop->queueInLoop([conn, start = raw->start] { start(conn); });
   });
 }
 

@@ -147,6 +147,38 @@ def test_chat_stream_to_a_closing_connection(srv, chat_text, version, headers):
     assert chat_stream_text(parse_sse(body.decode())) == chat_text
 
 
+def test_pipelined_requests_ending_with_a_closing_stream_are_answered_in_order(srv):
+    """A client that pipelines requests and ends with a closing stream request gets each answer
+    whole and in order: the answers to the jobs it posted (stored, then answered from the store's
+    thread), then the stream's headers, then its events, then the connection closes."""
+    done = slow_echo(srv, 0)
+    srv.wait_job(done)
+    posts = []
+    for i in range(3):
+        data = json.dumps({"model": "echo", "prompt": f"pipelined {i}"}).encode()
+        posts.append(f"POST /job HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    for _ in range(20):  # the race this guards against needs an answer still pending: try a few
+        stream = f"GET /job/{done}/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30 * SLOW) as sock:
+            sock.sendall(b"".join(posts) + stream)
+            buf = b""
+            while chunk := sock.recv(65536):
+                buf += chunk
+        rest = buf
+        for i in range(3):
+            head, sep, rest = rest.partition(b"\r\n\r\n")
+            assert sep and head.startswith(b"HTTP/1.1 202"), buf[:600]
+            length = int(next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")[1:])
+                              if k.strip().lower() == b"content-length"))
+            body, rest = json.loads(rest[:length]), rest[length:]
+            assert body["prompt"] == f"pipelined {i}", body
+        head, sep, events = rest.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, buf[:600]
+        assert events.startswith(b"event: state\n"), events[:200]
+        check_job_stream(parse_sse(events.decode()), done)
+
+
 def test_kept_alive_connection_streams_chunked_and_serves_the_next_request(srv, chat_text):
     with requests.Session() as s:
         s.trust_env = False

@@ -1,6 +1,7 @@
 // Structured output: a JSON Schema (response_format) converted to GBNF by statim, and any GBNF a
-// job may send, through libllama's grammar parser with a real vocabulary. Invariant: every
-// grammar statim generates from a schema is one libllama accepts.
+// job may send, through statim's checks and libllama's grammar parser (as a job's sampler is
+// built) with a real vocabulary. Invariant: every grammar statim generates from a schema is one
+// libllama accepts.
 //   STATIM_FUZZ_GGUF   a GGUF whose vocabulary is used (default: tiny.gguf beside the binary)
 #include <cstddef>
 #include <cstdint>
@@ -12,14 +13,15 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/llama/json_grammar.h"
+#include "backends/llama/sampling.h"
 #include "fuzz_util.h"
 
 using namespace statim;
 
 namespace {
 
-const llama_vocab* vocab() {
-  static llama_model* model = [] {
+const llama_model* model() {
+  static llama_model* loaded = [] {
     llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
     llama_backend_init();
     const char* env = std::getenv("STATIM_FUZZ_GGUF");
@@ -33,11 +35,11 @@ const llama_vocab* vocab() {
     }
     return m;
   }();
-  return llama_model_get_vocab(model);
+  return loaded;
 }
 
 bool llamaAccepts(const std::string& gbnf) {
-  llama_sampler* s = llama_sampler_init_grammar(vocab(), gbnf.c_str(), "root");
+  llama_sampler* s = llama_sampler_init_grammar(llama_model_get_vocab(model()), gbnf.c_str(), "root");
   if (!s) return false;
   llama_sampler_free(s);
   return true;
@@ -58,7 +60,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       fuzz::require(!gbnf.error().message.empty(), "a refused schema says why");
     }
   } else {
-    (void)llamaAccepts(text);
+    // As a job's params.grammar: statim's checks first, then libllama's parser.
+    llama::Sampling sampling;
+    sampling.grammar = text;
+    (void)llama::makeSampler(model(), sampling);
   }
   return 0;
 }

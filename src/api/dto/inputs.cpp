@@ -52,12 +52,10 @@ Result<nlohmann::json> multipartFields(const drogon::MultiPartParser& parser) {
   return body;
 }
 
-}  // namespace
-
 // Drogon 1.9.13's multipart parser reads out of bounds on some malformed bodies (a 45-byte body
-// crashed the server: tests/fuzz/found): the structure is checked before it sees one. Each part
-// follows a delimiter line, has its headers and a blank line, and the body ends with the closing
-// delimiter.
+// crashed the server: tests/fuzz/corpus/fuzz_multipart): the structure is checked before it sees
+// one. Each part follows a delimiter line, has its headers and a blank line, and the body ends
+// with the closing delimiter.
 bool wellFormedMultipart(std::string_view body, std::string_view content_type) {
   auto at = content_type.find("boundary=");
   if (at == std::string_view::npos) return false;
@@ -80,6 +78,8 @@ bool wellFormedMultipart(std::string_view body, std::string_view content_type) {
     pos = next + 2;
   }
 }
+
+}  // namespace
 
 Result<JobRequest> readJobRequest(const drogon::HttpRequestPtr& req, BlobStore& blobs) {
   JobRequest out;

@@ -14,6 +14,45 @@ constexpr std::initializer_list<std::string_view> kSamplingFields = {
     "max_tokens",       "temperature",       "top_k", "top_p", "min_p",   "repeat_penalty", "repeat_last_n",
     "presence_penalty", "frequency_penalty", "seed",  "stop",  "grammar", "response_format"};
 
+// libllama expands a repetition {m,n} into n copies, and one with n < m makes its parser loop
+// (practically) forever: each is checked before a grammar reaches it. The limit matches libllama's.
+constexpr long kMaxGbnfRepeat = 2000;
+
+Result<void> checkGbnfRepetitions(std::string_view g) {
+  auto bad = [](std::string_view rep, size_t at, std::string_view why) {
+    return fail(Error::invalid(std::format("the grammar's repetition '{}' (at byte {}) {}", rep, at, why),
+                               "params.grammar"));
+  };
+  for (size_t i = 0; i < g.size(); ++i) {
+    char c = g[i];
+    if (c == '#') {  // a comment, to the end of the line
+      while (i < g.size() && g[i] != '\n' && g[i] != '\r') ++i;
+    } else if (c == '"' || c == '[') {  // a literal or a character class, with escapes
+      char close = c == '"' ? '"' : ']';
+      for (++i; i < g.size() && g[i] != close; ++i) {
+        if (g[i] == '\\') ++i;
+      }
+    } else if (c == '{') {
+      size_t start = i;
+      long bounds[2] = {-1, -1};
+      int n = 0;
+      for (++i; i < g.size() && g[i] != '}' && n < 2; ++i) {
+        if (g[i] >= '0' && g[i] <= '9') {
+          bounds[n] = std::min<long>((bounds[n] < 0 ? 0 : bounds[n] * 10) + (g[i] - '0'), kMaxGbnfRepeat + 1);
+        } else if (g[i] == ',') {
+          ++n;
+        }
+      }
+      std::string_view rep = g.substr(start, std::min(i, g.size() - 1) - start + 1);
+      if (bounds[0] > kMaxGbnfRepeat || bounds[1] > kMaxGbnfRepeat) {
+        return bad(rep, start, std::format("repeats more than {} times, which is not supported", kMaxGbnfRepeat));
+      }
+      if (bounds[1] >= 0 && bounds[0] > bounds[1]) return bad(rep, start, "has a minimum above its maximum");
+    }
+  }
+  return ok();
+}
+
 Result<void> validateResponseFormat(const nlohmann::json& p) {
   auto it = p.find("response_format");
   if (it == p.end() || it->is_null()) return ok();
@@ -58,6 +97,9 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
                  params::number(p, "frequency_penalty", -2.0, 2.0, w), params::integer(p, "seed", 0, 4294967295LL, w),
                  params::stringOrList(p, "stop", 16, 256, w), params::string(p, "grammar", 1 << 16, w)}) {
     if (!r) return r;
+  }
+  if (auto g = p.find("grammar"); g != p.end() && g->is_string()) {
+    if (auto r = checkGbnfRepetitions(g->get<std::string>()); !r) return r;
   }
   if (p.contains("grammar") && p.contains("response_format") && p["response_format"].value("type", "text") != "text") {
     return fail(
@@ -108,6 +150,7 @@ Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
                                      static_cast<float>(s.presence_penalty)));
   }
   if (!s.grammar.empty()) {
+    if (auto r = checkGbnfRepetitions(s.grammar); !r) return fail(r.error());
     llama_sampler* g = llama_sampler_init_grammar(vocab, s.grammar.c_str(), "root");
     if (!g)
       return fail(

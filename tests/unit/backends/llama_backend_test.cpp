@@ -298,12 +298,21 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
            {{{"presence_penalty", 3}}, "'params.presence_penalty' must be between -2 and 2"},
            {{{"response_format", {{"type", "xml"}}}},
             "'params.response_format.type' must be text, json_object or json_schema (got 'xml')"},
+           // libllama's parser would loop (practically) forever on the first (a fuzz find).
+           {{{"grammar", "roz ::= ite[a-z]{8,7} "}},
+            "the grammar's repetition '{8,7}' (at byte 16) has a minimum above its maximum"},
+           {{{"grammar", "root ::= \"{9,1}\" [{}] x{3,2} # {5,1}\n"}},
+            "the grammar's repetition '{3,2}' (at byte 23) has a minimum above its maximum"},
+           {{{"grammar", "root ::= [a-z]{0,99999999999999999999}"}},
+            "the grammar's repetition '{0,99999999999999999999}' (at byte 14) repeats more than 2000 times, which "
+            "is not supported"},
        }) {
     auto r = b.validateParams("completion", c.params);
     ASSERT_FALSE(r) << c.params.dump();
     EXPECT_EQ(r.error().message, c.message);
   }
   EXPECT_TRUE(b.validateParams("completion", {{"max_tokens", 5}, {"stop", {"a", "b"}}, {"seed", 4294967295LL}}));
+  EXPECT_TRUE(b.validateParams("completion", {{"grammar", "root ::= [a-z]{2,2000} \"{3,1}\" x{3} y{1,}"}}));
 }
 
 // The real TinyStories model from ../shared/models, when present.
