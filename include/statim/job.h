@@ -25,6 +25,33 @@ inline bool isTerminal(JobStatus s) {
   return s == JobStatus::kCompleted || s == JobStatus::kFailed || s == JobStatus::kCancelled;
 }
 
+// A job's life, in one place: each step, the status it leads to, the event that announces it
+// (to streams and webhooks; empty: none) and the status_message the job is stored with. The
+// scheduler and every store take them from here (a store binds them into its SQL).
+enum class JobStep {
+  kQueued,            // submitted
+  kQueuedForLoad,     // submitted while its model loads
+  kStarted,           // claimed by a worker (also: started at submission)
+  kCancelling,        // a cancel asked of a running job; it stops at its next check
+  kCompleted,
+  kFailed,            // the backend failed
+  kCancelledRunning,  // stopped by a cancel
+  kCancelledQueued,   // cancelled before any worker took it
+  kRequeued,          // its worker vanished (lease expired); the message adds the attempts used
+  kAbandoned,         // its worker vanished jobs.max_attempts times: failed
+};
+struct JobTransition {
+  JobStatus status;
+  std::string_view event;    // "queued", "started", "completed", "failed", "cancelled"; or none
+  std::string_view message;  // status_message
+  bool terminal() const { return isTerminal(status); }
+};
+const JobTransition& transition(JobStep step);
+// The event that announces a job reaching `s` ("queued", "started", "completed", ...).
+std::string_view eventName(JobStatus s);
+// The events a webhook may ask for, in the order of a job's life.
+inline constexpr std::string_view kJobEvents[] = {"queued", "started", "completed", "failed", "cancelled"};
+
 // A file a job takes (an image, some audio) or produces (an artifact). The bytes live in the data
 // dir, content-addressed by sha256 (see store/blob_store.h); rows in the store describe them.
 struct JobFile {

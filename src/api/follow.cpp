@@ -8,14 +8,6 @@
 namespace statim::api {
 namespace {
 
-std::string terminalEventName(JobStatus s) {
-  switch (s) {
-    case JobStatus::kCompleted: return "completed";
-    case JobStatus::kFailed: return "failed";
-    default: return "cancelled";
-  }
-}
-
 // Events that arrive while the first state is being read wait in `backlog`, so the sink sees the
 // state first and nothing twice. Lock order: the hub's lock, then `mu` (never the reverse).
 struct Follower {
@@ -58,7 +50,7 @@ Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink 
     if (isTerminal(job->status) && job->result.is_object()) text = job->result.value("text", text);
     JobEvent state{id, "state", {{"text", text}}, *job};
     keep = f->deliver(state);
-    if (keep && isTerminal(job->status)) keep = f->deliver({id, terminalEventName(job->status), {}, *job});
+    if (keep && isTerminal(job->status)) keep = f->deliver({id, std::string(eventName(job->status)), {}, *job});
     while (keep && !f->backlog.empty()) {
       keep = f->deliver(f->backlog.front());
       f->backlog.pop_front();

@@ -29,7 +29,8 @@ struct JobEvent {
   std::string type;
   nlohmann::json data = nlohmann::json::object();
   std::optional<Job> job;  // the final job, on "result" and terminal events
-  bool terminal() const { return type == "completed" || type == "failed" || type == "cancelled"; }
+  // The event of a job's end, which carries the ended job.
+  bool terminal() const { return job && isTerminal(job->status) && type == eventName(job->status); }
 };
 
 class JobEvents {

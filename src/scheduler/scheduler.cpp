@@ -273,7 +273,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (job.keep_alive) models_.setKeepAlive(job.model, *job.keep_alive);
   // A model that is not loaded is loaded for the job, which waits for it in the queue.
   const bool load_first = entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading;
-  if (entry->state != ModelState::kReady) job.status_message = "loading model";
+  if (entry->state != ModelState::kReady) job.status_message = transition(JobStep::kQueuedForLoad).message;
 
   ModelQueue* q = nullptr;
   std::optional<Error> replay_when_full;
@@ -320,7 +320,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
                        if (created) {
                          // Before a worker can see the job, so that "queued" comes before "started".
                          if (options_.metrics) options_.metrics->submitted(*r);
-                         events_.publish({r->id, "queued"});
+                         events_.publish({r->id, std::string(transition(JobStep::kQueued).event)});
                          log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
                        }
                        {
@@ -551,7 +551,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
 void Scheduler::began(const Job& job) {
   models_.touch(job.model);
   if (options_.metrics) options_.metrics->started(job);
-  events_.publish({job.id, "started", {{"attempt", job.attempts}}});
+  events_.publish({job.id, std::string(transition(JobStep::kStarted).event), {{"attempt", job.attempts}}});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
 }
 
@@ -605,14 +605,11 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     if (!r) {
       log::error("job: could not record its end", {{"job_id", id}, {"error", r.error().message}});
     } else {
-      const char* event = r->status == JobStatus::kCompleted ? "completed"
-                          : r->status == JobStatus::kFailed  ? "failed"
-                                                             : "cancelled";
       // ("job: failed" was logged with its error when the worker reported it.)
       if (r->status == JobStatus::kCompleted) log::info("job: completed", {{"job_id", id}, {"model", r->model}});
       if (r->status == JobStatus::kCancelled) log::info("job: cancelled", {{"job_id", id}, {"model", r->model}});
       if (options_.metrics) options_.metrics->finished(*r);
-      events_.publish({id, event, {{"status", toString(r->status)}}, std::move(*r)});
+      events_.publish({id, std::string(eventName(r->status)), {{"status", toString(r->status)}}, std::move(*r)});
     }
     std::lock_guard lock(mu_);
     --writes_;
@@ -631,7 +628,7 @@ Result<Job> Scheduler::cancel(JobId id) {
       if (auto it = queues_.find(job.model); it != queues_.end() && it->second->queued > 0) --it->second->queued;
     }
     if (options_.metrics) options_.metrics->finished(job);
-    events_.publish({id, "cancelled", {{"status", "CANCELLED"}}, job});
+    events_.publish({id, std::string(eventName(job.status)), {{"status", toString(job.status)}}, job});
     log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
   } else if (outcome->before == JobStatus::kProcessing) {
     std::lock_guard lock(mu_);

@@ -28,10 +28,11 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
 }
 
 Job endedJob(Job job, JobOutcome outcome) {
-  job.status = outcome.status;
-  job.status_message = outcome.status == JobStatus::kFailed      ? "failed"
-                       : outcome.status == JobStatus::kCancelled ? "cancelled while running"
-                                                                 : "completed";
+  const JobTransition& step = transition(outcome.status == JobStatus::kFailed      ? JobStep::kFailed
+                                         : outcome.status == JobStatus::kCancelled ? JobStep::kCancelledRunning
+                                                                                   : JobStep::kCompleted);
+  job.status = step.status;
+  job.status_message = step.message;
   job.result = std::move(outcome.result);
   job.error = std::move(outcome.error);
   job.artifacts = std::move(outcome.artifacts);

@@ -18,8 +18,6 @@ nlohmann::ordered_json optTime(const std::optional<Micros>& t) {
   return t ? nlohmann::ordered_json(formatIsoUtc(*t)) : nlohmann::ordered_json(nullptr);
 }
 
-constexpr std::string_view kWebhookEvents[] = {"queued", "started", "completed", "failed", "cancelled"};
-
 Result<std::optional<Webhook>> parseWebhook(const nlohmann::json& body) {
   auto url = body.find("webhook");
   auto events = body.find("webhook_events");
@@ -38,16 +36,16 @@ Result<std::optional<Webhook>> parseWebhook(const nlohmann::json& body) {
   Webhook w{url->get<std::string>(), {"completed", "failed", "cancelled"}};
   if (events != body.end() && !events->is_null()) {
     if (!events->is_array() || events->empty()) {
-      return fail(Error::invalid(std::format("'webhook_events' must be a non-empty list of: {}", joinNames(kWebhookEvents)),
+      return fail(Error::invalid(std::format("'webhook_events' must be a non-empty list of: {}", joinNames(kJobEvents)),
                                  "webhook_events"));
     }
     w.events.clear();
     for (auto& e : *events) {
-      if (!e.is_string() || std::ranges::find(kWebhookEvents, e.get<std::string>()) == std::end(kWebhookEvents)) {
+      if (!e.is_string() || std::ranges::find(kJobEvents, e.get<std::string>()) == std::end(kJobEvents)) {
         return fail(Error::invalid(std::format("'webhook_events' has {}; allowed events: {}",
                                                e.is_string() ? "'" + e.get<std::string>().substr(0, 64) + "'"
                                                              : std::string("a ") + e.type_name(),
-                                               joinNames(kWebhookEvents)),
+                                               joinNames(kJobEvents)),
                                    "webhook_events"));
       }
       if (std::ranges::find(w.events, e.get<std::string>()) == w.events.end()) w.events.push_back(e);

@@ -18,7 +18,13 @@ TEST(JobEvents, LateSubscriberGetsTextSoFarThenDeltas) {
   EXPECT_EQ(sub.text_so_far, "Hello");
   hub.publish({7, "token", {{"text", " world"}}});
   EXPECT_EQ(sub.text_so_far + seen, "Hello world");
+  // An event named like an end but without the ended job (a backend's own event) ends nothing.
   hub.publish({7, "completed"});
+  EXPECT_EQ(hub.listeners(), 1u);
+  Job done;
+  done.id = 7;
+  done.status = JobStatus::kCompleted;
+  hub.publish({7, "completed", {}, done});
   EXPECT_EQ(hub.listeners(), 0u);  // terminal events drop the job's listeners
 }
 
