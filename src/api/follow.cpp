@@ -26,7 +26,7 @@ struct Follower {
 
 }  // namespace
 
-Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink sink) {
+Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
   auto sub = events.subscribe(id, [f](const JobEvent& e) {

@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "scheduler/job_events.h"
+#include "events/event_bus.h"
 #include "store/job_store.h"
 
 namespace statim::api {
@@ -15,7 +15,7 @@ namespace statim::api {
 // stop following (client gone). Calls are serialised; they come from store or worker threads
 // and must not block. Returns kNotFound (and calls nothing) for an unknown job.
 using FollowSink = std::function<bool(const JobEvent&)>;
-Result<void> followJob(JobStore& store, JobEvents& events, JobId id, FollowSink sink);
+Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink);
 
 // What a route that waited for a job answers when it ended without completing: 409 `cancelled`,
 // or the backend's failure.

@@ -16,6 +16,7 @@
 #include "api/webhook_transport.h"
 #include "core/crypto.h"
 #include "core/logging.h"
+#include "events/in_process/in_process_bus.h"
 #include "models/model_registry.h"
 #include "scheduler/housekeeping.h"
 #include "scheduler/model_lifecycle.h"
@@ -94,8 +95,10 @@ int serve(const Config& config) {
 
   Metrics metrics;
   JobMetrics job_metrics(metrics);
+  InProcessEventBus events;
   SchedulerOptions options;
   options.metrics = &job_metrics;
+  options.events = &events;
   options.blobs = &(*store)->blobs();
   options.compute = &compute;
   options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };

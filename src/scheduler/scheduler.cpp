@@ -32,7 +32,7 @@ struct Scheduler::ModelQueue {
 // What a backend sees of its job: its own cancel flag, the shutdown deadline, and the event hub.
 class Scheduler::Control final : public JobControl {
  public:
-  Control(JobId id, const std::atomic<bool>& hard_stop, JobEvents& events, BlobStore* blobs)
+  Control(JobId id, const std::atomic<bool>& hard_stop, EventBus& events, BlobStore* blobs)
       : id_(id), hard_stop_(hard_stop), events_(events), blobs_(blobs) {}
   bool cancelled() const override {
     return cancel_.load(std::memory_order_relaxed) || hard_stop_.load(std::memory_order_relaxed);
@@ -58,7 +58,7 @@ class Scheduler::Control final : public JobControl {
   JobId id_;
   std::atomic<bool> cancel_{false};
   const std::atomic<bool>& hard_stop_;
-  JobEvents& events_;
+  EventBus& events_;
   BlobStore* blobs_;
   std::vector<JobFile> artifacts_;  // only touched from the job's own thread
 };
@@ -123,7 +123,8 @@ class ClaimGate {
 }  // namespace
 
 Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions options)
-    : store_(store), models_(models), options_(std::move(options)) {
+    : store_(store), models_(models), options_(std::move(options)),
+      events_(options_.events ? *options_.events : own_events_) {
   if (options_.node_id.empty()) options_.node_id = makeNodeId();
   for (auto& e : models_.list()) {
     auto q = std::make_unique<ModelQueue>();

@@ -25,9 +25,10 @@
 #include <thread>
 #include <vector>
 
+#include "events/event_bus.h"
+#include "events/in_process/in_process_bus.h"
 #include "models/model_registry.h"
 #include "scheduler/compute_budget.h"
-#include "scheduler/job_events.h"
 #include "scheduler/job_metrics.h"
 #include "statim/error.h"
 #include "statim/job.h"
@@ -46,6 +47,7 @@ struct SchedulerOptions {
   std::chrono::microseconds join_wait{2000};
   std::string node_id;                            // lease owner prefix; generated when empty
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
+  EventBus* events = nullptr;                     // where job events go; outlives the scheduler. Null: its own
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
   // Every Session::run and BatchSession::step runs inside it; outlives the scheduler. Null: calls
   // run directly on their worker (unit tests of the scheduler alone).
@@ -105,8 +107,8 @@ class Scheduler {
   // returned as it is. Errors: kNotFound.
   Result<Job> cancel(JobId id);
 
-  // Live events of jobs (see job_events.h).
-  JobEvents& events() { return events_; }
+  // Live events of jobs (see events/event_bus.h).
+  EventBus& events() { return events_; }
 
   ModelQueueStats stats(const std::string& model_id) const;
   // The compute budget's figures; none when the scheduler runs without one.
@@ -164,6 +166,8 @@ class Scheduler {
   JobStore& store_;
   ModelRegistry& models_;
   SchedulerOptions options_;
+  InProcessEventBus own_events_;  // when options.events is null
+  EventBus& events_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<ModelQueue>> queues_;  // guarded by mu_ (map shape fixed at construction)
@@ -177,7 +181,6 @@ class Scheduler {
 
   std::condition_variable lease_cv_;
   std::thread lease_thread_;
-  JobEvents events_;
 };
 
 }  // namespace statim

@@ -1,0 +1,63 @@
+// Job events, from where they happen (the scheduler, a job's worker) to those who follow them
+// (SSE streams, OpenAI streams): one interface, one folder per transport. in_process/ fans them
+// out within this process; a transport between nodes (PostgreSQL LISTEN/NOTIFY) implements the
+// same contract.
+//
+// Events: "queued", "started", "token" (data.text: new text), "progress" (or any type a backend
+// gives its progress), "result" (job: the final job as it is being stored: the outcome is known,
+// its commit is not done yet), and the terminal "completed" / "failed" / "cancelled" (job: the
+// final job, stored). The names of a job's life come from statim/job.h (eventName, transition).
+//
+// Contract, for every implementation:
+// - Every method may be called from any thread.
+// - The events of one job reach each of its listeners in the order they were published, each
+//   once; a subscriber of a running job first gets the text it produced so far (text_so_far),
+//   then every later event, with nothing lost or repeated.
+// - A listener must not block (hand data to a socket buffer and return) and must not call the
+//   bus. It returns false to be removed (its client went away); one that throws is removed too,
+//   and the exception is logged, never propagated to the publisher.
+// - After a job's terminal event its listeners are gone.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "statim/job.h"
+
+namespace statim {
+
+struct JobEvent {
+  JobId job_id = 0;
+  std::string type;
+  nlohmann::json data = nlohmann::json::object();
+  std::optional<Job> job;  // the final job, on "result" and terminal events
+  // The event of a job's end, which carries the ended job.
+  bool terminal() const { return job && isTerminal(job->status) && type == eventName(job->status); }
+};
+
+class EventBus {
+ public:
+  using Listener = std::function<bool(const JobEvent&)>;
+  using Token = std::uint64_t;
+
+  struct Subscription {
+    Token token = 0;
+    std::string text_so_far;  // what a running job has produced before the subscription
+  };
+
+  virtual ~EventBus() = default;
+  // The events of one job, from now until its terminal event.
+  virtual Subscription subscribe(JobId job, Listener listener) = 0;
+  // The events of every job (a live job list), until unsubscribed.
+  virtual Token subscribeAll(Listener listener) = 0;
+  virtual void unsubscribe(Token token) = 0;
+  virtual void publish(const JobEvent& event) = 0;
+  // Number of live listeners (tests, metrics).
+  virtual std::size_t listeners() const = 0;
+};
+
+}  // namespace statim

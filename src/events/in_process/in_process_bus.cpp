@@ -1,0 +1,81 @@
+#include "events/in_process/in_process_bus.h"
+
+#include <exception>
+
+#include "core/logging.h"
+
+namespace statim {
+
+EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener) {
+  std::lock_guard lock(mu_);
+  Token token = next_token_++;
+  Entry& e = jobs_[job];
+  e.listeners.emplace(token, std::move(listener));
+  tokens_.emplace(token, job);
+  return {token, e.text};
+}
+
+EventBus::Token InProcessEventBus::subscribeAll(Listener listener) {
+  std::lock_guard lock(mu_);
+  Token token = next_token_++;
+  all_.emplace(token, std::move(listener));
+  return token;
+}
+
+void InProcessEventBus::unsubscribe(Token token) {
+  std::lock_guard lock(mu_);
+  if (all_.erase(token)) return;
+  auto it = tokens_.find(token);
+  if (it == tokens_.end()) return;
+  auto job = jobs_.find(it->second);
+  tokens_.erase(it);
+  if (job == jobs_.end()) return;
+  job->second.listeners.erase(token);
+  if (job->second.listeners.empty() && !job->second.running) jobs_.erase(job);
+}
+
+bool InProcessEventBus::deliver(const Listener& listener, const JobEvent& event) {
+  try {
+    return listener(event);
+  } catch (const std::exception& e) {
+    log::error("events: a listener threw; it is removed",
+               {{"job_id", event.job_id}, {"event", event.type}, {"error", e.what()}});
+  } catch (...) {
+    log::error("events: a listener threw; it is removed", {{"job_id", event.job_id}, {"event", event.type}});
+  }
+  return false;
+}
+
+void InProcessEventBus::publish(const JobEvent& event) {
+  std::lock_guard lock(mu_);
+  for (auto l = all_.begin(); l != all_.end();) {
+    l = deliver(l->second, event) ? std::next(l) : all_.erase(l);
+  }
+  auto it = jobs_.find(event.job_id);
+  if (event.type == eventName(JobStatus::kProcessing) && it == jobs_.end()) {
+    // Track the text of every running job so late subscribers get a snapshot.
+    it = jobs_.emplace(event.job_id, Entry{}).first;
+  }
+  if (it == jobs_.end()) return;
+  if (event.type == eventName(JobStatus::kProcessing)) it->second.running = true;
+  if (event.type == "token") it->second.text += event.data.value("text", "");
+  for (auto l = it->second.listeners.begin(); l != it->second.listeners.end();) {
+    if (deliver(l->second, event)) {
+      ++l;
+    } else {
+      tokens_.erase(l->first);
+      l = it->second.listeners.erase(l);
+    }
+  }
+  if (event.terminal()) {
+    for (auto& [token, l] : it->second.listeners) tokens_.erase(token);
+    jobs_.erase(it);
+  }
+}
+
+std::size_t InProcessEventBus::listeners() const {
+  std::lock_guard lock(mu_);
+  return tokens_.size() + all_.size();
+}
+
+}  // namespace statim

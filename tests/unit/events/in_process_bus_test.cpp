@@ -1,0 +1,108 @@
+#include "events/in_process/in_process_bus.h"
+
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace statim {
+namespace {
+
+TEST(InProcessEventBus, LateSubscriberGetsTextSoFarThenDeltas) {
+  InProcessEventBus hub;
+  hub.publish({7, "started"});
+  hub.publish({7, "token", {{"text", "Hel"}}});
+  hub.publish({7, "token", {{"text", "lo"}}});
+  std::string seen;
+  auto sub = hub.subscribe(7, [&](const JobEvent& e) {
+    if (e.type == "token") seen += e.data["text"].get<std::string>();
+    return true;
+  });
+  EXPECT_EQ(sub.text_so_far, "Hello");
+  hub.publish({7, "token", {{"text", " world"}}});
+  EXPECT_EQ(sub.text_so_far + seen, "Hello world");
+  // An event named like an end but without the ended job (a backend's own event) ends nothing.
+  hub.publish({7, "completed"});
+  EXPECT_EQ(hub.listeners(), 1u);
+  Job done;
+  done.id = 7;
+  done.status = JobStatus::kCompleted;
+  hub.publish({7, "completed", {}, done});
+  EXPECT_EQ(hub.listeners(), 0u);  // terminal events drop the job's listeners
+}
+
+TEST(InProcessEventBus, ListenerReturningFalseIsRemovedAndOthersKeepGetting) {
+  InProcessEventBus hub;
+  int a = 0, b = 0;
+  hub.subscribe(1, [&](const JobEvent&) {
+    ++a;
+    return false;
+  });
+  hub.subscribe(1, [&](const JobEvent&) {
+    ++b;
+    return true;
+  });
+  hub.publish({1, "started"});
+  hub.publish({1, "token", {{"text", "x"}}});
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 2);
+  EXPECT_EQ(hub.listeners(), 1u);
+}
+
+TEST(InProcessEventBus, EventsOfOtherJobsAreNotDelivered) {
+  InProcessEventBus hub;
+  int n = 0;
+  auto sub = hub.subscribe(1, [&](const JobEvent&) {
+    ++n;
+    return true;
+  });
+  hub.publish({2, "started"});
+  hub.publish({2, "completed"});
+  EXPECT_EQ(n, 0);
+  hub.unsubscribe(sub.token);
+  hub.publish({1, "started"});
+  EXPECT_EQ(n, 0);
+}
+
+TEST(InProcessEventBus, SubscribersToAllJobsSeeEveryJobUntilTheyLeave) {
+  InProcessEventBus hub;
+  std::vector<std::pair<JobId, std::string>> seen;
+  auto token = hub.subscribeAll([&](const JobEvent& e) {
+    seen.emplace_back(e.job_id, e.type);
+    return true;
+  });
+  hub.publish({1, "queued"});
+  hub.publish({2, "started"});
+  Job done;
+  done.id = 2;
+  done.status = JobStatus::kFailed;
+  hub.publish({2, "failed", {}, done});
+  EXPECT_EQ(hub.listeners(), 1u);  // a job's end does not end a subscription to all jobs
+  hub.unsubscribe(token);
+  hub.publish({3, "queued"});
+  EXPECT_EQ(seen, (std::vector<std::pair<JobId, std::string>>{{1, "queued"}, {2, "started"}, {2, "failed"}}));
+  EXPECT_EQ(hub.listeners(), 0u);
+}
+
+TEST(InProcessEventBus, AListenerThatThrowsIsRemovedAndThePublisherGoesOn) {
+  InProcessEventBus hub;
+  int calls = 0, others = 0;
+  hub.subscribe(5, [&](const JobEvent&) -> bool {
+    ++calls;
+    throw std::runtime_error("a broken sink");
+  });
+  hub.subscribeAll([&](const JobEvent&) -> bool { throw 42; });
+  hub.subscribe(5, [&](const JobEvent&) {
+    ++others;
+    return true;
+  });
+  EXPECT_NO_THROW(hub.publish({5, "started"}));
+  EXPECT_NO_THROW(hub.publish({5, "token", {{"text", "x"}}}));
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(others, 2);
+  EXPECT_EQ(hub.listeners(), 1u);
+}
+
+}  // namespace
+}  // namespace statim
