@@ -19,16 +19,12 @@
 #include <thread>
 #include <vector>
 
-#include "store/audit_store.h"
-#include "store/blob_store.h"
-#include "store/job_store.h"
-#include "store/key_store.h"
 #include "store/sqlite/sqlite_db.h"
-#include "store/webhook_store.h"
+#include "store/store.h"
 
 namespace statim {
 
-class SqliteStore final : public JobStore, public KeyStore, public AuditStore, public WebhookStore {
+class SqliteStore final : public Store {
  public:
   // Opens or creates `path`, applying pending migrations. A database that exists where nothing may
   // be written (a read-only mount) is opened to serve reads: writes fail with kStorageUnavailable
@@ -70,11 +66,9 @@ class SqliteStore final : public JobStore, public KeyStore, public AuditStore, p
                              std::optional<Micros> retry_at) override;
   Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
 
-  // The job files' bytes: <dir of the database>/files.
-  BlobStore& blobs() { return blobs_; }
-
-  // Schema version after migrations (for tests and /healthz).
-  int schemaVersion() const { return schema_version_; }
+  // Store: the job files' bytes are in <dir of the database>/files.
+  BlobStore& blobs() override { return blobs_; }
+  int schemaVersion() const override { return schema_version_; }
   // Number of transactions the writer committed (tests check that group commit groups).
   std::int64_t commitCount() const;
   std::optional<Error> writeProblem() const override;

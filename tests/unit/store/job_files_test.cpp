@@ -1,4 +1,4 @@
-// The files of jobs: deleting a job removes the files only it referred to, never those another
+// Store conformance (store_test.h), the files of jobs: deleting a job removes the files only it referred to, never those another
 // job (or an upload in flight) still needs; the retention sweep removes files no job refers to.
 #include <gtest/gtest.h>
 
@@ -6,23 +6,17 @@
 #include <fstream>
 #include <thread>
 
-#include "../test_util.h"
 #include "core/clock.h"
 #include "scheduler/housekeeping.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store_test.h"
 
 namespace statim {
 namespace {
 
 constexpr Micros kLease = 60'000'000;
 
-class JobFilesTest : public ::testing::Test {
+class JobFilesTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    auto s = SqliteStore::open(dir_.path() / "statim.db");
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
   BlobStore& blobs() { return store_->blobs(); }
   // A job with one input file, run to COMPLETED with one artifact.
   Job finishedJob(std::string_view input, std::string_view artifact) {
@@ -39,11 +33,9 @@ class JobFilesTest : public ::testing::Test {
     EXPECT_TRUE(store_->complete(job->id, "w", {{"text", "done"}}, {*out}));
     return *store_->get(job->id);
   }
-  testing::TempDir dir_;
-  std::unique_ptr<SqliteStore> store_;
 };
 
-TEST_F(JobFilesTest, DeletingAJobRemovesItsFilesButNotThoseAnotherJobShares) {
+TEST_P(JobFilesTest, DeletingAJobRemovesItsFilesButNotThoseAnotherJobShares) {
   Job a = finishedJob("shared input", "artifact of a");
   Job b = finishedJob("shared input", "artifact of b");
   ASSERT_EQ(a.inputs.size(), 1u);
@@ -74,7 +66,7 @@ TEST_F(JobFilesTest, DeletingAJobRemovesItsFilesButNotThoseAnotherJobShares) {
   EXPECT_FALSE(std::filesystem::exists(b_out));
 }
 
-TEST_F(JobFilesTest, AQueuedOrRunningJobIsNotDeleted) {
+TEST_P(JobFilesTest, AQueuedOrRunningJobIsNotDeleted) {
   auto job = store_->create({.model = "m", .type = "completion", .prompt = "x"});
   ASSERT_TRUE(job);
   auto r = store_->deleteJob(job->id);
@@ -88,7 +80,7 @@ TEST_F(JobFilesTest, AQueuedOrRunningJobIsNotDeleted) {
   EXPECT_TRUE(store_->get(job->id));
 }
 
-TEST_F(JobFilesTest, AFileUploadedAgainAfterTheJobEndedIsKept) {
+TEST_P(JobFilesTest, AFileUploadedAgainAfterTheJobEndedIsKept) {
   Job a = finishedJob("input bytes", "output bytes");
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   // A new request brings the same bytes: its row is not committed yet when `a` is deleted.
@@ -102,7 +94,7 @@ TEST_F(JobFilesTest, AFileUploadedAgainAfterTheJobEndedIsKept) {
   EXPECT_FALSE(std::filesystem::exists(a.artifacts[0].path));
 }
 
-TEST_F(JobFilesTest, RetentionExpiresJobsWithTheirFilesAndSweepsFilesNoJobRefersTo) {
+TEST_P(JobFilesTest, RetentionExpiresJobsWithTheirFilesAndSweepsFilesNoJobRefersTo) {
   Job a = finishedJob("old input", "old output");
   // A refused request's upload: written, never referenced.
   auto stray = blobs().put("image", "image/png", "nobody's file");
@@ -131,7 +123,7 @@ TEST_F(JobFilesTest, RetentionExpiresJobsWithTheirFilesAndSweepsFilesNoJobRefers
   EXPECT_FALSE(std::filesystem::exists(a.artifacts[0].path));
 }
 
-TEST_F(JobFilesTest, FilesYoungerThanTheGraceAreLeftAlone) {
+TEST_P(JobFilesTest, FilesYoungerThanTheGraceAreLeftAlone) {
   auto stray = blobs().put("image", "image/png", "just uploaded");
   ASSERT_TRUE(stray);
   auto sqlite = dynamic_cast<AuditStore*>(store_.get());
@@ -139,6 +131,8 @@ TEST_F(JobFilesTest, FilesYoungerThanTheGraceAreLeftAlone) {
   h.sweep();
   EXPECT_TRUE(std::filesystem::exists(stray->path));
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, JobFilesTest, ::testing::ValuesIn(testing::storeKinds()), testing::storeKindName);
 
 }  // namespace
 }  // namespace statim

@@ -1,33 +1,23 @@
-// The SQLite store's access-control side: keys, the audit trail, idempotent creates, per-owner
-// queue limits, and the webhook outbox rows that job transitions add.
+// Store conformance, the access-control side: keys, the audit trail, idempotent creates,
+// per-owner queue limits, and the webhook outbox rows that job transitions add (store_test.h).
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
-#include "../test_util.h"
 #include "core/clock.h"
-#include "store/sqlite/sqlite_db.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store_test.h"
 
 namespace statim {
 namespace {
 
 constexpr Micros kLease = 60'000'000;
 
-class SqliteAccessTest : public ::testing::Test {
+class AccessConformance : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    auto s = SqliteStore::open(dir_.path() / "statim.db");
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
-  }
   NewJob job(std::string prompt, std::optional<JobOwner> owner = {}) {
     return {.model = "m", .type = "completion", .prompt = std::move(prompt), .owner = std::move(owner)};
   }
-  testing::TempDir dir_;
-  std::unique_ptr<SqliteStore> store_;
 };
 
-TEST_F(SqliteAccessTest, KeysAreFoundByPrefixRevokedByNameOrIdAndNamesAreUniqueAmongActiveKeys) {
+TEST_P(AccessConformance, KeysAreFoundByPrefixRevokedByNameOrIdAndNamesAreUniqueAmongActiveKeys) {
   auto a = store_->createKey({.name = "alice", .prefix = "aaaa0000", .hash = "h1", .scope = "user",
                               .models = std::vector<std::string>{"echo"}, .rate = "5/s", .max_queued = 3});
   ASSERT_TRUE(a) << a.error().message;
@@ -53,7 +43,7 @@ TEST_F(SqliteAccessTest, KeysAreFoundByPrefixRevokedByNameOrIdAndNamesAreUniqueA
   EXPECT_EQ(store_->listKeys()->size(), 2u);
 }
 
-TEST_F(SqliteAccessTest, IdempotentCreateReturnsTheFirstJobOrConflicts) {
+TEST_P(AccessConformance, IdempotentCreateReturnsTheFirstJobOrConflicts) {
   NewJob first = job("once");
   first.idempotency_key = "k1";
   first.request_hash = "hash-a";
@@ -81,7 +71,7 @@ TEST_F(SqliteAccessTest, IdempotentCreateReturnsTheFirstJobOrConflicts) {
   EXPECT_EQ(store_->list({})->total, 2);
 }
 
-TEST_F(SqliteAccessTest, MaxQueuedIsExactPerOwnerAndFreedWhenAJobStarts) {
+TEST_P(AccessConformance, MaxQueuedIsExactPerOwnerAndFreedWhenAJobStarts) {
   JobOwner bob{7, "bob", 2};
   ASSERT_TRUE(store_->create(job("1", bob)));
   ASSERT_TRUE(store_->create(job("2", bob)));
@@ -96,7 +86,7 @@ TEST_F(SqliteAccessTest, MaxQueuedIsExactPerOwnerAndFreedWhenAJobStarts) {
   EXPECT_EQ(store_->list(mine)->total, 3);
 }
 
-TEST_F(SqliteAccessTest, AuditRowsAreListedNewestFirstFilteredAndExpired) {
+TEST_P(AccessConformance, AuditRowsAreListedNewestFirstFilteredAndExpired) {
   Micros t0 = nowMicros();
   for (int i = 0; i < 3; ++i) {
     store_->appendAudit({.time = t0 + i, .key_id = i == 1 ? std::optional<std::int64_t>(2) : std::nullopt,
@@ -118,7 +108,7 @@ TEST_F(SqliteAccessTest, AuditRowsAreListedNewestFirstFilteredAndExpired) {
   EXPECT_EQ(store_->listAudit({})->total, 1);
 }
 
-TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
+TEST_P(AccessConformance, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   NewJob nj = job("hooked");
   nj.webhook = Webhook{"http://127.0.0.1:9/hook", {"started", "completed"}};
   auto j = store_->create(nj);
@@ -166,28 +156,7 @@ TEST_F(SqliteAccessTest, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   EXPECT_EQ(store_->get(j->id).error().code, ErrorCode::kNotFound);
 }
 
-}  // namespace
-}  // namespace statim
-
-namespace statim {
-namespace {
-
-// What a client is told when the data dir's disk fails: full (507) and unwritable (503) apart from
-// the rest (500), whatever extended code SQLite reports.
-TEST(SqliteError, FullAndUnwritableDisksAreToldApart) {
-  auto full = sqliteError(SQLITE_FULL, "database or disk is full");
-  EXPECT_EQ(full.code, ErrorCode::kStorageFull);
-  EXPECT_EQ(full.message,
-            "the data dir's disk is full, so nothing was stored (database or disk is full); free some space and retry");
-  for (int code : {SQLITE_READONLY, SQLITE_READONLY_DBMOVED, SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, SQLITE_CANTOPEN}) {
-    auto e = sqliteError(code, "x");
-    EXPECT_EQ(e.code, ErrorCode::kStorageUnavailable) << code;
-    EXPECT_NE(e.message.find("the database cannot be written"), std::string::npos) << e.message;
-  }
-  auto other = sqliteError(SQLITE_CONSTRAINT_UNIQUE, "UNIQUE constraint failed: jobs.id");
-  EXPECT_EQ(other.code, ErrorCode::kStorage);
-  EXPECT_EQ(other.message, "sqlite: UNIQUE constraint failed: jobs.id");
-}
+INSTANTIATE_TEST_SUITE_P(Stores, AccessConformance, ::testing::ValuesIn(testing::storeKinds()), testing::storeKindName);
 
 }  // namespace
 }  // namespace statim
