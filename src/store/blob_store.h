@@ -1,9 +1,9 @@
-// Files of jobs (inputs and artifacts) in the data dir, content-addressed:
-// <root>/<first 2 hex of sha256>/<sha256>. Names come only from hashes, never from user input,
-// so no request can make a path outside the root. Writes are atomic (temp file, fsync, rename);
-// the same bytes are stored once.
+// The files of jobs (inputs and artifacts), content-addressed by sha256: the same bytes are
+// stored once, and names come only from hashes, never from user input. One interface, one folder
+// per implementation: local_blobs/ keeps them in a directory of the data dir; a store shared by
+// several nodes keeps them where every node can read them.
 //
-// Thread-safety: every method may be called from any thread.
+// Thread-safety: every method of every implementation may be called from any thread.
 #pragma once
 
 #include <filesystem>
@@ -18,24 +18,22 @@ namespace statim {
 
 class BlobStore {
  public:
-  explicit BlobStore(std::filesystem::path root);
-  // Writes `bytes` (if not stored yet) and describes them as a file named `name`.
-  Result<JobFile> put(const std::string& name, const std::string& content_type, std::string_view bytes);
-  std::filesystem::path pathOf(const std::string& sha256) const;
+  virtual ~BlobStore() = default;
+  // Writes `bytes` (if not stored yet; atomically) and describes them as a file named `name`.
+  virtual Result<JobFile> put(const std::string& name, const std::string& content_type, std::string_view bytes) = 0;
+  // A local path where the bytes of `sha256` can be read (what backends are given).
+  virtual std::filesystem::path pathOf(const std::string& sha256) const = 0;
   // Reads a stored file whole.
-  Result<std::string> read(const std::string& sha256) const;
+  virtual Result<std::string> read(const std::string& sha256) const = 0;
   // Deletes the bytes of `sha256` (the caller knows no row refers to them any more).
-  void remove(const std::string& sha256);
+  virtual void remove(const std::string& sha256) = 0;
   // Deletes those of `sha256s` not written since `released_at` (put() of bytes already stored
   // renews their time): a file released by deleted jobs may meanwhile have been uploaded again
   // for a job whose row is not committed yet. Returns how many were removed.
-  size_t removeReleased(const std::vector<std::string>& sha256s, Micros released_at);
+  virtual size_t removeReleased(const std::vector<std::string>& sha256s, Micros released_at) = 0;
   // Stored files last written before `before` (candidates for the orphan sweep); interrupted
-  // writes (temp files) older than that are deleted on the way.
-  std::vector<std::string> filesWrittenBefore(Micros before);
-
- private:
-  std::filesystem::path root_;
+  // writes older than that are deleted on the way.
+  virtual std::vector<std::string> filesWrittenBefore(Micros before) = 0;
 };
 
 }  // namespace statim

@@ -10,7 +10,7 @@
 #include "api/dto/inputs.h"
 #include "api/dto/job_dto.h"
 #include "fuzz_util.h"
-#include "store/blob_store.h"
+#include "store/local_blobs/local_blob_store.h"
 
 using namespace statim;
 
@@ -26,7 +26,7 @@ std::filesystem::path blobDir() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static BlobStore blobs(blobDir());
+  static LocalBlobStore blobs(blobDir());
   auto req = drogon::HttpRequest::newHttpRequest();
   req->setMethod(drogon::Post);
   req->setPath("/job");

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/local_blobs/local_blob_store.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
 
@@ -107,7 +108,7 @@ class SqliteStore final : public Store {
   Result<ReaderLease> reader();
 
   std::filesystem::path path_;
-  BlobStore blobs_;
+  LocalBlobStore blobs_;
   std::unique_ptr<SqliteDb> writer_db_;  // null after a read-only start, until the data dir takes writes
   int schema_version_ = 0;
 

@@ -1,4 +1,4 @@
-#include "store/blob_store.h"
+#include "store/local_blobs/local_blob_store.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,9 +21,9 @@ bool isHex64(const std::string& s) {
 
 }  // namespace
 
-BlobStore::BlobStore(std::filesystem::path root) : root_(std::move(root)) {}
+LocalBlobStore::LocalBlobStore(std::filesystem::path root) : root_(std::move(root)) {}
 
-std::filesystem::path BlobStore::pathOf(const std::string& sha256) const {
+std::filesystem::path LocalBlobStore::pathOf(const std::string& sha256) const {
   if (!isHex64(sha256)) return {};
   return root_ / sha256.substr(0, 2) / sha256;
 }
@@ -48,7 +48,7 @@ Error writeError(const std::string& what, int err) {
 
 }  // namespace
 
-Result<JobFile> BlobStore::put(const std::string& name, const std::string& content_type, std::string_view bytes) {
+Result<JobFile> LocalBlobStore::put(const std::string& name, const std::string& content_type, std::string_view bytes) {
   JobFile f{name, content_type, static_cast<std::int64_t>(bytes.size()), crypto::sha256Hex(bytes), {}};
   f.path = pathOf(f.sha256);
   std::error_code ec;
@@ -87,14 +87,14 @@ Result<JobFile> BlobStore::put(const std::string& name, const std::string& conte
   return f;
 }
 
-Result<std::string> BlobStore::read(const std::string& sha256) const {
+Result<std::string> LocalBlobStore::read(const std::string& sha256) const {
   auto path = pathOf(sha256);
   std::ifstream in(path, std::ios::binary);
   if (path.empty() || !in) return fail(Error::notFound(std::format("file {} is not in the data dir", sha256)));
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-void BlobStore::remove(const std::string& sha256) {
+void LocalBlobStore::remove(const std::string& sha256) {
   auto path = pathOf(sha256);
   std::error_code ec;
   if (!path.empty()) std::filesystem::remove(path, ec);
@@ -110,7 +110,7 @@ Micros writtenAt(const std::filesystem::path& p, std::error_code& ec) {
 
 }  // namespace
 
-size_t BlobStore::removeReleased(const std::vector<std::string>& sha256s, Micros released_at) {
+size_t LocalBlobStore::removeReleased(const std::vector<std::string>& sha256s, Micros released_at) {
   size_t removed = 0;
   for (auto& sha : sha256s) {
     auto path = pathOf(sha);
@@ -123,7 +123,7 @@ size_t BlobStore::removeReleased(const std::vector<std::string>& sha256s, Micros
   return removed;
 }
 
-std::vector<std::string> BlobStore::filesWrittenBefore(Micros before) {
+std::vector<std::string> LocalBlobStore::filesWrittenBefore(Micros before) {
   std::vector<std::string> out;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(root_, ec);
