@@ -26,7 +26,7 @@ struct Follower {
 
 }  // namespace
 
-Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink) {
+Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
   auto sub = events.subscribe(id, [f](const JobEvent& e) {
@@ -36,7 +36,7 @@ Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink s
       return true;
     }
     return f->deliver(e);
-  });
+  }, std::move(on));
   auto job = store.get(id);
   if (!job) {
     events.unsubscribe(sub.token);

@@ -47,6 +47,10 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
   // The client went away (a write failed), as opposed to us closing the stream.
   bool gone() const { return gone_; }
   trantor::EventLoop* loop() const { return loop_; }
+  // Runs tasks on this stream's loop, in order: where its event subscriptions deliver.
+  std::function<void(std::function<void()>)> executor() const {
+    return [loop = loop_](std::function<void()> task) { loop->queueInLoop(std::move(task)); };
+  }
 
  private:
   bool writeInLoop(const std::string& text);  // false: the client is gone

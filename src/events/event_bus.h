@@ -13,9 +13,12 @@
 // - The events of one job reach each of its listeners in the order they were published, each
 //   once; a subscriber of a running job first gets the text it produced so far (text_so_far),
 //   then every later event, with nothing lost or repeated.
-// - A listener must not block (hand data to a socket buffer and return) and must not call the
-//   bus. It returns false to be removed (its client went away); one that throws is removed too,
-//   and the exception is logged, never propagated to the publisher.
+// - A subscription with an executor (the subscriber's own event loop) has its listener run
+//   there, one event after the other; without one, the listener runs on the publisher's thread,
+//   under the bus's lock, and must not call the bus. Either way it must not block (hand data to
+//   a socket buffer and return). It returns false to be removed (its client went away), and is
+//   called no more after that; one that throws is removed too, and the exception is logged,
+//   never propagated to the publisher.
 // - After a job's terminal event its listeners are gone.
 #pragma once
 
@@ -43,6 +46,8 @@ class EventBus {
  public:
   using Listener = std::function<bool(const JobEvent&)>;
   using Token = std::uint64_t;
+  // Runs a task on the subscriber's loop, after those handed to it before.
+  using Executor = std::function<void(std::function<void()>)>;
 
   struct Subscription {
     Token token = 0;
@@ -51,9 +56,9 @@ class EventBus {
 
   virtual ~EventBus() = default;
   // The events of one job, from now until its terminal event.
-  virtual Subscription subscribe(JobId job, Listener listener) = 0;
+  virtual Subscription subscribe(JobId job, Listener listener, Executor on = {}) = 0;
   // The events of every job (a live job list), until unsubscribed.
-  virtual Token subscribeAll(Listener listener) = 0;
+  virtual Token subscribeAll(Listener listener, Executor on = {}) = 0;
   virtual void unsubscribe(Token token) = 0;
   virtual void publish(const JobEvent& event) = 0;
   // Number of live listeners (tests, metrics).

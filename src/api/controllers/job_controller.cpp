@@ -229,7 +229,7 @@ void registerJobRoutes(const ApiContext& ctx) {
         bool open = stream->send(e.type, data.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
         if (e.terminal()) stream->close();
         return open;
-      });
+      }, stream->executor());
       if (!r) stream->close();
     });
   });

@@ -107,10 +107,10 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
             stream->close();
             return false;
           }
-          // A departed client cancels the job through the stream's on_gone, on the I/O loop:
-          // never from here, under the event hub's lock (cancelling writes to the store).
+          // A departed client cancels the job through the stream's on_gone (queued on the I/O
+          // loop, never run inside a listener: cancelling writes to the store).
           return open;
-        });
+        }, stream->executor());
     if (!r) stream->close();
   },
   // The client left: noticed by a failed write (a token, or a keep-alive while queued).

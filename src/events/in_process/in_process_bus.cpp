@@ -6,19 +6,23 @@
 
 namespace statim {
 
-EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener) {
+InProcessEventBus::Sub InProcessEventBus::makeSub(Listener listener, Executor on) {
+  return {std::make_shared<Listener>(std::move(listener)), std::move(on), std::make_shared<std::atomic<bool>>(false)};
+}
+
+EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener, Executor on) {
   std::lock_guard lock(mu_);
   Token token = next_token_++;
   Entry& e = jobs_[job];
-  e.listeners.emplace(token, std::move(listener));
+  e.listeners.emplace(token, makeSub(std::move(listener), std::move(on)));
   tokens_.emplace(token, job);
   return {token, e.text};
 }
 
-EventBus::Token InProcessEventBus::subscribeAll(Listener listener) {
+EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on) {
   std::lock_guard lock(mu_);
   Token token = next_token_++;
-  all_.emplace(token, std::move(listener));
+  all_.emplace(token, makeSub(std::move(listener), std::move(on)));
   return token;
 }
 
@@ -46,10 +50,27 @@ bool InProcessEventBus::deliver(const Listener& listener, const JobEvent& event)
   return false;
 }
 
+bool InProcessEventBus::dispatch(Token token, const Sub& sub, const JobEvent& event) {
+  if (!sub.on) {
+    if (deliver(*sub.listener, event)) return true;
+    *sub.done = true;
+    return false;
+  }
+  // On the subscriber's loop, in order; one that said "no more" hears nothing after that, and
+  // leaves the bus from there (the bus outlives the loops it was handed).
+  sub.on([this, token, listener = sub.listener, done = sub.done, event] {
+    if (*done) return;
+    if (deliver(*listener, event)) return;
+    *done = true;
+    unsubscribe(token);
+  });
+  return true;
+}
+
 void InProcessEventBus::publish(const JobEvent& event) {
   std::lock_guard lock(mu_);
   for (auto l = all_.begin(); l != all_.end();) {
-    l = deliver(l->second, event) ? std::next(l) : all_.erase(l);
+    l = dispatch(l->first, l->second, event) ? std::next(l) : all_.erase(l);
   }
   auto it = jobs_.find(event.job_id);
   if (event.type == eventName(JobStatus::kProcessing) && it == jobs_.end()) {
@@ -60,7 +81,7 @@ void InProcessEventBus::publish(const JobEvent& event) {
   if (event.type == eventName(JobStatus::kProcessing)) it->second.running = true;
   if (event.type == "token") it->second.text += event.data.value("text", "");
   for (auto l = it->second.listeners.begin(); l != it->second.listeners.end();) {
-    if (deliver(l->second, event)) {
+    if (dispatch(l->first, l->second, event)) {
       ++l;
     } else {
       tokens_.erase(l->first);

@@ -1,9 +1,11 @@
-// The event bus of one process: listeners run on the publisher's thread, under the bus's lock, in
-// publication order. For each running job it keeps the text produced so far, for late
-// subscribers. See events/event_bus.h for the contract.
+// The event bus of one process: a listener runs on its subscriber's executor, or else on the
+// publisher's thread under the bus's lock; in publication order either way. For each running job
+// it keeps the text produced so far, for late subscribers. See events/event_bus.h for the contract.
 #pragma once
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "events/event_bus.h"
@@ -12,24 +14,32 @@ namespace statim {
 
 class InProcessEventBus final : public EventBus {
  public:
-  Subscription subscribe(JobId job, Listener listener) override;
-  Token subscribeAll(Listener listener) override;
+  Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
+  Token subscribeAll(Listener listener, Executor on = {}) override;
   void unsubscribe(Token token) override;
   void publish(const JobEvent& event) override;
   std::size_t listeners() const override;
 
  private:
+  struct Sub {
+    std::shared_ptr<Listener> listener;
+    Executor on;                               // empty: run on the publisher's thread
+    std::shared_ptr<std::atomic<bool>> done;   // it returned false (or threw): call it no more
+  };
   struct Entry {
     std::string text;
     bool running = false;  // between "started" and the terminal event
-    std::map<Token, Listener> listeners;
+    std::map<Token, Sub> listeners;
   };
+  static Sub makeSub(Listener listener, Executor on);
   // Calls a listener; false when it is to be removed (it said so, or it threw).
   static bool deliver(const Listener& listener, const JobEvent& event);
+  // Delivers `event` to `sub` (mu_ held): at once, or through its executor. False: remove it now.
+  bool dispatch(Token token, const Sub& sub, const JobEvent& event);
 
   mutable std::mutex mu_;
   std::map<JobId, Entry> jobs_;          // guarded by mu_
-  std::map<Token, Listener> all_;        // guarded by mu_: subscribeAll
+  std::map<Token, Sub> all_;             // guarded by mu_: subscribeAll
   std::map<Token, JobId> tokens_;        // guarded by mu_: subscribe (one job)
   Token next_token_ = 1;                 // guarded by mu_
 };

@@ -1,6 +1,9 @@
 #include "events/in_process/in_process_bus.h"
 
+#include <deque>
+#include <functional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -102,6 +105,37 @@ TEST(InProcessEventBus, AListenerThatThrowsIsRemovedAndThePublisherGoesOn) {
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(others, 2);
   EXPECT_EQ(hub.listeners(), 1u);
+}
+
+// A subscription with an executor hears its events there (the subscriber's own loop), in order,
+// and nothing after it said "no more".
+TEST(InProcessEventBus, AnExecutorRunsTheListenerThereInOrderUntilItSaysNoMore) {
+  InProcessEventBus hub;
+  std::deque<std::function<void()>> loop;  // a loop that runs what it was handed when told
+  auto on = [&loop](std::function<void()> task) { loop.push_back(std::move(task)); };
+  std::vector<std::string> seen;
+  hub.subscribe(
+      3,
+      [&](const JobEvent& e) {
+        seen.push_back(e.type + (e.data.contains("text") ? ":" + e.data["text"].get<std::string>() : ""));
+        return seen.size() < 3;
+      },
+      on);
+  hub.publish({3, "started"});
+  hub.publish({3, "token", {{"text", "a"}}});
+  hub.publish({3, "token", {{"text", "b"}}});
+  hub.publish({3, "token", {{"text", "c"}}});
+  EXPECT_TRUE(seen.empty());  // not on the publisher's thread
+  EXPECT_EQ(loop.size(), 4u);
+  while (!loop.empty()) {
+    auto task = std::move(loop.front());
+    loop.pop_front();
+    task();
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"started", "token:a", "token:b"}));
+  EXPECT_EQ(hub.listeners(), 0u);  // it left the bus from its loop
+  hub.publish({3, "token", {{"text", "d"}}});
+  EXPECT_TRUE(loop.empty());
 }
 
 }  // namespace
