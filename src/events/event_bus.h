@@ -46,7 +46,8 @@ class EventBus {
  public:
   using Listener = std::function<bool(const JobEvent&)>;
   using Token = std::uint64_t;
-  // Runs a task on the subscriber's loop, after those handed to it before.
+  // Runs a task on the subscriber's loop, after those handed to it before; never inline (the bus
+  // may hold its lock while handing it over).
   using Executor = std::function<void(std::function<void()>)>;
 
   struct Subscription {

@@ -33,21 +33,39 @@ Result<void> checkGbnfRepetitions(std::string_view g) {
         if (g[i] == '\\') ++i;
       }
     } else if (c == '{') {
-      size_t start = i;
-      long bounds[2] = {-1, -1};
-      int n = 0;
-      for (++i; i < g.size() && g[i] != '}' && n < 2; ++i) {
-        if (g[i] >= '0' && g[i] <= '9') {
-          bounds[n] = std::min<long>((bounds[n] < 0 ? 0 : bounds[n] * 10) + (g[i] - '0'), kMaxGbnfRepeat + 1);
-        } else if (g[i] == ',') {
-          ++n;
+      // As libllama reads it: spaces, newlines and comments may come between the parts.
+      size_t start = i++;
+      auto skip = [&] {
+        while (i < g.size()) {
+          if (g[i] == ' ' || g[i] == '\t' || g[i] == '\r' || g[i] == '\n') {
+            ++i;
+          } else if (g[i] == '#') {
+            while (i < g.size() && g[i] != '\n' && g[i] != '\r') ++i;
+          } else {
+            break;
+          }
         }
+      };
+      auto number = [&] {
+        skip();
+        long v = -1;
+        for (; i < g.size() && g[i] >= '0' && g[i] <= '9'; ++i) {
+          v = std::min<long>((v < 0 ? 0 : v * 10) + (g[i] - '0'), kMaxGbnfRepeat + 1);
+        }
+        skip();
+        return v;
+      };
+      long lo = number(), hi = lo;
+      if (i < g.size() && g[i] == ',') {
+        ++i;
+        hi = number();  // -1: no upper bound
       }
-      std::string_view rep = g.substr(start, std::min(i, g.size() - 1) - start + 1);
-      if (bounds[0] > kMaxGbnfRepeat || bounds[1] > kMaxGbnfRepeat) {
+      if (i >= g.size() || g[i] != '}') continue;  // not a repetition libllama accepts: it says so
+      std::string_view rep = g.substr(start, i - start + 1);
+      if (lo > kMaxGbnfRepeat || hi > kMaxGbnfRepeat) {
         return bad(rep, start, std::format("repeats more than {} times, which is not supported", kMaxGbnfRepeat));
       }
-      if (bounds[1] >= 0 && bounds[0] > bounds[1]) return bad(rep, start, "has a minimum above its maximum");
+      if (hi >= 0 && lo > hi) return bad(rep, start, "has a minimum above its maximum");
     }
   }
   return ok();

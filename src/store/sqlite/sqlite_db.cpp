@@ -100,7 +100,7 @@ void SqliteStatement::reset() {
 
 void SqliteDb::StmtDeleter::operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 
-Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& path) {
+Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& path, bool for_reading) {
   sqlite3* raw = nullptr;
   int rc =
       sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -115,7 +115,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& pa
     if (auto r = db->exec(pragma); !r) return fail(r.error());
   }
   // SQLite falls back to reading a file it may not write (a read-only mount) without saying so.
-  if (sqlite3_db_readonly(raw, "main") == 1) {
+  if (!for_reading && sqlite3_db_readonly(raw, "main") == 1) {
     return fail(sqliteError(SQLITE_READONLY, std::format("{} can only be opened read-only", path.string())));
   }
   return db;

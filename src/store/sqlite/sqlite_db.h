@@ -52,8 +52,9 @@ class SqliteDb {
  public:
   // Opens (creating if needed) the database and applies the connection pragmas
   // (WAL, synchronous=FULL, busy timeout).
-  // A database that can only be read (a read-only mount) fails with kStorageUnavailable.
-  static Result<std::unique_ptr<SqliteDb>> open(const std::filesystem::path& path);
+  // A database that can only be read (a read-only mount) fails with kStorageUnavailable, unless
+  // `for_reading` (a reader connection beside a writer: it only reads).
+  static Result<std::unique_ptr<SqliteDb>> open(const std::filesystem::path& path, bool for_reading = false);
   // Opens an existing database for reading only, where nothing may be written.
   static Result<std::unique_ptr<SqliteDb>> openReadOnly(const std::filesystem::path& path);
   ~SqliteDb();

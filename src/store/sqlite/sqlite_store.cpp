@@ -275,7 +275,12 @@ bool SqliteStore::openWriter() {
   switching_ = false;
   readers_cv_.notify_all();
   if (!version) {
-    if (db) log::error("store: cannot migrate the database", {{"error", version.error().message}});
+    // Tried every second while it fails (the data dir takes writes, the database does not):
+    // said once per distinct error.
+    if (version.error().message != last_open_error_) {
+      log::error("store: cannot open the database for writing", {{"error", version.error().message}});
+      last_open_error_ = version.error().message;
+    }
     return false;
   }
   writer_db_ = std::move(*db);
@@ -296,7 +301,7 @@ Result<SqliteStore::ReaderLease> SqliteStore::reader() {
       return ReaderLease(this, std::move(db), read_only);
     }
   }
-  auto db = read_only ? SqliteDb::openReadOnly(path_) : SqliteDb::open(path_);
+  auto db = read_only ? SqliteDb::openReadOnly(path_) : SqliteDb::open(path_, /*for_reading=*/true);
   // The lease counts the connection (read-only ones) until it is gone, opened or not.
   ReaderLease lease(this, db ? std::move(*db) : nullptr, read_only);
   if (!db) return statim::fail(db.error());

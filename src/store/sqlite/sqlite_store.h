@@ -122,6 +122,7 @@ class SqliteStore final : public Store {
   std::optional<Error> write_problem_;                // guarded by mu_
   std::chrono::steady_clock::time_point last_probe_;  // writer thread only
   bool probeWrite();
+  std::string last_open_error_;  // writer thread only: openWriter's last failure
   std::thread writer_;
 
   std::mutex readers_mu_;

@@ -303,6 +303,11 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
             "the grammar's repetition '{8,7}' (at byte 16) has a minimum above its maximum"},
            {{{"grammar", "root ::= \"{9,1}\" [{}] x{3,2} # {5,1}\n"}},
             "the grammar's repetition '{3,2}' (at byte 23) has a minimum above its maximum"},
+           // libllama skips comments and newlines inside the braces: so does the check.
+           {{{"grammar", "root ::= (\"a\"{8,#9\n7})"}},
+            "the grammar's repetition '{8,#9\n7}' (at byte 13) has a minimum above its maximum"},
+           {{{"grammar", "root ::= (\"a\"{8#,9\n,7})"}},
+            "the grammar's repetition '{8#,9\n,7}' (at byte 13) has a minimum above its maximum"},
            {{{"grammar", "root ::= [a-z]{0,99999999999999999999}"}},
             "the grammar's repetition '{0,99999999999999999999}' (at byte 14) repeats more than 2000 times, which "
             "is not supported"},
