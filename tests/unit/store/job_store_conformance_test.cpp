@@ -84,6 +84,44 @@ TEST_P(JobStoreConformance, ClaimTakesHighestPriorityThenOldest) {
   EXPECT_EQ(order, (std::vector<std::string>{"high-1", "high-2", "low-1", "low-2"}));
 }
 
+// A heartbeat renews the lease (the job is then not abandoned) and answers whether a cancel was
+// asked for; a worker whose lease expired and whose job another worker took cannot finish it.
+TEST_P(JobStoreConformance, HeartbeatsRenewLeasesAndALateWorkerCannotFinish) {
+  auto job = store_->create(newJob("x"));
+  ASSERT_TRUE(job);
+  auto c = store_->claimNext("m", "worker-a", 1'000'000);  // a 1-s lease
+  ASSERT_TRUE(c && *c);
+  Micros first_expiry = *(*c)->lease_expires_at;
+  auto beat = store_->heartbeat(job->id, "worker-a", kLease);
+  ASSERT_TRUE(beat) << beat.error().message;
+  EXPECT_FALSE(*beat);  // no cancel asked for
+  EXPECT_GT(*store_->get(job->id)->lease_expires_at, first_expiry);
+  auto report = store_->requeueAbandoned(first_expiry + 1, 3);  // the old lease would have expired
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->requeued.empty());
+  ASSERT_TRUE(store_->requestCancel(job->id));
+  EXPECT_TRUE(*store_->heartbeat(job->id, "worker-a", kLease));  // told to stop
+
+  // worker-b takes over a job whose lease expired; worker-a comes back too late.
+  auto other = store_->create(newJob("y"));
+  ASSERT_TRUE(other);
+  auto a = store_->claimNext("m", "worker-a", 1);
+  ASSERT_TRUE(a && *a);
+  EXPECT_EQ((*a)->id, other->id);
+  report = store_->requeueAbandoned(nowMicros() + 1, 3);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->requeued, std::vector<JobId>{other->id});
+  auto b = store_->claimNext("m", "worker-b", kLease);
+  ASSERT_TRUE(b && *b);
+  EXPECT_EQ((*b)->attempts, 2);
+  auto late = store_->complete(other->id, "worker-a", {{"text", "stale"}});
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::kConflict);
+  EXPECT_FALSE(store_->heartbeat(other->id, "worker-a", kLease));
+  ASSERT_TRUE(store_->complete(other->id, "worker-b", {{"text", "fresh"}}));
+  EXPECT_EQ(store_->get(other->id)->result["text"], "fresh");
+}
+
 TEST_P(JobStoreConformance, OnlyTheLeaseOwnerFinishesAJob) {
   auto job = store_->create(newJob("x"));
   auto c = store_->claimNext("m", "owner-a", kLease);
