@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "store_test.h"
 #include "core/clock.h"
+#include "store_test.h"
 
 namespace statim {
 namespace {
@@ -202,31 +202,11 @@ TEST_P(JobStoreConformance, QueuedByModelCounts) {
   EXPECT_EQ((*counts)["m2"], 1);
 }
 
-
 // Many threads submitting at once: every job is stored once, and ids are distinct.
 TEST_P(JobStoreConformance, ConcurrentCreatesAreEachStoredOnce) {
   constexpr int kThreads = 16, kPerThread = 50;
-  std::atomic<int> done{0}, errors{0};
-  std::mutex mu;
-  std::set<JobId> ids;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        store_->createAsync(newJob(std::format("t{}-{}", t, i)), [&](Result<Job> r) {
-          if (!r)
-            ++errors;
-          else {
-            std::lock_guard l(mu);
-            ids.insert(r->id);
-          }
-          ++done;
-        });
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  while (done < kThreads * kPerThread) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  int errors = 0;
+  auto ids = testing::createConcurrently(*store_, kThreads, kPerThread, errors);
   EXPECT_EQ(errors, 0);
   EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kPerThread));
   auto page = store_->list({.limit = 1});
@@ -254,8 +234,6 @@ TEST_P(JobStoreConformance, ConcurrentClaimsAreExclusive) {
   EXPECT_EQ(claimed.size(), 200u);
   EXPECT_EQ(unique.size(), 200u);
 }
-
-
 
 TEST_P(JobStoreConformance, CancelQueuedRunningFinishedAndUnknown) {
   auto unknown = store_->requestCancel(999);
@@ -292,7 +270,6 @@ TEST_P(JobStoreConformance, CancelQueuedRunningFinishedAndUnknown) {
   EXPECT_EQ(c->job.result["text"], "partial");
 }
 
-
 // A job created with a start lease is stored claimed: it is not queued, and its owner ends it.
 TEST_P(JobStoreConformance, CreateWithALeaseStoresTheJobClaimed) {
   std::promise<Result<Job>> p;
@@ -317,7 +294,8 @@ TEST_P(JobStoreConformance, CreateWithALeaseStoresTheJobClaimed) {
 
 // claim(max) takes several queued jobs at once, best first.
 TEST_P(JobStoreConformance, ClaimTakesUpToMaxBestFirst) {
-  for (auto [name, prio] : {std::pair{"a", 0}, {"b", 5}, {"c", 0}, {"d", 9}}) ASSERT_TRUE(store_->create(newJob(name, prio)));
+  for (auto [name, prio] : {std::pair{"a", 0}, {"b", 5}, {"c", 0}, {"d", 9}})
+    ASSERT_TRUE(store_->create(newJob(name, prio)));
   auto jobs = store_->claim("m", {"w", kLease}, 3);
   ASSERT_TRUE(jobs) << jobs.error().message;
   std::vector<std::string> order;
@@ -358,7 +336,8 @@ TEST_P(JobStoreConformance, TheFinishedJobHandedBackEqualsTheStoredOne) {
   EXPECT_EQ(handed->artifacts[0].sha256, stored->artifacts[0].sha256);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, JobStoreConformance, ::testing::ValuesIn(testing::storeKinds()), testing::storeKindName);
+INSTANTIATE_TEST_SUITE_P(Stores, JobStoreConformance, ::testing::ValuesIn(testing::storeKinds()),
+                         testing::storeKindName);
 
 }  // namespace
 }  // namespace statim

@@ -11,8 +11,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
-#include "../test_util.h"
 #include "store/sqlite/sqlite_db.h"
+#include "store_test.h"
 
 namespace statim {
 namespace {
@@ -40,28 +40,9 @@ TEST_F(SqliteJobStoreTest, SchemaIsAtTheLatestMigration) { EXPECT_EQ(store_->sch
 // groups them into far fewer transactions than jobs (group commit).
 TEST_F(SqliteJobStoreTest, ConcurrentCreatesShareCommits) {
   constexpr int kThreads = 16, kPerThread = 50;
-  std::atomic<int> done{0}, errors{0};
-  std::mutex mu;
-  std::set<JobId> ids;
   auto before = store_->commitCount();
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        store_->createAsync(newJob(std::format("t{}-{}", t, i)), [&](Result<Job> r) {
-          if (!r)
-            ++errors;
-          else {
-            std::lock_guard l(mu);
-            ids.insert(r->id);
-          }
-          ++done;
-        });
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  while (done < kThreads * kPerThread) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  int errors = 0;
+  auto ids = testing::createConcurrently(*store_, kThreads, kPerThread, errors);
   EXPECT_EQ(errors, 0);
   EXPECT_EQ(ids.size(), static_cast<size_t>(kThreads * kPerThread));
   EXPECT_LT(store_->commitCount() - before, kThreads * kPerThread);
@@ -72,7 +53,8 @@ TEST_F(SqliteJobStoreTest, ConcurrentCreatesShareCommits) {
 // claim(max) takes several queued jobs in one write.
 TEST_F(SqliteJobStoreTest, ClaimOfSeveralJobsIsOneCommit) {
   auto before = store_->commitCount();
-  for (auto [name, prio] : {std::pair{"a", 0}, {"b", 5}, {"c", 0}, {"d", 9}}) ASSERT_TRUE(store_->create(newJob(name, prio)));
+  for (auto [name, prio] : {std::pair{"a", 0}, {"b", 5}, {"c", 0}, {"d", 9}})
+    ASSERT_TRUE(store_->create(newJob(name, prio)));
   auto jobs = store_->claim("m", {"w", kLease}, 3);
   ASSERT_TRUE(jobs) << jobs.error().message;
   EXPECT_EQ(jobs->size(), 3u);

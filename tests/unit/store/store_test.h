@@ -4,11 +4,17 @@
 // saying so.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <format>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <ostream>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -38,6 +44,35 @@ class StoreTest : public ::testing::TestWithParam<StoreKind> {
 };
 
 inline void PrintTo(const StoreKind& kind, std::ostream* os) { *os << kind.name; }
+
+// Submits threads x per_thread jobs (model "m") from as many threads at once and waits for every
+// answer; returns the ids the store gave, and counts the failed creates in `errors`.
+inline std::set<JobId> createConcurrently(JobStore& store, int threads, int per_thread, int& errors) {
+  std::atomic<int> done{0}, failed{0};
+  std::mutex mu;
+  std::set<JobId> ids;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        NewJob job{.model = "m", .type = "completion", .prompt = std::format("t{}-{}", t, i)};
+        store.createAsync(std::move(job), [&](Result<Job> r) {
+          if (!r) {
+            ++failed;
+          } else {
+            std::lock_guard l(mu);
+            ids.insert(r->id);
+          }
+          ++done;
+        });
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  while (done < threads * per_thread) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  errors = failed;
+  return ids;
+}
 
 // The kinds every conformance test runs on.
 std::vector<StoreKind> storeKinds();
