@@ -29,10 +29,10 @@ inline bool isTerminal(JobStatus s) {
 // (to streams and webhooks; empty: none) and the status_message the job is stored with. The
 // scheduler and every store take them from here (a store binds them into its SQL).
 enum class JobStep {
-  kQueued,            // submitted
-  kQueuedForLoad,     // submitted while its model loads
-  kStarted,           // claimed by a worker (also: started at submission)
-  kCancelling,        // a cancel asked of a running job; it stops at its next check
+  kQueued,         // submitted
+  kQueuedForLoad,  // submitted while its model loads
+  kStarted,        // claimed by a worker (also: started at submission)
+  kCancelling,     // a cancel asked of a running job; it stops at its next check
   kCompleted,
   kFailed,            // the backend failed
   kCancelledRunning,  // stopped by a cancel

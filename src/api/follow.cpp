@@ -29,14 +29,17 @@ struct Follower {
 Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
-  auto sub = events.subscribe(id, [f](const JobEvent& e) {
-    std::lock_guard lock(f->mu);
-    if (!f->ready) {
-      f->backlog.push_back(e);
-      return true;
-    }
-    return f->deliver(e);
-  }, std::move(on));
+  auto sub = events.subscribe(
+      id,
+      [f](const JobEvent& e) {
+        std::lock_guard lock(f->mu);
+        if (!f->ready) {
+          f->backlog.push_back(e);
+          return true;
+        }
+        return f->deliver(e);
+      },
+      std::move(on));
   auto job = store.get(id);
   if (!job) {
     events.unsubscribe(sub.token);

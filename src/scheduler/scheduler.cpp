@@ -123,7 +123,9 @@ class ClaimGate {
 }  // namespace
 
 Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions options)
-    : store_(store), models_(models), options_(std::move(options)),
+    : store_(store),
+      models_(models),
+      options_(std::move(options)),
       events_(options_.events ? *options_.events : own_events_) {
   if (options_.node_id.empty()) options_.node_id = makeNodeId();
   for (auto& e : models_.list()) {

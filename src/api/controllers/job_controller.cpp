@@ -215,21 +215,25 @@ void registerJobRoutes(const ApiContext& ctx) {
     auto visible = visibleJob(ctx, *req, id_text);
     if (!visible) return cb(errorResponse(visible.error()));
     respondSse(req, std::move(cb), [&ctx, id = visible->id](std::shared_ptr<SseStream> stream) {
-      auto r = followJob(ctx.store, ctx.scheduler.events(), id, [stream](const JobEvent& e) {
-        if (e.type == "result") return true;  // this stream tells of an end once it is stored
-        nlohmann::ordered_json data;
-        if (e.type == "state") {
-          data = {{"job", jobToJson(*e.job)}, {"text", e.data.value("text", "")}};
-        } else if (e.job) {
-          data = {{"job", jobToJson(*e.job)}};
-        } else {
-          data = nlohmann::ordered_json(e.data);
-          data["job_id"] = e.job_id;
-        }
-        bool open = stream->send(e.type, data.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
-        if (e.terminal()) stream->close();
-        return open;
-      }, stream->executor());
+      auto r = followJob(
+          ctx.store, ctx.scheduler.events(), id,
+          [stream](const JobEvent& e) {
+            if (e.type == "result") return true;  // this stream tells of an end once it is stored
+            nlohmann::ordered_json data;
+            if (e.type == "state") {
+              data = {{"job", jobToJson(*e.job)}, {"text", e.data.value("text", "")}};
+            } else if (e.job) {
+              data = {{"job", jobToJson(*e.job)}};
+            } else {
+              data = nlohmann::ordered_json(e.data);
+              data["job_id"] = e.job_id;
+            }
+            bool open =
+                stream->send(e.type, data.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+            if (e.terminal()) stream->close();
+            return open;
+          },
+          stream->executor());
       if (!r) stream->close();
     });
   });

@@ -68,8 +68,9 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
     };
     if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
     auto sent = std::make_shared<std::string>();  // the text streamed so far
-    auto r =
-        followJob(ctx.store, ctx.scheduler.events(), job.id, [stream, chunk, kind, req, job, sent](const JobEvent& e) {
+    auto r = followJob(
+        ctx.store, ctx.scheduler.events(), job.id,
+        [stream, chunk, kind, req, job, sent](const JobEvent& e) {
           bool open = true;
           std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
           if (!text.empty()) {
@@ -110,7 +111,8 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
           // A departed client cancels the job through the stream's on_gone (queued on the I/O
           // loop, never run inside a listener: cancelling writes to the store).
           return open;
-        }, stream->executor());
+        },
+        stream->executor());
     if (!r) stream->close();
   },
   // The client left: noticed by a failed write (a token, or a keep-alive while queued).

@@ -20,8 +20,8 @@ constexpr long kMaxGbnfRepeat = 2000;
 
 Result<void> checkGbnfRepetitions(std::string_view g) {
   auto bad = [](std::string_view rep, size_t at, std::string_view why) {
-    return fail(Error::invalid(std::format("the grammar's repetition '{}' (at byte {}) {}", rep, at, why),
-                               "params.grammar"));
+    return fail(
+        Error::invalid(std::format("the grammar's repetition '{}' (at byte {}) {}", rep, at, why), "params.grammar"));
   };
   for (size_t i = 0; i < g.size(); ++i) {
     char c = g[i];

@@ -23,8 +23,8 @@ class InProcessEventBus final : public EventBus {
  private:
   struct Sub {
     std::shared_ptr<Listener> listener;
-    Executor on;                               // empty: run on the publisher's thread
-    std::shared_ptr<std::atomic<bool>> done;   // it returned false (or threw): call it no more
+    Executor on;                              // empty: run on the publisher's thread
+    std::shared_ptr<std::atomic<bool>> done;  // it returned false (or threw): call it no more
   };
   struct Entry {
     std::string text;
@@ -38,10 +38,10 @@ class InProcessEventBus final : public EventBus {
   bool dispatch(Token token, const Sub& sub, const JobEvent& event);
 
   mutable std::mutex mu_;
-  std::map<JobId, Entry> jobs_;          // guarded by mu_
-  std::map<Token, Sub> all_;             // guarded by mu_: subscribeAll
-  std::map<Token, JobId> tokens_;        // guarded by mu_: subscribe (one job)
-  Token next_token_ = 1;                 // guarded by mu_
+  std::map<JobId, Entry> jobs_;    // guarded by mu_
+  std::map<Token, Sub> all_;       // guarded by mu_: subscribeAll
+  std::map<Token, JobId> tokens_;  // guarded by mu_: subscribe (one job)
+  Token next_token_ = 1;           // guarded by mu_
 };
 
 }  // namespace statim

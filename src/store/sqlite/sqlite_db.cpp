@@ -106,8 +106,8 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::filesystem::path& pa
       sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
   if (rc != SQLITE_OK) {
-    return fail(sqliteError(rc, std::format("cannot open database {}: {}", path.string(),
-                                            raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
+    return fail(sqliteError(
+        rc, std::format("cannot open database {}: {}", path.string(), raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc))));
   }
   sqlite3_busy_timeout(raw, 10000);
   // FULL: a commit is on disk when it returns (WAL mode fsyncs the log at each commit).

@@ -221,8 +221,8 @@ void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Crea
   job.params = std::move(nj.params);
   job.priority = nj.priority;
   job.status = transition(JobStep::kQueued).status;
-  job.status_message = nj.status_message.empty() ? std::string(transition(JobStep::kQueued).message)
-                                                 : std::move(nj.status_message);
+  job.status_message =
+      nj.status_message.empty() ? std::string(transition(JobStep::kQueued).message) : std::move(nj.status_message);
   job.webhook = std::move(nj.webhook);
   if (nj.owner) job.owner_key_id = nj.owner->key_id;
   auto request = std::make_shared<NewJob>();  // what the checks below need besides the job
@@ -427,23 +427,22 @@ Result<RequeueReport> SqliteStore::requeueAbandoned(Micros expired_before, int m
       return ok();
     };
     const JobTransition& abandoned = transition(JobStep::kAbandoned);
-    auto failed = collect(
-        abandoned,
-        "UPDATE jobs SET status = ?4, status_message = ?5, finished_at = ?3,"
-        " error = 'abandoned: the worker running this job stopped ' || attempts || ' times"
-        " (jobs.max_attempts = ' || ?2 || ')', lease_owner = '', lease_expires_at = NULL"
-        " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts >= ?2 RETURNING id",
-        report.failed);
+    auto failed = collect(abandoned,
+                          "UPDATE jobs SET status = ?4, status_message = ?5, finished_at = ?3,"
+                          " error = 'abandoned: the worker running this job stopped ' || attempts || ' times"
+                          " (jobs.max_attempts = ' || ?2 || ')', lease_owner = '', lease_expires_at = NULL"
+                          " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts >= ?2 RETURNING id",
+                          report.failed);
     if (!failed) return statim::fail(failed.error());
     for (JobId id : report.failed) {
       if (auto r = enqueueWebhook(db, id, abandoned.event, nowMicros()); !r) return statim::fail(r.error());
     }
-    auto requeued = collect(
-        transition(JobStep::kRequeued),
-        "UPDATE jobs SET status = ?4, status_message = ?5 ||"
-        " ' (attempt ' || attempts || ' of ' || ?2 || ' used)', lease_owner = '', lease_expires_at = NULL"
-        " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts < ?2 AND ?3 > 0 RETURNING id",
-        report.requeued);
+    auto requeued =
+        collect(transition(JobStep::kRequeued),
+                "UPDATE jobs SET status = ?4, status_message = ?5 ||"
+                " ' (attempt ' || attempts || ' of ' || ?2 || ' used)', lease_owner = '', lease_expires_at = NULL"
+                " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts < ?2 AND ?3 > 0 RETURNING id",
+                report.requeued);
     if (!requeued) return statim::fail(requeued.error());
     return report;
   });

@@ -57,7 +57,6 @@ std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-
 SqliteStore::ReaderLease::ReaderLease(ReaderLease&& other) noexcept
     : store(other.store), db(std::move(other.db)), read_only(std::exchange(other.read_only, false)) {}
 
@@ -112,8 +111,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::openReadOnly(const std::filesy
 
 SqliteStore::SqliteStore(std::filesystem::path path, std::unique_ptr<SqliteDb> writer, int version,
                          std::unique_ptr<SqliteDb> read_only_reader, std::optional<Error> write_problem)
-    : path_(std::move(path)), blobs_(path_.parent_path() / "files"), writer_db_(std::move(writer)),
-      schema_version_(version), write_problem_(std::move(write_problem)) {
+    : path_(std::move(path)),
+      blobs_(path_.parent_path() / "files"),
+      writer_db_(std::move(writer)),
+      schema_version_(version),
+      write_problem_(std::move(write_problem)) {
   if (read_only_reader) {
     readers_read_only_ = true;
     readers_.push_back(std::move(read_only_reader));

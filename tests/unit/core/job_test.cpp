@@ -11,10 +11,9 @@
 namespace statim {
 namespace {
 
-constexpr JobStep kSteps[] = {JobStep::kQueued,    JobStep::kQueuedForLoad,    JobStep::kStarted,
-                              JobStep::kCancelling, JobStep::kCompleted,        JobStep::kFailed,
-                              JobStep::kCancelledRunning, JobStep::kCancelledQueued, JobStep::kRequeued,
-                              JobStep::kAbandoned};
+constexpr JobStep kSteps[] = {
+    JobStep::kQueued, JobStep::kQueuedForLoad,    JobStep::kStarted,         JobStep::kCancelling, JobStep::kCompleted,
+    JobStep::kFailed, JobStep::kCancelledRunning, JobStep::kCancelledQueued, JobStep::kRequeued,   JobStep::kAbandoned};
 
 TEST(JobLife, EveryEndIsAnnouncedByItsStatusEvent) {
   for (JobStep step : kSteps) {
@@ -37,8 +36,8 @@ TEST(JobLife, WebhookEventsAreExactlyTheEventsOfTheTable) {
   }
   std::set<std::string_view> listed(std::begin(kJobEvents), std::end(kJobEvents));
   EXPECT_EQ(from_table, listed);
-  for (auto s : {JobStatus::kQueued, JobStatus::kProcessing, JobStatus::kCompleted, JobStatus::kFailed,
-                 JobStatus::kCancelled}) {
+  for (auto s :
+       {JobStatus::kQueued, JobStatus::kProcessing, JobStatus::kCompleted, JobStatus::kFailed, JobStatus::kCancelled}) {
     EXPECT_TRUE(listed.contains(eventName(s))) << toString(s);
     EXPECT_EQ(parseJobStatus(toString(s)), s);
   }

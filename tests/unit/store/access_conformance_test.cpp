@@ -18,8 +18,13 @@ class AccessConformance : public testing::StoreTest {
 };
 
 TEST_P(AccessConformance, KeysAreFoundByPrefixRevokedByNameOrIdAndNamesAreUniqueAmongActiveKeys) {
-  auto a = store_->createKey({.name = "alice", .prefix = "aaaa0000", .hash = "h1", .scope = "user",
-                              .models = std::vector<std::string>{"echo"}, .rate = "5/s", .max_queued = 3});
+  auto a = store_->createKey({.name = "alice",
+                              .prefix = "aaaa0000",
+                              .hash = "h1",
+                              .scope = "user",
+                              .models = std::vector<std::string>{"echo"},
+                              .rate = "5/s",
+                              .max_queued = 3});
   ASSERT_TRUE(a) << a.error().message;
   auto found = store_->findKeyByPrefix("aaaa0000");
   ASSERT_TRUE(found && *found);
@@ -89,9 +94,15 @@ TEST_P(AccessConformance, MaxQueuedIsExactPerOwnerAndFreedWhenAJobStarts) {
 TEST_P(AccessConformance, AuditRowsAreListedNewestFirstFilteredAndExpired) {
   Micros t0 = nowMicros();
   for (int i = 0; i < 3; ++i) {
-    store_->appendAudit({.time = t0 + i, .key_id = i == 1 ? std::optional<std::int64_t>(2) : std::nullopt,
-                         .key_name = i == 1 ? "bob" : "", .remote = "127.0.0.1", .method = "POST",
-                         .route = "/job", .path = "/job", .job_id = i, .status = 202,
+    store_->appendAudit({.time = t0 + i,
+                         .key_id = i == 1 ? std::optional<std::int64_t>(2) : std::nullopt,
+                         .key_name = i == 1 ? "bob" : "",
+                         .remote = "127.0.0.1",
+                         .method = "POST",
+                         .route = "/job",
+                         .path = "/job",
+                         .job_id = i,
+                         .status = 202,
                          .request_id = "r" + std::to_string(i)});
   }
   // Appends are asynchronous; a blocking write behind them proves they committed.

@@ -1,5 +1,5 @@
-// Store conformance (store_test.h), the files of jobs: deleting a job removes the files only it referred to, never those another
-// job (or an upload in flight) still needs; the retention sweep removes files no job refers to.
+// Store conformance (store_test.h), the files of jobs: deleting a job removes the files only it referred to, never
+// those another job (or an upload in flight) still needs; the retention sweep removes files no job refers to.
 #include <gtest/gtest.h>
 
 #include <format>
