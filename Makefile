@@ -5,6 +5,8 @@ DATA_DIR ?= data
 MODELS_DIR ?= models
 JOBS ?= $(shell nproc)
 IN_ENV := scripts/in-env
+# A throwaway PostgreSQL server for the unit tests' PostgreSQL store kind (STATIM_TEST_POSTGRES_URL)
+WITH_PG := scripts/pg-test-server run
 CMAKE_FLAGS ?=
 
 .PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean
@@ -22,7 +24,7 @@ run: build
 test: build
 	scripts/check-dockerfile
 	tests/env/test_paths.sh
-	$(IN_ENV) ctest --test-dir build --output-on-failure -j $(JOBS)
+	$(IN_ENV) $(WITH_PG) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS) FUZZ_NEW_FINDS=warn
 	$(MAKE) test-sanitize
@@ -32,7 +34,7 @@ build-sanitize:
 	$(IN_ENV) cmake --build build-asan -j $(JOBS)
 
 test-sanitize: build-sanitize
-	$(IN_ENV) env ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	$(IN_ENV) env ASAN_OPTIONS=detect_leaks=1 $(WITH_PG) ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build-asan/statim STATIM_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 python3 -m pytest -q tests/e2e
 	$(MAKE) test-tsan
 
@@ -42,7 +44,7 @@ test-sanitize: build-sanitize
 test-tsan:
 	$(IN_ENV) cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_TSAN=ON >/dev/null
 	$(IN_ENV) cmake --build build-tsan -j $(JOBS) --target statim_unit_tests
-	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:Stores/*:SchedulerTest.*:InProcessEventBus.*:DispatcherTest.*:ComputeBudget.*:ModelLifecycleTest.*:ModelRegistry.*-ComputeBudget.OneOpenMpPool*'
+	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 $(WITH_PG) build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:Stores/*:SchedulerTest.*:InProcessEventBus.*:DispatcherTest.*:ComputeBudget.*:ModelLifecycleTest.*:ModelRegistry.*-ComputeBudget.OneOpenMpPool*'
 
 # libFuzzer targets (tests/fuzz): built with clang, each run FUZZ_SECONDS over its seed corpus.
 # make test runs them briefly (FUZZ_CI_SECONDS each); `make fuzz` for longer.

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # statim's build/run environment: a Debian forky root made with debootstrap, cached outside the
-# checkout, with the packages of scripts/packages.txt. Sourced by scripts/in-env and the Makefile.
+# checkout, with the packages of scripts/packages.txt and scripts/test-packages.txt (the tests' own,
+# e.g. a PostgreSQL server; the image does not install them). Sourced by scripts/in-env and the Makefile.
 #
 #   statim_env_exec CMD...   run CMD inside the environment (or natively, see below), same cwd/env
 #   statim_env_root          print the path of the (built) root
@@ -12,11 +13,12 @@
 
 STATIM_PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATIM_PACKAGES_FILE="$STATIM_PROJECT_DIR/scripts/packages.txt"
+STATIM_TEST_PACKAGES_FILE="$STATIM_PROJECT_DIR/scripts/test-packages.txt"  # the environment only, not the image
 STATIM_SUITE=forky
 
 statim_env_log() { echo "statim-env: $*" >&2; }
 
-statim_env_packages() { grep -v '^\s*#' "$STATIM_PACKAGES_FILE" | grep -v '^\s*$' | tr '\n' ' '; }
+statim_env_packages() { cat "$STATIM_PACKAGES_FILE" "$STATIM_TEST_PACKAGES_FILE" | grep -v '^\s*#' | grep -v '^\s*$' | tr '\n' ' '; }
 
 statim_env_is_native() {
   case "${STATIM_NATIVE:-}" in 1) return 0 ;; 0) return 1 ;; esac
@@ -43,10 +45,10 @@ statim_env_mirror() {
 
 statim_env_cache() { echo "${STATIM_ENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/statim-env}"; }
 
-# The root's name carries a hash of the package list and of this script: either changing rebuilds it.
+# The root's name carries a hash of the package lists and of this script: any changing rebuilds it.
 statim_env_root() {
   local key
-  key=$(cat "$STATIM_PACKAGES_FILE" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+  key=$(cat "$STATIM_PACKAGES_FILE" "$STATIM_TEST_PACKAGES_FILE" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
   echo "$(statim_env_cache)/$STATIM_SUITE-$key"
 }
 

@@ -27,6 +27,10 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
+std::string dumpJson(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 Job endedJob(Job job, JobOutcome outcome) {
   const JobTransition& step = transition(outcome.status == JobStatus::kFailed      ? JobStep::kFailed
                                          : outcome.status == JobStatus::kCancelled ? JobStep::kCancelledRunning

@@ -82,6 +82,9 @@ struct JobOutcome {
 // result, error, artifacts, the lease dropped. All but finished_at, which the commit sets.
 Job endedJob(Job job, JobOutcome outcome);
 
+// Text stored in a database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
+std::string dumpJson(const nlohmann::json& j);
+
 struct RequeueReport {
   std::vector<JobId> requeued;
   std::vector<JobId> failed;

@@ -52,11 +52,6 @@ Result<int> migrate(SqliteDb& db) {
 
 }  // namespace
 
-// Text stored in the database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
-std::string dumpJson(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 SqliteStore::ReaderLease::ReaderLease(ReaderLease&& other) noexcept
     : store(other.store), db(std::move(other.db)), read_only(std::exchange(other.read_only, false)) {}
 

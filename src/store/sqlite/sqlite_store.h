@@ -163,7 +163,4 @@ Result<void> deleteJobRows(SqliteDb& db, DeletedJobs& out);
 // The files of jobs; loads them into `job` (path filled from `blobs`).
 Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job);
 
-// Text stored in the database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
-std::string dumpJson(const nlohmann::json& j);
-
 }  // namespace statim

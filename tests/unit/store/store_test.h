@@ -28,11 +28,16 @@ struct StoreKind {
   std::string name;  // the test name suffix: "sqlite", ...
   // Opens the store kept in `dir` (reopens it, the second time).
   std::function<Result<std::unique_ptr<Store>>(const std::filesystem::path& dir)> open;
+  // Why this kind cannot run here (no server configured); empty: it can.
+  std::function<std::string()> unavailable = [] { return std::string(); };
 };
 
 class StoreTest : public ::testing::TestWithParam<StoreKind> {
  protected:
-  void SetUp() override { reopen(); }
+  void SetUp() override {
+    if (auto why = GetParam().unavailable(); !why.empty()) GTEST_SKIP() << why;
+    reopen();
+  }
   void reopen() {
     store_.reset();
     auto s = GetParam().open(dir_.path());

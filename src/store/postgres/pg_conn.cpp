@@ -1,0 +1,174 @@
+#include "store/postgres/pg_conn.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <format>
+#include <regex>
+
+#include <libpq-fe.h>
+
+namespace statim {
+namespace {
+
+// Text quoted for an array literal element.
+std::string arrayElement(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string trimmed(const char* msg) {
+  std::string s = msg ? msg : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+PgParams& PgParams::add(double v) { return push(std::format("{}", v)); }
+
+PgParams& PgParams::addArray(const std::vector<std::int64_t>& values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + std::to_string(values[i]);
+  return push(s + "}");
+}
+
+PgParams& PgParams::addArray(const std::vector<std::string>& values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + arrayElement(values[i]);
+  return push(s + "}");
+}
+
+PgResult& PgResult::operator=(PgResult&& o) noexcept {
+  if (this != &o) {
+    if (r_) PQclear(r_);
+    r_ = o.r_;
+    o.r_ = nullptr;
+  }
+  return *this;
+}
+PgResult::~PgResult() {
+  if (r_) PQclear(r_);
+}
+int PgResult::rows() const { return PQntuples(r_); }
+std::int64_t PgResult::affected() const {
+  const char* n = PQcmdTuples(r_);
+  return n && *n ? std::strtoll(n, nullptr, 10) : 0;
+}
+bool PgResult::isNull(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+std::string PgResult::text(int row, int col) const {
+  return std::string(PQgetvalue(r_, row, col), static_cast<size_t>(PQgetlength(r_, row, col)));
+}
+std::int64_t PgResult::int64(int row, int col) const {
+  std::int64_t v = 0;
+  const char* s = PQgetvalue(r_, row, col);
+  std::from_chars(s, s + PQgetlength(r_, row, col), v);
+  return v;
+}
+std::optional<std::int64_t> PgResult::optInt(int row, int col) const {
+  if (isNull(row, col)) return std::nullopt;
+  return int64(row, col);
+}
+double PgResult::real(int row, int col) const { return std::strtod(PQgetvalue(r_, row, col), nullptr); }
+bool PgResult::boolean(int row, int col) const {
+  const char* s = PQgetvalue(r_, row, col);
+  return s && (*s == 't' || *s == '1');
+}
+
+Result<std::unique_ptr<PgConn>> PgConn::connect(const std::string& url) {
+  PGconn* c = PQconnectdb(url.c_str());
+  if (!c) return statim::fail(ErrorCode::kStorageUnavailable, "PostgreSQL: out of memory creating a connection");
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string msg = trimmed(PQerrorMessage(c));
+    PQfinish(c);
+    return statim::fail(ErrorCode::kStorageUnavailable, std::format("cannot connect to PostgreSQL ({}): {}", redactPgUrl(url), msg));
+  }
+  auto conn = std::unique_ptr<PgConn>(new PgConn(c));
+  // Times are microseconds computed by the database (statim_now_us()); keep notices out of stderr.
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  return conn;
+}
+
+PgConn::~PgConn() {
+  if (conn_) PQfinish(conn_);
+}
+
+bool PgConn::healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+Result<void> PgConn::reset() {
+  prepared_.clear();
+  PQreset(conn_);
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    return statim::fail(ErrorCode::kStorageUnavailable, "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
+  }
+  return ok();
+}
+
+Error PgConn::errorOf(PGresult* r, std::string_view what) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  last_state_ = state ? state : "";
+  std::string msg = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
+  if (msg.empty()) msg = trimmed(PQerrorMessage(conn_));
+  // A lost connection (or a server shutting down: class 57, 08) is "unavailable": nothing written.
+  bool unavailable = !healthy() || last_state_.starts_with("08") || last_state_.starts_with("57");
+  return {unavailable ? ErrorCode::kStorageUnavailable : ErrorCode::kStorage,
+          std::format("PostgreSQL {}: {}", what, msg.empty() ? "connection lost" : msg),
+          {}};
+}
+
+Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
+  last_state_.clear();
+  std::string key(sql);
+  auto it = prepared_.find(key);
+  if (it == prepared_.end()) {
+    std::string name = std::format("s{}", prepared_.size());
+    PGresult* r = PQprepare(conn_, name.c_str(), key.c_str(), 0, nullptr);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+      Error e = errorOf(r, "prepare");
+      if (r) PQclear(r);
+      return statim::fail(std::move(e));
+    }
+    PQclear(r);
+    it = prepared_.emplace(std::move(key), std::move(name)).first;
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (auto& v : params.values()) values.push_back(v ? v->c_str() : nullptr);
+  PGresult* r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                               nullptr, 0);
+  auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    Error e = errorOf(r, "query");
+    if (r) PQclear(r);
+    return statim::fail(std::move(e));
+  }
+  return PgResult(r);
+}
+
+Result<void> PgConn::run(std::string_view sql) {
+  last_state_.clear();
+  std::string s(sql);
+  PGresult* r = PQexec(conn_, s.c_str());
+  auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    Error e = errorOf(r, "statement");
+    if (r) PQclear(r);
+    return statim::fail(std::move(e));
+  }
+  PQclear(r);
+  return ok();
+}
+
+std::string redactPgUrl(const std::string& url) {
+  // postgresql://user:secret@host/db -> postgresql://user:***@host/db; password=secret -> password=***
+  static const std::regex uri(R"(^(postgres(?:ql)?://[^:/@]*:)[^@]*@)");
+  static const std::regex kv(R"(password\s*=\s*('[^']*'|\S+))");
+  std::string out = std::regex_replace(url, uri, "$1***@");
+  out = std::regex_replace(out, kv, "password=***");
+  return out;
+}
+
+}  // namespace statim

@@ -1,0 +1,112 @@
+// Thin RAII wrapper over libpq (the C client, already a runtime dependency through Drogon): a
+// connection with a cache of prepared statements, text parameters and typed reads of results.
+// Not thread-safe: one PgConn is used by one thread at a time (the store hands them out).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "statim/error.h"
+
+struct pg_conn;
+struct pg_result;
+
+namespace statim {
+
+// SQLSTATEs the store acts on.
+inline constexpr std::string_view kPgUniqueViolation = "23505";
+inline constexpr std::string_view kPgDeadlock = "40P01";
+inline constexpr std::string_view kPgSerialization = "40001";
+
+// Query parameters, sent as text; an empty optional is NULL.
+class PgParams {
+ public:
+  PgParams() = default;
+  template <typename... Ts>
+  explicit PgParams(const Ts&... values) {
+    (add(values), ...);
+  }
+  PgParams& add(std::int64_t v) { return push(std::to_string(v)); }
+  PgParams& add(int v) { return push(std::to_string(v)); }
+  PgParams& add(bool v) { return push(v ? "t" : "f"); }
+  PgParams& add(double v);
+  PgParams& add(std::string_view v) { return push(std::string(v)); }
+  PgParams& add(const std::string& v) { return push(v); }
+  PgParams& add(const char* v) { return push(v); }
+  PgParams& add(std::nullopt_t) { return push(std::nullopt); }
+  template <typename T>
+  PgParams& add(const std::optional<T>& v) {
+    return v ? add(*v) : push(std::nullopt);
+  }
+  // A PostgreSQL array literal ({1,2,3}); for bigint[] / text[] parameters.
+  PgParams& addArray(const std::vector<std::int64_t>& values);
+  PgParams& addArray(const std::vector<std::string>& values);
+  size_t size() const { return values_.size(); }
+  const std::vector<std::optional<std::string>>& values() const { return values_; }
+
+ private:
+  PgParams& push(std::optional<std::string> v) {
+    values_.push_back(std::move(v));
+    return *this;
+  }
+  std::vector<std::optional<std::string>> values_;
+};
+
+// A query's rows (text format).
+class PgResult {
+ public:
+  explicit PgResult(pg_result* r) : r_(r) {}
+  PgResult(PgResult&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+  PgResult& operator=(PgResult&& o) noexcept;
+  ~PgResult();
+  int rows() const;
+  std::int64_t affected() const;  // rows an INSERT/UPDATE/DELETE changed
+  bool isNull(int row, int col) const;
+  std::string text(int row, int col) const;
+  std::int64_t int64(int row, int col) const;
+  std::optional<std::int64_t> optInt(int row, int col) const;
+  double real(int row, int col) const;
+  bool boolean(int row, int col) const;
+
+ private:
+  pg_result* r_;
+};
+
+class PgConn {
+ public:
+  // Connects to `url` (a postgresql:// URI or a conninfo string). Failure: kStorageUnavailable,
+  // with libpq's message (the password, if any, is not in it).
+  static Result<std::unique_ptr<PgConn>> connect(const std::string& url);
+  ~PgConn();
+  PgConn(const PgConn&) = delete;
+  PgConn& operator=(const PgConn&) = delete;
+
+  // Runs one statement with parameters ($1, $2, ...), prepared once per connection and cached.
+  Result<PgResult> exec(std::string_view sql, const PgParams& params = {});
+  // Runs one or more statements without parameters (simple query protocol).
+  Result<void> run(std::string_view sql);
+  // The SQLSTATE of the last failed exec/run ("" when it did not come from the server).
+  const std::string& lastSqlState() const { return last_state_; }
+  // False once the connection is lost (the server restarted, the backend was terminated).
+  bool healthy() const;
+  // Reconnects a lost connection; prepared statements are prepared again as they are used.
+  Result<void> reset();
+  pg_conn* raw() { return conn_; }
+
+ private:
+  explicit PgConn(pg_conn* c) : conn_(c) {}
+  Error errorOf(pg_result* r, std::string_view what);
+  pg_conn* conn_;
+  std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
+  std::string last_state_;
+};
+
+// A connection URL with its password (if any) replaced by "***", for logs and messages.
+std::string redactPgUrl(const std::string& url);
+
+}  // namespace statim

@@ -1,0 +1,179 @@
+// The store on PostgreSQL, shared by any number of statim nodes: jobs (the queue and their
+// history), API keys, the audit trail and the webhook outbox, in the database given by
+// store.url; the jobs' files on a path every node reads (store.files_dir).
+//
+// Writes go to a queue served by a few writer threads, each with its own connection, which
+// batch whatever is pending into one transaction (group commit) with a SAVEPOINT around each
+// write, so one failure does not undo the others; a write that loses a deadlock is retried.
+// Reads take a connection from a small pool and never wait for the writers. Every time that
+// nodes must agree on (leases above all) is the database's clock, statim_now_us(), never a node's.
+//
+// Claims are `FOR UPDATE SKIP LOCKED` on the partial index of queued rows: nodes claiming at the
+// same time never get the same job and never wait for each other. Completion is fenced on the
+// lease's (owner, attempt). A lost connection (a restarted server, a terminated backend) fails
+// the writes of that moment with kStorageUnavailable (nothing written) and is re-opened on the
+// next use.
+//
+// The methods of each interface live in their own file: pg_jobs.cpp, pg_keys.cpp, pg_audit.cpp,
+// pg_webhooks.cpp; this header and postgres_store.cpp hold the machinery.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/local_blobs/local_blob_store.h"
+#include "store/postgres/pg_conn.h"
+#include "store/store.h"
+
+namespace statim {
+
+struct PostgresStoreOptions {
+  std::string url;                  // postgresql://user@host/db, or a conninfo string
+  std::filesystem::path files_dir;  // the jobs' files: a path every node sharing the database reads
+  int writers = 2;                  // writer connections (threads)
+  int max_readers = 8;              // reader connections, opened as needed
+};
+
+class PostgresStore final : public Store {
+ public:
+  // Connects, then applies pending migrations under an advisory lock (nodes starting together
+  // wait for the first). Fails with kStorageUnavailable when the server cannot be reached, and
+  // with kStorage when the schema is newer than this binary knows.
+  static Result<std::unique_ptr<PostgresStore>> open(PostgresStoreOptions options);
+  ~PostgresStore() override;  // drains pending writes, then closes
+
+  // JobStore
+  using JobStore::createAsync;
+  void createAsync(NewJob job, std::optional<LeaseRequest> start, CreateCallback done) override;
+  Result<Job> get(JobId id) override;
+  Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
+                                                                    const std::string& key) override;
+  Result<JobPage> list(const JobFilter& filter) override;
+  Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) override;
+  Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
+  void finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) override;
+  Result<CancelOutcome> requestCancel(JobId id) override;
+  Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;
+  Result<std::map<std::string, std::int64_t>> queuedByModel() override;
+  Result<DeletedJobs> deleteFinishedBefore(Micros before) override;
+  Result<DeletedJobs> deleteJob(JobId id) override;
+  Result<std::vector<std::string>> unreferencedFiles(const std::vector<std::string>& sha256s) override;
+
+  // KeyStore
+  Result<ApiKey> createKey(ApiKey key) override;
+  Result<std::optional<ApiKey>> findKeyByPrefix(const std::string& prefix) override;
+  Result<std::vector<ApiKey>> listKeys() override;
+  Result<ApiKey> revokeKey(const std::string& name_or_id) override;
+
+  // AuditStore
+  void appendAudit(AuditEntry entry) override;
+  Result<AuditPage> listAudit(const AuditFilter& filter) override;
+  Result<std::int64_t> deleteAuditBefore(Micros before) override;
+
+  // WebhookStore
+  Result<std::vector<WebhookDelivery>> claimDueDeliveries(Micros now, Micros lease, int limit) override;
+  Result<void> recordAttempt(std::int64_t delivery_id, const WebhookAttempt& attempt, bool delivered,
+                             std::optional<Micros> retry_at) override;
+  Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
+
+  BlobStore& blobs() override { return blobs_; }
+  int schemaVersion() const override { return schema_version_; }
+  std::optional<Error> writeProblem() const override;
+  // Transactions the writers committed (tests check that group commit groups).
+  std::int64_t commitCount() const;
+  // A reader connection for statements outside the interfaces (tests: EXPLAIN of the claim).
+  Result<PgResult> query(std::string_view sql, const PgParams& params = {});
+
+ private:
+  struct WriteOp {
+    // Runs inside the batch transaction on a writer connection; an error rolls back this op.
+    std::function<Result<void>(PgConn&)> apply;
+    // Runs after the batch commits (commit_error null) or fails to (commit_error set).
+    std::function<void(const Error* commit_error)> deliver;
+  };
+
+  PostgresStore(PostgresStoreOptions options, int version);
+  void writerLoop(PgConn& conn);
+  void runBatch(PgConn& conn, std::vector<WriteOp>& batch);
+  void enqueue(WriteOp op);
+  template <typename T, typename Fn>
+  void writeAsync(Fn fn, std::function<void(Result<T>)> done);
+  template <typename T, typename Fn>
+  Result<T> write(Fn fn);
+
+  // A reader connection, returned to the pool when the lease ends.
+  struct ReaderLease {
+    PostgresStore* store;
+    std::unique_ptr<PgConn> conn;
+    ReaderLease(PostgresStore* s, std::unique_ptr<PgConn> c) : store(s), conn(std::move(c)) {}
+    ReaderLease(ReaderLease&& o) noexcept : store(o.store), conn(std::move(o.conn)) {}
+    ~ReaderLease();
+    PgConn* operator->() { return conn.get(); }
+  };
+  Result<ReaderLease> reader();
+  // Runs `fn(PgConn&) -> Result<T>` on a reader connection.
+  template <typename T, typename Fn>
+  Result<T> read(Fn fn);
+
+  PostgresStoreOptions options_;
+  LocalBlobStore blobs_;
+  int schema_version_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<WriteOp> pending_;        // guarded by mu_
+  bool stopping_ = false;              // guarded by mu_
+  std::int64_t commits_ = 0;           // guarded by mu_
+  std::optional<Error> write_problem_;  // guarded by mu_: the last batch could not reach the server
+  std::vector<std::unique_ptr<PgConn>> writer_conns_;  // one per writer thread
+  std::vector<std::thread> writers_;
+
+  std::mutex readers_mu_;
+  std::condition_variable readers_cv_;
+  std::vector<std::unique_ptr<PgConn>> idle_readers_;  // guarded by readers_mu_
+  int open_readers_ = 0;                               // guarded by readers_mu_
+};
+
+template <typename T, typename Fn>
+void PostgresStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
+  auto result = std::make_shared<std::optional<Result<T>>>();
+  enqueue({[fn = std::move(fn), result](PgConn& c) mutable {
+             result->emplace(fn(c));
+             return **result ? Result<void>() : Result<void>(statim::fail((*result)->error()));
+           },
+           [result, done = std::move(done)](const Error* err) {
+             if (err)
+               done(std::unexpected(*err));
+             else
+               done(std::move(**result));
+           }});
+}
+
+template <typename T, typename Fn>
+Result<T> PostgresStore::write(Fn fn) {
+  std::promise<Result<T>> promise;
+  auto future = promise.get_future();
+  writeAsync<T>(std::move(fn), [&promise](Result<T> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+template <typename T, typename Fn>
+Result<T> PostgresStore::read(Fn fn) {
+  for (int round = 0;; ++round) {
+    auto lease = reader();
+    if (!lease) return statim::fail(lease.error());
+    Result<T> r = fn(*lease->conn);
+    // A pooled connection gone stale (the server restarted): once more on a new one.
+    if (r || lease->conn->healthy() || round == 1) return r;
+  }
+}
+
+}  // namespace statim
