@@ -1,5 +1,6 @@
 // `statim keys create|list|revoke`: API keys, on the same store as `statim serve` (safe while
-// it runs: SQLite serialises the writers, and the server reads keys from the store per request).
+// it runs: the database serialises the writers, and the server reads keys from the store per
+// request). With store.url set, on that database: a key created there is valid on every node.
 #include <format>
 #include <iostream>
 
@@ -7,15 +8,15 @@
 #include "core/api_key.h"
 #include "core/clock.h"
 #include "core/strings.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store/open_store.h"
 
 namespace statim::cli {
 namespace {
 
-Result<std::unique_ptr<SqliteStore>> openStore(const Config& config) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  return SqliteStore::open(config.data_dir / "statim.db");
+Result<std::unique_ptr<Store>> openKeyStore(const Config& config) {
+  auto opened = openStore(config);
+  if (!opened) return fail(opened.error());
+  return std::move(opened->store);
 }
 
 int failWith(const Error& e) {
@@ -52,7 +53,7 @@ int keysCreate(const Config& config, const KeyOptions& o) {
     if (auto r = parseRate(o.rate); !r) return failWith(r.error());
   }
   if (o.max_queued && *o.max_queued < 1) return failWith(Error::invalid("--max-queued must be >= 1"));
-  auto store = openStore(config);
+  auto store = openKeyStore(config);
   if (!store) return failWith(store.error());
   ApiKey key{.name = o.name, .scope = o.scope, .rate = o.rate, .max_queued = o.max_queued};
   if (o.models) {
@@ -88,7 +89,7 @@ int keysCreate(const Config& config, const KeyOptions& o) {
 }
 
 int keysList(const Config& config, bool json) {
-  auto store = openStore(config);
+  auto store = openKeyStore(config);
   if (!store) return failWith(store.error());
   auto keys = (*store)->listKeys();
   if (!keys) return failWith(keys.error());
@@ -110,7 +111,7 @@ int keysList(const Config& config, bool json) {
 }
 
 int keysRevoke(const Config& config, const std::string& name_or_id) {
-  auto store = openStore(config);
+  auto store = openKeyStore(config);
   if (!store) return failWith(store.error());
   auto revoked = (*store)->revokeKey(name_or_id);
   if (!revoked) return failWith(revoked.error());

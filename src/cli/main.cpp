@@ -13,10 +13,13 @@ namespace {
 struct Common {
   std::string config_path;
   std::optional<std::string> data_dir;
+  std::optional<std::string> store;
   void add(CLI::App* cmd) {
     cmd->add_option("-c,--config", config_path, "TOML config file (keys overridable by STATIM_* env vars)")
         ->envname("STATIM_CONFIG");
     cmd->add_option("--data-dir", data_dir, "Where the database lives (data_dir)");
+    cmd->add_option("--store", store,
+                    "postgresql://... to share jobs with other nodes (store.url; default: SQLite in the data dir)");
   }
 };
 
@@ -29,7 +32,7 @@ int main(int argc, char** argv) {
 
   Common common;
   std::optional<int> port;
-  std::optional<std::string> host, models_dir, log_format, log_level;
+  std::optional<std::string> host, models_dir, log_format, log_level, role;
   auto* serve = app.add_subcommand("serve", "Run the HTTP server");
   common.add(serve);
   serve->add_option("--host", host, "Listen address (http.host)");
@@ -37,6 +40,9 @@ int main(int argc, char** argv) {
   serve->add_option("--models-dir", models_dir, "Folder of model manifests (models_dir)");
   serve->add_option("--log-format", log_format, "text or json (log.format)");
   serve->add_option("--log-level", log_level, "debug, info, warn, error (log.level)");
+  serve->add_option("--role", role,
+                    "all (default), api (HTTP only, runs no model) or worker (runs models; health routes only); "
+                    "api and worker need --store postgresql://... (node.role)");
 
   auto* keys = app.add_subcommand("keys", "Manage API keys (works while the server runs)");
   keys->require_subcommand(1);
@@ -68,6 +74,8 @@ int main(int argc, char** argv) {
   if (host) config->http_host = *host;
   if (port) config->http_port = *port;
   if (common.data_dir) config->data_dir = *common.data_dir;
+  if (common.store) config->store_url = *common.store;
+  if (role) config->node_role = *role;
   if (models_dir) config->models_dir = *models_dir;
   if (log_format) config->log_format = *log_format;
   if (log_level) config->log_level = *log_level;

@@ -21,7 +21,7 @@
 #include "scheduler/housekeeping.h"
 #include "scheduler/model_lifecycle.h"
 #include "scheduler/scheduler.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store/open_store.h"
 #include "webhooks/dispatcher.h"
 
 namespace statim::cli {
@@ -62,13 +62,13 @@ int serve(const Config& config) {
     log::error("cannot create data dir", {{"data_dir", config.data_dir.string()}, {"error", ec.message()}});
     return 1;
   }
-  auto db_path = config.data_dir / "statim.db";
-  auto store = SqliteStore::open(db_path);
-  if (!store) {
-    log::error("cannot open the job store", {{"path", db_path.string()}, {"error", store.error().message}});
+  auto opened = openStore(config);
+  if (!opened) {
+    log::error("cannot open the job store", {{"error", opened.error().message}});
     return 1;
   }
-  log::info("store: open", {{"path", db_path.string()}, {"schema_version", (*store)->schemaVersion()}});
+  auto& store = opened->store;
+  log::info("store: open", {{"store", opened->description}, {"schema_version", store->schemaVersion()}});
 
   // Declared before the scheduler and the models: it outlives every inference call.
   ComputeBudget compute(config.compute_cores);
@@ -80,7 +80,7 @@ int serve(const Config& config) {
     }
   }
   if (config.auth_mode == "required") {
-    auto keys = (*store)->listKeys();
+    auto keys = store->listKeys();
     bool any = keys && std::ranges::any_of(*keys, [](const ApiKey& k) { return !k.revoked_at; });
     if (!any) {
       log::warn("auth: auth.mode is required and no API key exists: every request but /healthz, /readyz, /version "
@@ -99,14 +99,17 @@ int serve(const Config& config) {
   SchedulerOptions options;
   options.metrics = &job_metrics;
   options.events = &events;
-  options.blobs = &(*store)->blobs();
+  options.blobs = &store->blobs();
   options.compute = &compute;
   options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
-  Scheduler scheduler(**store, *models, options);
+  options.shared_store = opened->shared;
+  if (!config.node_id.empty()) options.node_id = config.node_id;
+  Scheduler scheduler(*store, *models, options);
   // SQLite: this process owns the file, so every PROCESSING job was interrupted by our last exit.
-  if (auto r = scheduler.recover(true); !r) {
+  // A shared store: only jobs whose lease expired (other nodes' running jobs are theirs).
+  if (auto r = scheduler.recover(!opened->shared); !r) {
     log::error("cannot recover interrupted jobs", {{"error", r.error().message}});
     return 1;
   }
@@ -122,7 +125,7 @@ int serve(const Config& config) {
 
   api::DrogonWebhookTransport transport;
   WebhookDispatcher webhooks(
-      **store, **store, transport,
+      *store, *store, transport,
       [](const Job& job) {
         return api::jobToJson(job).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
       },
@@ -132,14 +135,14 @@ int serve(const Config& config) {
        .retry_max_seconds = config.webhooks_retry_max_seconds,
        .timeout_seconds = config.webhooks_timeout_seconds});
   Housekeeping housekeeping(
-      **store, **store,
+      *store, *store,
       {.jobs_days = config.jobs_retention_days,
        .audit_days = config.audit_retention_days,
        .interval = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_sweep_interval_seconds * 1000)),
-       .blobs = &(*store)->blobs()});
+       .blobs = &store->blobs()});
 
-  api::ApiContext ctx{config,  **store, scheduler, *models,           **store,
-                      **store, **store, metrics,   (*store)->blobs(), &lifecycle};
+  api::ApiContext ctx{config,  *store, scheduler, *models,           *store,
+                      *store, *store, metrics,   store->blobs(), &lifecycle};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();

@@ -25,6 +25,10 @@ struct Key {
 const Key kKeys[] = {
     {"data_dir", &Config::data_dir},
     {"models_dir", &Config::models_dir},
+    {"store.url", &Config::store_url},
+    {"store.files_dir", &Config::store_files_dir},
+    {"node.role", &Config::node_role},
+    {"node.id", &Config::node_id},
     {"http.host", &Config::http_host},
     {"http.port", &Config::http_port},
     {"http.threads", &Config::http_threads},
@@ -180,6 +184,18 @@ Result<void> validateConfig(const Config& c) {
     return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
   if (c.auth_mode != "required" && c.auth_mode != "off")
     return fail(Error::invalid("config auth.mode must be 'required' or 'off'", "auth.mode"));
+  if (c.node_role != "all" && c.node_role != "api" && c.node_role != "worker")
+    return fail(Error::invalid("config node.role must be 'all', 'api' or 'worker'", "node.role"));
+  if (!c.store_url.empty() && !c.store_url.starts_with("postgresql://") && !c.store_url.starts_with("postgres://") &&
+      !c.store_url.starts_with("sqlite:"))
+    return fail(Error::invalid("config store.url must be empty (SQLite in the data dir), sqlite:PATH or "
+                               "postgresql://[user[:password]@][host][:port]/dbname[?param=value...]",
+                               "store.url"));
+  if (c.node_role != "all" && !c.store_url.starts_with("postgres"))
+    return fail(Error::invalid(std::format("config node.role '{}' needs a store shared by several nodes "
+                                           "(store.url = postgresql://...); with SQLite one node does everything",
+                                           c.node_role),
+                               "node.role"));
   if (c.jobs_retention_days < 0 || c.audit_retention_days < 0)
     return fail(Error::invalid("config jobs.retention_days and audit.retention_days must be >= 0 (0 = keep)",
                                c.jobs_retention_days < 0 ? "jobs.retention_days" : "audit.retention_days"));

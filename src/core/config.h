@@ -14,6 +14,16 @@ namespace statim {
 struct Config {
   std::filesystem::path data_dir = "data";
   std::filesystem::path models_dir = "models";
+  // [store]
+  // Where jobs, keys, audit and webhooks are kept: empty (the default) is SQLite in
+  // <data_dir>/statim.db; postgresql://... is a PostgreSQL database several nodes share.
+  std::string store_url;
+  // The jobs' files (inputs, artifacts); empty: <data_dir>/files. With a shared store, a path
+  // every node reads and writes (a shared volume).
+  std::filesystem::path store_files_dir;
+  // [node]
+  std::string node_role = "all";  // all | api (HTTP only, runs no model) | worker (runs models, health routes only)
+  std::string node_id;            // this node's name in leases and GET /nodes; empty: host name + pid
   // [http]
   std::string http_host = "0.0.0.0";
   int http_port = 5000;

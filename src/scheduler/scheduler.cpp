@@ -642,29 +642,58 @@ Result<Job> Scheduler::cancel(JobId id) {
 
 void Scheduler::leaseLoop() {
   const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
+  // With a shared store the admission counters are re-read more often than leases are renewed:
+  // other nodes claim (and submit) jobs of the same queues.
+  const auto tick = options_.shared_store ? std::min(period, std::max(options_.poll_interval, std::chrono::milliseconds(10)))
+                                          : period;
   const Micros lease_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
+  auto next_renewal = std::chrono::steady_clock::now() + period;
   std::unique_lock lock(mu_);
   while (!joined_) {
-    lease_cv_.wait_for(lock, period, [&] { return joined_; });
+    lease_cv_.wait_for(lock, tick, [&] { return joined_; });
     if (joined_) break;
     auto running = running_;
     lock.unlock();
-    for (auto& [id, run] : running) {
-      auto r = store_.heartbeat(id, run.owner, lease_us);
-      if (!r && r.error().code != ErrorCode::kConflict) {
-        log::error("scheduler: lease renewal failed", {{"job_id", id}, {"error", r.error().message}});
-      }
-      if (r && *r) {
-        // Cancelled through another node sharing the store.
-        std::lock_guard relock(mu_);
-        if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
-      }
-    }
-    // Jobs whose worker vanished (another node crashed) go back to the queue.
-    if (auto r = store_.requeueAbandoned(nowMicros(), options_.max_attempts); r && !r->requeued.empty()) {
-      log::warn("scheduler: requeued jobs with expired leases", {{"jobs", r->requeued}});
+    if (options_.shared_store) resyncQueued();
+    if (std::chrono::steady_clock::now() >= next_renewal) {
+      next_renewal = std::chrono::steady_clock::now() + period;
+      renewLeases(running, lease_us);
     }
     lock.lock();
+  }
+}
+
+void Scheduler::renewLeases(const std::map<JobId, Held>& running, Micros lease_us) {
+  for (auto& [id, run] : running) {
+    auto r = store_.heartbeat(id, run.owner, lease_us);
+    if (!r && r.error().code != ErrorCode::kConflict) {
+      log::error("scheduler: lease renewal failed", {{"job_id", id}, {"error", r.error().message}});
+    }
+    if (r && *r) {
+      // Cancelled through another node sharing the store.
+      std::lock_guard relock(mu_);
+      if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
+    }
+  }
+  // Jobs whose worker vanished (another node crashed) go back to the queue.
+  if (auto r = store_.requeueAbandoned(nowMicros(), options_.max_attempts); r && !r->requeued.empty()) {
+    log::warn("scheduler: requeued jobs with expired leases", {{"jobs", r->requeued}});
+  }
+}
+
+void Scheduler::resyncQueued() {
+  auto counts = store_.queuedByModel();
+  if (!counts) return;
+  std::lock_guard lock(mu_);
+  for (auto& [id, q] : queues_) {
+    auto it = counts->find(id);
+    std::int64_t n = it == counts->end() ? 0 : it->second;
+    if (n > q->queued) {
+      // Work queued through another node: idle workers claim it now rather than at their next poll.
+      ++q->generation;
+      q->cv.notify_all();
+    }
+    q->queued = n;
   }
 }
 

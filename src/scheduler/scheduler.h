@@ -46,6 +46,9 @@ struct SchedulerOptions {
   // than the one after. Never waits when no such job is on its way.
   std::chrono::microseconds join_wait{2000};
   std::string node_id;                            // lease owner prefix; generated when empty
+  // The store is shared with other nodes: they claim jobs too, so the admission counters are
+  // re-read from the store every lease period, and idle workers poll it (poll_interval).
+  bool shared_store = false;
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
   EventBus* events = nullptr;                     // where job events go; outlives the scheduler. Null: its own
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
@@ -162,6 +165,11 @@ class Scheduler {
   void release(ModelQueue& q, JobId id);
   std::int64_t leaseMicros() const;
   void leaseLoop();
+  // Renews the leases of `running` (learning of cancels made on other nodes) and requeues jobs
+  // whose lease expired.
+  void renewLeases(const std::map<JobId, Held>& running, Micros lease_us);
+  // Re-reads the admission counters from a shared store.
+  void resyncQueued();
 
   JobStore& store_;
   ModelRegistry& models_;
