@@ -96,10 +96,11 @@ PgConn::~PgConn() {
   if (conn_) PQfinish(conn_);
 }
 
-bool PgConn::healthy() const { return PQstatus(conn_) == CONNECTION_OK; }
+bool PgConn::healthy() const { return !broken_ && PQstatus(conn_) == CONNECTION_OK; }
 
 Result<void> PgConn::reset() {
   prepared_.clear();
+  broken_ = false;
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) {
     return statim::fail(ErrorCode::kStorageUnavailable, "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
@@ -113,7 +114,8 @@ Error PgConn::errorOf(PGresult* r, std::string_view what) {
   std::string msg = trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
   if (msg.empty()) msg = trimmed(PQerrorMessage(conn_));
   // A lost connection (or a server shutting down: class 57, 08) is "unavailable": nothing written.
-  bool unavailable = !healthy() || last_state_.starts_with("08") || last_state_.starts_with("57");
+  if (last_state_.empty() || last_state_.starts_with("08") || last_state_.starts_with("57P")) broken_ = true;
+  bool unavailable = !healthy() || last_state_.starts_with("57");
   return {unavailable ? ErrorCode::kStorageUnavailable : ErrorCode::kStorage,
           std::format("PostgreSQL {}: {}", what, msg.empty() ? "connection lost" : msg),
           {}};

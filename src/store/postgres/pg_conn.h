@@ -104,6 +104,9 @@ class PgConn {
   pg_conn* conn_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
   std::string last_state_;
+  // Set by a failure that did not come from the server (no SQLSTATE: the socket closed, an
+  // administrator command ended the session): libpq may still say CONNECTION_OK.
+  bool broken_ = false;
 };
 
 // A connection URL with its password (if any) replaced by "***", for logs and messages.
