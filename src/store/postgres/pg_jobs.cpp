@@ -323,14 +323,7 @@ Result<JobPage> PostgresStore::list(const JobFilter& f) {
 Result<std::vector<Job>> PostgresStore::claim(const std::string& model, const LeaseRequest& lease, int max) {
   return write<std::vector<Job>>([&](PgConn& c) -> Result<std::vector<Job>> {
     const JobTransition& started = transition(JobStep::kStarted);
-    // The partial index jobs_queue gives a model's best QUEUED rows in order; SKIP LOCKED passes
-    // over rows another node is claiming right now, so claims never wait for each other.
-    auto r = c.exec(std::format("WITH picked AS (SELECT id AS pick FROM jobs WHERE status = 'QUEUED' AND model = $1"
-                                "  ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-                                " UPDATE jobs SET status = $3, status_message = $4, started_at = statim_now_us(),"
-                                " attempts = attempts + 1, lease_owner = $5, lease_expires_at = statim_now_us() + $6"
-                                " FROM picked WHERE id = picked.pick RETURNING {}",
-                                kCols),
+    auto r = c.exec(std::format("{} RETURNING {}", kClaimSql, kCols),
                     PgParams(model, max, toString(started.status), started.message, lease.owner, lease.duration));
     if (!r) return statim::fail(r.error());
     std::vector<Job> jobs;

@@ -89,6 +89,15 @@ class PostgresStore final : public Store {
   std::optional<Error> writeProblem() const override;
   // Transactions the writers committed (tests check that group commit groups).
   std::int64_t commitCount() const;
+  // The claim, less its RETURNING: $1 model, $2 max, $3 status, $4 status_message, $5 lease owner,
+  // $6 lease duration (us). The partial index jobs_queue gives a model's best QUEUED rows in
+  // order; SKIP LOCKED passes over rows another node is claiming, so claims never wait for each
+  // other. (Public for the test that EXPLAINs it.)
+  static constexpr const char* kClaimSql =
+      "WITH picked AS (SELECT id AS pick FROM jobs WHERE status = 'QUEUED' AND model = $1"
+      " ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+      " UPDATE jobs SET status = $3, status_message = $4, started_at = statim_now_us(), attempts = attempts + 1,"
+      " lease_owner = $5, lease_expires_at = statim_now_us() + $6 FROM picked WHERE id = picked.pick";
   // A reader connection for statements outside the interfaces (tests: EXPLAIN of the claim).
   Result<PgResult> query(std::string_view sql, const PgParams& params = {});
 

@@ -79,6 +79,11 @@ inline std::set<JobId> createConcurrently(JobStore& store, int threads, int per_
   return ids;
 }
 
+// The PostgreSQL server of the tests (STATIM_TEST_POSTGRES_URL; make test starts one), or "".
+std::string testPostgresUrl();
+// The test server's URL with a schema of its own for `dir` (created if needed).
+std::string postgresUrlFor(const std::filesystem::path& dir);
+
 // The kinds every conformance test runs on.
 std::vector<StoreKind> storeKinds();
 inline std::string storeKindName(const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; }

@@ -1,0 +1,198 @@
+// What only the PostgreSQL store does: nodes sharing one database (claims, migrations,
+// idempotency keys and queue limits across nodes), the claim's plan, group commit. (What every
+// store does is in the conformance tests: store_test.h.) Skipped, saying why, without a server.
+#include "store/postgres/postgres_store.h"
+
+#include <atomic>
+#include <format>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "store/migrations/migration.h"
+#include "store_test.h"
+
+namespace statim {
+namespace {
+
+constexpr Micros kLease = 60'000'000;
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (testing::testPostgresUrl().empty()) GTEST_SKIP() << "no PostgreSQL server: set STATIM_TEST_POSTGRES_URL";
+    url_ = testing::postgresUrlFor(dir_.path());
+  }
+  // Another node on the same database.
+  std::unique_ptr<PostgresStore> node() {
+    auto s = PostgresStore::open({.url = url_, .files_dir = dir_.path() / "files"});
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(*s) : nullptr;
+  }
+  testing::TempDir dir_;
+  std::string url_;
+};
+
+TEST_F(PostgresStoreTest, NodesStartingTogetherApplyTheMigrationsOnce) {
+  std::vector<std::unique_ptr<PostgresStore>> nodes(4);
+  std::vector<std::thread> threads;
+  for (auto& n : nodes) threads.emplace_back([&] { n = node(); });
+  for (auto& t : threads) t.join();
+  for (auto& n : nodes) {
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->schemaVersion(), kPostgresMigrations.back().version);
+  }
+  auto rows = nodes[0]->query("SELECT count(*), count(DISTINCT version) FROM statim_migrations");
+  ASSERT_TRUE(rows) << rows.error().message;
+  EXPECT_EQ(rows->int64(0, 0), static_cast<std::int64_t>(kPostgresMigrations.size()));
+  EXPECT_EQ(rows->int64(0, 1), static_cast<std::int64_t>(kPostgresMigrations.size()));
+}
+
+TEST_F(PostgresStoreTest, ASchemaNewerThanThisBinaryIsRefusedSayingSo) {
+  auto n = node();
+  ASSERT_TRUE(n);
+  ASSERT_TRUE(n->query("INSERT INTO statim_migrations (version, name) VALUES (999, 'from the future')"));
+  n.reset();
+  auto again = PostgresStore::open({.url = url_, .files_dir = dir_.path() / "files"});
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("schema is version 999, newer than this statim knows"), std::string::npos)
+      << again.error().message;
+}
+
+// The claim reads a model's queued rows from the partial index, best first, and never sorts the
+// backlog: with 20,000 queued jobs over two models its plan has no Sort node.
+TEST_F(PostgresStoreTest, TheClaimReadsThePartialIndexWithoutSortingTheBacklog) {
+  auto n = node();
+  ASSERT_TRUE(n);
+  ASSERT_TRUE(n->query(
+      "INSERT INTO jobs (model, type, prompt, priority, status, created_at)"
+      " SELECT CASE WHEN i % 2 = 0 THEN 'm' ELSE 'n' END, 'completion', 'p' || i, i % 3, 'QUEUED', statim_now_us()"
+      " FROM generate_series(1, 20000) AS i"));
+  ASSERT_TRUE(n->query(
+      "INSERT INTO jobs (model, type, prompt, status, created_at, finished_at)"
+      " SELECT 'm', 'completion', 'done' || i, 'COMPLETED', statim_now_us(), statim_now_us()"
+      " FROM generate_series(1, 20000) AS i"));
+  ASSERT_TRUE(n->query("ANALYZE jobs"));
+  auto plan = n->query(std::format("EXPLAIN {} RETURNING id", PostgresStore::kClaimSql),
+                       PgParams("m", 8, "PROCESSING", "running", "node/m", kLease));
+  ASSERT_TRUE(plan) << plan.error().message;
+  std::string text;
+  for (int i = 0; i < plan->rows(); ++i) text += plan->text(i, 0) + "\n";
+  EXPECT_NE(text.find("jobs_queue"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Sort"), std::string::npos) << text;
+  EXPECT_EQ(text.find("Seq Scan on jobs"), std::string::npos) << text;
+  // And it takes the best ones: priority 2 first, then the oldest.
+  auto jobs = n->claim("m", {"node/m", kLease}, 3);
+  ASSERT_TRUE(jobs) << jobs.error().message;
+  ASSERT_EQ(jobs->size(), 3u);
+  for (auto& j : *jobs) EXPECT_EQ(j.priority, 2);
+  EXPECT_LT((*jobs)[0].id, (*jobs)[1].id);
+}
+
+// Three nodes, two claiming threads each, batches of 1 to 8: every job is claimed exactly once.
+TEST_F(PostgresStoreTest, NodesClaimingAtOnceNeverGetTheSameJob) {
+  constexpr int kJobs = 600;
+  std::vector<std::unique_ptr<PostgresStore>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(node());
+  int errors = 0;
+  auto created = testing::createConcurrently(*nodes[0], 4, kJobs / 4, errors);
+  ASSERT_EQ(errors, 0);
+  ASSERT_EQ(created.size(), static_cast<size_t>(kJobs));
+  std::mutex mu;
+  std::vector<JobId> claimed;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      auto& store = *nodes[t % 3];
+      for (int round = 0;; ++round) {
+        auto jobs = store.claim("m", {std::format("node{}/m", t), kLease}, 1 + (t + round) % 8);
+        if (!jobs) {
+          ++failures;
+          continue;
+        }
+        if (jobs->empty()) break;
+        std::lock_guard lock(mu);
+        for (auto& j : *jobs) claimed.push_back(j.id);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::set<JobId> unique(claimed.begin(), claimed.end());
+  EXPECT_EQ(claimed.size(), static_cast<size_t>(kJobs)) << "claimed more than once";
+  EXPECT_EQ(unique, created);
+}
+
+// Two nodes creating a job with the same Idempotency-Key at once: one job, the other replayed.
+TEST_F(PostgresStoreTest, OneIdempotencyKeyOnTwoNodesAtOnceMakesOneJob) {
+  auto a = node(), b = node();
+  for (int round = 0; round < 20; ++round) {
+    NewJob job{.model = "m", .type = "completion", .prompt = "same"};
+    job.idempotency_key = std::format("key-{}", round);
+    job.request_hash = "h";
+    Result<Job> ra = statim::fail(Error::internal("unset")), rb = ra;
+    std::thread ta([&] { ra = a->create(job); });
+    std::thread tb([&] { rb = b->create(job); });
+    ta.join();
+    tb.join();
+    ASSERT_TRUE(ra) << ra.error().message;
+    ASSERT_TRUE(rb) << rb.error().message;
+    EXPECT_EQ(ra->id, rb->id);
+    EXPECT_NE(ra->replayed, rb->replayed) << "round " << round;
+  }
+  auto page = a->list({.limit = 1});
+  EXPECT_EQ(page->total, 20);
+}
+
+// A key's max_queued holds across nodes: 24 creates through two nodes at once, 5 get in.
+TEST_F(PostgresStoreTest, AKeysQueueLimitHoldsAcrossNodes) {
+  auto a = node(), b = node();
+  std::atomic<int> created{0}, limited{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto& store = t % 2 ? *a : *b;
+      for (int i = 0; i < 3; ++i) {
+        NewJob job{.model = "m", .type = "completion", .prompt = "x"};
+        job.owner = JobOwner{.key_id = 7, .key_name = "k", .max_queued = 5};
+        auto r = store.create(job);
+        if (r) ++created;
+        if (!r && r.error().code == ErrorCode::kRateLimited) ++limited;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 5);
+  EXPECT_EQ(limited.load(), 19);
+}
+
+// Many threads submitting at once share commits (group commit on the writer connections).
+TEST_F(PostgresStoreTest, ConcurrentCreatesShareCommits) {
+  auto n = node();
+  auto before = n->commitCount();
+  int errors = 0;
+  auto ids = testing::createConcurrently(*n, 16, 50, errors);
+  EXPECT_EQ(errors, 0);
+  EXPECT_EQ(ids.size(), 800u);
+  EXPECT_LT(n->commitCount() - before, 800);
+}
+
+// Leases are the database's time: a claimed job's lease ends `duration` after its start, both
+// from the database's clock.
+TEST_F(PostgresStoreTest, LeasesAreTheDatabasesTime) {
+  auto n = node();
+  ASSERT_TRUE(n->create({.model = "m", .type = "completion", .prompt = "x"}));
+  auto jobs = n->claim("m", {"w", kLease}, 1);
+  ASSERT_TRUE(jobs && jobs->size() == 1);
+  auto& j = jobs->front();
+  EXPECT_EQ(*j.lease_expires_at - *j.started_at, kLease);
+  auto db_now = n->query("SELECT statim_now_us()");
+  ASSERT_TRUE(db_now);
+  EXPECT_LE(*j.started_at, db_now->int64(0, 0));
+}
+
+}  // namespace
+}  // namespace statim
