@@ -49,6 +49,8 @@ struct JobTransition {
 const JobTransition& transition(JobStep step);
 // The event that announces a job reaching `s` ("queued", "started", "completed", ...).
 std::string_view eventName(JobStatus s);
+// The event that asks the node running a job to stop it (a cancel made on another node).
+inline constexpr std::string_view kCancellingEvent = "cancelling";
 // The events a webhook may ask for, in the order of a job's life.
 inline constexpr std::string_view kJobEvents[] = {"queued", "started", "completed", "failed", "cancelled"};
 

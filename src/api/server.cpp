@@ -217,9 +217,12 @@ void configureServer(const ApiContext& ctx) {
   app.setDefaultHandler(
       [](const drogon::HttpRequestPtr& req, Callback&& cb) { cb(unroutedResponse(drogon::k404NotFound, *req)); });
 
+  registerSystemRoutes(ctx);
+  // A worker node (node.role = worker) runs models for the jobs API nodes accept: it answers
+  // /healthz, /readyz, /version and /metrics only.
+  if (ctx.config.node_role == "worker") return;
   registerJobRoutes(ctx);
   registerModelRoutes(ctx);
-  registerSystemRoutes(ctx);
   registerOpenAiRoutes(ctx);
   registerOpenAiSpeechRoutes(ctx);
   registerOpenAiAudioRoutes(ctx);

@@ -17,6 +17,7 @@
 #include "core/crypto.h"
 #include "core/logging.h"
 #include "events/in_process/in_process_bus.h"
+#include "events/postgres/postgres_bus.h"
 #include "models/model_registry.h"
 #include "scheduler/housekeeping.h"
 #include "scheduler/model_lifecycle.h"
@@ -93,19 +94,35 @@ int serve(const Config& config) {
     return 1;
   }
 
+  const bool runs_models = config.node_role != "api";
+  const std::string node_id = config.node_id.empty() ? makeNodeId() : config.node_id;
+  // Job events: within this process, or (a shared store) between the nodes too.
+  std::unique_ptr<EventBus> events;
+  if (opened->shared) {
+    auto bus = PostgresEventBus::open({.url = config.store_url, .node_id = node_id}, *store);
+    if (!bus) {
+      log::error("cannot listen for other nodes' events", {{"error", bus.error().message}});
+      return 1;
+    }
+    events = std::move(*bus);
+  } else {
+    events = std::make_unique<InProcessEventBus>();
+  }
+  log::info("node: starting", {{"node_id", node_id}, {"role", config.node_role}});
+
   Metrics metrics;
   JobMetrics job_metrics(metrics);
-  InProcessEventBus events;
   SchedulerOptions options;
   options.metrics = &job_metrics;
-  options.events = &events;
+  options.events = events.get();
+  options.runs_models = runs_models;
   options.blobs = &store->blobs();
   options.compute = &compute;
-  options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
+  if (runs_models) options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
   options.shared_store = opened->shared;
-  if (!config.node_id.empty()) options.node_id = config.node_id;
+  options.node_id = node_id;
   Scheduler scheduler(*store, *models, options);
   // SQLite: this process owns the file, so every PROCESSING job was interrupted by our last exit.
   // A shared store: only jobs whose lease expired (other nodes' running jobs are theirs).
@@ -117,7 +134,7 @@ int serve(const Config& config) {
   ModelLifecycle lifecycle(*models, scheduler, {.max_memory = max_memory ? *max_memory : 0});
   log::info("models: memory budget",
             {{"max_memory_mib", (max_memory ? *max_memory : 0) >> 20}, {"physical_mib", physicalMemoryBytes() >> 20}});
-  lifecycle.start();
+  if (runs_models) lifecycle.start();  // an API node loads nothing: worker nodes run the models
   g_lifecycle = &lifecycle;
   std::signal(SIGHUP, [](int) {
     if (g_lifecycle) g_lifecycle->requestReload();
@@ -142,7 +159,7 @@ int serve(const Config& config) {
        .blobs = &store->blobs()});
 
   api::ApiContext ctx{config,  *store, scheduler, *models,           *store,
-                      *store, *store, metrics,   store->blobs(), &lifecycle};
+                      *store, *store, metrics,   store->blobs(), runs_models ? &lifecycle : nullptr};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();

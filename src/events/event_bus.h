@@ -20,6 +20,10 @@
 //   called no more after that; one that throws is removed too, and the exception is logged,
 //   never propagated to the publisher.
 // - After a job's terminal event its listeners are gone.
+// - A transport between nodes delivers the events published on other nodes as if published
+//   here (remote = true), but for "result" (a node's own business), and a terminal event carries
+//   the stored job; a follower of a job must get its terminal event even when a notification
+//   was lost (the transport falls back to reading the store).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +42,7 @@ struct JobEvent {
   std::string type;
   nlohmann::json data = nlohmann::json::object();
   std::optional<Job> job;  // the final job, on "result" and terminal events
+  bool remote = false;     // published on another node (set by a transport between nodes)
   // The event of a job's end, which carries the ended job.
   bool terminal() const { return job && isTerminal(job->status) && type == eventName(job->status); }
 };

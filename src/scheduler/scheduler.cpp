@@ -63,14 +63,14 @@ class Scheduler::Control final : public JobControl {
   std::vector<JobFile> artifacts_;  // only touched from the job's own thread
 };
 
-namespace {
-
 std::string makeNodeId() {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::random_device rd;
   return std::format("{}-{}-{:04x}", host, getpid(), rd() & 0xffff);
 }
+
+namespace {
 
 // Input files: present exactly when the backend takes them, and of a type it reads.
 Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
@@ -134,6 +134,12 @@ Scheduler::Scheduler(JobStore& store, ModelRegistry& models, SchedulerOptions op
     q->owner = std::format("{}/{}", options_.node_id, q->id);
     q->max_queue = e.manifest.max_queue;
     queues_.emplace(q->id, std::move(q));
+  }
+  if (options_.shared_store) {
+    remote_token_ = events_.subscribeAll([this](const JobEvent& e) {
+      heardFromAnotherNode(e);
+      return true;
+    });
   }
   lease_thread_ = std::thread([this] { leaseLoop(); });
 }
@@ -274,9 +280,13 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
   }
   if (job.keep_alive) models_.setKeepAlive(job.model, *job.keep_alive);
-  // A model that is not loaded is loaded for the job, which waits for it in the queue.
-  const bool load_first = entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading;
-  if (entry->state != ModelState::kReady) job.status_message = transition(JobStep::kQueuedForLoad).message;
+  // A model that is not loaded is loaded for the job, which waits for it in the queue (on a node
+  // that runs no model, the job waits for a worker node that serves it).
+  const bool load_first = options_.runs_models &&
+                          (entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading);
+  if (options_.runs_models && entry->state != ModelState::kReady) {
+    job.status_message = transition(JobStep::kQueuedForLoad).message;
+  }
 
   ModelQueue* q = nullptr;
   std::optional<Error> replay_when_full;
@@ -323,7 +333,10 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
                        if (created) {
                          // Before a worker can see the job, so that "queued" comes before "started".
                          if (options_.metrics) options_.metrics->submitted(*r);
-                         events_.publish({r->id, std::string(transition(JobStep::kQueued).event)});
+                         // Other nodes wake a worker for the model, unless this node runs it already.
+                         events_.publish({r->id,
+                                          std::string(transition(JobStep::kQueued).event),
+                                          {{"model", r->model}, {"claimed", start_now}}});
                          log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
                        }
                        {
@@ -605,7 +618,11 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
       std::lock_guard lock(mu_);
       running_.erase(id);
     }
-    if (!r) {
+    if (!r && r.error().code == ErrorCode::kConflict) {
+      // Our lease expired (this node stalled) and the job was claimed again: the newer run stands.
+      log::warn("job: lease lost before its end was recorded; its newer run stands",
+                {{"job_id", id}, {"error", r.error().message}});
+    } else if (!r) {
       log::error("job: could not record its end", {{"job_id", id}, {"error", r.error().message}});
     } else {
       // ("job: failed" was logged with its error when the worker reported it.)
@@ -634,10 +651,57 @@ Result<Job> Scheduler::cancel(JobId id) {
     events_.publish({id, std::string(eventName(job.status)), {{"status", toString(job.status)}}, job});
     log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
   } else if (outcome->before == JobStatus::kProcessing) {
-    std::lock_guard lock(mu_);
-    if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
+    bool here = false;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = running_.find(id); it != running_.end()) {
+        it->second.control->requestCancel();
+        here = true;
+      }
+    }
+    // Running on another node: tell it now (its next lease renewal would learn it too).
+    if (!here && options_.shared_store) events_.publish({id, std::string(kCancellingEvent)});
   }
   return job;
+}
+
+void Scheduler::heardFromAnotherNode(const JobEvent& e) {
+  // On the publisher's thread, under the bus's lock: only note it; the lease thread acts.
+  if (!e.remote) return;
+  bool wake = false;
+  {
+    std::lock_guard lock(remote_mu_);
+    if (e.type == transition(JobStep::kQueued).event && !e.data.value("claimed", false)) {
+      wake = remote_wake_.insert(e.data.value("model", "")).second || wake;
+    } else if (e.type == kCancellingEvent) {
+      remote_cancels_.push_back(e.job_id);
+      wake = true;
+    }
+    if (wake) remote_pending_ = true;
+  }
+  if (wake) lease_cv_.notify_all();
+}
+
+void Scheduler::actOnOtherNodes() {
+  std::set<std::string> models;
+  std::vector<JobId> cancels;
+  {
+    std::lock_guard lock(remote_mu_);
+    models.swap(remote_wake_);
+    cancels.swap(remote_cancels_);
+    remote_pending_ = false;
+  }
+  std::lock_guard lock(mu_);
+  for (auto& m : models) {
+    // Work queued through another node: an idle worker claims it now.
+    if (auto it = queues_.find(m); it != queues_.end()) {
+      ++it->second->generation;
+      it->second->cv.notify_one();
+    }
+  }
+  for (JobId id : cancels) {
+    if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
+  }
 }
 
 void Scheduler::leaseLoop() {
@@ -648,10 +712,22 @@ void Scheduler::leaseLoop() {
                                           : period;
   const Micros lease_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
   auto next_renewal = std::chrono::steady_clock::now() + period;
+  auto next_tick = std::chrono::steady_clock::now() + tick;
   std::unique_lock lock(mu_);
   while (!joined_) {
-    lease_cv_.wait_for(lock, tick, [&] { return joined_; });
+    lease_cv_.wait_for(lock, tick, [&] { return joined_ || remote_pending_.load(); });
     if (joined_) break;
+    lock.unlock();
+    if (remote_pending_) {
+      actOnOtherNodes();
+      // Woken for that only: the timers below keep their pace.
+      if (std::chrono::steady_clock::now() < next_tick) {
+        lock.lock();
+        continue;
+      }
+    }
+    next_tick = std::chrono::steady_clock::now() + tick;
+    lock.lock();
     auto running = running_;
     lock.unlock();
     if (options_.shared_store) resyncQueued();
@@ -699,6 +775,7 @@ void Scheduler::resyncQueued() {
 
 bool Scheduler::shutdown(std::chrono::milliseconds grace) {
   stopping_ = true;
+  if (auto token = remote_token_.exchange(0)) events_.unsubscribe(token);
   std::unique_lock lock(mu_);
   if (joined_) return true;
   for (auto& [id, q] : queues_) q->cv.notify_all();

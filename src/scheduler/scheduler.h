@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,8 @@ struct SchedulerOptions {
   // The store is shared with other nodes: they claim jobs too, so the admission counters are
   // re-read from the store every lease period, and idle workers poll it (poll_interval).
   bool shared_store = false;
+  // False on an API node (node.role = api): it admits and stores jobs; worker nodes run them.
+  bool runs_models = true;
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
   EventBus* events = nullptr;                     // where job events go; outlives the scheduler. Null: its own
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
@@ -59,6 +62,9 @@ struct SchedulerOptions {
   // loaded on demand. Unset: such jobs wait until the model is loaded by other means.
   std::function<void(const std::string& model)> load_on_demand;
 };
+
+// A node id unique across restarts and machines: host name, pid and a random suffix.
+std::string makeNodeId();
 
 struct ModelQueueStats {
   std::int64_t queued = 0;
@@ -170,6 +176,10 @@ class Scheduler {
   void renewLeases(const std::map<JobId, Held>& running, Micros lease_us);
   // Re-reads the admission counters from a shared store.
   void resyncQueued();
+  // A shared store: events from other nodes that concern this one (work queued for a model, a
+  // cancel of a job running here), noted by the bus listener and acted on by the lease thread.
+  void heardFromAnotherNode(const JobEvent& e);
+  void actOnOtherNodes();
 
   JobStore& store_;
   ModelRegistry& models_;
@@ -189,6 +199,12 @@ class Scheduler {
 
   std::condition_variable lease_cv_;
   std::thread lease_thread_;
+
+  std::mutex remote_mu_;                  // taken under the bus's lock; never with mu_
+  std::set<std::string> remote_wake_;     // guarded by remote_mu_: models with work from other nodes
+  std::vector<JobId> remote_cancels_;     // guarded by remote_mu_: cancels made on other nodes
+  std::atomic<bool> remote_pending_{false};
+  std::atomic<EventBus::Token> remote_token_{0};  // the subscription (shared store only)
 };
 
 }  // namespace statim

@@ -193,9 +193,15 @@ class Server:
         wanted = set(ids) if ids is not None else None
 
         def settled():
+            if self.env.get("STATIM_NODE_ROLE") == "worker":
+                # A worker node has no /models: /readyz lists its models' states.
+                states = self.get("/readyz").json()["models"]
+                return all(st != "loading" for i, st in states.items() if wanted is None or i in wanted)
             models = self.models()
             return all(m["state"] != "loading" for i, m in models.items() if wanted is None or i in wanted)
         wait_until(settled, timeout, "models to load")
+        if self.env.get("STATIM_NODE_ROLE") == "worker":
+            return {i: {"state": st} for i, st in self.get("/readyz").json()["models"].items()}
         return self.models()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:

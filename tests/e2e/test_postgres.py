@@ -176,3 +176,105 @@ def test_nodes_carry_on_after_their_connections_are_terminated_and_after_a_crash
         time.sleep(0.2)
     assert a.wait_job(r.json()["id"])["result"] == {"text": "after restart"}
     assert a.get("/readyz").status_code == 200
+
+
+def api_and_workers(cluster, workers: dict[str, list[str]], lease: str = "60", **models_kw) -> tuple[Server, dict]:
+    """One API node with every model's manifest, and worker nodes serving the models listed."""
+    env = {"STATIM_JOBS_LEASE_SECONDS": lease}
+    api = cluster("api", role="api", **env)
+    all_models = sorted({m for ms in workers.values() for m in ms})
+    for m in all_models:
+        api.add_model(m, **models_kw)
+    nodes = {}
+    for name, ms in workers.items():
+        w = cluster(name, role="worker", **env)
+        for m in ms:
+            w.add_model(m, **models_kw)
+        nodes[name] = w.start()
+    api.start(wait_models=[])
+    return api, nodes
+
+
+def test_one_api_node_and_three_workers_share_out_mixed_models(pg, cluster):
+    api, workers = api_and_workers(cluster, {"w1": ["echo-a"], "w2": ["echo-b"], "w3": ["echo-a", "echo-b"]},
+                                   parallel=2, max_queue=10000)
+    # The API node runs nothing, yet is ready; the workers answer health routes only.
+    ready = api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert all(st == "unloaded" for st in ready.json()["models"].values()), ready.json()
+    for w in workers.values():
+        assert w.get("/healthz").json()["status"] == "ok"
+        r = w.post("/job", json={"prompt": "x", "model": "echo-a"})
+        assert r.status_code == 404 and "no route" in r.json()["error"]["message"], r.text
+    ids = [api.submit(m, f"{m} {i}", params={"delay_ms": 2})["id"] for i in range(150) for m in ("echo-a", "echo-b")]
+    for j in ids:
+        job = api.wait_job(j)
+        assert job["status"] == "COMPLETED" and job["attempts"] == 1, job
+        assert job["result"]["text"] == job["prompt"]
+    by_model = {name: collections.Counter() for name in workers}
+    for name, w in workers.items():
+        for line in w.get("/metrics").text.splitlines():
+            m = re.match(r'statim_jobs_finished_total\{model="([\w-]+)",status="completed"\} (\d+)', line)
+            if m:
+                by_model[name][m.group(1)] += int(m.group(2))
+    assert by_model["w1"]["echo-b"] == 0 and by_model["w2"]["echo-a"] == 0, by_model
+    assert by_model["w1"]["echo-a"] + by_model["w3"]["echo-a"] == 150, by_model
+    assert by_model["w2"]["echo-b"] + by_model["w3"]["echo-b"] == 150, by_model
+    assert all(sum(c.values()) > 0 for c in by_model.values()), by_model
+    # Nothing ran on the API node.
+    assert "statim_jobs_finished_total" not in api.get("/metrics").text or \
+        finished_by_status(api)["completed"] == 0
+
+
+def test_a_stream_on_the_api_node_follows_tokens_of_a_job_run_by_a_worker(cluster, tiny_gguf):
+    api, workers = api_and_workers(cluster, {"w1": ["tiny"]}, backend="llama", file=str(tiny_gguf), parallel=2,
+                                   params={"n_ctx": 512, "threads": 1})
+    from llm_helpers import GREEDY, check_stream, follow_events
+    r = api.post("/job", json={"model": "tiny", "prompt": "Once upon a time", "params": {"max_tokens": 40, **GREEDY}})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    events: list = []
+    t = threading.Thread(target=follow_events, args=(api, job["id"], events))
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the stream on the API node closes after the worker's job ends"
+    text = check_stream(events, job["id"], "COMPLETED")
+    final = api.job(job["id"])
+    assert text == final["result"]["text"] and len([n for n, _ in events if n == "token"]) >= 10
+
+
+def test_a_cancel_on_the_api_node_stops_a_job_running_on_a_worker(cluster):
+    api, workers = api_and_workers(cluster, {"w1": ["echo"]})
+    job = api.submit("echo", "long", params={"delay_ms": 120000})
+    api.wait_running(job["id"])
+    t0 = time.monotonic()
+    r = api.post(f"/job/{job['id']}/cancel")
+    assert r.status_code == 200, r.text
+    done = api.wait_job(job["id"], timeout=20)
+    assert done["status"] == "CANCELLED", done
+    # Told by a notification, not by the next lease renewal (20 s at the default 60 s lease).
+    assert time.monotonic() - t0 < 10
+    assert '"msg":"job: cancelled"' in workers["w1"].log_text()
+
+
+def test_a_zombie_workers_late_completion_is_refused(cluster):
+    import signal
+    api, workers = api_and_workers(cluster, {"w1": ["echo"], "w2": ["echo"]}, lease="2", parallel=1)
+    # Keep w2 busy so that w1 takes the job.
+    workers["w2"].stop()
+    job = api.submit("echo", "the job", params={"delay_ms": 3000})
+    api.wait_running(job["id"])
+    workers["w1"].proc.send_signal(signal.SIGSTOP)  # a zombie: alive, silent, holding the job
+    try:
+        workers["w2"].start()
+        wait_until(lambda: api.job(job["id"])["attempts"] == 2, 30, "the job to be claimed again")
+        done = api.wait_job(job["id"], timeout=30)
+        assert done["status"] == "COMPLETED" and done["attempts"] == 2, done
+        finished_at = done["finished_at"]
+    finally:
+        workers["w1"].proc.send_signal(signal.SIGCONT)
+    # The zombie wakes, finishes its run (the echo's delay is over) and is refused: the stored job
+    # is the second run's.
+    wait_until(lambda: "lease lost" in workers["w1"].log_text(), 20, "the zombie to try to record its end")
+    after = api.job(job["id"])
+    assert after["finished_at"] == finished_at and after["attempts"] == 2, after

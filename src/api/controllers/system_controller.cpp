@@ -64,7 +64,8 @@ void registerSystemRoutes(const ApiContext& ctx) {
     nlohmann::json models = nlohmann::json::object();
     for (auto& e : ctx.models.list()) {
       models[e.manifest.id] = toString(e.state);
-      if (e.manifest.required && e.state != ModelState::kReady) {
+      // An API node runs no model: worker nodes load the required ones.
+      if (e.manifest.required && e.state != ModelState::kReady && ctx.config.node_role != "api") {
         reasons.push_back(std::format("model '{}' is required and is {}{}", e.manifest.id, toString(e.state),
                                       e.reason.empty() ? "" : ": " + e.reason));
       }

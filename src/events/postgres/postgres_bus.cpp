@@ -1,0 +1,238 @@
+#include "events/postgres/postgres_bus.h"
+
+#include <poll.h>
+
+#include <libpq-fe.h>
+
+#include "core/logging.h"
+
+namespace statim {
+namespace {
+
+constexpr const char* kChannel = "statim_events";
+// NOTIFY payloads must stay under 8000 bytes.
+constexpr size_t kMaxPayload = 7800;
+constexpr size_t kEndedKept = 100000;
+
+bool isTerminalName(const std::string& type) {
+  return type == eventName(JobStatus::kCompleted) || type == eventName(JobStatus::kFailed) ||
+         type == eventName(JobStatus::kCancelled);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<PostgresEventBus>> PostgresEventBus::open(PostgresEventBusOptions options, JobStore& store) {
+  auto send = PgConn::connect(options.url);
+  if (!send) return fail(send.error());
+  auto listen = PgConn::connect(options.url);
+  if (!listen) return fail(listen.error());
+  if (auto r = (*listen)->run(std::string("LISTEN ") + kChannel); !r) return fail(r.error());
+  auto bus = std::unique_ptr<PostgresEventBus>(new PostgresEventBus(std::move(options), store));
+  bus->send_conn_ = std::move(*send);
+  bus->listen_conn_ = std::move(*listen);
+  bus->sender_ = std::thread([b = bus.get()] { b->senderLoop(); });
+  bus->listener_ = std::thread([b = bus.get()] { b->listenerLoop(); });
+  return bus;
+}
+
+PostgresEventBus::PostgresEventBus(PostgresEventBusOptions options, JobStore& store)
+    : options_(std::move(options)), store_(store) {}
+
+PostgresEventBus::~PostgresEventBus() {
+  {
+    std::lock_guard lock(out_mu_);
+    stopping_ = true;
+  }
+  out_cv_.notify_all();
+  stop_listening_ = true;
+  if (sender_.joinable()) sender_.join();
+  if (listener_.joinable()) listener_.join();
+}
+
+EventBus::Subscription PostgresEventBus::subscribe(JobId job, Listener listener, Executor on) {
+  auto sub = local_.subscribe(job, std::move(listener), std::move(on));
+  std::lock_guard lock(follow_mu_);
+  followed_tokens_[sub.token] = job;
+  ++followed_[job];
+  return sub;
+}
+
+EventBus::Token PostgresEventBus::subscribeAll(Listener listener, Executor on) {
+  return local_.subscribeAll(std::move(listener), std::move(on));
+}
+
+void PostgresEventBus::unsubscribe(Token token) {
+  local_.unsubscribe(token);
+  std::lock_guard lock(follow_mu_);
+  auto it = followed_tokens_.find(token);
+  if (it == followed_tokens_.end()) return;
+  if (auto f = followed_.find(it->second); f != followed_.end() && --f->second <= 0) followed_.erase(f);
+  followed_tokens_.erase(it);
+}
+
+bool PostgresEventBus::markEnded(JobId job) {
+  std::lock_guard lock(follow_mu_);
+  if (!ended_.insert(job).second) return false;
+  ended_order_.push_back(job);
+  if (ended_order_.size() > kEndedKept) {
+    ended_.erase(ended_order_.front());
+    ended_order_.pop_front();
+  }
+  // The local bus drops a job's listeners at its terminal event.
+  followed_.erase(job);
+  std::erase_if(followed_tokens_, [&](const auto& t) { return t.second == job; });
+  return true;
+}
+
+void PostgresEventBus::publish(const JobEvent& event) {
+  // A job found ended in the store (pollFollowed) may have had its terminal event delivered
+  // already: the scheduler's own comes after its commit.
+  if (!event.terminal() || markEnded(event.job_id)) local_.publish(event);
+  if (event.remote || event.type == "result") return;
+  std::string line = nlohmann::json::array({options_.node_id, event.job_id, event.type, event.data})
+                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (line.size() + 2 > kMaxPayload) {
+    // Too large for a notification: other nodes' followers miss it (a terminal event they get
+    // from the store; what a "token" carries, from the job's result).
+    log::warn("events: an event too large for NOTIFY is not sent to other nodes",
+              {{"job_id", event.job_id}, {"event", event.type}, {"bytes", line.size()}});
+    return;
+  }
+  {
+    std::lock_guard lock(out_mu_);
+    outbox_.push_back(std::move(line));
+  }
+  out_cv_.notify_one();
+}
+
+void PostgresEventBus::senderLoop() {
+  while (true) {
+    std::deque<std::string> batch;
+    {
+      std::unique_lock lock(out_mu_);
+      out_cv_.wait(lock, [&] { return stopping_ || !outbox_.empty(); });
+      if (outbox_.empty()) return;
+      // Let a burst gather: one NOTIFY carries many events.
+      if (!stopping_) out_cv_.wait_for(lock, options_.batch_delay, [&] { return stopping_; });
+      batch.swap(outbox_);
+    }
+    std::vector<std::string> payloads;
+    std::string payload;
+    for (auto& line : batch) {
+      if (!payload.empty() && payload.size() + line.size() + 2 > kMaxPayload) {
+        payloads.push_back(payload + "]");
+        payload.clear();
+      }
+      payload += payload.empty() ? "[" : ",";
+      payload += line;
+    }
+    if (!payload.empty()) payloads.push_back(payload + "]");
+    for (int round = 0; round < 2; ++round) {
+      if (!send_conn_->healthy() && !send_conn_->reset()) continue;
+      auto r = send_conn_->exec("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                                PgParams().add(kChannel).addArray(payloads));
+      if (r) {
+        sent_ += static_cast<std::int64_t>(payloads.size());
+        break;
+      }
+      if (round == 1 || send_conn_->healthy()) {
+        log::warn("events: notifications not sent (other nodes' followers fall back to polling)",
+                  {{"events", batch.size()}, {"error", r.error().message}});
+        break;
+      }
+    }
+  }
+}
+
+void PostgresEventBus::listenerLoop() {
+  auto next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
+  bool lost = false;
+  while (!stop_listening_) {
+    if (lost || !listen_conn_->healthy()) {
+      // Reconnect, listen again, and read the followed jobs: notifications sent meanwhile are lost.
+      if (!listen_conn_->reset() || !listen_conn_->run(std::string("LISTEN ") + kChannel)) {
+        for (int i = 0; i < 10 && !stop_listening_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      if (lost) log::info("events: listening again after a lost connection");
+      lost = false;
+      pollFollowed();
+    }
+    pollfd fd{PQsocket(listen_conn_->raw()), POLLIN, 0};
+    int ready = ::poll(&fd, 1, 100);
+    if (ready > 0) {
+      if (!PQconsumeInput(listen_conn_->raw())) {
+        log::warn("events: the listening connection was lost; reconnecting",
+                  {{"error", std::string(PQerrorMessage(listen_conn_->raw()))}});
+        lost = true;
+        continue;
+      }
+      while (PGnotify* n = PQnotifies(listen_conn_->raw())) {
+        std::string payload = n->extra ? n->extra : "";
+        PQfreemem(n);
+        receive(payload);
+      }
+    }
+    if (std::chrono::steady_clock::now() >= next_poll) {
+      next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
+      pollFollowed();
+    }
+  }
+}
+
+void PostgresEventBus::receive(const std::string& payload) {
+  auto events = nlohmann::json::parse(payload, nullptr, false);
+  if (!events.is_array()) return;
+  for (auto& e : events) {
+    if (!e.is_array() || e.size() != 4 || !e[0].is_string() || !e[1].is_number_integer() || !e[2].is_string()) continue;
+    if (e[0].get<std::string>() == options_.node_id) continue;  // our own, delivered at publish
+    ++received_;
+    JobEvent event{e[1].get<JobId>(), e[2].get<std::string>(), e[3].is_object() ? e[3] : nlohmann::json::object()};
+    event.remote = true;
+    if (isTerminalName(event.type)) {
+      bool followed;
+      {
+        std::lock_guard lock(follow_mu_);
+        followed = followed_.contains(event.job_id);
+      }
+      if (!markEnded(event.job_id)) continue;  // read from the store already
+      std::optional<Job> stored;
+      if (followed) {
+        if (auto j = store_.get(event.job_id); j && isTerminal(j->status)) stored = std::move(*j);
+      }
+      if (!stored) {
+        // Nobody here follows it (or it is gone): its id and status close it on this bus.
+        Job j;
+        j.id = event.job_id;
+        j.status = parseJobStatus(event.data.value("status", "")).value_or(JobStatus::kFailed);
+        if (eventName(j.status) != event.type) continue;
+        stored = std::move(j);
+      }
+      event.job = std::move(stored);
+    }
+    local_.publish(event);
+  }
+}
+
+void PostgresEventBus::deliverEnded(Job job) {
+  if (!markEnded(job.id)) return;
+  JobId id = job.id;
+  std::string status(toString(job.status));
+  JobEvent event{id, std::string(eventName(job.status)), {{"status", status}}, std::move(job)};
+  event.remote = true;
+  local_.publish(event);
+}
+
+void PostgresEventBus::pollFollowed() {
+  std::vector<JobId> ids;
+  {
+    std::lock_guard lock(follow_mu_);
+    for (auto& [id, n] : followed_) ids.push_back(id);
+  }
+  for (JobId id : ids) {
+    auto job = store_.get(id);
+    if (job && isTerminal(job->status)) deliverEnded(std::move(*job));
+  }
+}
+
+}  // namespace statim

@@ -1,0 +1,90 @@
+// Job events between the nodes sharing a PostgreSQL store: LISTEN/NOTIFY on one channel.
+// Events published here reach this process's listeners at once (an InProcessEventBus inside)
+// and go out, batched every few milliseconds, as NOTIFY payloads on a connection of their own;
+// one listening connection per node receives the other nodes' events and publishes them here
+// (remote = true). A terminal event from another node carries the job read from the store when
+// someone here follows that job (else its id and status only).
+//
+// Notifications can be lost (a dropped listening connection, a payload too large): followers
+// never wait for ever on one, because the jobs followed here are re-read from the store every
+// poll interval and a job found ended gets its terminal event from that read.
+//
+// See events/event_bus.h for the contract.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "events/in_process/in_process_bus.h"
+#include "store/job_store.h"
+#include "store/postgres/pg_conn.h"
+
+namespace statim {
+
+struct PostgresEventBusOptions {
+  std::string url;
+  std::string node_id;  // this node's events are not delivered back to it
+  std::chrono::milliseconds poll_interval{1000};  // followed jobs are re-read this often
+  std::chrono::microseconds batch_delay{2000};    // events wait this long to share a NOTIFY
+};
+
+class PostgresEventBus final : public EventBus {
+ public:
+  // Connects its two connections (kStorageUnavailable when the server cannot be reached).
+  static Result<std::unique_ptr<PostgresEventBus>> open(PostgresEventBusOptions options, JobStore& store);
+  ~PostgresEventBus() override;
+
+  Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
+  Token subscribeAll(Listener listener, Executor on = {}) override;
+  void unsubscribe(Token token) override;
+  void publish(const JobEvent& event) override;
+  std::size_t listeners() const override { return local_.listeners(); }
+
+  // Notifications sent and received, for tests and metrics.
+  std::int64_t notificationsSent() const { return sent_.load(); }
+  std::int64_t eventsReceived() const { return received_.load(); }
+
+ private:
+  PostgresEventBus(PostgresEventBusOptions options, JobStore& store);
+  void senderLoop();
+  void listenerLoop();
+  // Handles one NOTIFY payload from another node.
+  void receive(const std::string& payload);
+  // Publishes locally, once, the terminal event of a job found ended in the store.
+  void deliverEnded(Job job);
+  // Re-reads the followed jobs; those that ended get their terminal event.
+  void pollFollowed();
+  // Remembers that `job`'s terminal event was delivered here; false if it already was.
+  bool markEnded(JobId job);
+
+  PostgresEventBusOptions options_;
+  JobStore& store_;
+  InProcessEventBus local_;
+
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  std::deque<std::string> outbox_;  // guarded by out_mu_: serialised events to send
+  bool stopping_ = false;           // guarded by out_mu_
+
+  std::mutex follow_mu_;
+  std::map<Token, JobId> followed_tokens_;  // guarded by follow_mu_
+  std::map<JobId, int> followed_;           // guarded by follow_mu_: subscribers per job
+  std::set<JobId> ended_;                   // guarded by follow_mu_: terminal event delivered
+  std::deque<JobId> ended_order_;           // guarded by follow_mu_: oldest first, to bound ended_
+
+  std::unique_ptr<PgConn> send_conn_;    // sender thread only (after open)
+  std::unique_ptr<PgConn> listen_conn_;  // listener thread only (after open)
+  std::atomic<std::int64_t> sent_{0}, received_{0};
+  std::atomic<bool> stop_listening_{false};
+  std::thread sender_, listener_;
+};
+
+}  // namespace statim
