@@ -6,6 +6,7 @@
 #include "core/metrics.h"
 #include "models/model_registry.h"
 #include "scheduler/model_lifecycle.h"
+#include "scheduler/node_presence.h"
 #include "scheduler/scheduler.h"
 #include "store/audit_store.h"
 #include "store/blob_store.h"
@@ -26,6 +27,7 @@ struct ApiContext {
   Metrics& metrics;                     // HTTP metrics are added here; /metrics renders it
   BlobStore& blobs;                     // input files and artifacts
   ModelLifecycle* lifecycle = nullptr;  // load/unload routes; null: they answer 503
+  NodePresence* presence = nullptr;     // GET /nodes, and which nodes serve each model
 };
 
 // Registers every route and advice on drogon::app() and configures its listener.

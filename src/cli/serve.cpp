@@ -21,6 +21,7 @@
 #include "models/model_registry.h"
 #include "scheduler/housekeeping.h"
 #include "scheduler/model_lifecycle.h"
+#include "scheduler/node_presence.h"
 #include "scheduler/scheduler.h"
 #include "store/open_store.h"
 #include "webhooks/dispatcher.h"
@@ -121,6 +122,10 @@ int serve(const Config& config) {
   if (runs_models) options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
+  NodePresence* presence_ptr = nullptr;  // set below, once the presence exists
+  if (config.jobs_reject_unserved) {
+    options.served = [&presence_ptr](const std::string& model) { return !presence_ptr || presence_ptr->served(model); };
+  }
   options.shared_store = opened->shared;
   options.node_id = node_id;
   Scheduler scheduler(*store, *models, options);
@@ -158,8 +163,11 @@ int serve(const Config& config) {
        .interval = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_sweep_interval_seconds * 1000)),
        .blobs = &store->blobs()});
 
+  NodePresence presence(*store, *models, scheduler, {.node_id = node_id, .role = config.node_role});
+  presence_ptr = &presence;
   api::ApiContext ctx{config,  *store, scheduler, *models,           *store,
-                      *store, *store, metrics,   store->blobs(), runs_models ? &lifecycle : nullptr};
+                      *store, *store, metrics,   store->blobs(), runs_models ? &lifecycle : nullptr,
+                      &presence};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {
     auto listeners = drogon::app().getListeners();
@@ -179,6 +187,7 @@ int serve(const Config& config) {
       stopper = std::thread([&] {
         log::info("statim: stopping; waiting for running jobs", {{"grace_s", config.jobs_shutdown_grace_seconds}});
         lifecycle.stop();
+        presence.stop();  // other nodes stop sending this one work as soon as they read it
         clean = scheduler.shutdown(
             std::chrono::milliseconds(static_cast<int64_t>(config.jobs_shutdown_grace_seconds * 1000)));
         drogon::app().quit();

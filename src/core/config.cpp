@@ -15,7 +15,7 @@ namespace statim {
 namespace {
 
 using Member = std::variant<std::string Config::*, std::filesystem::path Config::*, int Config::*,
-                            std::int64_t Config::*, double Config::*>;
+                            std::int64_t Config::*, double Config::*, bool Config::*>;
 
 struct Key {
   const char* name;  // dotted TOML path
@@ -44,6 +44,7 @@ const Key kKeys[] = {
     {"jobs.max_page_size", &Config::jobs_max_page_size},
     {"jobs.retention_days", &Config::jobs_retention_days},
     {"jobs.sweep_interval_seconds", &Config::jobs_sweep_interval_seconds},
+    {"jobs.reject_unserved", &Config::jobs_reject_unserved},
     {"auth.mode", &Config::auth_mode},
     {"audit.retention_days", &Config::audit_retention_days},
     {"webhooks.secret", &Config::webhooks_secret},
@@ -75,6 +76,14 @@ Result<void> assign(Config& c, const Key& k, const std::string& text) {
         using T = std::remove_reference_t<decltype(c.*member)>;
         if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::filesystem::path>) {
           c.*member = text;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (text == "true" || text == "1") {
+            c.*member = true;
+          } else if (text == "false" || text == "0") {
+            c.*member = false;
+          } else {
+            return fail(Error::invalid(std::format("config {}: '{}' is not true or false", k.name, text), k.name));
+          }
         } else {
           auto v = parseNumber<T>(k.name, text);
           if (!v) return fail(v.error());
@@ -95,6 +104,12 @@ Result<void> assignToml(Config& c, const Key& k, const toml::node& node) {
             return ok();
           }
           return fail(Error::invalid(std::format("config {}: expected a string", k.name), k.name));
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (auto v = node.value<bool>(); v && node.is_boolean()) {
+            c.*member = *v;
+            return ok();
+          }
+          return fail(Error::invalid(std::format("config {}: expected true or false", k.name), k.name));
         } else if constexpr (std::is_same_v<T, double>) {
           if (auto v = node.value<double>()) {
             c.*member = *v;

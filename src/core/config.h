@@ -46,6 +46,9 @@ struct Config {
   int jobs_max_page_size = 1000;
   double jobs_retention_days = 0;  // ended jobs older than this are deleted; 0 keeps them forever
   double jobs_sweep_interval_seconds = 600;  // how often retention runs
+  // A shared store: a job for a model that no live node serves is refused (503) at submission
+  // rather than left to wait for a node that serves it.
+  bool jobs_reject_unserved = false;
   // [auth]
   std::string auth_mode = "required";  // required | off
   // [audit]

@@ -279,6 +279,13 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (entry->loaded) {
     if (auto r = entry->loaded->checkJob(job); !r) return done(fail(r.error()));
   }
+  if (options_.served && !options_.served(job.model)) {
+    return done(fail(Error{ErrorCode::kModelUnavailable,
+                           std::format("no live node serves model '{}' (jobs.reject_unserved is on): start a worker "
+                                       "node with its manifest, or retry later",
+                                       job.model),
+                           "model"}));
+  }
   if (job.keep_alive) models_.setKeepAlive(job.model, *job.keep_alive);
   // A model that is not loaded is loaded for the job, which waits for it in the queue (on a node
   // that runs no model, the job waits for a worker node that serves it).

@@ -52,6 +52,9 @@ struct SchedulerOptions {
   bool shared_store = false;
   // False on an API node (node.role = api): it admits and stores jobs; worker nodes run them.
   bool runs_models = true;
+  // Set (jobs.reject_unserved): whether some live node serves a model; a job for one that none
+  // serves is refused with kModelUnavailable instead of waiting.
+  std::function<bool(const std::string& model)> served;
   JobMetrics* metrics = nullptr;                  // optional; outlives the scheduler
   EventBus* events = nullptr;                     // where job events go; outlives the scheduler. Null: its own
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler

@@ -66,7 +66,8 @@ def test_a_node_on_postgresql_serves_the_original_api_and_keeps_jobs_across_rest
     assert not (a.data_dir / "statim.db").exists()
     a.restart()
     assert a.job(job["id"])["result"] == {"text": "A cat in space"}
-    assert pg.sql("SELECT max(version) FROM statim_migrations", cluster.url) == [["1"]]
+    versions = pg.sql("SELECT version, name FROM statim_migrations ORDER BY version", cluster.url)
+    assert versions[0] == ["1", "schema"] and len(versions) == int(versions[-1][0]), versions
 
 
 def test_keys_created_with_the_cli_on_the_database_are_valid_on_every_node(cluster):
@@ -278,3 +279,49 @@ def test_a_zombie_workers_late_completion_is_refused(cluster):
     wait_until(lambda: "lease lost" in workers["w1"].log_text(), 20, "the zombie to try to record its end")
     after = api.job(job["id"])
     assert after["finished_at"] == finished_at and after["attempts"] == 2, after
+
+
+def test_nodes_are_listed_and_models_say_which_nodes_serve_them(cluster):
+    env = {"STATIM_JOBS_REJECT_UNSERVED": "true"}
+    api = cluster("api", role="api", STATIM_NODE_ID="api", **env)
+    for m in ("echo-a", "echo-b"):
+        api.add_model(m)
+    w1 = cluster("w1", role="worker", STATIM_NODE_ID="w1")
+    w1.add_model("echo-a")
+    w2 = cluster("w2", role="worker", STATIM_NODE_ID="w2")
+    w2.add_model("echo-a")
+    w2.add_model("echo-b")
+    w1.start()
+    w2.start()
+    api.start(wait_models=[])
+
+    def nodes() -> dict[str, dict]:
+        r = api.get("/nodes")
+        assert r.status_code == 200, r.text
+        return {n["id"]: n for n in r.json()["nodes"]}
+
+    wait_until(lambda: len(nodes()) == 3, 10, "three nodes recorded")
+    listed = nodes()
+    assert {i: (n["role"], n["alive"]) for i, n in listed.items()} == \
+        {"api": ("api", True), "w1": ("worker", True), "w2": ("worker", True)}
+    assert listed["api"]["this_node"] and not listed["w1"]["this_node"]
+    assert listed["w2"]["models"]["echo-b"]["state"] == "ready" and listed["api"]["models"] == {}
+    models = api.models()
+    assert models["echo-a"]["state"] == "ready"
+    assert sorted(n["id"] for n in models["echo-a"]["nodes"]) == ["w1", "w2"]
+    assert [n["id"] for n in models["echo-b"]["nodes"]] == ["w2"]
+    assert api.wait_job(api.submit("echo-b", "served")["id"])["status"] == "COMPLETED"
+
+    # w2 dies: after three silent heartbeats it is not alive, and nothing serves echo-b.
+    w2.kill9()
+    wait_until(lambda: not nodes()["w2"]["alive"], 20, "w2 to be seen dead")
+    wait_until(lambda: api.models()["echo-b"]["nodes"] == [], 10, "echo-b to lose its node")
+    assert api.models()["echo-b"]["state"] == "unloaded"
+    r = api.post("/job", json={"prompt": "nobody", "model": "echo-b"})
+    assert r.status_code == 503, r.text
+    assert "no live node serves model 'echo-b'" in r.json()["error"]["message"]
+    assert api.wait_job(api.submit("echo-a", "still served")["id"])["status"] == "COMPLETED"
+
+    # A clean stop removes the node's record at once.
+    w1.stop()
+    wait_until(lambda: "w1" not in nodes(), 10, "w1's record to go")

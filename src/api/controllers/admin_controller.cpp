@@ -1,4 +1,5 @@
-// GET /admin/audit: the audit trail, newest first (admin keys only).
+// GET /admin/audit: the audit trail, newest first; GET /nodes: the nodes sharing the store
+// (admin keys only).
 #include <charconv>
 #include <format>
 
@@ -29,6 +30,26 @@ Result<Micros> parseSince(const std::string& text) {
 }  // namespace
 
 void registerAdminRoutes(const ApiContext& ctx) {
+  addRoute("/nodes", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
+    if (!ctx.presence) return cb(errorResponse(Error::internal("this node keeps no node records")));
+    auto nodes = ctx.presence->read();
+    if (!nodes) return cb(errorResponse(nodes.error()));
+    nlohmann::json list = nlohmann::json::array();
+    for (auto& n : *nodes) {
+      list.push_back({{"id", n.record.id},
+                      {"role", n.record.role},
+                      {"version", n.record.version},
+                      {"alive", n.alive},
+                      {"this_node", n.this_node},
+                      {"started_at", formatIsoUtc(n.record.started_at)},
+                      {"last_heartbeat_at", formatIsoUtc(n.record.heartbeat_at)},
+                      {"silent_ms", n.record.silent_for / 1000},
+                      {"models", n.record.models}});
+    }
+    cb(jsonResponse({{"nodes", std::move(list)}}));
+  });
+
   addRoute("/admin/audit", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
     if (auto r = onlyKnownQuery(*req, {"limit", "offset", "key", "since"}); !r) return cb(errorResponse(r.error()));
     auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);

@@ -15,15 +15,49 @@ namespace {
 
 nlohmann::json timeOrNull(Micros t) { return t > 0 ? nlohmann::json(formatIsoUtc(t)) : nlohmann::json(nullptr); }
 
+// The nodes that serve model `id` (live ones that run models), and its best state among them.
+struct Served {
+  nlohmann::json nodes = nlohmann::json::array();
+  std::optional<std::string> best_state;
+  int running = 0;
+};
+Served servedBy(const ApiContext& ctx, const std::string& id) {
+  Served out;
+  if (!ctx.presence) return out;
+  // ready > loading > unloading > unloaded > failed
+  auto rank = [](const std::string& st) {
+    for (int i = 0; auto* name : {"failed", "unloaded", "unloading", "loading", "ready"}) {
+      if (st == name) return i;
+      ++i;
+    }
+    return -1;
+  };
+  for (auto& n : ctx.presence->cached()) {
+    if (!n.alive || !n.record.models.contains(id)) continue;
+    const auto& m = n.record.models[id];
+    std::string state = m.value("state", "");
+    out.nodes.push_back({{"id", n.record.id}, {"role", n.record.role}, {"state", state},
+                         {"running", m.value("running", 0)}, {"capacity", m.value("capacity", 0)}});
+    out.running += m.value("running", 0);
+    if (!out.best_state || rank(state) > rank(*out.best_state)) out.best_state = state;
+  }
+  return out;
+}
+
 nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
   auto stats = ctx.scheduler.stats(e.manifest.id);
   const auto& m = e.manifest;
+  auto served = servedBy(ctx, m.id);
+  // An API node runs no model: its state and running count are the worker nodes'.
+  const bool api_node = ctx.config.node_role == "api";
+  std::string state(toString(e.state));
+  if (api_node) state = served.best_state.value_or(std::string(toString(ModelState::kUnloaded)));
   nlohmann::json j = {
       {"id", m.id},
       {"backend", m.backend},
       {"type", m.type},
       {"description", m.description},
-      {"state", toString(e.state)},
+      {"state", state},
       {"reason", e.reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.reason)},
       {"required", m.required},
       {"preload", m.preload},
@@ -31,7 +65,7 @@ nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
       {"parallel", m.parallel},
       {"max_queue", m.max_queue},
       {"queued", stats.queued},
-      {"running", stats.running},
+      {"running", api_node ? served.running : stats.running},
       {"memory",
        {{"estimated_bytes", e.memory_estimate},
         {"measured_bytes", e.loaded_at > 0 ? nlohmann::json(e.memory_measured) : nlohmann::json(nullptr)}}},
@@ -40,6 +74,7 @@ nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
       {"last_used_at", timeOrNull(e.last_used_at)},
   };
   if (e.loaded) j["details"] = e.loaded->describe();
+  if (ctx.presence) j["nodes"] = std::move(served.nodes);  // a shared store: every node serving it
   return j;
 }
 

@@ -25,6 +25,8 @@ void PostgresStore::appendAudit(AuditEntry e) {
            }});
 }
 
+// Newest first by time: rows appended at once may be committed by different writer connections
+// in another order than their ids.
 Result<AuditPage> PostgresStore::listAudit(const AuditFilter& f) {
   return read<AuditPage>([&](PgConn& c) -> Result<AuditPage> {
     std::string where = "WHERE true";
@@ -40,7 +42,7 @@ Result<AuditPage> PostgresStore::listAudit(const AuditFilter& f) {
       PgParams pp = p;
       size_t n = pp.add(f.limit).add(f.offset).size();
       auto r = c.exec(std::format("SELECT id, time, key_id, key_name, remote, method, route, path, job_id, status,"
-                                  " request_id FROM audit_log {} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+                                  " request_id FROM audit_log {} ORDER BY time DESC, id DESC LIMIT ${} OFFSET ${}",
                                   where, n - 1, n),
                       pp);
       if (!r) return statim::fail(r.error());

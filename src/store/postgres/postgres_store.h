@@ -84,6 +84,11 @@ class PostgresStore final : public Store {
                              std::optional<Micros> retry_at) override;
   Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
 
+  // NodeStore
+  Result<void> heartbeatNode(const NodeRecord& node) override;
+  Result<void> removeNode(const std::string& id) override;
+  Result<std::vector<NodeRecord>> listNodes(Micros forget_after) override;
+
   BlobStore& blobs() override { return blobs_; }
   int schemaVersion() const override { return schema_version_; }
   std::optional<Error> writeProblem() const override;

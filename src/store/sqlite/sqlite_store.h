@@ -67,6 +67,11 @@ class SqliteStore final : public Store {
                              std::optional<Micros> retry_at) override;
   Result<std::vector<WebhookDelivery>> listDeliveries(JobId job_id) override;
 
+  // NodeStore
+  Result<void> heartbeatNode(const NodeRecord& node) override;
+  Result<void> removeNode(const std::string& id) override;
+  Result<std::vector<NodeRecord>> listNodes(Micros forget_after) override;
+
   // Store: the job files' bytes are in <dir of the database>/files.
   BlobStore& blobs() override { return blobs_; }
   int schemaVersion() const override { return schema_version_; }

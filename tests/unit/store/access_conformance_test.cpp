@@ -167,6 +167,43 @@ TEST_P(AccessConformance, TransitionsAddTheWebhookRowsTheJobAskedFor) {
   EXPECT_EQ(store_->get(j->id).error().code, ErrorCode::kNotFound);
 }
 
+// Nodes record themselves and renew the record; a clean stop removes it; a silent one is
+// forgotten after `forget_after`.
+TEST_P(AccessConformance, NodesRecordThemselvesAndAreForgottenWhenSilent) {
+  NodeRecord a{.id = "node-a", .role = "worker", .version = "1.0"};
+  a.models = {{"echo", {{"state", "ready"}, {"running", 1}, {"capacity", 2}}}};
+  ASSERT_TRUE(store_->heartbeatNode(a));
+  NodeRecord b{.id = "node-b", .role = "api", .version = "1.0"};
+  ASSERT_TRUE(store_->heartbeatNode(b));
+  auto nodes = store_->listNodes(Micros{600} * 1000000);
+  ASSERT_TRUE(nodes) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].id, "node-a");
+  EXPECT_EQ((*nodes)[0].role, "worker");
+  EXPECT_EQ((*nodes)[0].models["echo"]["state"], "ready");
+  EXPECT_GE((*nodes)[0].silent_for, 0);
+  EXPECT_LT((*nodes)[0].silent_for, Micros{10} * 1000000);
+  Micros started = (*nodes)[0].started_at;
+
+  // A renewal keeps started_at and takes the new models.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  a.models["echo"]["state"] = "unloading";
+  ASSERT_TRUE(store_->heartbeatNode(a));
+  nodes = store_->listNodes(Micros{600} * 1000000);
+  ASSERT_TRUE(nodes);
+  EXPECT_EQ((*nodes)[0].started_at, started);
+  EXPECT_GT((*nodes)[0].heartbeat_at, started);
+  EXPECT_EQ((*nodes)[0].models["echo"]["state"], "unloading");
+
+  ASSERT_TRUE(store_->removeNode("node-b"));
+  nodes = store_->listNodes(Micros{600} * 1000000);
+  ASSERT_EQ(nodes->size(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  nodes = store_->listNodes(Micros{10} * 1000);  // silent for more than 10 ms: forgotten
+  ASSERT_TRUE(nodes);
+  EXPECT_TRUE(nodes->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, AccessConformance, ::testing::ValuesIn(testing::storeKinds()), testing::storeKindName);
 
 }  // namespace
