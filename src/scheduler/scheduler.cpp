@@ -747,14 +747,14 @@ void Scheduler::leaseLoop() {
 }
 
 void Scheduler::renewLeases(const std::map<JobId, Held>& running, Micros lease_us) {
-  for (auto& [id, run] : running) {
-    auto r = store_.heartbeat(id, run.owner, lease_us);
-    if (!r && r.error().code != ErrorCode::kConflict) {
-      log::error("scheduler: lease renewal failed", {{"job_id", id}, {"error", r.error().message}});
-    }
-    if (r && *r) {
-      // Cancelled through another node sharing the store.
-      std::lock_guard relock(mu_);
+  std::vector<std::pair<JobId, std::string>> held;
+  for (auto& [id, run] : running) held.emplace_back(id, run.owner);
+  if (auto r = store_.renewLeases(held, lease_us); !r) {
+    log::error("scheduler: lease renewal failed", {{"jobs", held.size()}, {"error", r.error().message}});
+  } else if (!r->cancel_requested.empty()) {
+    // Cancelled through another node sharing the store.
+    std::lock_guard lock(mu_);
+    for (JobId id : r->cancel_requested) {
       if (auto it = running_.find(id); it != running_.end()) it->second.control->requestCancel();
     }
   }

@@ -27,6 +27,19 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
+Result<JobStore::Renewal> JobStore::renewLeases(const std::vector<std::pair<JobId, std::string>>& held,
+                                                Micros lease) {
+  Renewal out;
+  for (auto& [id, owner] : held) {
+    auto r = heartbeat(id, owner, lease);
+    if (!r && r.error().code != ErrorCode::kConflict) return std::unexpected(r.error());
+    if (!r) continue;
+    out.renewed.push_back(id);
+    if (*r) out.cancel_requested.push_back(id);
+  }
+  return out;
+}
+
 std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -114,6 +114,14 @@ class JobStore {
   Result<std::optional<Job>> claimNext(const std::string& model, const std::string& owner, Micros lease);
   // Returns true when a cancel has been requested for the job.
   virtual Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) = 0;
+  // heartbeat for every job a node holds, in one write: the jobs whose lease it still held
+  // (renewed) and, of those, the ones someone asked to cancel. A job not in `renewed` was lost
+  // (its lease expired and it was taken again, or it ended). This form loops over heartbeat.
+  struct Renewal {
+    std::vector<JobId> renewed;
+    std::vector<JobId> cancel_requested;
+  };
+  virtual Result<Renewal> renewLeases(const std::vector<std::pair<JobId, std::string>>& held, Micros lease);
   using FinishCallback = std::function<void(Result<Job>)>;
   // Ends the PROCESSING job `job` (as claimed; only its id must be set) held by `owner` as
   // `outcome` says. `done` gets `job` with the end applied (status, result, error, finished_at,

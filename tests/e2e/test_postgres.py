@@ -305,7 +305,10 @@ def test_nodes_are_listed_and_models_say_which_nodes_serve_them(cluster):
     assert {i: (n["role"], n["alive"]) for i, n in listed.items()} == \
         {"api": ("api", True), "w1": ("worker", True), "w2": ("worker", True)}
     assert listed["api"]["this_node"] and not listed["w1"]["this_node"]
-    assert listed["w2"]["models"]["echo-b"]["state"] == "ready" and listed["api"]["models"] == {}
+    assert listed["api"]["models"] == {}
+    # A node records its models' states every 2 s: the first record may say "loading".
+    wait_until(lambda: all(n["models"][m]["state"] == "ready" for n in nodes().values() for m in n["models"]),
+               10, "every node to record its models ready")
     models = api.models()
     assert models["echo-a"]["state"] == "ready"
     assert sorted(n["id"] for n in models["echo-a"]["nodes"]) == ["w1", "w2"]
@@ -325,3 +328,31 @@ def test_nodes_are_listed_and_models_say_which_nodes_serve_them(cluster):
     # A clean stop removes the node's record at once.
     w1.stop()
     wait_until(lambda: "w1" not in nodes(), 10, "w1's record to go")
+
+
+def test_compose_cluster_nodes_start_with_the_environment_it_gives_them(pg, cluster):
+    """compose.cluster.yaml's statim services, run as processes with the environment the file gives
+    them (its database URL pointed at the test server): an API node and two workers that serve."""
+    import yaml
+    from pathlib import Path
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.cluster.yaml").read_text())
+    services = spec["services"]
+    assert services["postgres"]["image"].startswith("postgres:18")
+    statim = {name: s for name, s in services.items() if s.get("image", "").startswith("statim")}
+    assert sorted(statim) == ["api", "worker-1", "worker-2"]
+    nodes = {}
+    for name, s in statim.items():
+        env = {k: str(v) for k, v in s["environment"].items()}
+        assert env["STATIM_STORE_URL"].startswith("postgresql://statim:")
+        env["STATIM_STORE_URL"] = cluster.url
+        env["STATIM_WEBHOOKS_SECRET"] = "x"
+        node = cluster(name, **{k: v for k, v in env.items() if k != "STATIM_NODE_ROLE"},
+                       role=env.get("STATIM_NODE_ROLE"))
+        node.add_model("echo")
+        nodes[name] = node
+    nodes["worker-1"].start()
+    nodes["worker-2"].start()
+    api = nodes["api"].start(wait_models=[])
+    assert api.wait_job(api.submit("echo", "from compose")["id"])["result"] == {"text": "from compose"}
+    wait_until(lambda: {n["id"] for n in api.get("/nodes").json()["nodes"]} == {"api", "worker-1", "worker-2"},
+               10, "the three nodes")

@@ -352,6 +352,34 @@ Result<bool> PostgresStore::heartbeat(JobId id, const std::string& owner, Micros
   });
 }
 
+Result<JobStore::Renewal> PostgresStore::renewLeases(const std::vector<std::pair<JobId, std::string>>& held,
+                                                     Micros lease) {
+  if (held.empty()) return Renewal{};
+  std::vector<JobId> ids;
+  std::vector<std::string> owners;
+  for (auto& [id, owner] : held) {
+    ids.push_back(id);
+    owners.push_back(owner);
+  }
+  return write<Renewal>([ids, owners, lease](PgConn& c) -> Result<Renewal> {
+    auto r = c.exec(
+        "UPDATE jobs SET lease_expires_at = statim_now_us() + $1"
+        " FROM unnest($2::bigint[], $3::text[]) AS h(id, owner)"
+        " WHERE jobs.id = h.id AND jobs.lease_owner = h.owner AND jobs.status = 'PROCESSING'"
+        " RETURNING jobs.id, jobs.cancel_requested",
+        PgParams().add(lease).addArray(ids).addArray(owners));
+    if (!r) return statim::fail(r.error());
+    Renewal out;
+    for (int i = 0; i < r->rows(); ++i) {
+      out.renewed.push_back(r->int64(i, 0));
+      if (r->boolean(i, 1)) out.cancel_requested.push_back(r->int64(i, 0));
+    }
+    std::ranges::sort(out.renewed);
+    std::ranges::sort(out.cancel_requested);
+    return out;
+  });
+}
+
 void PostgresStore::finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) {
   std::optional<std::string> result;
   if (!outcome.result.is_null()) result = dumpJson(outcome.result);

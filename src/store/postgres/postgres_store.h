@@ -59,6 +59,8 @@ class PostgresStore final : public Store {
   Result<JobPage> list(const JobFilter& filter) override;
   Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) override;
   Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
+  // One UPDATE for all of them.
+  Result<Renewal> renewLeases(const std::vector<std::pair<JobId, std::string>>& held, Micros lease) override;
   void finishAsync(Job job, const std::string& owner, JobOutcome outcome, FinishCallback done) override;
   Result<CancelOutcome> requestCancel(JobId id) override;
   Result<RequeueReport> requeueAbandoned(Micros expired_before, int max_attempts) override;

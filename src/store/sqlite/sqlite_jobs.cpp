@@ -357,17 +357,21 @@ void SqliteStore::finishAsync(Job job, const std::string& owner, JobOutcome outc
   for (auto& f : outcome.artifacts) f.path = blobs_.pathOf(f.sha256);
   // The final job is built here, not read back: the writer thread is the store's one serial
   // resource, and the caller's copy is the row but for what this write changes.
+  std::int64_t attempt = job.attempts;  // as claimed; 0: any (the blocking forms know only the id)
   job = endedJob(std::move(job), std::move(outcome));
   writeAsync<Job>(
-      [owner, result = std::move(result), job = std::move(job)](SqliteDb& db) mutable -> Result<Job> {
+      [owner, attempt, result = std::move(result), job = std::move(job)](SqliteDb& db) mutable -> Result<Job> {
+        // Fenced on the lease's owner and attempt: an earlier run cannot overwrite a newer one.
         auto st = db.prepare(
             "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
-            " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7");
+            " lease_owner = '', lease_expires_at = NULL WHERE id = ?6 AND status = 'PROCESSING' AND lease_owner = ?7"
+            " AND (?8 = 0 OR attempts = ?8)");
         if (!st) return statim::fail(st.error());
         auto& s = **st;
         Micros now = nowMicros();
         std::string_view status = toString(job.status);
         s.bind(1, status).bind(2, job.status_message).bind(4, job.error).bind(5, now).bind(6, job.id).bind(7, owner);
+        s.bind(8, attempt);
         if (result) s.bind(3, *result);
         if (auto r = s.run(); !r) return statim::fail(r.error());
         if (db.changes() == 0) return statim::fail(conflict(job.id, owner));

@@ -122,6 +122,46 @@ TEST_P(JobStoreConformance, HeartbeatsRenewLeasesAndALateWorkerCannotFinish) {
   EXPECT_EQ(store_->get(other->id)->result["text"], "fresh");
 }
 
+// A node renews all its leases in one call: the held ones are renewed (with the cancels asked
+// for), a lost one is not.
+TEST_P(JobStoreConformance, RenewLeasesRenewsWhatIsHeldAndReportsCancels) {
+  std::vector<JobId> ids;
+  for (auto p : {"a", "b", "c"}) ids.push_back(store_->create(newJob(p))->id);
+  auto claimed = store_->claim("m", {"node/m", 1'000'000}, 3);
+  ASSERT_TRUE(claimed && claimed->size() == 3u);
+  ASSERT_TRUE(store_->requestCancel(ids[1]));
+  auto renewal = store_->renewLeases({{ids[0], "node/m"}, {ids[1], "node/m"}, {ids[2], "someone-else"}}, kLease);
+  ASSERT_TRUE(renewal) << renewal.error().message;
+  EXPECT_EQ(renewal->renewed, (std::vector<JobId>{ids[0], ids[1]}));
+  EXPECT_EQ(renewal->cancel_requested, std::vector<JobId>{ids[1]});
+  EXPECT_GT(*store_->get(ids[0])->lease_expires_at, *(*claimed)[0].lease_expires_at);
+  EXPECT_EQ(*store_->get(ids[2])->lease_expires_at, *(*claimed)[2].lease_expires_at);
+  EXPECT_TRUE(store_->renewLeases({}, kLease)->renewed.empty());
+}
+
+// The same node may claim a job again after its own lease expired (it stalled): the end of its
+// earlier run (an older attempt) is refused, the newer run's is stored.
+TEST_P(JobStoreConformance, AnEarlierAttemptOfTheSameOwnerCannotFinishTheJob) {
+  auto job = store_->create(newJob("x"));
+  auto first = store_->claimNext("m", "node/m", 1);
+  ASSERT_TRUE(first && *first);
+  ASSERT_TRUE(store_->requeueAbandoned(nowMicros() + 1, 3));
+  auto second = store_->claimNext("m", "node/m", kLease);
+  ASSERT_TRUE(second && *second);
+  EXPECT_EQ((*second)->attempts, 2);
+  auto finish = [&](const Job& run, const char* text) {
+    std::promise<Result<Job>> p;
+    store_->finishAsync(run, "node/m", {JobStatus::kCompleted, {{"text", text}}, {}, {}},
+                        [&](Result<Job> r) { p.set_value(std::move(r)); });
+    return p.get_future().get();
+  };
+  auto stale = finish(**first, "stale");
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  ASSERT_TRUE(finish(**second, "fresh"));
+  EXPECT_EQ(store_->get(job->id)->result["text"], "fresh");
+}
+
 TEST_P(JobStoreConformance, OnlyTheLeaseOwnerFinishesAJob) {
   auto job = store_->create(newJob("x"));
   auto c = store_->claimNext("m", "owner-a", kLease);
