@@ -44,7 +44,7 @@ test-sanitize: build-sanitize
 test-tsan:
 	$(IN_ENV) cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_TSAN=ON >/dev/null
 	$(IN_ENV) cmake --build build-tsan -j $(JOBS) --target statim_unit_tests
-	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 $(WITH_PG) build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:PostgresStoreTest.*:Stores/*:SchedulerTest.*:InProcessEventBus.*:DispatcherTest.*:ComputeBudget.*:ModelLifecycleTest.*:ModelRegistry.*-ComputeBudget.OneOpenMpPool*'
+	$(IN_ENV) env TSAN_OPTIONS=halt_on_error=1 $(WITH_PG) build-tsan/tests/unit/statim_unit_tests --gtest_filter='SqliteJobStoreTest.*:PostgresStoreTest.*:Stores/*:SchedulerTest.*:InProcessEventBus.*:PostgresEventBusTest.*:DispatcherTest.*:ComputeBudget.*:ModelLifecycleTest.*:ModelRegistry.*-ComputeBudget.OneOpenMpPool*'
 
 # libFuzzer targets (tests/fuzz): built with clang, each run FUZZ_SECONDS over its seed corpus.
 # make test runs them briefly (FUZZ_CI_SECONDS each); `make fuzz` for longer.

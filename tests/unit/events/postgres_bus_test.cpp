@@ -1,0 +1,164 @@
+// PostgresEventBus: job events between nodes over LISTEN/NOTIFY, on a real server (skipped,
+// saying why, without one). Two buses on one database stand for two nodes.
+#include "events/postgres/postgres_bus.h"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "../store/store_test.h"
+#include "store/postgres/postgres_store.h"
+
+namespace statim {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Polls `pred` up to 10 s.
+bool eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 1000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+struct Seen {
+  std::mutex mu;
+  std::vector<JobEvent> events;
+  EventBus::Listener listener() {
+    return [this](const JobEvent& e) {
+      std::lock_guard lock(mu);
+      events.push_back(e);
+      return true;
+    };
+  }
+  std::vector<std::string> types() {
+    std::lock_guard lock(mu);
+    std::vector<std::string> out;
+    for (auto& e : events) out.push_back(e.type);
+    return out;
+  }
+  std::optional<JobEvent> last() {
+    std::lock_guard lock(mu);
+    if (events.empty()) return std::nullopt;
+    return events.back();
+  }
+};
+
+class PostgresEventBusTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (testing::testPostgresUrl().empty()) GTEST_SKIP() << "no PostgreSQL server: set STATIM_TEST_POSTGRES_URL";
+    url_ = testing::postgresUrlFor(dir_.path());
+    auto s = PostgresStore::open({.url = url_, .files_dir = dir_.path() / "files"});
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  std::unique_ptr<PostgresEventBus> node(const std::string& id, std::chrono::milliseconds poll = 1000ms) {
+    auto b = PostgresEventBus::open({.url = url_, .node_id = id, .poll_interval = poll}, *store_);
+    EXPECT_TRUE(b) << b.error().message;
+    return b ? std::move(*b) : nullptr;
+  }
+  testing::TempDir dir_;
+  std::string url_;
+  std::unique_ptr<PostgresStore> store_;
+};
+
+// What one node publishes reaches the other's listeners, in order, marked remote, and its own
+// listeners at once; "result" stays on its node; the terminal event carries the stored job.
+TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtTheEnd) {
+  auto a = node("a"), b = node("b");
+  auto job = store_->create({.model = "m", .type = "completion", .prompt = "x"});
+  ASSERT_TRUE(job);
+  Seen on_b, all_b, on_a;
+  b->subscribe(job->id, on_b.listener());
+  b->subscribeAll(all_b.listener());
+  a->subscribe(job->id, on_a.listener());
+  auto claimed = store_->claimNext("m", "a/m", 60'000'000);
+  ASSERT_TRUE(claimed && *claimed);
+  a->publish({job->id, "started", {{"attempt", 1}}});
+  for (int i = 0; i < 50; ++i) a->publish({job->id, "token", {{"text", std::to_string(i) + " "}}});
+  ASSERT_TRUE(store_->complete(job->id, "a/m", {{"text", "done"}}));
+  Job ended = *store_->get(job->id);
+  a->publish({job->id, "result", {{"status", "COMPLETED"}}, ended});
+  a->publish({job->id, "completed", {{"status", "COMPLETED"}}, ended});
+  ASSERT_TRUE(eventually([&] { return on_b.types().size() == 52; })) << on_b.types().size();
+  auto types = on_b.types();
+  EXPECT_EQ(types.front(), "started");
+  EXPECT_EQ(types.back(), "completed");
+  std::string text;
+  for (auto& e : on_b.events) {
+    EXPECT_TRUE(e.remote);
+    EXPECT_EQ(e.job_id, job->id);
+    if (e.type == "token") text += e.data["text"].get<std::string>();
+  }
+  EXPECT_EQ(text.substr(0, 6), "0 1 2 ");
+  ASSERT_TRUE(on_b.last()->job);
+  EXPECT_EQ(on_b.last()->job->result["text"], "done");  // read from the store
+  EXPECT_EQ(b->listeners(), 1u);  // the job's listener is gone; subscribeAll stays
+  EXPECT_EQ(all_b.types().size(), 52u);
+  // A's own listener got everything once, "result" included, none marked remote.
+  EXPECT_EQ(on_a.types().size(), 53u);
+  for (auto& e : on_a.events) EXPECT_FALSE(e.remote);
+  EXPECT_GE(b->eventsReceived(), 52);
+  EXPECT_LT(a->notificationsSent(), 52) << "events are batched into fewer notifications";
+}
+
+// A late subscriber on the other node gets the text so far (its bus tracked the running job).
+TEST_F(PostgresEventBusTest, ALateFollowerOnAnotherNodeGetsTheTextSoFar) {
+  auto a = node("a"), b = node("b");
+  a->publish({42, "started"});
+  a->publish({42, "token", {{"text", "Hello"}}});
+  a->publish({42, "token", {{"text", " world"}}});
+  Seen all_b;
+  b->subscribeAll(all_b.listener());
+  ASSERT_TRUE(eventually([&] { return all_b.types().size() == 3; }));
+  auto sub = b->subscribe(42, [](const JobEvent&) { return true; });
+  EXPECT_EQ(sub.text_so_far, "Hello world");
+}
+
+// A notification that never comes (here: the job ends in the store, nobody publishes) still ends
+// the followers: the followed jobs are re-read from the store every poll interval.
+TEST_F(PostgresEventBusTest, AFollowerGetsTheEndFromTheStoreWhenNoNotificationComes) {
+  auto b = node("b", 100ms);
+  auto job = store_->create({.model = "m", .type = "completion", .prompt = "x"});
+  ASSERT_TRUE(job);
+  Seen on_b;
+  b->subscribe(job->id, on_b.listener());
+  ASSERT_TRUE(store_->claimNext("m", "gone/m", 60'000'000));
+  ASSERT_TRUE(store_->fail(job->id, "gone/m", "the backend failed"));
+  ASSERT_TRUE(eventually([&] { return !on_b.types().empty(); }));
+  auto end = on_b.last();
+  EXPECT_EQ(end->type, "failed");
+  ASSERT_TRUE(end->job);
+  EXPECT_EQ(end->job->error, "the backend failed");
+  EXPECT_TRUE(end->terminal());
+  // The real notification arriving afterwards is not delivered a second time.
+  auto a = node("a");
+  a->publish({job->id, "failed", {{"status", "FAILED"}}, *end->job});
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(on_b.types().size(), 1u);
+}
+
+// The listening connection is terminated by the server: the bus listens again, and the jobs it
+// follows get their end from the store meanwhile.
+TEST_F(PostgresEventBusTest, ALostListeningConnectionIsReopened) {
+  auto a = node("a"), b = node("b", 100ms);
+  ASSERT_TRUE(store_->query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"));
+  Seen all_b;
+  b->subscribeAll(all_b.listener());
+  ASSERT_TRUE(eventually([&] {
+    a->publish({7, "token", {{"text", "x"}}});
+    std::this_thread::sleep_for(50ms);
+    return !all_b.types().empty();
+  }));
+}
+
+}  // namespace
+}  // namespace statim
