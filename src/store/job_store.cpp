@@ -40,6 +40,23 @@ Result<JobStore::Renewal> JobStore::renewLeases(const std::vector<std::pair<JobI
   return out;
 }
 
+std::string eventList(const std::vector<std::string>& events) {
+  std::string out = ",";
+  for (auto& e : events) out += e + ",";
+  return out;
+}
+
+std::vector<std::string> parseEventList(std::string_view text) {
+  std::vector<std::string> out;
+  for (size_t i = 1; i < text.size();) {
+    size_t comma = text.find(',', i);
+    if (comma == std::string_view::npos) break;
+    if (comma > i) out.emplace_back(text.substr(i, comma - i));
+    i = comma + 1;
+  }
+  return out;
+}
+
 std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -84,6 +84,10 @@ Job endedJob(Job job, JobOutcome outcome);
 
 // Text stored in a database must be valid UTF-8 JSON; invalid bytes become U+FFFD.
 std::string dumpJson(const nlohmann::json& j);
+// A webhook's events as the stores keep them (column webhook_events): ",completed,failed,", so
+// that SQL finds one with a search for ",event,".
+std::string eventList(const std::vector<std::string>& events);
+std::vector<std::string> parseEventList(std::string_view text);
 
 struct RequeueReport {
   std::vector<JobId> requeued;

@@ -356,3 +356,50 @@ def test_compose_cluster_nodes_start_with_the_environment_it_gives_them(pg, clus
     assert api.wait_job(api.submit("echo", "from compose")["id"])["result"] == {"text": "from compose"}
     wait_until(lambda: {n["id"] for n in api.get("/nodes").json()["nodes"]} == {"api", "worker-1", "worker-2"},
                10, "the three nodes")
+
+
+def test_webhooks_of_jobs_on_two_nodes_are_each_delivered_once_and_signed_alike(cluster):
+    from test_webhooks import Receiver, check_signed
+    rx = Receiver()
+    try:
+        nodes = [cluster(n) for n in ("a", "b")]  # both sign with the cluster's shared secret
+        for n in nodes:
+            n.add_model("echo", parallel=2)
+            n.start()
+        ids = []
+        for i in range(40):
+            r = nodes[i % 2].post("/job", json={"model": "echo", "prompt": f"hook {i}", "webhook": rx.url,
+                                               "webhook_events": ["started", "completed"]})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+        requests_ = rx.wait(80, timeout=60)
+        time.sleep(1.5)  # any duplicate would have arrived by now
+        bodies = rx.bodies()
+        assert len(bodies) == 80, len(bodies)
+        assert sorted((b["job"]["id"], b["event"]) for b in bodies) == \
+            sorted((j, e) for j in ids for e in ("started", "completed"))
+        for req in requests_:
+            check_signed("shared-secret", req)
+    finally:
+        rx.close()
+
+
+def test_an_openai_stream_on_the_api_node_gets_the_text_a_worker_generates(cluster, tiny_gguf):
+    api, workers = api_and_workers(cluster, {"w1": ["tiny"]}, backend="llama", file=str(tiny_gguf), parallel=2,
+                                   params={"n_ctx": 512, "threads": 1})
+    body = {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 24, "temperature": 0, "stream": True}
+    with requests.post(f"{api.url}/v1/completions", json=body, stream=True, timeout=60) as r:
+        assert r.status_code == 200, r.text
+        text, finish = "", None
+        from conftest import sse_events
+        import json as _json
+        for name, data in sse_events(r):
+            if data == "[DONE]":
+                break
+            chunk = _json.loads(data)
+            text += chunk["choices"][0]["text"]
+            finish = chunk["choices"][0].get("finish_reason") or finish
+    assert finish == "length" and text, (finish, text)
+    r = api.post("/v1/completions", json={**body, "stream": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] == text  # greedy: the same text without streaming

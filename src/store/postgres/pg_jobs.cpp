@@ -42,23 +42,10 @@ Job rowToJob(const PgResult& r, int i) {
   j.cancel_requested = r.boolean(i, 16);
   j.owner_key_id = r.optInt(i, 17);
   if (!r.isNull(i, 18)) {
-    Webhook w{r.text(i, 18), {}};
-    std::string events = r.text(i, 19);
-    for (size_t p = 1; p < events.size();) {
-      size_t comma = events.find(',', p);
-      if (comma == std::string::npos) break;
-      if (comma > p) w.events.push_back(events.substr(p, comma - p));
-      p = comma + 1;
-    }
+    Webhook w{r.text(i, 18), parseEventList(r.text(i, 19))};
     j.webhook = std::move(w);
   }
   return j;
-}
-
-std::string eventList(const std::vector<std::string>& events) {
-  std::string out = ",";
-  for (auto& e : events) out += e + ",";
-  return out;
 }
 
 // Adds the delivery row for `event` to each of `ids` whose webhook asked for it.

@@ -38,23 +38,10 @@ Job rowToJob(const SqliteStatement& s) {
   j.cancel_requested = s.columnInt(16) != 0;
   j.owner_key_id = s.columnOptInt(17);
   if (!s.columnIsNull(18)) {
-    Webhook w{s.columnText(18), {}};
-    std::string events = s.columnText(19);
-    for (size_t i = 1; i < events.size();) {
-      size_t comma = events.find(',', i);
-      if (comma == std::string::npos) break;
-      if (comma > i) w.events.push_back(events.substr(i, comma - i));
-      i = comma + 1;
-    }
+    Webhook w{s.columnText(18), parseEventList(s.columnText(19))};
     j.webhook = std::move(w);
   }
   return j;
-}
-
-std::string eventList(const std::vector<std::string>& events) {
-  std::string out = ",";
-  for (auto& e : events) out += e + ",";
-  return out;
 }
 
 // Adds the delivery row for `event` when the job's webhook asked for it (no-op otherwise).
