@@ -106,6 +106,28 @@ def claim_latency(url: str) -> tuple[float, float]:
     return float(rows[0][0]) / 1000, float(rows[0][1]) / 1000
 
 
+def cpu_seconds(nodes, pgdir: Path) -> tuple[float, float]:
+    """CPU seconds used so far by the statim nodes, and by every PostgreSQL server process."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def proc_cpu(pid: int) -> float:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / tick
+        except OSError:
+            return 0.0
+    statim = sum(proc_cpu(n.proc.pid) for n in nodes)
+    pg = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if Path(d / "exe").resolve().name == "postgres":
+                    pg += proc_cpu(int(d.name))
+            except OSError:
+                pass
+    return statim, pg
+
+
 def cpu_idle_pct() -> int:
     def read():
         return [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -120,6 +142,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--clients", default="1,32,256")
+    ap.add_argument("--layouts", default="sqlite,pg-1node,pg-api+2workers")
+    ap.add_argument("--no-rescue", action="store_true", help="skip the killed-worker measurement")
+    ap.add_argument("--cpu", action="store_true", help="print the CPU seconds of statim and of PostgreSQL per row")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     CLIENT.parent.mkdir(exist_ok=True)
@@ -144,7 +169,7 @@ def main() -> None:
             psql(url, f"CREATE DATABASE {name}")
             return url.replace("postgresql:///statim?", f"postgresql:///{name}?")
 
-        layouts = ["sqlite", "pg-1node", "pg-api+2workers"]
+        layouts = args.layouts.split(",")
         for c in clients:
             for layout in layouts:
                 nodes: list[Node] = []
@@ -163,7 +188,11 @@ def main() -> None:
                         nodes.append(Node(lw, "w1", shared, role="worker"))
                         nodes.append(Node(lw, "w2", shared, role="worker"))
                 try:
+                    cpu0 = cpu_seconds(nodes, pgdir)
                     r = jobclient(nodes[0].port, c, args.seconds)
+                    if args.cpu:
+                        cpu1 = cpu_seconds(nodes, pgdir)
+                        log(f"{layout} {c} clients: CPU s statim {cpu1[0] - cpu0[0]:.1f}, postgres {cpu1[1] - cpu0[1]:.1f}")
                     claim = claim_latency(db) if db else None
                 finally:
                     for n in nodes:
@@ -171,6 +200,9 @@ def main() -> None:
                 rows.append((layout, c, r, claim))
 
         # A job on a killed worker: how long until another worker runs it again (lease 2 s).
+        rescue_s = None
+        if args.no_rescue:
+            raise StopIteration
         db = new_db()
         lw = work / "rescue"
         shared = {"STATIM_STORE_URL": db, "STATIM_STORE_FILES_DIR": str(lw / "files"), "STATIM_WEBHOOKS_SECRET": "b",
@@ -191,6 +223,8 @@ def main() -> None:
         rescue_s = time.monotonic() - killed
         for n in (w2, api):
             n.stop()
+    except StopIteration:
+        pass
     finally:
         subprocess.run([str(ROOT / "scripts/pg-test-server"), "stop", str(pgdir)], env=env)
         shutil.rmtree(work, ignore_errors=True)
@@ -200,13 +234,15 @@ def main() -> None:
     print("| layout | clients | jobs/s | p50 ms | p99 ms | vs sqlite | claim p50 ms | claim p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = {c: float(r["jobs_per_s"]) for (l, c, r, _) in rows if l == "sqlite"}
+    ratio = lambda js, c: f"{js / base[c]:.2f}" if c in base else "-"
     for layout, c, r, claim in rows:
         js = float(r["jobs_per_s"])
         cl = f"{claim[0]:.2f} | {claim[1]:.2f}" if claim else "- | -"
         print(f"| {layout} | {c} | {js:.0f} | {float(r['p50_ms']):.2f} | {float(r['p99_ms']):.2f} | "
-              f"{js / base[c]:.2f} | {cl} | {r['errors']} |")
-    print(f"\nA job on a worker killed with SIGKILL ran again on another worker {rescue_s:.2f} s later "
-          f"(lease 2 s, lease renewal every lease/3).")
+              f"{ratio(js, c)} | {cl} | {r['errors']} |")
+    if rescue_s is not None:
+        print(f"\nA job on a worker killed with SIGKILL ran again on another worker {rescue_s:.2f} s later "
+              f"(lease 2 s, lease renewal every lease/3).")
 
 
 def psql_version() -> str:

@@ -98,9 +98,14 @@ int serve(const Config& config) {
   const bool runs_models = config.node_role != "api";
   const std::string node_id = config.node_id.empty() ? makeNodeId() : config.node_id;
   // Job events: within this process, or (a shared store) between the nodes too.
+  NodePresence* presence_ptr = nullptr;  // set below, once the presence exists
   std::unique_ptr<EventBus> events;
   if (opened->shared) {
-    auto bus = PostgresEventBus::open({.url = config.store_url, .node_id = node_id}, *store);
+    auto bus = PostgresEventBus::open(
+        {.url = config.store_url,
+         .node_id = node_id,
+         .peers = [&presence_ptr] { return !presence_ptr || presence_ptr->hasPeers(); }},
+        *store);
     if (!bus) {
       log::error("cannot listen for other nodes' events", {{"error", bus.error().message}});
       return 1;
@@ -122,7 +127,6 @@ int serve(const Config& config) {
   if (runs_models) options.load_on_demand = [&models](const std::string& id) { (void)models->requestLoad(id); };
   options.lease = std::chrono::milliseconds(static_cast<int64_t>(config.jobs_lease_seconds * 1000));
   options.max_attempts = config.jobs_max_attempts;
-  NodePresence* presence_ptr = nullptr;  // set below, once the presence exists
   if (config.jobs_reject_unserved) {
     options.served = [&presence_ptr](const std::string& model) { return !presence_ptr || presence_ptr->served(model); };
   }
@@ -197,6 +201,7 @@ int serve(const Config& config) {
   drogon::app().setTermSignalHandler(stop).setIntSignalHandler(stop);
   drogon::app().run();  // returns once `stop` has quit it
   if (stopper.joinable()) stopper.join();
+  presence_ptr = nullptr;  // the presence goes before the bus and the scheduler that ask it
   std::signal(SIGHUP, SIG_IGN);
   g_lifecycle = nullptr;
   log::info("statim: stopped", {{"all_jobs_finished", clean}});

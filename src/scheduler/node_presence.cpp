@@ -1,5 +1,7 @@
 #include "scheduler/node_presence.h"
 
+#include <algorithm>
+
 #include "core/logging.h"
 
 namespace statim {
@@ -77,6 +79,12 @@ Result<std::vector<NodeView>> NodePresence::read() {
 std::vector<NodeView> NodePresence::cached() const {
   std::lock_guard lock(mu_);
   return nodes_.value_or(std::vector<NodeView>{});
+}
+
+bool NodePresence::hasPeers() const {
+  std::lock_guard lock(mu_);
+  if (!nodes_) return true;
+  return std::ranges::any_of(*nodes_, [](const NodeView& n) { return n.alive && !n.this_node; });
 }
 
 bool NodePresence::served(const std::string& model) const {

@@ -50,6 +50,8 @@ class NodePresence {
   // Whether a live node that runs models lists `model` (in any state but failed). True until the
   // first read, so that nothing is refused for want of knowing.
   bool served(const std::string& model) const;
+  // Whether another node is alive (true until the first read).
+  bool hasPeers() const;
   const std::string& nodeId() const { return options_.node_id; }
 
  private:

@@ -13,6 +13,9 @@ constexpr const char* kChannel = "statim_events";
 // NOTIFY payloads must stay under 8000 bytes.
 constexpr size_t kMaxPayload = 7800;
 constexpr size_t kEndedKept = 100000;
+// A node that heard from another (its hello, or any event) notifies for this long even when its
+// node records do not show the other yet.
+constexpr auto kPeerMemory = std::chrono::steady_clock::duration(std::chrono::seconds(30));
 
 bool isTerminalName(const std::string& type) {
   return type == eventName(JobStatus::kCompleted) || type == eventName(JobStatus::kFailed) ||
@@ -30,6 +33,8 @@ Result<std::unique_ptr<PostgresEventBus>> PostgresEventBus::open(PostgresEventBu
   auto bus = std::unique_ptr<PostgresEventBus>(new PostgresEventBus(std::move(options), store));
   bus->send_conn_ = std::move(*send);
   bus->listen_conn_ = std::move(*listen);
+  // Say hello: nodes alone (sending nothing) start sending now that this one listens.
+  bus->outbox_.push_back(nlohmann::json::array({bus->options_.node_id, 0, "hello", nlohmann::json::object()}).dump());
   bus->sender_ = std::thread([b = bus.get()] { b->senderLoop(); });
   bus->listener_ = std::thread([b = bus.get()] { b->listenerLoop(); });
   return bus;
@@ -89,6 +94,10 @@ void PostgresEventBus::publish(const JobEvent& event) {
   // already: the scheduler's own comes after its commit.
   if (!event.terminal() || markEnded(event.job_id)) local_.publish(event);
   if (event.remote || event.type == "result") return;
+  if (options_.peers && !options_.peers() &&
+      std::chrono::steady_clock::now().time_since_epoch().count() - heard_from_peer_.load() > kPeerMemory.count()) {
+    return;  // alone: nobody to tell
+  }
   std::string line = nlohmann::json::array({options_.node_id, event.job_id, event.type, event.data})
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (line.size() + 2 > kMaxPayload) {
@@ -186,6 +195,8 @@ void PostgresEventBus::receive(const std::string& payload) {
   for (auto& e : events) {
     if (!e.is_array() || e.size() != 4 || !e[0].is_string() || !e[1].is_number_integer() || !e[2].is_string()) continue;
     if (e[0].get<std::string>() == options_.node_id) continue;  // our own, delivered at publish
+    heard_from_peer_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (e[2] == "hello") continue;
     ++received_;
     JobEvent event{e[1].get<JobId>(), e[2].get<std::string>(), e[3].is_object() ? e[3] : nlohmann::json::object()};
     event.remote = true;

@@ -16,6 +16,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -34,6 +36,10 @@ struct PostgresEventBusOptions {
   std::string node_id;  // this node's events are not delivered back to it
   std::chrono::milliseconds poll_interval{1000};  // followed jobs are re-read this often
   std::chrono::microseconds batch_delay{2000};    // events wait this long to share a NOTIFY
+  // Whether another node may be listening (NodePresence::hasPeers); unset: always. A node alone
+  // sends no notification; a node that starts says hello on the channel, so that the others
+  // notify at once, before they read its record.
+  std::function<bool()> peers;
 };
 
 class PostgresEventBus final : public EventBus {
@@ -83,6 +89,8 @@ class PostgresEventBus final : public EventBus {
   std::unique_ptr<PgConn> send_conn_;    // sender thread only (after open)
   std::unique_ptr<PgConn> listen_conn_;  // listener thread only (after open)
   std::atomic<std::int64_t> sent_{0}, received_{0};
+  // steady_clock ticks of the last notification from another node (its hello at start, or any).
+  std::atomic<std::int64_t> heard_from_peer_{std::numeric_limits<std::int64_t>::min() / 2};
   std::atomic<bool> stop_listening_{false};
   std::thread sender_, listener_;
 };

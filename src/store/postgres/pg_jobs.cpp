@@ -17,6 +17,27 @@ constexpr const char* kCols =
     "finished_at, result, error, attempts, lease_owner, lease_expires_at, cancel_requested, owner_key_id, "
     "webhook_url, webhook_events";
 
+// The job's files as one more column (column 20 after kCols): a JSON array of
+// [role, name, content_type, bytes, sha256], or NULL. One statement reads a job with its files.
+constexpr const char* kFilesCol =
+    "(SELECT json_agg(json_build_array(f.role, f.name, f.content_type, f.bytes, f.sha256) ORDER BY f.role, f.position)"
+    " FROM job_files f WHERE f.job_id = jobs.id)";
+constexpr int kFilesColumn = 20;
+
+// Fills the job's inputs and artifacts from the kFilesCol column (paths from `blobs`).
+void filesFromColumn(const PgResult& r, int i, const BlobStore& blobs, Job& j) {
+  if (r.isNull(i, kFilesColumn)) return;
+  auto files = nlohmann::json::parse(r.text(i, kFilesColumn), nullptr, false);
+  if (!files.is_array()) return;
+  for (auto& f : files) {
+    if (!f.is_array() || f.size() != 5) continue;
+    JobFile file{f[1].get<std::string>(), f[2].get<std::string>(), f[3].get<std::int64_t>(), f[4].get<std::string>(),
+                 {}};
+    file.path = blobs.pathOf(file.sha256);
+    (f[0] == "input" ? j.inputs : j.artifacts).push_back(std::move(file));
+  }
+}
+
 Job rowToJob(const PgResult& r, int i) {
   Job j;
   j.id = r.int64(i, 0);
@@ -82,32 +103,15 @@ Result<void> insertFiles(PgConn& c, JobId id, std::string_view role, const std::
   return ok();
 }
 
-// Loads the files of `jobs` (paths from `blobs`).
-Result<void> loadJobFiles(PgConn& c, const BlobStore& blobs, std::vector<Job>& jobs) {
-  if (jobs.empty()) return ok();
-  std::vector<JobId> ids;
-  for (auto& j : jobs) ids.push_back(j.id);
-  auto r = c.exec(
-      "SELECT job_id, role, name, content_type, bytes, sha256 FROM job_files WHERE job_id = ANY($1::bigint[])"
-      " ORDER BY job_id, role, position",
-      PgParams().addArray(ids));
-  if (!r) return statim::fail(r.error());
-  for (int i = 0; i < r->rows(); ++i) {
-    auto job = std::ranges::find(jobs, r->int64(i, 0), &Job::id);
-    if (job == jobs.end()) continue;
-    JobFile f{r->text(i, 2), r->text(i, 3), r->int64(i, 4), r->text(i, 5), {}};
-    f.path = blobs.pathOf(f.sha256);
-    (r->text(i, 1) == "input" ? job->inputs : job->artifacts).push_back(std::move(f));
-  }
-  return ok();
-}
-
-Result<std::optional<Job>> selectJob(PgConn& c, JobId id, bool for_update = false) {
-  auto r = c.exec(std::format("SELECT {} FROM jobs WHERE id = $1{}", kCols, for_update ? " FOR UPDATE" : ""),
+// The job with its files.
+Result<std::optional<Job>> selectJob(PgConn& c, const BlobStore& blobs, JobId id, bool for_update = false) {
+  auto r = c.exec(std::format("SELECT {}, {} FROM jobs WHERE id = $1{}", kCols, kFilesCol, for_update ? " FOR UPDATE" : ""),
                   PgParams(id));
   if (!r) return statim::fail(r.error());
   if (r->rows() == 0) return std::optional<Job>();
-  return std::optional<Job>(rowToJob(*r, 0));
+  Job j = rowToJob(*r, 0);
+  filesFromColumn(*r, 0, blobs, j);
+  return std::optional<Job>(std::move(j));
 }
 
 Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(PgConn& c, std::int64_t owner,
@@ -264,12 +268,10 @@ void PostgresStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Cr
 
 Result<Job> PostgresStore::get(JobId id) {
   return read<Job>([&](PgConn& c) -> Result<Job> {
-    auto job = selectJob(c, id);
+    auto job = selectJob(c, blobs_, id);
     if (!job) return statim::fail(job.error());
     if (!*job) return statim::fail(ErrorCode::kNotFound, std::format("job {} not found", id));
-    std::vector<Job> one{std::move(**job)};
-    if (auto r = loadJobFiles(c, blobs_, one); !r) return statim::fail(r.error());
-    return std::move(one.front());
+    return std::move(**job);
   });
 }
 
@@ -294,12 +296,14 @@ Result<JobPage> PostgresStore::list(const JobFilter& f) {
       out.total = count->int64(0, 0);
       PgParams pp = p;
       size_t n = pp.add(f.limit).add(f.offset).size();
-      auto rows = c.exec(std::format("SELECT {} FROM jobs {} ORDER BY id DESC LIMIT ${} OFFSET ${}", kCols, where,
-                                     n - 1, n),
+      auto rows = c.exec(std::format("SELECT {}, {} FROM jobs {} ORDER BY id DESC LIMIT ${} OFFSET ${}", kCols,
+                                     kFilesCol, where, n - 1, n),
                          pp);
       if (!rows) return statim::fail(rows.error());
-      for (int i = 0; i < rows->rows(); ++i) out.jobs.push_back(rowToJob(*rows, i));
-      if (auto r = loadJobFiles(c, blobs_, out.jobs); !r) return statim::fail(r.error());
+      for (int i = 0; i < rows->rows(); ++i) {
+        out.jobs.push_back(rowToJob(*rows, i));
+        filesFromColumn(*rows, i, blobs_, out.jobs.back());
+      }
       return out;
     }();
     (void)c.run(page ? "COMMIT" : "ROLLBACK");
@@ -308,21 +312,27 @@ Result<JobPage> PostgresStore::list(const JobFilter& f) {
 }
 
 Result<std::vector<Job>> PostgresStore::claim(const std::string& model, const LeaseRequest& lease, int max) {
-  return write<std::vector<Job>>([&](PgConn& c) -> Result<std::vector<Job>> {
+  // One statement, committing by itself: the claim, the rows' files (the worker reads them) and
+  // the "started" webhook rows of the jobs that asked for them.
+  return statement<std::vector<Job>>([&](PgConn& c) -> Result<std::vector<Job>> {
     const JobTransition& started = transition(JobStep::kStarted);
-    auto r = c.exec(std::format("{} RETURNING {}", kClaimSql, kCols),
-                    PgParams(model, max, toString(started.status), started.message, lease.owner, lease.duration));
+    auto r = c.exec(
+        std::format("WITH claimed AS ({} RETURNING {}, {} AS files),"
+                    " hooks AS (INSERT INTO webhook_deliveries (job_id, event, url, status, next_attempt_at, created_at)"
+                    "  SELECT id, $7::text, webhook_url, 'pending', statim_now_us(), statim_now_us() FROM claimed"
+                    "  WHERE webhook_url IS NOT NULL AND strpos(webhook_events, ',' || $7::text || ',') > 0)"
+                    " SELECT * FROM claimed",
+                    kClaimSql, kCols, kFilesCol),
+        PgParams(model, max, toString(started.status), started.message, lease.owner, lease.duration, started.event));
     if (!r) return statim::fail(r.error());
     std::vector<Job> jobs;
-    for (int i = 0; i < r->rows(); ++i) jobs.push_back(rowToJob(*r, i));
+    for (int i = 0; i < r->rows(); ++i) {
+      jobs.push_back(rowToJob(*r, i));
+      filesFromColumn(*r, i, blobs_, jobs.back());
+    }
     std::ranges::sort(jobs, [](const Job& a, const Job& b) {
       return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
     });
-    std::vector<JobId> hooked;
-    for (auto& j : jobs)
-      if (j.webhook) hooked.push_back(j.id);
-    if (auto w = enqueueWebhooks(c, hooked, started.event); !w) return statim::fail(w.error());
-    if (auto f = loadJobFiles(c, blobs_, jobs); !f) return statim::fail(f.error());  // the worker reads them
     return jobs;
   });
 }
@@ -372,9 +382,11 @@ void PostgresStore::finishAsync(Job job, const std::string& owner, JobOutcome ou
   if (!outcome.result.is_null()) result = dumpJson(outcome.result);
   for (auto& f : outcome.artifacts) f.path = blobs_.pathOf(f.sha256);
   int attempt = job.attempts;  // as claimed; 0: any (the blocking forms know only the id)
+  // A claimed job says whether it has a webhook; one known by its id only may have one.
+  bool maybe_hooked = job.webhook.has_value() || job.model.empty();
   job = endedJob(std::move(job), std::move(outcome));
   writeAsync<Job>(
-      [owner, attempt, result = std::move(result), job = std::move(job)](PgConn& c) -> Result<Job> {
+      [owner, attempt, maybe_hooked, result = std::move(result), job = std::move(job)](PgConn& c) -> Result<Job> {
         // Fenced on the lease's owner and attempt: a node whose lease expired (and whose job was
         // claimed again, maybe by itself) cannot overwrite the new run's outcome.
         auto r = c.exec(
@@ -387,7 +399,9 @@ void PostgresStore::finishAsync(Job job, const std::string& owner, JobOutcome ou
         Job ended = job;
         ended.finished_at = r->int64(0, 0);
         if (auto f = insertFiles(c, ended.id, "artifact", ended.artifacts); !f) return statim::fail(f.error());
-        if (auto w = enqueueWebhook(c, ended.id, eventName(ended.status)); !w) return statim::fail(w.error());
+        if (maybe_hooked) {
+          if (auto w = enqueueWebhook(c, ended.id, eventName(ended.status)); !w) return statim::fail(w.error());
+        }
         return ended;
       },
       std::move(done));
@@ -396,7 +410,7 @@ void PostgresStore::finishAsync(Job job, const std::string& owner, JobOutcome ou
 Result<CancelOutcome> PostgresStore::requestCancel(JobId id) {
   return write<CancelOutcome>([=, this](PgConn& c) -> Result<CancelOutcome> {
     // The row is locked while its status decides what to change.
-    auto before = selectJob(c, id, true);
+    auto before = selectJob(c, blobs_, id, true);
     if (!before) return statim::fail(before.error());
     if (!*before) return statim::fail(Error::notFound(std::format("job {} not found", id)));
     const JobTransition* step = nullptr;
@@ -412,13 +426,13 @@ Result<CancelOutcome> PostgresStore::requestCancel(JobId id) {
     }
     if (!step) return CancelOutcome{**before, (*before)->status};
     if (!changed) return statim::fail(changed.error());
-    if (auto w = enqueueWebhook(c, id, step->event); !w) return statim::fail(w.error());
-    auto after = selectJob(c, id);
+    if ((*before)->webhook) {
+      if (auto w = enqueueWebhook(c, id, step->event); !w) return statim::fail(w.error());
+    }
+    auto after = selectJob(c, blobs_, id);
     if (!after) return statim::fail(after.error());
     if (!*after) return statim::fail(Error::notFound(std::format("job {} not found", id)));
-    std::vector<Job> one{std::move(**after)};
-    if (auto f = loadJobFiles(c, blobs_, one); !f) return statim::fail(f.error());
-    return CancelOutcome{std::move(one.front()), (*before)->status};
+    return CancelOutcome{std::move(**after), (*before)->status};
   });
 }
 

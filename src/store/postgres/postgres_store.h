@@ -135,9 +135,17 @@ class PostgresStore final : public Store {
     PgConn* operator->() { return conn.get(); }
   };
   Result<ReaderLease> reader();
+  void dropIdleReaders();
   // Runs `fn(PgConn&) -> Result<T>` on a reader connection.
   template <typename T, typename Fn>
   Result<T> read(Fn fn);
+  // Runs `fn`, one statement that commits by itself, on a pooled connection at once, not behind
+  // the batched writes (a claim: a worker waiting for work must not wait behind a burst of
+  // submissions). A connection gone stale is replaced once, as for reads.
+  template <typename T, typename Fn>
+  Result<T> statement(Fn fn) {
+    return read<T>(std::move(fn));
+  }
 
   PostgresStoreOptions options_;
   LocalBlobStore blobs_;
@@ -187,8 +195,10 @@ Result<T> PostgresStore::read(Fn fn) {
     auto lease = reader();
     if (!lease) return statim::fail(lease.error());
     Result<T> r = fn(*lease->conn);
-    // A pooled connection gone stale (the server restarted): once more on a new one.
+    // A pooled connection gone stale (the server restarted, its backends were terminated): the
+    // other idle ones are too; once more on a new one.
     if (r || lease->conn->healthy() || round == 1) return r;
+    dropIdleReaders();
   }
 }
 
