@@ -4,12 +4,26 @@
 
 #include <libpq-fe.h>
 
+#include "core/crypto.h"
 #include "core/logging.h"
 
 namespace statim {
 namespace {
 
-constexpr const char* kChannel = "statim_events";
+// The channel of the statim cluster whose tables are in `schema`: NOTIFY is database-wide, and
+// two clusters in two schemas of one database must not hear each other.
+std::string channelFor(const std::string& schema) {
+  if (schema.empty() || schema == "public") return "statim_events";
+  std::string name = "statim_events_" + schema;
+  if (name.size() > 63) name = "statim_events_" + crypto::sha256Hex(schema).substr(0, 16);
+  return name;
+}
+
+std::string quotedIdentifier(const std::string& identifier) {
+  std::string out = "\"";
+  for (char c : identifier) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
 // NOTIFY payloads must stay under 8000 bytes.
 constexpr size_t kMaxPayload = 7800;
 constexpr size_t kEndedKept = 100000;
@@ -29,8 +43,12 @@ Result<std::unique_ptr<PostgresEventBus>> PostgresEventBus::open(PostgresEventBu
   if (!send) return fail(send.error());
   auto listen = PgConn::connect(options.url);
   if (!listen) return fail(listen.error());
-  if (auto r = (*listen)->run(std::string("LISTEN ") + kChannel); !r) return fail(r.error());
+  auto schema = (*listen)->exec("SELECT current_schema()");
+  if (!schema) return fail(schema.error());
+  std::string channel = channelFor(schema->isNull(0, 0) ? "" : schema->text(0, 0));
+  if (auto r = (*listen)->run("LISTEN " + quotedIdentifier(channel)); !r) return fail(r.error());
   auto bus = std::unique_ptr<PostgresEventBus>(new PostgresEventBus(std::move(options), store));
+  bus->channel_ = std::move(channel);
   bus->send_conn_ = std::move(*send);
   bus->listen_conn_ = std::move(*listen);
   // Say hello: nodes alone (sending nothing) start sending now that this one listens.
@@ -139,7 +157,7 @@ void PostgresEventBus::senderLoop() {
     for (int round = 0; round < 2; ++round) {
       if (!send_conn_->healthy() && !send_conn_->reset()) continue;
       auto r = send_conn_->exec("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
-                                PgParams().add(kChannel).addArray(payloads));
+                                PgParams().add(channel_).addArray(payloads));
       if (r) {
         sent_ += static_cast<std::int64_t>(payloads.size());
         break;
@@ -159,7 +177,7 @@ void PostgresEventBus::listenerLoop() {
   while (!stop_listening_) {
     if (lost || !listen_conn_->healthy()) {
       // Reconnect, listen again, and read the followed jobs: notifications sent meanwhile are lost.
-      if (!listen_conn_->reset() || !listen_conn_->run(std::string("LISTEN ") + kChannel)) {
+      if (!listen_conn_->reset() || !listen_conn_->run("LISTEN " + quotedIdentifier(channel_))) {
         for (int i = 0; i < 10 && !stop_listening_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         continue;
       }

@@ -1,4 +1,5 @@
-// Job events between the nodes sharing a PostgreSQL store: LISTEN/NOTIFY on one channel.
+// Job events between the nodes sharing a PostgreSQL store: LISTEN/NOTIFY on one channel
+// (statim_events; statim_events_<schema> for a store in another schema than public).
 // Events published here reach this process's listeners at once (an InProcessEventBus inside)
 // and go out, batched every few milliseconds, as NOTIFY payloads on a connection of their own;
 // one listening connection per node receives the other nodes' events and publishes them here
@@ -86,6 +87,7 @@ class PostgresEventBus final : public EventBus {
   std::set<JobId> ended_;                   // guarded by follow_mu_: terminal event delivered
   std::deque<JobId> ended_order_;           // guarded by follow_mu_: oldest first, to bound ended_
 
+  std::string channel_;                  // set by open(): statim_events, or per schema
   std::unique_ptr<PgConn> send_conn_;    // sender thread only (after open)
   std::unique_ptr<PgConn> listen_conn_;  // listener thread only (after open)
   std::atomic<std::int64_t> sent_{0}, received_{0};

@@ -160,5 +160,24 @@ TEST_F(PostgresEventBusTest, ALostListeningConnectionIsReopened) {
   }));
 }
 
+// Two statim clusters in two schemas of one database do not hear each other (NOTIFY is
+// database-wide: the channel is named after the schema).
+TEST_F(PostgresEventBusTest, ClustersInTwoSchemasOfOneDatabaseDoNotHearEachOther) {
+  auto a = node("a"), b = node("b");
+  testing::TempDir other_dir;
+  auto other_url = testing::postgresUrlFor(other_dir.path());
+  auto other_store = PostgresStore::open({.url = other_url, .files_dir = other_dir.path() / "files"});
+  ASSERT_TRUE(other_store) << other_store.error().message;
+  auto stranger = PostgresEventBus::open({.url = other_url, .node_id = "c"}, **other_store);
+  ASSERT_TRUE(stranger) << stranger.error().message;
+  Seen on_b, on_stranger;
+  b->subscribeAll(on_b.listener());
+  (*stranger)->subscribeAll(on_stranger.listener());
+  a->publish({9, "token", {{"text", "x"}}});
+  ASSERT_TRUE(eventually([&] { return on_b.types().size() == 1; }));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(on_stranger.types().empty());
+}
+
 }  // namespace
 }  // namespace statim
