@@ -403,3 +403,23 @@ def test_an_openai_stream_on_the_api_node_gets_the_text_a_worker_generates(clust
     r = api.post("/v1/completions", json={**body, "stream": False})
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["text"] == text  # greedy: the same text without streaming
+
+
+def test_a_worker_killed_under_load_loses_no_job_and_none_ends_twice(pg, cluster):
+    api, workers = api_and_workers(cluster, {"w1": ["echo"], "w2": ["echo"], "w3": ["echo"]}, lease="2",
+                                   parallel=2, max_queue=10000)
+    ids = [api.submit("echo", f"job {i}", params={"delay_ms": 30})["id"] for i in range(240)]
+    wait_until(lambda: finished_by_status(workers["w1"])["completed"] >= 5, 30, "w1 to run some jobs")
+    workers["w1"].kill9()
+    ids += [api.submit("echo", f"late {i}", params={"delay_ms": 5})["id"] for i in range(60)]
+    wait_until(lambda: pg.sql("SELECT count(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", cluster.url)
+               == [["0"]], 60, "every job to end")
+    rows = pg.sql("SELECT status, count(*), max(attempts) FROM jobs GROUP BY status", cluster.url)
+    assert [r[:2] for r in rows] == [["COMPLETED", "300"]], rows
+    assert int(rows[0][2]) <= 2, rows
+    # Every accepted id is there once, completed with its own prompt.
+    for j in ids[::15]:
+        job = api.job(j)
+        assert job["status"] == "COMPLETED" and job["result"]["text"] == job["prompt"], job
+    # w1 died holding jobs (it was busy: the queue was long): those ran again elsewhere.
+    assert int(pg.sql("SELECT count(*) FROM jobs WHERE attempts = 2", cluster.url)[0][0]) >= 1
