@@ -101,11 +101,10 @@ int serve(const Config& config) {
   NodePresence* presence_ptr = nullptr;  // set below, once the presence exists
   std::unique_ptr<EventBus> events;
   if (opened->shared) {
-    auto bus = PostgresEventBus::open(
-        {.url = config.store_url,
-         .node_id = node_id,
-         .peers = [&presence_ptr] { return !presence_ptr || presence_ptr->hasPeers(); }},
-        *store);
+    auto bus = PostgresEventBus::open({.url = config.store_url,
+                                       .node_id = node_id,
+                                       .peers = [&presence_ptr] { return !presence_ptr || presence_ptr->hasPeers(); }},
+                                      *store);
     if (!bus) {
       log::error("cannot listen for other nodes' events", {{"error", bus.error().message}});
       return 1;
@@ -150,16 +149,16 @@ int serve(const Config& config) {
   });
 
   api::DrogonWebhookTransport transport;
-  WebhookDispatcher webhooks(
-      *store, *store, transport,
-      [](const Job& job) {
-        return api::jobToJson(job).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-      },
-      {.secret = *secret,
-       .max_attempts = config.webhooks_max_attempts,
-       .retry_base_seconds = config.webhooks_retry_base_seconds,
-       .retry_max_seconds = config.webhooks_retry_max_seconds,
-       .timeout_seconds = config.webhooks_timeout_seconds});
+  WebhookDispatcher webhooks(*store, *store, transport,
+                             [](const Job& job) {
+                               return api::jobToJson(job).dump(-1, ' ', false,
+                                                               nlohmann::ordered_json::error_handler_t::replace);
+                             },
+                             {.secret = *secret,
+                              .max_attempts = config.webhooks_max_attempts,
+                              .retry_base_seconds = config.webhooks_retry_base_seconds,
+                              .retry_max_seconds = config.webhooks_retry_max_seconds,
+                              .timeout_seconds = config.webhooks_timeout_seconds});
   Housekeeping housekeeping(
       *store, *store,
       {.jobs_days = config.jobs_retention_days,
@@ -169,8 +168,8 @@ int serve(const Config& config) {
 
   NodePresence presence(*store, *models, scheduler, {.node_id = node_id, .role = config.node_role});
   presence_ptr = &presence;
-  api::ApiContext ctx{config,  *store, scheduler, *models,           *store,
-                      *store, *store, metrics,   store->blobs(), runs_models ? &lifecycle : nullptr,
+  api::ApiContext ctx{config,   *store, scheduler, *models,        *store,
+                      *store,   *store, metrics,   store->blobs(), runs_models ? &lifecycle : nullptr,
                       &presence};
   api::configureServer(ctx);
   drogon::app().registerBeginningAdvice([&config] {

@@ -203,9 +203,10 @@ Result<void> validateConfig(const Config& c) {
     return fail(Error::invalid("config node.role must be 'all', 'api' or 'worker'", "node.role"));
   if (!c.store_url.empty() && !c.store_url.starts_with("postgresql://") && !c.store_url.starts_with("postgres://") &&
       !c.store_url.starts_with("sqlite:"))
-    return fail(Error::invalid("config store.url must be empty (SQLite in the data dir), sqlite:PATH or "
-                               "postgresql://[user[:password]@][host][:port]/dbname[?param=value...]",
-                               "store.url"));
+    return fail(
+        Error::invalid("config store.url must be empty (SQLite in the data dir), sqlite:PATH or "
+                       "postgresql://[user[:password]@][host][:port]/dbname[?param=value...]",
+                       "store.url"));
   if (c.node_role != "all" && !c.store_url.starts_with("postgres"))
     return fail(Error::invalid(std::format("config node.role '{}' needs a store shared by several nodes "
                                            "(store.url = postgresql://...); with SQLite one node does everything",

@@ -31,7 +31,7 @@ struct NodePresenceOptions {
 
 struct NodeView {
   NodeRecord record;
-  bool alive = false;      // heard from within 3 intervals
+  bool alive = false;  // heard from within 3 intervals
   bool this_node = false;
 };
 
@@ -66,9 +66,9 @@ class NodePresence {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                         // guarded by mu_
-  std::optional<std::vector<NodeView>> nodes_;    // guarded by mu_: as last read
-  std::string last_error_;  // beat() only (the constructor, then the thread)
+  bool stopping_ = false;                       // guarded by mu_
+  std::optional<std::vector<NodeView>> nodes_;  // guarded by mu_: as last read
+  std::string last_error_;                      // beat() only (the constructor, then the thread)
   std::thread thread_;
 };
 

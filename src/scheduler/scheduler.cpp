@@ -289,8 +289,8 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (job.keep_alive) models_.setKeepAlive(job.model, *job.keep_alive);
   // A model that is not loaded is loaded for the job, which waits for it in the queue (on a node
   // that runs no model, the job waits for a worker node that serves it).
-  const bool load_first = options_.runs_models &&
-                          (entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading);
+  const bool load_first =
+      options_.runs_models && (entry->state == ModelState::kUnloaded || entry->state == ModelState::kUnloading);
   if (options_.runs_models && entry->state != ModelState::kReady) {
     job.status_message = transition(JobStep::kQueuedForLoad).message;
   }
@@ -715,8 +715,9 @@ void Scheduler::leaseLoop() {
   const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
   // With a shared store the admission counters are re-read more often than leases are renewed:
   // other nodes claim (and submit) jobs of the same queues.
-  const auto tick = options_.shared_store ? std::min(period, std::max(options_.poll_interval, std::chrono::milliseconds(10)))
-                                          : period;
+  const auto tick = options_.shared_store
+                        ? std::min(period, std::max(options_.poll_interval, std::chrono::milliseconds(10)))
+                        : period;
   const Micros lease_us = std::chrono::duration_cast<std::chrono::microseconds>(options_.lease).count();
   auto next_renewal = std::chrono::steady_clock::now() + period;
   auto next_tick = std::chrono::steady_clock::now() + tick;

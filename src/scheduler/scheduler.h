@@ -203,9 +203,9 @@ class Scheduler {
   std::condition_variable lease_cv_;
   std::thread lease_thread_;
 
-  std::mutex remote_mu_;                  // taken under the bus's lock; never with mu_
-  std::set<std::string> remote_wake_;     // guarded by remote_mu_: models with work from other nodes
-  std::vector<JobId> remote_cancels_;     // guarded by remote_mu_: cancels made on other nodes
+  std::mutex remote_mu_;               // taken under the bus's lock; never with mu_
+  std::set<std::string> remote_wake_;  // guarded by remote_mu_: models with work from other nodes
+  std::vector<JobId> remote_cancels_;  // guarded by remote_mu_: cancels made on other nodes
   std::atomic<bool> remote_pending_{false};
   std::atomic<EventBus::Token> remote_token_{0};  // the subscription (shared store only)
 };

@@ -27,8 +27,7 @@ Result<std::optional<Job>> JobStore::claimNext(const std::string& model, const s
   return std::optional<Job>(std::move(jobs->front()));
 }
 
-Result<JobStore::Renewal> JobStore::renewLeases(const std::vector<std::pair<JobId, std::string>>& held,
-                                                Micros lease) {
+Result<JobStore::Renewal> JobStore::renewLeases(const std::vector<std::pair<JobId, std::string>>& held, Micros lease) {
   Renewal out;
   for (auto& [id, owner] : held) {
     auto r = heartbeat(id, owner, lease);

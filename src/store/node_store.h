@@ -18,8 +18,8 @@ namespace statim {
 
 struct NodeRecord {
   std::string id;
-  std::string role;     // all | api | worker
-  std::string version;  // statim's
+  std::string role;                                  // all | api | worker
+  std::string version;                               // statim's
   nlohmann::json models = nlohmann::json::object();  // model id -> {"state": ..., "running": n, "capacity": n}
   Micros started_at = 0;
   Micros heartbeat_at = 0;  // set by the store (the database's clock)

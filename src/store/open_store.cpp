@@ -12,8 +12,9 @@ Result<OpenedStore> openStore(const Config& config) {
     if (!s) return fail(s.error());
     return OpenedStore{std::move(*s), redactPgUrl(config.store_url), true};
   }
-  std::filesystem::path path = config.store_url.starts_with("sqlite:") ? std::filesystem::path(config.store_url.substr(7))
-                                                                        : config.data_dir / "statim.db";
+  std::filesystem::path path = config.store_url.starts_with("sqlite:")
+                                   ? std::filesystem::path(config.store_url.substr(7))
+                                   : config.data_dir / "statim.db";
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path().empty() ? "." : path.parent_path(), ec);
   auto s = SqliteStore::open(path);

@@ -36,8 +36,11 @@ Served servedBy(const ApiContext& ctx, const std::string& id) {
     if (!n.alive || !n.record.models.contains(id)) continue;
     const auto& m = n.record.models[id];
     std::string state = m.value("state", "");
-    out.nodes.push_back({{"id", n.record.id}, {"role", n.record.role}, {"state", state},
-                         {"running", m.value("running", 0)}, {"capacity", m.value("capacity", 0)}});
+    out.nodes.push_back({{"id", n.record.id},
+                         {"role", n.record.role},
+                         {"state", state},
+                         {"running", m.value("running", 0)},
+                         {"capacity", m.value("capacity", 0)}});
     out.running += m.value("running", 0);
     if (!out.best_state || rank(state) > rank(*out.best_state)) out.best_state = state;
   }

@@ -17,8 +17,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <limits>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -34,7 +34,7 @@ namespace statim {
 
 struct PostgresEventBusOptions {
   std::string url;
-  std::string node_id;  // this node's events are not delivered back to it
+  std::string node_id;                            // this node's events are not delivered back to it
   std::chrono::milliseconds poll_interval{1000};  // followed jobs are re-read this often
   std::chrono::microseconds batch_delay{2000};    // events wait this long to share a NOTIFY
   // Whether another node may be listening (NodePresence::hasPeers); unset: always. A node alone

@@ -84,11 +84,13 @@ Result<std::unique_ptr<PgConn>> PgConn::connect(const std::string& url) {
   if (PQstatus(c) != CONNECTION_OK) {
     std::string msg = trimmed(PQerrorMessage(c));
     PQfinish(c);
-    return statim::fail(ErrorCode::kStorageUnavailable, std::format("cannot connect to PostgreSQL ({}): {}", redactPgUrl(url), msg));
+    return statim::fail(ErrorCode::kStorageUnavailable,
+                        std::format("cannot connect to PostgreSQL ({}): {}", redactPgUrl(url), msg));
   }
   auto conn = std::unique_ptr<PgConn>(new PgConn(c));
   // Times are microseconds computed by the database (statim_now_us()); keep notices out of stderr.
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   return conn;
 }
 
@@ -103,7 +105,8 @@ Result<void> PgConn::reset() {
   broken_ = false;
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) {
-    return statim::fail(ErrorCode::kStorageUnavailable, "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
+    return statim::fail(ErrorCode::kStorageUnavailable,
+                        "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
   }
   return ok();
 }
@@ -139,8 +142,8 @@ Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (auto& v : params.values()) values.push_back(v ? v->c_str() : nullptr);
-  PGresult* r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
-                               nullptr, 0);
+  PGresult* r =
+      PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0);
   auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Error e = errorOf(r, "query");

@@ -31,8 +31,8 @@ void filesFromColumn(const PgResult& r, int i, const BlobStore& blobs, Job& j) {
   if (!files.is_array()) return;
   for (auto& f : files) {
     if (!f.is_array() || f.size() != 5) continue;
-    JobFile file{f[1].get<std::string>(), f[2].get<std::string>(), f[3].get<std::int64_t>(), f[4].get<std::string>(),
-                 {}};
+    JobFile file{
+        f[1].get<std::string>(), f[2].get<std::string>(), f[3].get<std::int64_t>(), f[4].get<std::string>(), {}};
     file.path = blobs.pathOf(file.sha256);
     (f[0] == "input" ? j.inputs : j.artifacts).push_back(std::move(file));
   }
@@ -81,9 +81,7 @@ Result<void> enqueueWebhooks(PgConn& c, const std::vector<JobId>& ids, std::stri
   if (!r) return statim::fail(r.error());
   return ok();
 }
-Result<void> enqueueWebhook(PgConn& c, JobId id, std::string_view event) {
-  return enqueueWebhooks(c, {id}, event);
-}
+Result<void> enqueueWebhook(PgConn& c, JobId id, std::string_view event) { return enqueueWebhooks(c, {id}, event); }
 
 Error conflict(JobId id, const std::string& owner) {
   return {ErrorCode::kConflict,
@@ -105,8 +103,9 @@ Result<void> insertFiles(PgConn& c, JobId id, std::string_view role, const std::
 
 // The job with its files.
 Result<std::optional<Job>> selectJob(PgConn& c, const BlobStore& blobs, JobId id, bool for_update = false) {
-  auto r = c.exec(std::format("SELECT {}, {} FROM jobs WHERE id = $1{}", kCols, kFilesCol, for_update ? " FOR UPDATE" : ""),
-                  PgParams(id));
+  auto r =
+      c.exec(std::format("SELECT {}, {} FROM jobs WHERE id = $1{}", kCols, kFilesCol, for_update ? " FOR UPDATE" : ""),
+             PgParams(id));
   if (!r) return statim::fail(r.error());
   if (r->rows() == 0) return std::optional<Job>();
   Job j = rowToJob(*r, 0);
@@ -115,7 +114,7 @@ Result<std::optional<Job>> selectJob(PgConn& c, const BlobStore& blobs, JobId id
 }
 
 Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(PgConn& c, std::int64_t owner,
-                                                                  const std::string& key) {
+                                                                    const std::string& key) {
   auto r = c.exec(std::format("SELECT {}, request_hash FROM jobs WHERE COALESCE(owner_key_id, 0) = $1"
                               " AND idempotency_key = $2",
                               kCols),
@@ -134,9 +133,9 @@ Result<std::optional<Job>> replay(PgConn& c, std::int64_t owner, const NewJob& r
   auto& [found, hash] = **earlier;
   if (hash != request.request_hash) {
     return statim::fail(Error{ErrorCode::kConflict,
-                      std::format("Idempotency-Key '{}' was already used with a different request (job {})",
-                                  request.idempotency_key, found.id),
-                      "Idempotency-Key"});
+                              std::format("Idempotency-Key '{}' was already used with a different request (job {})",
+                                          request.idempotency_key, found.id),
+                              "Idempotency-Key"});
   }
   found.replayed = true;
   return std::optional<Job>(std::move(found));
@@ -153,8 +152,8 @@ Result<void> checkMaxQueued(PgConn& c, const JobOwner& owner) {
   std::int64_t queued = r->int64(0, 0);
   if (queued < *owner.max_queued) return ok();
   return statim::fail(ErrorCode::kRateLimited,
-              std::format("key '{}' already has {} queued jobs (max_queued {}); retry when one starts", owner.key_name,
-                          queued, *owner.max_queued));
+                      std::format("key '{}' already has {} queued jobs (max_queued {}); retry when one starts",
+                                  owner.key_name, queued, *owner.max_queued));
 }
 
 // The insert of createAsync: returns the stored job, or the earlier one its idempotency key names.
@@ -261,8 +260,8 @@ void PostgresStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Cr
   request->idempotency_key = std::move(nj.idempotency_key);
   request->request_hash = std::move(nj.request_hash);
   request->inputs = std::move(nj.inputs);
-  writeAsync<Job>([job = std::move(job), request, start = std::move(start)](
-                      PgConn& c) -> Result<Job> { return insertJob(c, job, *request, start); },
+  writeAsync<Job>([job = std::move(job), request,
+                   start = std::move(start)](PgConn& c) -> Result<Job> { return insertJob(c, job, *request, start); },
                   std::move(done));
 }
 
@@ -317,12 +316,13 @@ Result<std::vector<Job>> PostgresStore::claim(const std::string& model, const Le
   return statement<std::vector<Job>>([&](PgConn& c) -> Result<std::vector<Job>> {
     const JobTransition& started = transition(JobStep::kStarted);
     auto r = c.exec(
-        std::format("WITH claimed AS ({} RETURNING {}, {} AS files),"
-                    " hooks AS (INSERT INTO webhook_deliveries (job_id, event, url, status, next_attempt_at, created_at)"
-                    "  SELECT id, $7::text, webhook_url, 'pending', statim_now_us(), statim_now_us() FROM claimed"
-                    "  WHERE webhook_url IS NOT NULL AND strpos(webhook_events, ',' || $7::text || ',') > 0)"
-                    " SELECT * FROM claimed",
-                    kClaimSql, kCols, kFilesCol),
+        std::format(
+            "WITH claimed AS ({} RETURNING {}, {} AS files),"
+            " hooks AS (INSERT INTO webhook_deliveries (job_id, event, url, status, next_attempt_at, created_at)"
+            "  SELECT id, $7::text, webhook_url, 'pending', statim_now_us(), statim_now_us() FROM claimed"
+            "  WHERE webhook_url IS NOT NULL AND strpos(webhook_events, ',' || $7::text || ',') > 0)"
+            " SELECT * FROM claimed",
+            kClaimSql, kCols, kFilesCol),
         PgParams(model, max, toString(started.status), started.message, lease.owner, lease.duration, started.event));
     if (!r) return statim::fail(r.error());
     std::vector<Job> jobs;
@@ -508,10 +508,10 @@ Result<DeletedJobs> PostgresStore::deleteJob(JobId id) {
       if (!now) return statim::fail(now.error());
       if (now->rows() == 0) return statim::fail(Error::notFound(std::format("job {} not found", id)));
       return statim::fail(Error{ErrorCode::kConflict,
-                        std::format("job {} is {}: only an ended job can be deleted; cancel it first "
-                                    "(POST /job/{}/cancel)",
-                                    id, now->text(0, 0), id),
-                        {}});
+                                std::format("job {} is {}: only an ended job can be deleted; cancel it first "
+                                            "(POST /job/{}/cancel)",
+                                            id, now->text(0, 0), id),
+                                {}});
     }
     out.ids.push_back(r->int64(0, 0));
     out.released_at = r->int64(0, 1);

@@ -45,8 +45,9 @@ Result<ApiKey> PostgresStore::createKey(ApiKey key) {
                     PgParams(key.name, key.prefix, key.hash, key.scope, models, rate, key.max_queued));
     if (!r) {
       if (c.lastSqlState() == kPgUniqueViolation) {
-        return statim::fail(ErrorCode::kConflict,
-                    std::format("an active key named '{}' exists; revoke it first or pick another name", key.name));
+        return statim::fail(
+            ErrorCode::kConflict,
+            std::format("an active key named '{}' exists; revoke it first or pick another name", key.name));
       }
       return statim::fail(r.error());
     }

@@ -37,7 +37,7 @@ Result<std::vector<NodeRecord>> PostgresStore::listNodes(Micros forget_after) {
     if (!r) return statim::fail(r.error());
     std::vector<NodeRecord> out;
     for (int i = 0; i < r->rows(); ++i) {
-      NodeRecord n{r->text(i, 0), r->text(i, 1), r->text(i, 2), nlohmann::json::parse(r->text(i, 3), nullptr, false),
+      NodeRecord n{r->text(i, 0),  r->text(i, 1),  r->text(i, 2), nlohmann::json::parse(r->text(i, 3), nullptr, false),
                    r->int64(i, 4), r->int64(i, 5), r->int64(i, 6)};
       if (!n.models.is_object()) n.models = nlohmann::json::object();
       out.push_back(std::move(n));

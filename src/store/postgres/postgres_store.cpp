@@ -14,9 +14,7 @@ constexpr int kDeadlockRetries = 3;
 // pg_advisory_lock key of the migrations (any constant no other application of the database uses).
 constexpr std::int64_t kMigrationLock = 0x73746174696d;  // "statim"
 
-bool retryable(const PgConn& c) {
-  return c.lastSqlState() == kPgDeadlock || c.lastSqlState() == kPgSerialization;
-}
+bool retryable(const PgConn& c) { return c.lastSqlState() == kPgDeadlock || c.lastSqlState() == kPgSerialization; }
 
 Result<int> migrate(PgConn& conn) {
   if (auto r = conn.exec("SELECT pg_advisory_lock($1)", PgParams(kMigrationLock)); !r) return statim::fail(r.error());
@@ -33,16 +31,17 @@ Result<int> migrate(PgConn& conn) {
     int known = kPostgresMigrations.empty() ? 0 : kPostgresMigrations.back().version;
     if (version > known) {
       return statim::fail(ErrorCode::kStorage,
-                  std::format("the database's schema is version {}, newer than this statim knows ({}): "
-                              "upgrade statim on this node",
-                              version, known));
+                          std::format("the database's schema is version {}, newer than this statim knows ({}): "
+                                      "upgrade statim on this node",
+                                      version, known));
     }
     for (const Migration& m : kPostgresMigrations) {
       if (m.version <= version) continue;
       auto applied = [&]() -> Result<void> {
         if (auto r = conn.run("BEGIN"); !r) return r;
         if (auto r = conn.run(m.sql); !r) return r;
-        if (auto r = conn.exec("INSERT INTO statim_migrations (version, name) VALUES ($1, $2)", PgParams(m.version, m.name));
+        if (auto r =
+                conn.exec("INSERT INTO statim_migrations (version, name) VALUES ($1, $2)", PgParams(m.version, m.name));
             !r) {
           return statim::fail(r.error());
         }
@@ -51,7 +50,7 @@ Result<int> migrate(PgConn& conn) {
       if (!applied) {
         (void)conn.run("ROLLBACK");
         return statim::fail(ErrorCode::kStorage,
-                    std::format("migration {} ({}) failed: {}", m.version, m.name, applied.error().message));
+                            std::format("migration {} ({}) failed: {}", m.version, m.name, applied.error().message));
       }
       log::info("store: migrated", {{"version", m.version}, {"name", m.name}});
       version = m.version;
@@ -74,7 +73,7 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::open(PostgresStoreOptions 
   std::filesystem::create_directories(options.files_dir, ec);
   if (ec) {
     return statim::fail(ErrorCode::kStorageUnavailable,
-                std::format("cannot create the files dir {}: {}", options.files_dir.string(), ec.message()));
+                        std::format("cannot create the files dir {}: {}", options.files_dir.string(), ec.message()));
   }
   std::vector<std::unique_ptr<PgConn>> writers;
   writers.push_back(std::move(*conn));

@@ -153,10 +153,10 @@ class PostgresStore final : public Store {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<WriteOp> pending_;        // guarded by mu_
-  bool stopping_ = false;              // guarded by mu_
-  std::int64_t commits_ = 0;           // guarded by mu_
-  std::optional<Error> write_problem_;  // guarded by mu_: the last batch could not reach the server
+  std::deque<WriteOp> pending_;                        // guarded by mu_
+  bool stopping_ = false;                              // guarded by mu_
+  std::int64_t commits_ = 0;                           // guarded by mu_
+  std::optional<Error> write_problem_;                 // guarded by mu_: the last batch could not reach the server
   std::vector<std::unique_ptr<PgConn>> writer_conns_;  // one per writer thread
   std::vector<std::thread> writers_;
 

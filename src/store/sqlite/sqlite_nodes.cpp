@@ -10,8 +10,13 @@ Result<void> SqliteStore::heartbeatNode(const NodeRecord& node) {
         "INSERT INTO nodes (id, role, version, models, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (id) DO UPDATE SET role = ?2, version = ?3, models = ?4, heartbeat_at = ?5");
     if (!st) return statim::fail(st.error());
-    return (*st)->bind(1, node.id).bind(2, node.role).bind(3, node.version).bind(4, dumpJson(node.models))
-        .bind(5, nowMicros()).run();
+    return (*st)
+        ->bind(1, node.id)
+        .bind(2, node.role)
+        .bind(3, node.version)
+        .bind(4, dumpJson(node.models))
+        .bind(5, nowMicros())
+        .run();
   });
 }
 
@@ -40,8 +45,13 @@ Result<std::vector<NodeRecord>> SqliteStore::listNodes(Micros forget_after) {
   if (!st) return statim::fail(st.error());
   std::vector<NodeRecord> out;
   if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) {
-        NodeRecord n{s.columnText(0), s.columnText(1), s.columnText(2),
-                     nlohmann::json::parse(s.columnText(3), nullptr, false), s.columnInt(4), s.columnInt(5), 0};
+        NodeRecord n{s.columnText(0),
+                     s.columnText(1),
+                     s.columnText(2),
+                     nlohmann::json::parse(s.columnText(3), nullptr, false),
+                     s.columnInt(4),
+                     s.columnInt(5),
+                     0};
         if (!n.models.is_object()) n.models = nlohmann::json::object();
         n.silent_for = now - n.heartbeat_at;
         out.push_back(std::move(n));

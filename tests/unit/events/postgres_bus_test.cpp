@@ -100,7 +100,7 @@ TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtT
   EXPECT_EQ(text.substr(0, 6), "0 1 2 ");
   ASSERT_TRUE(on_b.last()->job);
   EXPECT_EQ(on_b.last()->job->result["text"], "done");  // read from the store
-  EXPECT_EQ(b->listeners(), 1u);  // the job's listener is gone; subscribeAll stays
+  EXPECT_EQ(b->listeners(), 1u);                        // the job's listener is gone; subscribeAll stays
   EXPECT_EQ(all_b.types().size(), 52u);
   // A's own listener got everything once, "result" included, none marked remote.
   EXPECT_EQ(on_a.types().size(), 53u);

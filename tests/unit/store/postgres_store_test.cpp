@@ -70,10 +70,10 @@ TEST_F(PostgresStoreTest, TheClaimReadsThePartialIndexWithoutSortingTheBacklog) 
       "INSERT INTO jobs (model, type, prompt, priority, status, created_at)"
       " SELECT CASE WHEN i % 2 = 0 THEN 'm' ELSE 'n' END, 'completion', 'p' || i, i % 3, 'QUEUED', statim_now_us()"
       " FROM generate_series(1, 20000) AS i"));
-  ASSERT_TRUE(n->query(
-      "INSERT INTO jobs (model, type, prompt, status, created_at, finished_at)"
-      " SELECT 'm', 'completion', 'done' || i, 'COMPLETED', statim_now_us(), statim_now_us()"
-      " FROM generate_series(1, 20000) AS i"));
+  ASSERT_TRUE(
+      n->query("INSERT INTO jobs (model, type, prompt, status, created_at, finished_at)"
+               " SELECT 'm', 'completion', 'done' || i, 'COMPLETED', statim_now_us(), statim_now_us()"
+               " FROM generate_series(1, 20000) AS i"));
   ASSERT_TRUE(n->query("ANALYZE jobs"));
   auto plan = n->query(std::format("EXPLAIN {} RETURNING id", PostgresStore::kClaimSql),
                        PgParams("m", 8, "PROCESSING", "running", "node/m", kLease));

@@ -41,8 +41,9 @@ std::vector<StoreKind> storeKinds() {
        },
        [] {
          return testPostgresUrl().empty()
-                    ? std::string("no PostgreSQL server: set STATIM_TEST_POSTGRES_URL (make test starts one with "
-                                  "scripts/pg-test-server)")
+                    ? std::string(
+                          "no PostgreSQL server: set STATIM_TEST_POSTGRES_URL (make test starts one with "
+                          "scripts/pg-test-server)")
                     : std::string();
        }},
   };
