@@ -2,10 +2,11 @@
 // history), API keys, the audit trail and the webhook outbox, in the database given by
 // store.url; the jobs' files on a path every node reads (store.files_dir).
 //
-// Writes go to a queue served by a few writer threads, each with its own connection, which
-// batch whatever is pending into one transaction (group commit) with a SAVEPOINT around each
-// write, so one failure does not undo the others; a write that loses a deadlock is retried.
-// Reads take a connection from a small pool and never wait for the writers. Every time that
+// Writes go to a queue served by one writer thread and connection, which batches whatever is
+// pending into one transaction (group commit); a write that fails is rolled back alone (the
+// batch is rerun with a SAVEPOINT around each write), one that loses a deadlock is retried.
+// Writes are applied in the order they were made, as on SQLite. Claims (one statement each) and
+// reads take a connection from a small pool and never wait for the writer. Every time that
 // nodes must agree on (leases above all) is the database's clock, statim_now_us(), never a node's.
 //
 // Claims are `FOR UPDATE SKIP LOCKED` on the partial index of queued rows: nodes claiming at the
@@ -38,7 +39,9 @@ namespace statim {
 struct PostgresStoreOptions {
   std::string url;                  // postgresql://user@host/db, or a conninfo string
   std::filesystem::path files_dir;  // the jobs' files: a path every node sharing the database reads
-  int writers = 2;                  // writer connections (threads)
+  // Writer connections (threads). More than one gives up the order of writes (a write made after
+  // another may commit first); measured no faster on 2 cores (bench/pg_cluster.py).
+  int writers = 1;
   int max_readers = 8;              // reader connections, opened as needed
 };
 
