@@ -60,6 +60,21 @@ std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+Job queuedJob(NewJob& nj) {
+  Job job;
+  job.model = std::move(nj.model);
+  job.type = std::move(nj.type);
+  job.prompt = std::move(nj.prompt);
+  job.params = std::move(nj.params);
+  job.priority = nj.priority;
+  job.status = transition(JobStep::kQueued).status;
+  job.status_message =
+      nj.status_message.empty() ? std::string(transition(JobStep::kQueued).message) : std::move(nj.status_message);
+  job.webhook = std::move(nj.webhook);
+  if (nj.owner) job.owner_key_id = nj.owner->key_id;
+  return job;
+}
+
 Job endedJob(Job job, JobOutcome outcome) {
   const JobTransition& step = transition(outcome.status == JobStatus::kFailed      ? JobStep::kFailed
                                          : outcome.status == JobStatus::kCancelled ? JobStep::kCancelledRunning

@@ -78,6 +78,10 @@ struct JobOutcome {
   std::vector<JobFile> artifacts;            // kCompleted: files already in the blob store
 };
 
+// The QUEUED job a store creates from `request`: the job's own fields are moved out of it; what
+// the store's checks need (owner, idempotency key and hash, inputs) is left in it.
+Job queuedJob(NewJob& request);
+
 // `job` (PROCESSING) as finishAsync stores it with `outcome` applied: status, status_message,
 // result, error, artifacts, the lease dropped. All but finished_at, which the commit sets.
 Job endedJob(Job job, JobOutcome outcome);

@@ -244,22 +244,8 @@ Result<void> deleteJobRows(PgConn& c, DeletedJobs& out) {
 }  // namespace
 
 void PostgresStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, CreateCallback done) {
-  Job job;
-  job.model = std::move(nj.model);
-  job.type = std::move(nj.type);
-  job.prompt = std::move(nj.prompt);
-  job.params = std::move(nj.params);
-  job.priority = nj.priority;
-  job.status = transition(JobStep::kQueued).status;
-  job.status_message =
-      nj.status_message.empty() ? std::string(transition(JobStep::kQueued).message) : std::move(nj.status_message);
-  job.webhook = std::move(nj.webhook);
-  if (nj.owner) job.owner_key_id = nj.owner->key_id;
-  auto request = std::make_shared<NewJob>();  // what the checks need besides the job
-  request->owner = std::move(nj.owner);
-  request->idempotency_key = std::move(nj.idempotency_key);
-  request->request_hash = std::move(nj.request_hash);
-  request->inputs = std::move(nj.inputs);
+  Job job = queuedJob(nj);
+  auto request = std::make_shared<NewJob>(std::move(nj));  // what the checks need besides the job
   writeAsync<Job>([job = std::move(job), request,
                    start = std::move(start)](PgConn& c) -> Result<Job> { return insertJob(c, job, *request, start); },
                   std::move(done));
