@@ -4,10 +4,11 @@
 // small machine, the client takes little of the CPU the server needs (it reports its own CPU use).
 //
 //   jobclient loop  --port P --clients N --seconds S [--model echo] [--prompt TEXT] [--params JSON]
-//                   [--poll-min-ms 1] [--poll-max-ms 16]
-//       Closed loop for S seconds. Latency of a job = POST sent -> COMPLETED seen. Polls back off
-//       from poll-min to poll-max (doubling), so the latency is quantised by up to one poll delay;
-//       the server's own view (the job's created_at -> finished_at) is reported beside it.
+//                   [--poll-min-ms 1] [--poll-max-ms 16] [--wait SECONDS]
+//       Closed loop for S seconds. With --wait, each POST is /job?wait=SECONDS: the answer is the
+//       ended job (200), no polls (a 202, when the wait ran out, falls back to polling). Latency of a job = POST sent
+//       -> COMPLETED seen. Polls back off from poll-min to poll-max (doubling), so the latency is quantised by up to
+//       one poll delay; the server's own view (the job's created_at -> finished_at) is reported beside it.
 //   jobclient batch --port P --clients N --jobs M [...]
 //       Submits M jobs over N connections as fast as 202s come back, then polls GET /models until
 //       the model has nothing queued or running: jobs/s = M / (first POST -> queue drained).
@@ -62,6 +63,7 @@ struct Options {
   std::string params = "{}";
   double poll_min_ms = 1;
   double poll_max_ms = 16;
+  std::string wait;  // POST /job?wait=<this> when set
 };
 
 Options parseArgs(int argc, char** argv) {
@@ -81,6 +83,8 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--params") o.params = v;
     else if (a == "--poll-min-ms") o.poll_min_ms = std::atof(v);
     else if (a == "--poll-max-ms") o.poll_max_ms = std::atof(v);
+    else if (a == "--wait")
+      o.wait = v;
     else die(std::format("unknown option {}", a));
   }
   if (o.mode != "loop" && o.mode != "batch") die("mode must be loop or batch");
@@ -200,8 +204,9 @@ class Bench {
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     std::string body = std::format(R"({{"model":"{}","prompt":"{}","params":{}}})", jsonEscape(o_.model),
                                    jsonEscape(o_.prompt), o_.params);
+    std::string target = o_.wait.empty() ? "/job" : std::format("/job?wait={}", o_.wait);
     post_ = std::format(
-        "POST /job HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}", target,
         body.size(), body);
     conns_.resize(static_cast<size_t>(o_.clients));
     for (size_t i = 0; i < conns_.size(); ++i) {
@@ -314,6 +319,12 @@ class Bench {
     Conn& c = conns_[i];
     if (c.state == Conn::State::kSubmitting) {
       submit_ms_.push_back(msSince(c.job_start));
+      if (r.status == 200 && !o_.wait.empty() && o_.mode == "loop") {  // waited: the ended job
+        ++accepted_;
+        c.job_id = std::atol(jsonField(r.body, "id").c_str());
+        c.state = Conn::State::kPolling;
+        return onResponse(i, r);
+      }
       if (r.status != 202) {
         ++errors_;
         if (errors_ <= 3) std::println(stderr, "jobclient: POST /job -> {}: {}", r.status, r.body.substr(0, 200));

@@ -5,7 +5,8 @@ Layouts, each on a fresh database and fresh statim processes:
   sqlite            one node on SQLite (the default deployment)
   pg-1node          one node (role all) on PostgreSQL
   pg-api+2workers   one API node and two worker nodes on PostgreSQL, on this same machine
-For each: `jobclient loop` (closed loop: POST /job, poll GET /job/{id} until COMPLETED) at each
+For each: `jobclient loop` (closed loop: POST /job, poll GET /job/{id} until COMPLETED; with
+--wait, POST /job?wait=30 answers the ended job, no polls) at each
 client count, jobs/s and latency p50/p99; on PostgreSQL also the claim latency (a job's
 created_at -> started_at, from the rows) p50/p99. Then the time for a job on a killed worker to run
 again on another one (lease 2 s).
@@ -84,9 +85,10 @@ class Node:
             self.proc.wait(60)
 
 
-def jobclient(port: int, clients: int, seconds: int) -> dict:
+def jobclient(port: int, clients: int, seconds: int, wait: bool = False) -> dict:
     out = subprocess.run([str(CLIENT), "loop", "--port", str(port), "--clients", str(clients), "--seconds",
-                          str(seconds), "--model", "echo"], capture_output=True, text=True, timeout=seconds + 120)
+                          str(seconds), "--model", "echo", *(["--wait", "30"] if wait else [])],
+                         capture_output=True, text=True, timeout=seconds + 120)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT")), None)
     if not line:
         raise SystemExit(f"jobclient failed: {out.stderr[-2000:]}")
@@ -144,6 +146,8 @@ def main() -> None:
     ap.add_argument("--clients", default="1,32,256")
     ap.add_argument("--layouts", default="sqlite,pg-1node,pg-api+2workers")
     ap.add_argument("--no-rescue", action="store_true", help="skip the killed-worker measurement")
+    ap.add_argument("--wait", action="store_true",
+                    help="clients POST /job?wait=30 (the answer is the ended job) instead of polling GET /job/{id}")
     ap.add_argument("--cpu", action="store_true", help="print the CPU seconds of statim and of PostgreSQL per row")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -189,7 +193,7 @@ def main() -> None:
                         nodes.append(Node(lw, "w2", shared, role="worker"))
                 try:
                     cpu0 = cpu_seconds(nodes, pgdir)
-                    r = jobclient(nodes[0].port, c, args.seconds)
+                    r = jobclient(nodes[0].port, c, args.seconds, args.wait)
                     if args.cpu:
                         cpu1 = cpu_seconds(nodes, pgdir)
                         log(f"{layout} {c} clients: CPU s statim {cpu1[0] - cpu0[0]:.1f}, postgres {cpu1[1] - cpu0[1]:.1f}")
@@ -230,7 +234,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"Checkout `{commit}`, {time.strftime('%Y-%m-%d')}, machine {idle}% idle before the run; "
-          f"{args.seconds} s per row; PostgreSQL {psql_version()} with fsync on.\n")
+          f"{args.seconds} s per row; PostgreSQL {psql_version()} with fsync on; clients "
+          f"{'POST /job?wait=30 (no polls)' if args.wait else 'poll GET /job/{id}'}.\n")
     print("| layout | clients | jobs/s | p50 ms | p99 ms | vs sqlite | claim p50 ms | claim p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = {c: float(r["jobs_per_s"]) for (l, c, r, _) in rows if l == "sqlite"}

@@ -26,7 +26,7 @@ struct Follower {
 
 }  // namespace
 
-Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on) {
+Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
   auto sub = events.subscribe(
@@ -61,6 +61,41 @@ Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink s
     f->ready = true;
   }
   if (!keep) events.unsubscribe(sub.token);
+  return sub.token;
+}
+
+Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double seconds, trantor::EventLoop* loop,
+                         WaitDone done) {
+  // Everything below runs on `loop`: the sink (through the executor, or inline in followJob,
+  // called here) and the timer, so `answered` needs no lock.
+  struct Waiter {
+    bool answered = false;
+    EventBus::Token token = 0;
+    trantor::TimerId timer = 0;
+    WaitDone done;
+  };
+  auto w = std::make_shared<Waiter>();
+  w->done = std::move(done);
+  auto token = followJob(
+      store, events, id,
+      [w, loop](const JobEvent& e) {
+        if (w->answered) return false;
+        if (!e.terminal()) return true;
+        w->answered = true;
+        if (w->timer) loop->invalidateTimer(w->timer);
+        w->done(*e.job);
+        return false;
+      },
+      [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); });
+  if (!token) return fail(token.error());
+  if (w->answered) return ok();
+  w->token = *token;
+  w->timer = loop->runAfter(seconds, [w, &store, &events, id] {
+    if (w->answered) return;
+    w->answered = true;
+    events.unsubscribe(w->token);
+    w->done(store.get(id));
+  });
   return ok();
 }
 

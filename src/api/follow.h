@@ -4,6 +4,8 @@
 
 #include <functional>
 
+#include <trantor/net/EventLoop.h>
+
 #include "events/event_bus.h"
 #include "store/job_store.h"
 
@@ -15,9 +17,19 @@ namespace statim::api {
 // stop following (client gone). Calls are serialised; they come from store or worker threads (or `on`)
 // and must not block. Returns kNotFound (and calls nothing) for an unknown job. With `on` (the
 // client connection's loop), the live events reach the sink there, off the threads that publish
-// them (workers, the store's writer).
+// them (workers, the store's writer). Returns the subscription, which the caller may end early
+// with `events.unsubscribe` (harmless once the job has ended).
 using FollowSink = std::function<bool(const JobEvent&)>;
-Result<void> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on = {});
+Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink,
+                                  EventBus::Executor on = {});
+
+// Waits for the job to end, at most `seconds`, without blocking `loop` (the client connection's
+// loop, which this must be called on). `done` is called once, on `loop`: with the ended job as
+// stored, or, when the time runs out first, with the job as it is then (read from the store).
+// kNotFound (and `done` not called) for an unknown job.
+using WaitDone = std::function<void(Result<Job>)>;
+Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double seconds, trantor::EventLoop* loop,
+                         WaitDone done);
 
 // What a route that waited for a job answers when it ended without completing: 409 `cancelled`,
 // or the backend's failure.

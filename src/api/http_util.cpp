@@ -129,6 +129,23 @@ Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name) 
   return fail(Error::invalid(std::format("query parameter '{}' must be true or false (got '{}')", name, it->second), name));
 }
 
+Result<double> queryWait(const drogon::HttpRequest& req, double max) {
+  const auto& params = req.parameters();
+  auto it = params.find("wait");
+  if (it == params.end() || it->second == "false") return 0.0;
+  if (it->second == "true") return max;
+  const std::string& s = it->second;
+  double v = -1;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || ptr != s.data() + s.size() || !(v >= 0 && v <= max)) {
+    return fail(Error::invalid(std::format("query parameter 'wait' must be true, false or a number of seconds from 0 "
+                                           "to {} (jobs.max_wait_seconds) (got '{}')",
+                                           max, s.substr(0, 64)),
+                               "wait"));
+  }
+  return v;
+}
+
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known) {
   for (auto& [k, v] : req.parameters()) {
     bool found = false;

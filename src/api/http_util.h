@@ -24,6 +24,9 @@ Result<std::int64_t> queryInt(const drogon::HttpRequest& req, const std::string&
                               std::int64_t min, std::int64_t max);
 // Parses a query parameter as a boolean ("true"/"false", "1"/"0"); absent -> false.
 Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name);
+// The `wait` query parameter of the job routes, in seconds: absent, "false" or 0 -> 0 (answer at
+// once); "true" -> `max`; a number of seconds from 0 to `max`.
+Result<double> queryWait(const drogon::HttpRequest& req, double max);
 // Rejects query parameters not in `known`, naming them.
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known);
 

@@ -42,6 +42,7 @@ const Key kKeys[] = {
     {"jobs.shutdown_grace_seconds", &Config::jobs_shutdown_grace_seconds},
     {"jobs.default_max_queue", &Config::jobs_default_max_queue},
     {"jobs.max_page_size", &Config::jobs_max_page_size},
+    {"jobs.max_wait_seconds", &Config::jobs_max_wait_seconds},
     {"jobs.retention_days", &Config::jobs_retention_days},
     {"jobs.sweep_interval_seconds", &Config::jobs_sweep_interval_seconds},
     {"jobs.reject_unserved", &Config::jobs_reject_unserved},
@@ -197,6 +198,9 @@ Result<void> validateConfig(const Config& c) {
     return fail(Error::invalid("config http.max_body_bytes must be >= 1024", "http.max_body_bytes"));
   if (c.jobs_max_page_size < 1)
     return fail(Error::invalid("config jobs.max_page_size must be >= 1", "jobs.max_page_size"));
+  if (!(c.jobs_max_wait_seconds >= 0 && c.jobs_max_wait_seconds <= 3600))
+    return fail(
+        Error::invalid("config jobs.max_wait_seconds must be 0..3600 (0 turns ?wait= off)", "jobs.max_wait_seconds"));
   if (c.auth_mode != "required" && c.auth_mode != "off")
     return fail(Error::invalid("config auth.mode must be 'required' or 'off'", "auth.mode"));
   if (c.node_role != "all" && c.node_role != "api" && c.node_role != "worker")

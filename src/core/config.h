@@ -44,6 +44,7 @@ struct Config {
   double jobs_shutdown_grace_seconds = 30;
   std::int64_t jobs_default_max_queue = 1000;
   int jobs_max_page_size = 1000;
+  double jobs_max_wait_seconds = 30;  // longest POST /job?wait= / GET /job/{id}?wait=
   double jobs_retention_days = 0;  // ended jobs older than this are deleted; 0 keeps them forever
   double jobs_sweep_interval_seconds = 600;  // how often retention runs
   // A shared store: a job for a model that no live node serves is refused (503) at submission

@@ -613,6 +613,14 @@ def test_idempotency_matches_the_document(server, api):
     assert api.check(other, "post", "/job")["error"]["code"] == "conflict"
 
 
+def test_waiting_for_a_job_matches_the_document(server, api):
+    done = api.check(server.post("/job?wait=true", json={"model": "echo", "prompt": "waited"}), "post", "/job")
+    assert done["status"] == "COMPLETED" and done["result"] == {"text": "waited"}
+    assert api.check(server.get(f"/job/{done['id']}?wait=5"), "get", "/job/{id}")["id"] == done["id"]
+    bad = server.post("/job?wait=soon", json={"model": "echo", "prompt": "x"})
+    assert api.check(bad, "post", "/job")["error"]["param"] == "wait"
+
+
 def test_metrics_and_audit_match_the_document(server, api):
     r = server.get("/metrics")
     assert r.status_code == 200, r.text

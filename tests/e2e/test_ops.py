@@ -226,6 +226,8 @@ def run_statim(tmp_path, env: dict[str, str], *args: str) -> subprocess.Complete
     ({"STATIM_WEBHOOKS_RETRY_BASE_SECONDS": "soon"},
      "config webhooks.retry_base_seconds: 'soon' is not a valid number (from STATIM_WEBHOOKS_RETRY_BASE_SECONDS)"),
     ({"STATIM_JOBS_RETENTION_DAYS": "30d"}, "config jobs.retention_days: '30d' is not a valid number"),
+    ({"STATIM_JOBS_MAX_WAIT_SECONDS": "-1"}, "config jobs.max_wait_seconds must be 0..3600 (0 turns ?wait= off)"),
+    ({"STATIM_JOBS_MAX_WAIT_SECONDS": "7200"}, "config jobs.max_wait_seconds must be 0..3600"),
 ])
 def test_server_refuses_bad_config(tmp_path, env, message):
     p = run_statim(tmp_path, env, "serve")

@@ -258,6 +258,22 @@ def test_a_cancel_on_the_api_node_stops_a_job_running_on_a_worker(cluster):
     assert '"msg":"job: cancelled"' in workers["w1"].log_text()
 
 
+def test_a_wait_on_the_api_node_answers_when_a_worker_finishes_the_job(cluster):
+    api, workers = api_and_workers(cluster, {"w1": ["echo"]}, parallel=2)
+    t0 = time.monotonic()
+    r = api.post("/job?wait=20", json={"model": "echo", "prompt": "waited", "params": {"delay_ms": 300}})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "COMPLETED" and r.json()["result"] == {"text": "waited"}, r.text
+    # Told by a notification, not by the store re-read that follows a job every second or so.
+    assert time.monotonic() - t0 < 5
+    # A long poll on the API node, and one whose wait runs out while the worker runs the job.
+    job = api.submit("echo", "slow", params={"delay_ms": 1500})
+    r = api.get(f"/job/{job['id']}?wait=0.3")
+    assert r.status_code == 200 and r.json()["status"] in ("QUEUED", "PROCESSING"), r.text
+    r = api.get(f"/job/{job['id']}?wait=20")
+    assert r.status_code == 200 and r.json()["status"] == "COMPLETED", r.text
+
+
 def test_a_zombie_workers_late_completion_is_refused(cluster):
     import signal
     api, workers = api_and_workers(cluster, {"w1": ["echo"], "w2": ["echo"]}, lease="2", parallel=1)

@@ -67,15 +67,29 @@ void registerJobRoutes(const ApiContext& ctx) {
     // The response is sent only after the job row is committed. The commit is reported on the
     // store's writer thread; the response is built back on this request's I/O thread so the
     // single writer spends its time on writes.
+    // With ?wait=, the answer waits for the job's end (200, the ended job), at most that long
+    // (202, the job as it is then, as without wait).
+    auto wait = queryWait(*req, ctx.config.jobs_max_wait_seconds);
+    if (!wait) return cb(errorResponse(wait.error()));
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
-    ctx.scheduler.submit(std::move(*job), [loop, req, cb = std::move(cb)](Result<Job> r) {
-      loop->queueInLoop([r = std::move(r), req, cb] {
+    ctx.scheduler.submit(std::move(*job), [&ctx, loop, req, wait = *wait, cb = std::move(cb)](Result<Job> r) {
+      loop->queueInLoop([&ctx, loop, wait, r = std::move(r), req, cb] {
         if (!r) return cb(errorResponse(topLevelNames(r.error())));
         noteJob(*req, r->id, r->model);
-        auto resp = orderedJsonResponse(jobToJson(*r), 202);
-        resp->addHeader("Location", std::format("/job/{}", r->id));
-        if (r->replayed) resp->addHeader("Idempotent-Replayed", "true");
-        cb(resp);
+        // Without wait the answer is 202 whatever the job's state (a replay may find it ended).
+        auto respond = [cb, wait, replayed = r->replayed](const Job& now) {
+          auto resp = orderedJsonResponse(jobToJson(now), wait > 0 && isTerminal(now.status) ? 200 : 202);
+          resp->addHeader("Location", std::format("/job/{}", now.id));
+          if (replayed) resp->addHeader("Idempotent-Replayed", "true");
+          cb(resp);
+        };
+        if (wait <= 0 || isTerminal(r->status)) return respond(*r);
+        auto waiting =
+            awaitJobEnd(ctx.store, ctx.scheduler.events(), r->id, wait, loop, [respond, cb](Result<Job> now) {
+              if (!now) return cb(errorResponse(now.error()));
+              respond(*now);
+            });
+        if (!waiting) cb(errorResponse(waiting.error()));
       });
     });
   });
@@ -114,9 +128,18 @@ void registerJobRoutes(const ApiContext& ctx) {
   addRoute("/job/{id}", drogon::Get, Access::kUser,
            [&ctx, listJobs](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
              if (id_text.empty()) return listJobs(req, std::move(cb));
+             // ?wait= (a long poll): answer when the job ends, or with the job as it is then.
+             auto wait = queryWait(*req, ctx.config.jobs_max_wait_seconds);
+             if (!wait) return cb(errorResponse(wait.error()));
              auto job = visibleJob(ctx, *req, id_text);
              if (!job) return cb(errorResponse(job.error()));
-             cb(orderedJsonResponse(jobToJson(*job)));
+             if (*wait <= 0 || isTerminal(job->status)) return cb(orderedJsonResponse(jobToJson(*job)));
+             auto waiting = awaitJobEnd(ctx.store, ctx.scheduler.events(), job->id, *wait,
+                                        trantor::EventLoop::getEventLoopOfCurrentThread(), [cb](Result<Job> now) {
+                                          if (!now) return cb(errorResponse(now.error()));
+                                          cb(orderedJsonResponse(jobToJson(*now)));
+                                        });
+             if (!waiting) cb(errorResponse(waiting.error()));
            });
 
   addRoute("/job/{id}/webhooks", drogon::Get, Access::kUser,
