@@ -139,8 +139,8 @@ def cpu_idle_pct() -> int:
 
 
 def main() -> None:
-    if not os.environ.get("STATIM_IN_ENV") and shutil.which("pg_ctl") is None and not Path("/usr/lib/postgresql").exists():
-        os.execvp(str(ROOT / "scripts" / "in-env"), [str(ROOT / "scripts" / "in-env"), sys.executable, *sys.argv])
+    if not os.environ.get("STATIM_IN_ENV"):
+        os.execvp(str(ROOT / "scripts" / "in-env"), [str(ROOT / "scripts" / "in-env"), "python3", *sys.argv])
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--clients", default="1,32,256")

@@ -26,7 +26,8 @@ struct Follower {
 
 }  // namespace
 
-Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on) {
+Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on,
+                                  const Job* known) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
   auto sub = events.subscribe(
@@ -40,7 +41,7 @@ Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, F
         return f->deliver(e);
       },
       std::move(on));
-  auto job = store.get(id);
+  Result<Job> job = known && !sub.ended ? Result<Job>(*known) : store.get(id);
   if (!job) {
     events.unsubscribe(sub.token);
     return fail(job.error());
@@ -65,7 +66,7 @@ Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, F
 }
 
 Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double seconds, trantor::EventLoop* loop,
-                         WaitDone done) {
+                         WaitDone done, const Job* known) {
   // Everything below runs on `loop`: the sink (through the executor, or inline in followJob,
   // called here) and the timer, so `answered` needs no lock.
   struct Waiter {
@@ -86,7 +87,7 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
         w->done(*e.job);
         return false;
       },
-      [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); });
+      [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); }, known);
   if (!token) return fail(token.error());
   if (w->answered) return ok();
   w->token = *token;

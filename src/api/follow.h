@@ -18,18 +18,20 @@ namespace statim::api {
 // and must not block. Returns kNotFound (and calls nothing) for an unknown job. With `on` (the
 // client connection's loop), the live events reach the sink there, off the threads that publish
 // them (workers, the store's writer). Returns the subscription, which the caller may end early
-// with `events.unsubscribe` (harmless once the job has ended).
+// with `events.unsubscribe` (harmless once the job has ended). `known`: the job as the caller
+// just had it from the store (as submitted); the first state is then built from it, not read
+// again, unless the job has ended meanwhile.
 using FollowSink = std::function<bool(const JobEvent&)>;
 Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink,
-                                  EventBus::Executor on = {});
+                                  EventBus::Executor on = {}, const Job* known = nullptr);
 
 // Waits for the job to end, at most `seconds`, without blocking `loop` (the client connection's
 // loop, which this must be called on). `done` is called once, on `loop`: with the ended job as
 // stored, or, when the time runs out first, with the job as it is then (read from the store).
-// kNotFound (and `done` not called) for an unknown job.
+// kNotFound (and `done` not called) for an unknown job. `known` as for followJob.
 using WaitDone = std::function<void(Result<Job>)>;
 Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double seconds, trantor::EventLoop* loop,
-                         WaitDone done);
+                         WaitDone done, const Job* known = nullptr);
 
 // What a route that waited for a job answers when it ended without completing: 409 `cancelled`,
 // or the backend's failure.

@@ -19,7 +19,8 @@
 //   a socket buffer and return). It returns false to be removed (its client went away), and is
 //   called no more after that; one that throws is removed too, and the exception is logged,
 //   never propagated to the publisher.
-// - After a job's terminal event its listeners are gone.
+// - After a job's terminal event its listeners are gone; a later subscription to that job says
+//   `ended` (for the recent ends it remembers).
 // - A transport between nodes delivers the events published on other nodes as if published
 //   here (remote = true), but for "result" (a node's own business), and a terminal event carries
 //   the stored job; a follower of a job must get its terminal event even when a notification
@@ -58,6 +59,11 @@ class EventBus {
   struct Subscription {
     Token token = 0;
     std::string text_so_far;  // what a running job has produced before the subscription
+    // The job's terminal event was published here before the subscription (a bus remembers the
+    // last few thousand ends): its listener will hear nothing more. False says the end, if any,
+    // is still to come, so a follower that holds the job's state from before the subscription
+    // need not read the store.
+    bool ended = false;
   };
 
   virtual ~EventBus() = default;

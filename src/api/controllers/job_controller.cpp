@@ -84,11 +84,13 @@ void registerJobRoutes(const ApiContext& ctx) {
           cb(resp);
         };
         if (wait <= 0 || isTerminal(r->status)) return respond(*r);
-        auto waiting =
-            awaitJobEnd(ctx.store, ctx.scheduler.events(), r->id, wait, loop, [respond, cb](Result<Job> now) {
+        auto waiting = awaitJobEnd(
+            ctx.store, ctx.scheduler.events(), r->id, wait, loop,
+            [respond, cb](Result<Job> now) {
               if (!now) return cb(errorResponse(now.error()));
               respond(*now);
-            });
+            },
+            &*r);  // the job as submitted: no store read to start following it
         if (!waiting) cb(errorResponse(waiting.error()));
       });
     });

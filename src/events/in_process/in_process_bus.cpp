@@ -16,7 +16,7 @@ EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener
   Entry& e = jobs_[job];
   e.listeners.emplace(token, makeSub(std::move(listener), std::move(on)));
   tokens_.emplace(token, job);
-  return {token, e.text};
+  return {token, e.text, ended_.contains(job)};
 }
 
 EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on) {
@@ -69,6 +69,13 @@ bool InProcessEventBus::dispatch(Token token, const Sub& sub, const JobEvent& ev
 
 void InProcessEventBus::publish(const JobEvent& event) {
   std::lock_guard lock(mu_);
+  if (event.terminal() && ended_.insert(event.job_id).second) {
+    ended_order_.push_back(event.job_id);
+    if (ended_order_.size() > kEndedKept) {
+      ended_.erase(ended_order_.front());
+      ended_order_.pop_front();
+    }
+  }
   for (auto l = all_.begin(); l != all_.end();) {
     l = dispatch(l->first, l->second, event) ? std::next(l) : all_.erase(l);
   }

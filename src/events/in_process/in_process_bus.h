@@ -4,9 +4,11 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 
 #include "events/event_bus.h"
 
@@ -42,6 +44,10 @@ class InProcessEventBus final : public EventBus {
   std::map<Token, Sub> all_;       // guarded by mu_: subscribeAll
   std::map<Token, JobId> tokens_;  // guarded by mu_: subscribe (one job)
   Token next_token_ = 1;           // guarded by mu_
+  // The jobs whose terminal event was published, the last kEndedKept (Subscription::ended).
+  static constexpr std::size_t kEndedKept = 16384;
+  std::unordered_set<JobId> ended_;  // guarded by mu_
+  std::deque<JobId> ended_order_;    // guarded by mu_
 };
 
 }  // namespace statim

@@ -36,6 +36,12 @@ PgParams& PgParams::addArray(const std::vector<std::int64_t>& values) {
   return push(s + "}");
 }
 
+PgParams& PgParams::addArray(const std::vector<std::optional<std::int64_t>>& values) {
+  std::string s = "{";
+  for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + (values[i] ? std::to_string(*values[i]) : "NULL");
+  return push(s + "}");
+}
+
 PgParams& PgParams::addArray(const std::vector<std::string>& values) {
   std::string s = "{";
   for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + arrayElement(values[i]);

@@ -45,6 +45,7 @@ class PgParams {
   }
   // A PostgreSQL array literal ({1,2,3}); for bigint[] / text[] parameters.
   PgParams& addArray(const std::vector<std::int64_t>& values);
+  PgParams& addArray(const std::vector<std::optional<std::int64_t>>& values);  // nullopt: NULL
   PgParams& addArray(const std::vector<std::string>& values);
   size_t size() const { return values_.size(); }
   const std::vector<std::optional<std::string>>& values() const { return values_; }

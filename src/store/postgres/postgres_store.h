@@ -163,6 +163,9 @@ class PostgresStore final : public Store {
   std::vector<std::unique_ptr<PgConn>> writer_conns_;  // one per writer thread
   std::vector<std::thread> writers_;
 
+  std::mutex audit_mu_;
+  std::vector<AuditEntry> audit_pending_;  // guarded by audit_mu_: rows for the queued audit write
+
   std::mutex readers_mu_;
   std::condition_variable readers_cv_;
   std::vector<std::unique_ptr<PgConn>> idle_readers_;  // guarded by readers_mu_

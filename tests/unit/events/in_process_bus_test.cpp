@@ -35,6 +35,31 @@ TEST(InProcessEventBus, LateSubscriberGetsTextSoFarThenDeltas) {
   EXPECT_EQ(hub.listeners(), 0u);  // terminal events drop the job's listeners
 }
 
+TEST(InProcessEventBus, ASubscriptionAfterTheEndSaysSoAndOneBeforeItDoesNot) {
+  InProcessEventBus hub;
+  auto before = hub.subscribe(3, [](const JobEvent&) { return true; });
+  EXPECT_FALSE(before.ended);
+  Job done;
+  done.id = 3;
+  done.status = JobStatus::kFailed;
+  hub.publish({3, "completed", {}, done});  // not the end: the event is not the job's status
+  EXPECT_FALSE(hub.subscribe(3, [](const JobEvent&) { return true; }).ended);
+  hub.publish({3, "failed", {}, done});
+  auto after = hub.subscribe(3, [](const JobEvent&) { return true; });
+  EXPECT_TRUE(after.ended);
+  hub.unsubscribe(after.token);
+  EXPECT_FALSE(hub.subscribe(4, [](const JobEvent&) { return true; }).ended);  // another job
+  // Only the recent ends are remembered: thousands of later ones push the first out.
+  for (JobId id = 100; id < 100 + 20000; ++id) {
+    Job j;
+    j.id = id;
+    j.status = JobStatus::kCompleted;
+    hub.publish({id, "completed", {}, j});
+  }
+  EXPECT_FALSE(hub.subscribe(3, [](const JobEvent&) { return true; }).ended);
+  EXPECT_TRUE(hub.subscribe(100 + 19999, [](const JobEvent&) { return true; }).ended);
+}
+
 TEST(InProcessEventBus, ListenerReturningFalseIsRemovedAndOthersKeepGetting) {
   InProcessEventBus hub;
   int a = 0, b = 0;

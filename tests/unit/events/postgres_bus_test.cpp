@@ -107,6 +107,10 @@ TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtT
   for (auto& e : on_a.events) EXPECT_FALSE(e.remote);
   EXPECT_GE(b->eventsReceived(), 52);
   EXPECT_LT(a->notificationsSent(), 52) << "events are batched into fewer notifications";
+  // The end that came from node a is remembered on b: a later follower there is told so.
+  auto late = b->subscribe(job->id, [](const JobEvent&) { return true; });
+  EXPECT_TRUE(late.ended);
+  b->unsubscribe(late.token);
 }
 
 // A late subscriber on the other node gets the text so far (its bus tracked the running job).

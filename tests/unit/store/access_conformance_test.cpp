@@ -1,5 +1,8 @@
 // Store conformance, the access-control side: keys, the audit trail, idempotent creates,
 // per-owner queue limits, and the webhook outbox rows that job transitions add (store_test.h).
+#include <set>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "core/clock.h"
@@ -117,6 +120,49 @@ TEST_P(AccessConformance, AuditRowsAreListedNewestFirstFilteredAndExpired) {
   EXPECT_EQ(store_->listAudit({.since = t0 + 2})->total, 1);
   EXPECT_EQ(*store_->deleteAuditBefore(t0 + 2), 2);
   EXPECT_EQ(store_->listAudit({})->total, 1);
+}
+
+// Rows appended from many threads at once (on PostgreSQL they are written several per INSERT)
+// are all kept, each field as given, text with the characters that need quoting included.
+TEST_P(AccessConformance, AuditRowsAppendedConcurrentlyAreAllKeptAsGiven) {
+  constexpr int kThreads = 6, kEach = 150;
+  const std::string odd = "a \"quoted\", {braced} back\\slash NULL caf\u00e9 \u2713";
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        int n = t * kEach + i;
+        store_->appendAudit({.time = 1000 + n,
+                             .key_id = n % 3 == 0 ? std::optional<std::int64_t>(n) : std::nullopt,
+                             .key_name = n % 3 == 0 ? odd : "",
+                             .remote = "10.0.0." + std::to_string(t),
+                             .method = "POST",
+                             .route = "/job",
+                             .path = "/job?x=" + std::to_string(n),
+                             .job_id = n % 2 == 0 ? std::optional<JobId>(n + 1) : std::nullopt,
+                             .status = 200 + n % 300,
+                             .request_id = "req-" + std::to_string(n)});
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(store_->deleteAuditBefore(0));  // a blocking write behind the appends
+  auto all = store_->listAudit({.limit = kThreads * kEach});
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->total, kThreads * kEach);
+  std::set<std::string> seen;
+  for (const AuditEntry& a : all->entries) {
+    int n = std::stoi(a.request_id.substr(4));
+    seen.insert(a.request_id);
+    EXPECT_EQ(a.time, 1000 + n);
+    EXPECT_EQ(a.key_id, n % 3 == 0 ? std::optional<std::int64_t>(n) : std::nullopt) << n;
+    EXPECT_EQ(a.key_name, n % 3 == 0 ? odd : "") << n;
+    EXPECT_EQ(a.path, "/job?x=" + std::to_string(n));
+    EXPECT_EQ(a.job_id, n % 2 == 0 ? std::optional<JobId>(n + 1) : std::nullopt) << n;
+    EXPECT_EQ(a.status, 200 + n % 300);
+  }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(store_->listAudit({.key_name = odd})->total, kThreads * kEach / 3);
 }
 
 TEST_P(AccessConformance, TransitionsAddTheWebhookRowsTheJobAskedFor) {
