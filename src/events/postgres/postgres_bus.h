@@ -1,7 +1,8 @@
 // Job events between the nodes sharing a PostgreSQL store: LISTEN/NOTIFY on one channel
 // (statim_events; statim_events_<schema> for a store in another schema than public).
 // Events published here reach this process's listeners at once (an InProcessEventBus inside)
-// and go out, batched every few milliseconds, as NOTIFY payloads on a connection of their own;
+// and go out as NOTIFY payloads on a connection of their own, at most one NOTIFY every 2 ms (the
+// events of a burst share it; one after a quiet spell goes at once);
 // one listening connection per node receives the other nodes' events and publishes them here
 // (remote = true). A terminal event from another node carries the job read from the store when
 // someone here follows that job (else its id and status only).
@@ -36,7 +37,7 @@ struct PostgresEventBusOptions {
   std::string url;
   std::string node_id;                            // this node's events are not delivered back to it
   std::chrono::milliseconds poll_interval{1000};  // followed jobs are re-read this often
-  std::chrono::microseconds batch_delay{2000};    // events wait this long to share a NOTIFY
+  std::chrono::microseconds batch_delay{2000};    // at most one NOTIFY this often (events share it)
   // Whether another node may be listening (NodePresence::hasPeers); unset: always. A node alone
   // sends no notification; a node that starts says hello on the channel, so that the others
   // notify at once, before they read its record.

@@ -118,7 +118,9 @@ TEST_F(ModelLifecycleTest, EveryJobCompletesWhileTheModelIsUnloadedAndLoadedOver
     ASSERT_TRUE(j.status == JobStatus::kCompleted || j.status == JobStatus::kCancelled)
         << "job " << id << " " << toString(j.status) << " " << j.error;
     (j.status == JobStatus::kCompleted ? completed : cancelled)++;
-    if (j.status == JobStatus::kCompleted) EXPECT_EQ(j.result["text"], j.prompt);
+    if (j.status == JobStatus::kCompleted) {
+      EXPECT_EQ(j.result["text"], j.prompt);
+    }
   }
   EXPECT_GT(completed, 0);
   // Both settle, and a last job on each still runs.
