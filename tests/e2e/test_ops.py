@@ -226,6 +226,13 @@ def run_statim(tmp_path, env: dict[str, str], *args: str) -> subprocess.Complete
     ({"STATIM_WEBHOOKS_RETRY_BASE_SECONDS": "soon"},
      "config webhooks.retry_base_seconds: 'soon' is not a valid number (from STATIM_WEBHOOKS_RETRY_BASE_SECONDS)"),
     ({"STATIM_JOBS_RETENTION_DAYS": "30d"}, "config jobs.retention_days: '30d' is not a valid number"),
+    ({"STATIM_STORE_URL": "mysql://db/statim"},
+     "config store.url must be empty (SQLite in the data dir), sqlite:PATH or postgresql://"),
+    ({"STATIM_NODE_ROLE": "leader"}, "config node.role must be 'all', 'api' or 'worker'"),
+    ({"STATIM_NODE_ROLE": "worker"},
+     "config node.role 'worker' needs a store shared by several nodes (store.url = postgresql://...); "
+     "with SQLite one node does everything"),
+    ({"STATIM_NODE_ROLE": "api", "STATIM_STORE_URL": "sqlite:/tmp/x.db"}, "config node.role 'api' needs a store shared"),
     ({"STATIM_JOBS_MAX_WAIT_SECONDS": "-1"}, "config jobs.max_wait_seconds must be 0..3600 (0 turns ?wait= off)"),
     ({"STATIM_JOBS_MAX_WAIT_SECONDS": "7200"}, "config jobs.max_wait_seconds must be 0..3600"),
 ])
@@ -235,6 +242,14 @@ def test_server_refuses_bad_config(tmp_path, env, message):
     out = p.stdout + p.stderr
     assert message in out, out
     assert "listening" not in out
+
+
+def test_an_unreachable_postgresql_store_is_named_without_its_password(tmp_path):
+    p = run_statim(tmp_path, {"STATIM_STORE_URL": "postgresql://statim:hunter2@127.0.0.1:1/jobs"}, "serve")
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "listening" not in out, out
+    assert "cannot connect to PostgreSQL (postgresql://statim:***@127.0.0.1:1/jobs)" in out, out
+    assert "hunter2" not in out
 
 
 def test_bad_auth_mode_from_the_config_file(tmp_path):
