@@ -321,16 +321,10 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   if (replay_when_full) {
     auto earlier = store_.findIdempotent(job.owner ? job.owner->key_id : 0, job.idempotency_key);
     if (!earlier) return done(fail(earlier.error()));
-    if (!*earlier) return done(fail(std::move(*replay_when_full)));
-    auto& [found, hash] = **earlier;
-    if (hash != job.request_hash) {
-      return done(fail(Error{ErrorCode::kConflict,
-                             std::format("Idempotency-Key '{}' was already used with a different request (job {})",
-                                         job.idempotency_key, found.id),
-                             "Idempotency-Key"}));
-    }
-    found.replayed = true;
-    return done(std::move(found));
+    auto replayed = replayOf(std::move(*earlier), job);
+    if (!replayed) return done(fail(replayed.error()));
+    if (!*replayed) return done(fail(std::move(*replay_when_full)));
+    return done(std::move(**replayed));
   }
   std::optional<LeaseRequest> start;
   if (start_now) start = LeaseRequest{q->owner, leaseMicros()};

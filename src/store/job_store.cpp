@@ -1,5 +1,6 @@
 #include "store/job_store.h"
 
+#include <format>
 #include <future>
 
 namespace statim {
@@ -73,6 +74,19 @@ Job queuedJob(NewJob& nj) {
   job.webhook = std::move(nj.webhook);
   if (nj.owner) job.owner_key_id = nj.owner->key_id;
   return job;
+}
+
+Result<std::optional<Job>> replayOf(std::optional<std::pair<Job, std::string>> earlier, const NewJob& request) {
+  if (!earlier) return std::optional<Job>();
+  auto& [found, hash] = *earlier;
+  if (hash != request.request_hash) {
+    return fail(Error{ErrorCode::kConflict,
+                      std::format("Idempotency-Key '{}' was already used with a different request (job {})",
+                                  request.idempotency_key, found.id),
+                      "Idempotency-Key"});
+  }
+  found.replayed = true;
+  return std::optional<Job>(std::move(found));
 }
 
 Job endedJob(Job job, JobOutcome outcome) {

@@ -82,6 +82,11 @@ struct JobOutcome {
 // the store's checks need (owner, idempotency key and hash, inputs) is left in it.
 Job queuedJob(NewJob& request);
 
+// What a create answers for an idempotency key already used (`earlier`: that job and the hash of
+// its request, as findIdempotent gives them): the earlier job, marked replayed, or kConflict when
+// `request` differs from it; nullopt when the key is new.
+Result<std::optional<Job>> replayOf(std::optional<std::pair<Job, std::string>> earlier, const NewJob& request);
+
 // `job` (PROCESSING) as finishAsync stores it with `outcome` applied: status, status_message,
 // result, error, artifacts, the lease dropped. All but finished_at, which the commit sets.
 Job endedJob(Job job, JobOutcome outcome);

@@ -129,16 +129,7 @@ Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(PgConn& c, s
 Result<std::optional<Job>> replay(PgConn& c, std::int64_t owner, const NewJob& request) {
   auto earlier = selectIdempotent(c, owner, request.idempotency_key);
   if (!earlier) return statim::fail(earlier.error());
-  if (!*earlier) return std::optional<Job>();
-  auto& [found, hash] = **earlier;
-  if (hash != request.request_hash) {
-    return statim::fail(Error{ErrorCode::kConflict,
-                              std::format("Idempotency-Key '{}' was already used with a different request (job {})",
-                                          request.idempotency_key, found.id),
-                              "Idempotency-Key"});
-  }
-  found.replayed = true;
-  return std::optional<Job>(std::move(found));
+  return replayOf(std::move(*earlier), request);
 }
 
 Result<void> checkMaxQueued(PgConn& c, const JobOwner& owner) {

@@ -124,16 +124,10 @@ Result<void> insertJob(SqliteDb& db, Job& job, const NewJob& request, const std:
   if (!request.idempotency_key.empty()) {
     auto earlier = selectIdempotent(db, owner, request.idempotency_key);
     if (!earlier) return statim::fail(earlier.error());
-    if (*earlier) {
-      auto& [found, hash] = **earlier;
-      if (hash != request.request_hash) {
-        return statim::fail(Error{ErrorCode::kConflict,
-                                  std::format("Idempotency-Key '{}' was already used with a different request (job {})",
-                                              request.idempotency_key, found.id),
-                                  "Idempotency-Key"});
-      }
-      job = std::move(found);
-      job.replayed = true;
+    auto replayed = replayOf(std::move(*earlier), request);
+    if (!replayed) return statim::fail(replayed.error());
+    if (*replayed) {
+      job = std::move(**replayed);
       return ok();
     }
   }

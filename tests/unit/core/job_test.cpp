@@ -19,7 +19,9 @@ TEST(JobLife, EveryEndIsAnnouncedByItsStatusEvent) {
   for (JobStep step : kSteps) {
     const JobTransition& t = transition(step);
     EXPECT_FALSE(t.message.empty()) << static_cast<int>(step);
-    if (t.terminal()) EXPECT_EQ(t.event, eventName(t.status)) << static_cast<int>(step);
+    if (t.terminal()) {
+      EXPECT_EQ(t.event, eventName(t.status)) << static_cast<int>(step);
+    }
   }
   EXPECT_EQ(transition(JobStep::kCompleted).status, JobStatus::kCompleted);
   EXPECT_EQ(transition(JobStep::kCancelledQueued).status, JobStatus::kCancelled);
