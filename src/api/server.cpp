@@ -159,6 +159,9 @@ void configureServer(const ApiContext& ctx) {
       static_cast<size_t>(std::max<std::int64_t>(4 * c.http_max_body_bytes, c.http_max_body_bytes + (1 << 20)));
   app.setClientMaxBodySize(framework_limit);
   app.setClientMaxMemoryBodySize(framework_limit);
+  // A request waiting for a job's end (?wait=) sends nothing meanwhile: Drogon's idle timeout
+  // (60 s by default) must not close its connection first.
+  app.setIdleConnectionTimeout(static_cast<size_t>(std::max(60.0, c.jobs_max_wait_seconds + 30)));
   app.setLogLevel(trantor::Logger::kWarn);
   app.setServerHeaderField("statim/" STATIM_VERSION);
   // No static files: only the routes below answer.

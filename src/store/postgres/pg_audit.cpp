@@ -30,14 +30,14 @@ void PostgresStore::appendAudit(AuditEntry e) {
              for (const AuditEntry& a : **rows) {
                time.push_back(a.time);
                key_id.push_back(a.key_id);
-               key_name.push_back(a.key_name);
-               remote.push_back(a.remote);
-               method.push_back(a.method);
-               route.push_back(a.route);
-               path.push_back(a.path);
+               key_name.push_back(PgParams::cleanText(a.key_name));
+               remote.push_back(PgParams::cleanText(a.remote));
+               method.push_back(PgParams::cleanText(a.method));
+               route.push_back(PgParams::cleanText(a.route));
+               path.push_back(PgParams::cleanText(a.path));
                job_id.push_back(a.job_id);
                status.push_back(a.status);
-               request_id.push_back(a.request_id);
+               request_id.push_back(PgParams::cleanText(a.request_id));
              }
              auto r = c.exec(
                  "INSERT INTO audit_log (time, key_id, key_name, remote, method, route, path, job_id, status,"
@@ -54,7 +54,10 @@ void PostgresStore::appendAudit(AuditEntry e) {
                      .addArray(job_id)
                      .addArray(status)
                      .addArray(request_id));
-             if (!r) return statim::fail(r.error());
+             if (!r) {
+               log::error("audit: rows not written", {{"error", r.error().message}, {"rows", (*rows)->size()}});
+               return statim::fail(r.error());
+             }
              return ok();
            },
            [this, rows](const Error* err) {

@@ -36,6 +36,39 @@ PgParams& PgParams::addArray(const std::vector<std::int64_t>& values) {
   return push(s + "}");
 }
 
+std::string PgParams::cleanText(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) {
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    size_t n = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : 0;
+    bool valid = n > 0 && i + n < s.size();
+    for (size_t k = 1; valid && k <= n; ++k) valid = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (valid) {
+      auto c1 = static_cast<unsigned char>(s[i + 1]);
+      valid = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 > 0x9F) && !(c == 0xF0 && c1 < 0x90) &&
+              !(c == 0xF4 && c1 > 0x8F);
+    }
+    if (valid) {
+      out.append(s.substr(i, n + 1));
+      i += n + 1;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 PgParams& PgParams::addArray(const std::vector<std::optional<std::int64_t>>& values) {
   std::string s = "{";
   for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + (values[i] ? std::to_string(*values[i]) : "NULL");

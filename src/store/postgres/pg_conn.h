@@ -45,6 +45,9 @@ class PgParams {
   }
   // A PostgreSQL array literal ({1,2,3}); for bigint[] / text[] parameters.
   PgParams& addArray(const std::vector<std::int64_t>& values);
+  // Text from outside (request paths): NUL bytes dropped, invalid UTF-8 replaced by U+FFFD, as
+  // PostgreSQL's text refuses both (one such row would fail a whole multi-row INSERT).
+  static std::string cleanText(std::string_view s);
   PgParams& addArray(const std::vector<std::optional<std::int64_t>>& values);  // nullopt: NULL
   PgParams& addArray(const std::vector<std::string>& values);
   size_t size() const { return values_.size(); }

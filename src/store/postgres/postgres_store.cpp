@@ -140,6 +140,7 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
   // Nothing is committed before COMMIT: a connection lost earlier reruns the whole batch once on
   // a new connection (a server restart, a terminated backend, an idle connection gone stale).
   std::optional<Error> commit_error;
+  bool commit_sent = false;  // after which a lost connection may have committed the batch
   for (int round = 0; round < 2; ++round) {
     commit_error.reset();
     if (!conn.healthy()) {
@@ -158,6 +159,7 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
           return false;
         }
       }
+      commit_sent = true;
       if (auto r = conn.run("COMMIT"); !r) return std::unexpected(r.error());
       return true;
     };
@@ -176,6 +178,7 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
           if (!again) break;  // this op failed: its result carries the error
         }
       }
+      commit_sent = true;
       return conn.run("COMMIT");
     };
     auto attempt = [&]() -> Result<void> {
@@ -196,7 +199,7 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
     bool lost = !conn.healthy();
     if (!lost) (void)conn.run("ROLLBACK");
     // A COMMIT that was sent may have committed: only a batch that failed before it is rerun.
-    if (!lost || round == 1) break;
+    if (!lost || round == 1 || commit_sent) break;
     log::warn("store: PostgreSQL connection lost, reconnecting", {{"error", commit_error->message}});
   }
   {

@@ -195,4 +195,15 @@ TEST_F(PostgresStoreTest, LeasesAreTheDatabasesTime) {
 }
 
 }  // namespace
+TEST(PgParamsTest, CleanTextKeepsValidUtf8AndReplacesWhatPostgresqlRefuses) {
+  EXPECT_EQ(PgParams::cleanText("plain /job/1?x=y"), "plain /job/1?x=y");
+  EXPECT_EQ(PgParams::cleanText("caf\u00e9 \u2713 \U0001F600"), "caf\u00e9 \u2713 \U0001F600");
+  EXPECT_EQ(PgParams::cleanText(std::string("a\0b", 3)), "ab");
+  EXPECT_EQ(PgParams::cleanText("\xff/x"), "\uFFFD/x");
+  EXPECT_EQ(PgParams::cleanText("cut \xe2\x82"), "cut \uFFFD\uFFFD");              // a truncated sequence
+  EXPECT_EQ(PgParams::cleanText("\xc0\xaf"), "\uFFFD\uFFFD");                      // an overlong '/'
+  EXPECT_EQ(PgParams::cleanText("\xed\xa0\x80"), "\uFFFD\uFFFD\uFFFD");            // a surrogate
+  EXPECT_EQ(PgParams::cleanText("\xf4\x90\x80\x80"), "\uFFFD\uFFFD\uFFFD\uFFFD");  // above U+10FFFF
+}
+
 }  // namespace statim
