@@ -4,6 +4,7 @@ streaming client that goes away (its job ends CANCELLED)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 import math
 import time
 
@@ -27,6 +28,7 @@ def server(tmp_path_factory, tiny_gguf):
     s.add_model("slow", backend="llama", file=str(tiny_gguf), parallel=2, params={"n_ctx": 32768, "threads": 1})
     s.add_model("emb", backend="llama", file=str(tiny_gguf), type="embedding", params={"n_ctx": 512, "threads": 1})
     s.add_model("gone", backend="llama", file=str(root / "no-such.gguf"))
+    s.add_model("org/echo", backend="echo")
     s.start(timeout=60)
     yield s
     s.cleanup()
@@ -49,9 +51,25 @@ def job_text(server: Server, model: str, **body) -> dict:
 
 def test_models_list(client):
     models = {m.id: m for m in client.models.list()}
-    assert set(models) == {"tiny", "slow", "emb"}, "a model that failed to load is not offered"
+    assert set(models) == {"tiny", "slow", "emb", "org/echo"}, "a model that failed to load is not offered"
     assert all(m.object == "model" and m.owned_by == "statim" for m in models.values())
     assert models["emb"].type == "embedding" and models["tiny"].type == "completion"
+
+
+def test_models_retrieve(server, client):
+    m = client.models.retrieve("tiny")
+    assert (m.id, m.object, m.owned_by, m.type) == ("tiny", "model", "statim", "completion")
+    assert client.models.retrieve("org/echo").id == "org/echo"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("gone")  # failed to load: not offered, as in the list
+    assert "The model 'gone' does not exist; GET /v1/models lists them" in str(e.value)
+    # Other clients: an id with a slash, as written and percent-encoded.
+    for path in ("/v1/models/org/echo", "/v1/models/org%2Fecho"):
+        with urllib.request.urlopen(server.url + path, timeout=10) as r:
+            assert json.loads(r.read())["id"] == "org/echo", path
+    r = server.get("/v1/models/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found", r.text
+    assert r.json()["error"]["message"] == "The model 'nope' does not exist; GET /v1/models lists them"
 
 
 def test_completion_matches_job_api(server, client):
@@ -79,6 +97,7 @@ def test_chat_completion(server, client):
     resp = raw.parse()
     msg = resp.choices[0].message
     assert msg.role == "assistant" and msg.content.strip(), resp
+    assert msg.refusal is None and json.loads(raw.http_response.text)["choices"][0]["message"]["refusal"] is None
     assert resp.choices[0].finish_reason == "length", "the tiny model never stops: max_tokens is hit"
     assert resp.usage.completion_tokens == 16
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + 16

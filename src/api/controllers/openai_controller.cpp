@@ -141,21 +141,37 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
 
 }  // namespace
 
+static nlohmann::json openAiModel(const ModelEntry& e) {
+  return {{"id", e.manifest.id},  {"object", "model"},       {"created", 0},
+          {"owned_by", "statim"}, {"type", e.manifest.type}, {"state", toString(e.state)}};
+}
+
 void registerOpenAiRoutes(const ApiContext& ctx) {
   addRoute("/v1/models", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     Principal who = principalOf(*req);
     nlohmann::json data = nlohmann::json::array();
     for (auto& e : ctx.models.list()) {
       if (e.state == ModelState::kFailed || e.removed || !who.listsModel(e.manifest.id)) continue;
-      data.push_back({{"id", e.manifest.id},
-                      {"object", "model"},
-                      {"created", 0},
-                      {"owned_by", "statim"},
-                      {"type", e.manifest.type},
-                      {"state", toString(e.state)}});
+      data.push_back(openAiModel(e));
     }
     cb(jsonResponse({{"object", "list"}, {"data", std::move(data)}}));
   });
+  // One model (OpenAI's "retrieve model"); an id with one slash ("owner/name") as two segments.
+  auto retrieveModel = [&ctx](const HttpRequestPtr& req, Callback& cb, const std::string& id) {
+    auto e = ctx.models.find(id);
+    if (!e || e->removed || e->state == ModelState::kFailed || !principalOf(*req).listsModel(id)) {
+      return cb(errorResponse(
+          Error{ErrorCode::kModelNotFound,
+                std::format("The model '{}' does not exist; GET /v1/models lists them", id.substr(0, 128)), "model"}));
+    }
+    cb(jsonResponse(openAiModel(*e)));
+  };
+  addRoute(
+      "/v1/models/{id}", drogon::Get, Access::kUser,
+      [retrieveModel](const HttpRequestPtr& req, Callback&& cb, const std::string& id) { retrieveModel(req, cb, id); });
+  addRoute("/v1/models/{owner}/{name}", drogon::Get, Access::kUser,
+           [retrieveModel](const HttpRequestPtr& req, Callback&& cb, const std::string& owner,
+                           const std::string& name) { retrieveModel(req, cb, owner + "/" + name); });
   addRoute("/v1/completions", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kCompletion, parseCompletionRequest));
   addRoute("/v1/chat/completions", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kChat, parseChatRequest));
   addRoute("/v1/embeddings", drogon::Post, Access::kUser, generationRoute(ctx, Kind::kEmbedding, parseEmbeddingRequest));

@@ -247,7 +247,7 @@ nlohmann::json chatResponse(const Job& job) {
           {"model", job.model},
           {"choices",
            {{{"index", 0},
-             {"message", {{"role", "assistant"}, {"content", job.result.value("text", "")}}},
+             {"message", {{"role", "assistant"}, {"content", job.result.value("text", "")}, {"refusal", nullptr}}},
              {"logprobs", nullptr},
              {"finish_reason", finishReason(job)}}}},
           {"usage", usage(job)}};
