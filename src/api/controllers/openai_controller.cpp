@@ -2,6 +2,8 @@
 // /v1/embeddings. Each request is a normal durable job; the route waits for it (or streams it).
 #include <format>
 
+#include <trantor/net/EventLoop.h>
+
 #include "api/dto/openai_dto.h"
 #include "api/errors.h"
 #include "api/filters/auth.h"
@@ -28,18 +30,21 @@ nlohmann::json render(Kind kind, const Job& job, const OpenAiRequest& req) {
 
 // Waits for the job to end and answers with the OpenAI object (or the error).
 void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job, Callback cb) {
-  auto r = followJob(ctx.store, ctx.scheduler.events(), job.id, [kind, req, cb = std::move(cb)](const JobEvent& e) {
-    if (!e.terminal()) return true;
-    const Job& done = *e.job;
-    if (done.status != JobStatus::kCompleted) {
-      cb(errorResponse(unfinishedJobError(done)));
-    } else {
-      auto resp = jsonResponse(render(kind, done, req));
-      resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
-      cb(resp);
-    }
-    return false;
-  });
+  auto r = followJob(
+      ctx.store, ctx.scheduler.events(), job.id,
+      [kind, req, cb](const JobEvent& e) {
+        if (!e.terminal()) return true;
+        const Job& done = *e.job;
+        if (done.status != JobStatus::kCompleted) {
+          cb(errorResponse(unfinishedJobError(done)));
+        } else {
+          auto resp = jsonResponse(render(kind, done, req));
+          resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
+          cb(resp);
+        }
+        return false;
+      },
+      {}, &job);  // `job` as submitted: no store read to start following it
   if (!r) cb(errorResponse(r.error()));
 }
 
@@ -112,7 +117,7 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
           // loop, never run inside a listener: cancelling writes to the store).
           return open;
         },
-        stream->executor());
+        stream->executor(), &job);
     if (!r) stream->close();
   },
   // The client left: noticed by a failed write (a token, or a keep-alive while queued).
@@ -130,11 +135,16 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     OpenAiRequest request = std::move(*parsed);
     NewJob job = request.job;
     if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
-    ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, cb = std::move(cb)](Result<Job> r) {
-      if (!r) return cb(errorResponse(openAiNames(r.error())));
-      noteJob(*req, r->id, r->model);
-      if (request.stream) return streamJob(ctx, req, kind, request, *r, std::move(cb));
-      respondWhenDone(ctx, kind, request, *r, cb);
+    // The commit is reported on the store's writer thread; the rest runs back on this request's
+    // loop, so the writer spends its time on writes.
+    trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
+    ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, loop, cb = std::move(cb)](Result<Job> r) {
+      loop->queueInLoop([&ctx, kind, request, req, r = std::move(r), cb] {
+        if (!r) return cb(errorResponse(openAiNames(r.error())));
+        noteJob(*req, r->id, r->model);
+        if (request.stream) return streamJob(ctx, req, kind, request, *r, cb);
+        respondWhenDone(ctx, kind, request, *r, cb);
+      });
     });
   };
 }
