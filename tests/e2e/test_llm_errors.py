@@ -148,10 +148,20 @@ def test_valid_edge_values_are_accepted(server):
 
 @pytest.mark.parametrize("path,body,status,param,message", [
     ("/v1/chat/completions", {"model": "tiny", "messages": HI,
+                              "tools": [{"type": "function", "function": {"name": "f"}}],
+                              "tool_choice": {"type": "function", "function": {"name": "g"}}},
+     400, "tool_choice", "'tool_choice' names the function 'g', which is not in 'tools'"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": HI, "tool_choice": "required"}, 400, "tool_choice",
+     "'tool_choice' required needs 'tools'"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": HI, "tool_choice": "sometimes"}, 400, "tool_choice",
+     "'tool_choice' must be none, auto, required or"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": HI,
+                              "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                                  "type": "object", "properties": {"zip": {"type": "string", "pattern": "[0-9]+"}}}}}]},
+     400, "tools[0].function.parameters", "'tools[0].function.parameters': json_schema: 'pattern'"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": HI, "response_format": {"type": "json_object"},
                               "tools": [{"type": "function", "function": {"name": "f"}}]},
-     400, "tools", "'tools' is not supported"),
-    ("/v1/chat/completions", {"model": "tiny", "messages": HI, "tool_choice": "auto"}, 400, "tool_choice",
-     "'tool_choice' is not supported"),
+     400, "tools", "give 'tools' or a 'grammar' / JSON 'response_format', not both"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "n": 2}, 400, "n", "only 'n': 1 is supported"),
     ("/v1/completions", {"model": "tiny", "prompt": "hi", "n": 3}, 400, "n", "only 'n': 1 is supported"),
     ("/v1/chat/completions", {"model": "tiny"}, 400, "messages", "'messages' must be a non-empty list"),

@@ -215,8 +215,8 @@ def test_bad_temperature_is_bad_request(client):
 
 @pytest.mark.parametrize("kwargs,param,message", [
     ({"n": 2}, "n", "only 'n': 1 is supported"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools",
-     "'tools' is not supported"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name", "parameters": {"type": "object"}}}]},
+     "tools[0].function.name", "'tools[0].function.name' must be 1 to 64 letters, digits, '_' or '-'"),
     ({"logprobs": True}, "logprobs", "'logprobs' is not supported"),
     ({"top_p": 2}, "top_p", "'top_p' must be between 0 and 1"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string",

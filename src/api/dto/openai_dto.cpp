@@ -141,9 +141,10 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
       !r) {
     return fail(r.error());
   }
-  for (const char* unsupported : {"tools", "tool_choice"}) {
-    if (auto t = body.find(unsupported); t != body.end() && !t->is_null() && !(t->is_array() && t->empty())) {
-      return fail(Error::invalid(std::format("'{}' is not supported", unsupported), unsupported));
+  // Tools go to the job's params as they are (the backend checks them).
+  for (const char* k : {"tools", "tool_choice", "parallel_tool_calls"}) {
+    if (auto t = body.find(k); t != body.end() && !t->is_null() && !(t->is_array() && t->empty())) {
+      req.job.params[k] = *t;
     }
   }
   if (auto lb = body.find("logit_bias"); lb != body.end() && !lb->is_null() && !lb->empty()) {
@@ -176,6 +177,9 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
     }
     if (out["content"].is_null()) out["content"] = "";
     if (msg.contains("name")) out["name"] = msg["name"];
+    for (const char* k : {"tool_calls", "tool_call_id"}) {
+      if (auto t = msg.find(k); t != msg.end() && !t->is_null()) out[k] = *t;
+    }
     messages.push_back(std::move(out));
   }
   req.job.params["messages"] = messages;
@@ -218,7 +222,13 @@ Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body) {
 
 std::string finishReason(const Job& job) {
   std::string r = job.result.is_object() ? job.result.value("finish_reason", "stop") : "stop";
-  return r == "length" ? "length" : "stop";
+  return r == "length" || r == "tool_calls" ? r : "stop";
+}
+
+nlohmann::json toolCalls(const Job& job) {
+  if (!job.result.is_object()) return nullptr;
+  auto it = job.result.find("tool_calls");
+  return it != job.result.end() && it->is_array() && !it->empty() ? *it : nlohmann::json(nullptr);
 }
 
 nlohmann::json usage(const Job& job) {
@@ -240,17 +250,26 @@ nlohmann::json completionResponse(const Job& job) {
           {"usage", usage(job)}};
 }
 
+// The assistant's message: its text, and the tool calls it made (content null when it only called).
+nlohmann::json chatMessage(const Job& job) {
+  nlohmann::json calls = toolCalls(job);
+  std::string text = job.result.value("text", "");
+  nlohmann::json m = {{"role", "assistant"},
+                      {"content", calls.is_null() || !text.empty() ? nlohmann::json(text) : nlohmann::json(nullptr)},
+                      {"refusal", nullptr}};
+  if (!calls.is_null()) m["tool_calls"] = std::move(calls);
+  return m;
+}
+
 nlohmann::json chatResponse(const Job& job) {
-  return {{"id", std::format("chatcmpl-{}", job.id)},
-          {"object", "chat.completion"},
-          {"created", createdSeconds(job)},
-          {"model", job.model},
-          {"choices",
-           {{{"index", 0},
-             {"message", {{"role", "assistant"}, {"content", job.result.value("text", "")}, {"refusal", nullptr}}},
-             {"logprobs", nullptr},
-             {"finish_reason", finishReason(job)}}}},
-          {"usage", usage(job)}};
+  return {
+      {"id", std::format("chatcmpl-{}", job.id)},
+      {"object", "chat.completion"},
+      {"created", createdSeconds(job)},
+      {"model", job.model},
+      {"choices",
+       {{{"index", 0}, {"message", chatMessage(job)}, {"logprobs", nullptr}, {"finish_reason", finishReason(job)}}}},
+      {"usage", usage(job)}};
 }
 
 nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_format) {

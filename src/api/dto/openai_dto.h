@@ -23,6 +23,8 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body);
 Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body);
 
 std::string finishReason(const Job& job);
+// The tool calls a chat job made (OpenAI's shape), or null.
+nlohmann::json toolCalls(const Job& job);
 nlohmann::json usage(const Job& job);
 nlohmann::json completionResponse(const Job& job);
 nlohmann::json chatResponse(const Job& job);

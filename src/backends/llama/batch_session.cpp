@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "backends/llama/chat.h"
+#include "backends/llama/tools.h"
 
 namespace statim::llama {
 namespace {
@@ -96,6 +97,8 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   s.max_tokens = std::min(sampling->max_tokens, n_ctx - n_prompt);
   s.sampler = std::move(*sampler);
   s.output.emplace(sampling->stop);
+  s.tools = job.type == "chat" && toolsActive(job.params);
+  if (!sampling->grammar_trigger.empty()) s.deferred = *sampling;
   s.start = Clock::now();
   return ok();
 }
@@ -120,9 +123,36 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
         {"duration_ms", msBetween(s.start, now)},
         {"finish_reason", std::move(finish)},
     };
+    if (s.tools) {
+      // The calls leave the text; a job that called ends with "tool_calls" (as OpenAI's do).
+      ParsedOutput parsed = parseToolCalls(s.output->text(), std::format("call_{}", s.id));
+      if (!parsed.tool_calls.empty()) {
+        auto& r = *out.result;
+        r["text"] = parsed.text;
+        r["tool_calls"] = std::move(parsed.tool_calls);
+        if (r["finish_reason"] == "stop") r["finish_reason"] = "tool_calls";
+      }
+    }
   }
   s = Slot{};
   return out;
+}
+
+void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, const std::string& piece) {
+  const std::string& trigger = s.deferred->grammar_trigger;
+  size_t from = s.raw.size() >= trigger.size() ? s.raw.size() - trigger.size() + 1 : 0;  // only what is new
+  s.out_tokens.emplace_back(tok, s.raw.size());
+  s.raw += piece;
+  size_t at = s.raw.find(trigger, from);
+  if (at == std::string::npos) return;
+  Sampling strict = std::move(*s.deferred);
+  s.deferred.reset();
+  // A grammar that refuses the output so far leaves the job unconstrained: its output is then
+  // parsed as text.
+  auto sampler = samplerFromTrigger(model_.get(), std::move(strict), s.out_tokens, at);
+  if (!sampler) return;
+  s.sampler = std::move(*sampler);
+  s.out_tokens.clear();
 }
 
 void LlamaBatchSession::step(const EndSink& ended) {
@@ -193,7 +223,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
       continue;
     }
     ++s.n_out;
-    bool stopped = s.output->append(tokenPiece(vocab, tok));
+    std::string piece = tokenPiece(vocab, tok);
+    if (s.deferred) switchAtTrigger(s, tok, piece);
+    bool stopped = s.output->append(piece);
     if (auto delta = s.output->takeStreamable(false); !delta.empty()) {
       s.control->progress({{"type", "token"}, {"text", delta}});
     }

@@ -1,6 +1,7 @@
 #include "backends/llama/chat.h"
 
 #include "backends/llama/tokenize.h"
+#include "backends/llama/tools.h"
 
 #include <format>
 #include <vector>
@@ -17,9 +18,10 @@ Result<void> validateMessages(const nlohmann::json& params) {
     std::string f = std::format("messages[{}]", i);
     if (!m.is_object()) return fail(Error::invalid(std::format("'{}' must be an object", f), f));
     for (auto& [k, v] : m.items()) {
-      if (k != "role" && k != "content" && k != "name") {
-        return fail(
-            Error::invalid(std::format("unknown field '{}.{}' (allowed: role, content, name)", f, k), f + "." + k));
+      if (k != "role" && k != "content" && k != "name" && k != "tool_calls" && k != "tool_call_id") {
+        return fail(Error::invalid(
+            std::format("unknown field '{}.{}' (allowed: role, content, name, tool_calls, tool_call_id)", f, k),
+            f + "." + k));
       }
     }
     auto role = m.find("role");
@@ -38,6 +40,26 @@ Result<void> validateMessages(const nlohmann::json& params) {
     }
     if (auto name = m.find("name"); name != m.end() && !name->is_string()) {
       return fail(Error::invalid(std::format("'{}.name' must be a string", f), f + ".name"));
+    }
+    if (auto id = m.find("tool_call_id"); id != m.end() && !id->is_string()) {
+      return fail(Error::invalid(std::format("'{}.tool_call_id' must be a string", f), f + ".tool_call_id"));
+    }
+    if (auto calls = m.find("tool_calls"); calls != m.end()) {
+      if (role->get<std::string>() != "assistant" || !calls->is_array()) {
+        return fail(Error::invalid(std::format("'{}.tool_calls' must be a list, on an assistant message", f),
+                                   f + ".tool_calls"));
+      }
+      for (size_t k = 0; k < calls->size(); ++k) {
+        const auto& c = (*calls)[k];
+        std::string g = std::format("{}.tool_calls[{}]", f, k);
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object() ||
+            !c["function"].value("name", nlohmann::json()).is_string()) {
+          return fail(Error::invalid(
+              std::format("'{}' must be {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}",
+                          g),
+              g));
+        }
+      }
     }
   }
   return ok();
@@ -78,7 +100,7 @@ Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const
                                                  std::string_view type, const std::string& prompt,
                                                  const nlohmann::json& params) {
   if (type != "chat") return tokenize(model, prompt);
-  auto rendered = renderChat(model, override_template, params["messages"]);
+  auto rendered = renderChat(model, override_template, messagesForTemplate(params));
   if (!rendered) return fail(rendered.error());
   return tokenize(model, *rendered);
 }

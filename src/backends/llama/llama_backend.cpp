@@ -8,6 +8,7 @@
 #include "backends/llama/chat.h"
 #include "backends/llama/embedding_session.h"
 #include "backends/llama/sampling.h"
+#include "backends/llama/tools.h"
 #include "backends/params.h"
 #include "core/logging.h"
 
@@ -84,6 +85,7 @@ class LlamaModel final : public LoadedModel {
       auto sampling = readSampling(job.params);
       if (!sampling) return fail(sampling.error());
       if (!sampling->grammar.empty()) {
+        sampling->grammar_trigger.clear();  // a grammar that waits for a trigger must parse too
         if (auto s = makeSampler(model_.get(), *sampling); !s) return fail(s.error());
       }
     }
@@ -138,8 +140,9 @@ class LlamaBackend final : public Backend {
   Result<void> validateParams(std::string_view type, const nlohmann::json& p) const override {
     if (type == "embedding") return validateEmbeddingInput(p);
     if (type == "chat") {
-      if (auto r = validateSampling(p, {"messages"}); !r) return r;
-      return validateMessages(p);
+      if (auto r = validateSampling(p, {"messages", "tools", "tool_choice", "parallel_tool_calls"}); !r) return r;
+      if (auto r = validateMessages(p); !r) return r;
+      return validateTools(p);
     }
     return validateSampling(p, {});
   }

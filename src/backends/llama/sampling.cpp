@@ -5,6 +5,7 @@
 #include <random>
 
 #include "backends/llama/json_grammar.h"
+#include "backends/llama/tools.h"
 #include "backends/params.h"
 
 namespace statim::llama {
@@ -145,6 +146,12 @@ Result<Sampling> readSampling(const nlohmann::json& p) {
       for (auto& x : *it) s.stop.push_back(x.get<std::string>());
   }
   s.grammar = p.value("grammar", "");
+  if (toolsActive(p)) {
+    auto g = toolGrammar(p);
+    if (!g) return fail(g.error());
+    s.grammar = std::move(g->gbnf);
+    s.grammar_trigger = std::move(g->trigger);
+  }
   if (auto rf = p.find("response_format"); rf != p.end() && rf->is_object()) {
     std::string type = rf->value("type", "text");
     if (type == "json_object") s.grammar = anyJsonGbnf();
@@ -167,7 +174,7 @@ Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
                                      static_cast<float>(s.repeat_penalty), static_cast<float>(s.frequency_penalty),
                                      static_cast<float>(s.presence_penalty)));
   }
-  if (!s.grammar.empty()) {
+  if (!s.grammar.empty() && s.grammar_trigger.empty()) {
     if (auto r = checkGbnfRepetitions(s.grammar); !r) return fail(r.error());
     llama_sampler* g = llama_sampler_init_grammar(vocab, s.grammar.c_str(), "root");
     if (!g)
@@ -185,6 +192,22 @@ Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
   add(llama_sampler_init_temp(static_cast<float>(s.temperature)));
   add(llama_sampler_init_dist(s.seed));
   return chain;
+}
+
+Result<SamplerPtr> samplerFromTrigger(const llama_model* model, Sampling s,
+                                      const std::vector<std::pair<llama_token, size_t>>& tokens, size_t at) {
+  s.grammar_trigger.clear();
+  auto sampler = makeSampler(model, s);
+  if (!sampler) return sampler;
+  if (tokens.empty()) return sampler;
+  size_t first = tokens.size() - 1;
+  while (first > 0 && tokens[first].second > at) --first;
+  try {
+    for (size_t k = first; k < tokens.size(); ++k) llama_sampler_accept(sampler->get(), tokens[k].first);
+  } catch (const std::exception& e) {
+    return fail(Error::backend(std::string("the output does not fit the grammar from its trigger on: ") + e.what()));
+  }
+  return sampler;
 }
 
 }  // namespace statim::llama

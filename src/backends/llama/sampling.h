@@ -24,7 +24,10 @@ struct Sampling {
   double frequency_penalty = 0.0;
   std::uint32_t seed = 0;
   std::vector<std::string> stop;
-  std::string grammar;  // GBNF; empty: unconstrained (response_format is turned into this)
+  std::string grammar;  // GBNF; empty: unconstrained (response_format and tools are turned into this)
+  // Set (tool_choice auto): the grammar applies once the output holds this text; makeSampler
+  // leaves it out, and the batch session switches to a sampler with it (grammar_trigger cleared).
+  std::string grammar_trigger;
 };
 
 // Checks the sampling fields of a job's params (names the field on error). `extra` lists the
@@ -34,8 +37,16 @@ Result<void> validateSampling(const nlohmann::json& params, std::initializer_lis
 // Reads validated params; response_format / grammar become `grammar`. A missing seed is random.
 Result<Sampling> readSampling(const nlohmann::json& params);
 
-// Builds the chain: penalties, grammar, then greedy or top_k/top_p/min_p/temperature/dist.
+// Builds the chain: penalties, grammar (unless it waits for a trigger), then greedy or
+// top_k/top_p/min_p/temperature/dist.
 // Fails (naming params.grammar / params.response_format) when the grammar does not parse.
 Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s);
+
+// For a grammar that waits for a trigger (grammar_trigger set, tool_choice auto): the sampler
+// with the grammar, fed the output so far from the token in which the trigger starts, at text
+// offset `at` (`tokens`: each output token with the offset where its text starts). Fails when
+// the grammar refuses those tokens.
+Result<SamplerPtr> samplerFromTrigger(const llama_model* model, Sampling s,
+                                      const std::vector<std::pair<llama_token, size_t>>& tokens, size_t at);
 
 }  // namespace statim::llama

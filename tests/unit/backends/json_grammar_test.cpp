@@ -11,6 +11,8 @@
 
 #include "../test_util.h"
 #include "backends/llama/llama_handles.h"
+#include "backends/llama/sampling.h"
+#include "backends/llama/tools.h"
 
 namespace statim::llama {
 namespace {
@@ -371,6 +373,72 @@ TEST_F(JsonGrammarTest, GreedyGenerationWithTheGrammarYieldsAValidDocument) {
   auto name = doc["name"].get<std::string>();
   EXPECT_LE(std::ranges::count_if(name, [](char c) { return (c & 0xC0) != 0x80; }), 12) << text;
   std::cout << "[ generated ] " << generated << " tokens: " << text << "\n";
+}
+
+// tool_choice auto: generation is free until the output holds "<tool_call>"; from there the
+// calls' grammar takes over, fed the output from the token in which the trigger starts, and
+// steers the random model to a complete, valid call.
+TEST_F(JsonGrammarTest, AToolCallGrammarTakesOverFromItsTrigger) {
+  ModelPtr model(llama_model_load_from_file(tiny_.c_str(), llama_model_default_params()));
+  ASSERT_TRUE(model);
+  auto cparams = llama_context_default_params();
+  cparams.n_ctx = 512;
+  cparams.n_batch = 512;
+  cparams.n_threads = cparams.n_threads_batch = 2;
+  ContextPtr ctx(llama_init_from_model(model.get(), cparams));
+  ASSERT_TRUE(ctx);
+  const llama_vocab* vocab = llama_model_get_vocab(model.get());
+  auto params = nlohmann::json::parse(R"({"temperature": 0, "parallel_tool_calls": false, "tools": [{"type": "function",
+      "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
+      "required": ["city"], "additionalProperties": false}}}]})");
+  auto sampling = readSampling(params);
+  ASSERT_TRUE(sampling) << sampling.error().message;
+  EXPECT_EQ(sampling->grammar_trigger, "<tool_call>");
+
+  auto tokensOf = [&](const std::string& text) {
+    std::vector<llama_token> t(512);
+    int n = llama_tokenize(vocab, text.data(), static_cast<int>(text.size()), t.data(), 512, false, false);
+    t.resize(static_cast<size_t>(std::max(n, 0)));
+    std::vector<std::pair<llama_token, size_t>> out;
+    size_t at = 0;
+    for (llama_token tok : t) {
+      out.emplace_back(tok, at);
+      char piece[64];
+      at += static_cast<size_t>(std::max(0, llama_token_to_piece(vocab, tok, piece, sizeof piece, 0, false)));
+    }
+    return out;
+  };
+  // A call that has started wrong is refused (the job then goes on unconstrained).
+  std::string wrong = "Hm. <tool_call>\n{\"nom";
+  EXPECT_FALSE(samplerFromTrigger(model.get(), *sampling, tokensOf(wrong), wrong.find("<tool_call>")));
+
+  std::string so_far = "Let me see. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {";
+  auto tokens = tokensOf(so_far);
+  auto sampler = samplerFromTrigger(model.get(), *sampling, tokens, so_far.find("<tool_call>"));
+  ASSERT_TRUE(sampler) << sampler.error().message;
+  std::vector<llama_token> feed;
+  for (auto& [tok, _] : tokens) feed.push_back(tok);
+  ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(feed.data(), static_cast<int>(feed.size()))), 0);
+  std::string text = so_far;
+  bool ended = false;
+  for (int generated = 0; generated < 100 && !ended; ++generated) {
+    llama_token t = llama_sampler_sample(sampler->get(), ctx.get(), -1);
+    if (llama_vocab_is_eog(vocab, t)) {
+      ended = true;
+      break;
+    }
+    char piece[64];
+    int len = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
+    ASSERT_GE(len, 0);
+    text.append(piece, static_cast<size_t>(len));
+    ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(&t, 1)), 0);
+  }
+  ASSERT_TRUE(ended) << text;
+  auto parsed = parseToolCalls(text, "call_1");
+  ASSERT_EQ(parsed.tool_calls.size(), 1u) << text;
+  EXPECT_EQ(parsed.text, "Let me see.");
+  auto args = nlohmann::json::parse(parsed.tool_calls[0]["function"]["arguments"].get<std::string>());
+  EXPECT_TRUE(args["city"] == "Paris" || args["city"] == "Oslo") << text;
 }
 
 }  // namespace

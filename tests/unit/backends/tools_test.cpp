@@ -1,0 +1,99 @@
+#include "backends/llama/tools.h"
+
+#include <gtest/gtest.h>
+
+namespace statim::llama {
+namespace {
+
+nlohmann::json weather() {
+  return nlohmann::json::parse(R"({"type": "function", "function": {"name": "get_weather",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})");
+}
+
+TEST(ToolCalls, OutputWithoutACallIsAllText) {
+  auto p = parseToolCalls("Just text, no <tool call here.", "call_1");
+  EXPECT_EQ(p.text, "Just text, no <tool call here.");
+  EXPECT_TRUE(p.tool_calls.empty());
+}
+
+TEST(ToolCalls, CallsAreSplitFromTheTextInOpenAisShape) {
+  auto p = parseToolCalls(
+      "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+      "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>",
+      "call_9");
+  EXPECT_EQ(p.text, "Let me look.");
+  ASSERT_EQ(p.tool_calls.size(), 2u);
+  EXPECT_EQ(p.tool_calls[0]["id"], "call_9_0");
+  EXPECT_EQ(p.tool_calls[0]["type"], "function");
+  EXPECT_EQ(p.tool_calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(p.tool_calls[0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+  EXPECT_EQ(p.tool_calls[1]["function"]["arguments"], "{}");
+}
+
+TEST(ToolCalls, ACutOffOrMalformedCallIsNotACall) {
+  EXPECT_TRUE(parseToolCalls("<tool_call>{\"name\": \"f\", \"argu", "c").tool_calls.empty());
+  EXPECT_TRUE(parseToolCalls("<tool_call>not json</tool_call>", "c").tool_calls.empty());
+  auto p = parseToolCalls("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call><tool_call>{\"na", "c");
+  EXPECT_EQ(p.tool_calls.size(), 1u);  // the complete one is kept
+}
+
+TEST(ToolCalls, TheTemplateGetsTheToolsAndTheHistoryInOneFormat) {
+  nlohmann::json p = {{"tools", {weather()}}, {"messages", nlohmann::json::parse(R"([
+      {"role": "system", "content": "Be brief."},
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": "", "tool_calls": [{"id": "a", "type": "function",
+          "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+      {"role": "tool", "tool_call_id": "a", "content": "cold"}])")}};
+  auto m = messagesForTemplate(p);
+  ASSERT_EQ(m.size(), 4u);
+  std::string system = m[0]["content"];
+  EXPECT_TRUE(system.starts_with("Be brief.\n\n")) << system;
+  EXPECT_NE(system.find("\"name\":\"get_weather\""), std::string::npos) << system;
+  EXPECT_NE(system.find("<tool_call>"), std::string::npos);
+  EXPECT_EQ(m[2]["content"], "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}\n</tool_call>");
+  EXPECT_EQ(m[3]["role"], "user");
+  EXPECT_EQ(m[3]["content"], "<tool_response>\ncold\n</tool_response>");
+  // tool_choice none: no tool description; without a system message one is added first.
+  p["tool_choice"] = "none";
+  EXPECT_EQ(messagesForTemplate(p)[0]["content"], "Be brief.");
+  p["tool_choice"] = "required";
+  p["messages"].erase(0);
+  auto required = messagesForTemplate(p);
+  EXPECT_EQ(required[0]["role"], "system");
+  EXPECT_NE(required[0]["content"].get<std::string>().find("You must call at least one function."), std::string::npos);
+}
+
+TEST(ToolCalls, TheGrammarStartsAtACallForRequiredAndLazilyForAuto) {
+  nlohmann::json p = {{"tools", {weather()}}, {"tool_choice", "required"}, {"parallel_tool_calls", false}};
+  auto g = toolGrammar(p);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_TRUE(g->gbnf.starts_with("root ::= statim-one\n")) << g->gbnf;
+  EXPECT_NE(g->gbnf.find("statim-call ::= "), std::string::npos);
+  EXPECT_NE(g->gbnf.find("get_weather"), std::string::npos) << g->gbnf;
+  EXPECT_TRUE(g->trigger.empty());
+  p["tool_choice"] = "auto";
+  p["parallel_tool_calls"] = true;
+  g = toolGrammar(p);
+  ASSERT_TRUE(g);
+  EXPECT_NE(g->gbnf.find("{0,7}"), std::string::npos) << "up to 8 calls";
+  EXPECT_EQ(g->trigger, "<tool_call>");
+  EXPECT_TRUE(g->gbnf.starts_with("root ::= [^<]* statim-one")) << g->gbnf;
+}
+
+TEST(ToolCalls, ValidationNamesTheField) {
+  auto bad = [](const char* json) {
+    auto r = validateTools(nlohmann::json::parse(json));
+    return r ? std::string("ok") : r.error().field + ": " + r.error().message;
+  };
+  EXPECT_EQ(bad(R"({"tools": [{"type": "function", "function": {"name": "a b"}}]})"),
+            "tools[0].function.name: 'tools[0].function.name' must be 1 to 64 letters, digits, '_' or '-'");
+  EXPECT_EQ(bad(R"({"tool_choice": "required"})"), "tool_choice: 'tool_choice' required needs 'tools'");
+  EXPECT_EQ(bad(R"({"tools": [{"type": "function", "function": {"name": "f"}}], "grammar": "root ::= \"x\""})"),
+            "tools: give 'tools' or a 'grammar' / JSON 'response_format', not both (or tool_choice none)");
+  EXPECT_EQ(bad(R"({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none",
+                    "grammar": "root ::= \"x\""})"),
+            "ok");
+}
+
+}  // namespace
+}  // namespace statim::llama
