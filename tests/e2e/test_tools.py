@@ -145,6 +145,20 @@ def test_a_conversation_with_calls_and_their_results_continues(server, client):
     assert resp.usage.prompt_tokens > alone.usage.prompt_tokens + 10
 
 
+def test_a_schema_with_refs_as_pydantic_writes_it_is_followed(client):
+    locate = {"type": "function", "function": {"name": "locate", "parameters": {
+        "type": "object", "properties": {"where": {"$ref": "#/$defs/Loc"}}, "required": ["where"],
+        "additionalProperties": False,
+        "$defs": {"Loc": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"],
+                          "additionalProperties": False}}}}}
+    resp = client.chat.completions.create(model="tiny", messages=MESSAGES, tools=[locate, WEATHER],
+                                          tool_choice={"type": "function", "function": {"name": "locate"}},
+                                          parallel_tool_calls=False, max_tokens=400, seed=5)
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.function.name == "locate"
+    assert json.loads(call.function.arguments)["where"]["city"] in ("Paris", "Oslo")
+
+
 def test_bad_tool_requests_name_the_field(server):
     cases = [
         ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice",
@@ -154,6 +168,7 @@ def test_bad_tool_requests_name_the_field(server):
          "tools[0].function.parameters", "must be a JSON schema object"),
         ({"tools": [WEATHER], "parallel_tool_calls": "yes"}, "parallel_tool_calls", "must be true or false"),
         ({"tools": [{"type": "retrieval"}]}, "tools[0]", "must be {\"type\": \"function\""),
+        ({"tools": [{"type": 1, "function": {"name": "f"}}]}, "tools[0]", "must be {\"type\": \"function\""),
         ({"messages": [{"role": "user", "content": "x", "tool_calls": []}]}, "messages[0].tool_calls",
          "must be a list, on an assistant message"),
     ]

@@ -96,6 +96,8 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
                 }
               }
             }
+            // Whitespace waits for the text after it: before a call it is not content.
+            while (visible > sent->size() && std::string_view(" \t\r\n").contains((*raw)[visible - 1])) --visible;
             text = visible > sent->size() ? raw->substr(sent->size(), visible - sent->size()) : "";
           }
           if (!text.empty()) {

@@ -120,7 +120,8 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
   if (auto g = p.find("grammar"); g != p.end() && g->is_string()) {
     if (auto r = checkGbnfRepetitions(g->get<std::string>()); !r) return r;
   }
-  if (p.contains("grammar") && p.contains("response_format") && p["response_format"].value("type", "text") != "text") {
+  if (auto rf = p.find("response_format");
+      p.contains("grammar") && rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text") {
     return fail(
         Error::invalid("give either 'params.grammar' or a JSON 'params.response_format', not both", "params.grammar"));
   }

@@ -80,11 +80,26 @@ std::string toolsPrompt(const nlohmann::json& p) {
   return out;
 }
 
-std::string trim(std::string_view s) {
-  size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string_view::npos) return {};
+// The text before a call, without the whitespace that led up to it (as a stream holds it back).
+std::string trimEnd(std::string_view s) {
   size_t b = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(a, b - a + 1));
+  return b == std::string_view::npos ? std::string() : std::string(s.substr(0, b + 1));
+}
+
+// A function's parameters schema placed at `at` (a JSON pointer) inside the calls' schema: its
+// own "#..." references are made to point there.
+void rebaseRefs(nlohmann::json& schema, const std::string& at) {
+  if (schema.is_object()) {
+    for (auto& [k, v] : schema.items()) {
+      if (k == "$ref" && v.is_string() && v.get<std::string>().starts_with("#")) {
+        v = "#" + at + v.get<std::string>().substr(1);
+      } else {
+        rebaseRefs(v, at);
+      }
+    }
+  } else if (schema.is_array()) {
+    for (auto& v : schema) rebaseRefs(v, at);
+  }
 }
 
 }  // namespace
@@ -99,7 +114,7 @@ Result<void> validateTools(const nlohmann::json& p) {
     for (size_t i = 0; i < it->size(); ++i) {
       const auto& t = (*it)[i];
       std::string f = std::format("tools[{}]", i);
-      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") ||
+      if (!t.is_object() || !t.contains("type") || t["type"] != "function" || !t.contains("function") ||
           !t["function"].is_object()) {
         return fail(
             Error::invalid(std::format("'{}' must be {{\"type\": \"function\", \"function\": {{...}}}}", f), f));
@@ -144,7 +159,7 @@ Result<void> validateTools(const nlohmann::json& p) {
       if (mode == "required" && names.empty())
         return fail(Error::invalid("'tool_choice' required needs 'tools'", "tool_choice"));
     } else {
-      if (!it->is_object() || it->value("type", "") != "function" || !it->contains("function") ||
+      if (!it->is_object() || !it->contains("type") || (*it)["type"] != "function" || !it->contains("function") ||
           !(*it)["function"].is_object() || !(*it)["function"].contains("name") ||
           !(*it)["function"]["name"].is_string()) {
         return fail(Error::invalid(
@@ -162,8 +177,9 @@ Result<void> validateTools(const nlohmann::json& p) {
   if (auto it = p.find("parallel_tool_calls"); it != p.end() && !it->is_null() && !it->is_boolean()) {
     return fail(Error::invalid("'parallel_tool_calls' must be true or false", "parallel_tool_calls"));
   }
-  if (toolsActive(p) && (p.contains("grammar") ||
-                         (p.contains("response_format") && p["response_format"].value("type", "text") != "text"))) {
+  auto rf = p.find("response_format");
+  bool json_format = rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text";
+  if (toolsActive(p) && (p.contains("grammar") || json_format)) {
     return fail(Error::invalid("give 'tools' or a 'grammar' / JSON 'response_format', not both (or tool_choice none)",
                                "tools"));
   }
@@ -202,13 +218,19 @@ nlohmann::json messagesForTemplate(const nlohmann::json& p) {
 Result<ToolGrammar> toolGrammar(const nlohmann::json& p) {
   Choice c = choiceOf(p);
   nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+  size_t n_calls = 0;
+  for (const auto& t : p["tools"]) n_calls += c.mode != "function" || t["function"]["name"] == c.function;
   for (const auto& t : p["tools"]) {
     const auto& fn = t["function"];
     if (c.mode == "function" && fn["name"] != c.function) continue;
+    // Each function's schema is nested in the calls' schema: its "#..." references follow it.
+    nlohmann::json arguments = argumentsSchema(fn);
+    rebaseRefs(arguments, n_calls == 1 ? std::string("/properties/arguments")
+                                       : std::format("/anyOf/{}/properties/arguments", calls.size()));
     nlohmann::ordered_json schema = {
         {"type", "object"},
         {"properties",
-         {{"name", {{"const", fn["name"]}}}, {"arguments", nlohmann::ordered_json::parse(argumentsSchema(fn).dump())}}},
+         {{"name", {{"const", fn["name"]}}}, {"arguments", nlohmann::ordered_json::parse(arguments.dump())}}},
         {"required", {"name", "arguments"}},
         {"additionalProperties", false}};
     calls.push_back(std::move(schema));
@@ -239,7 +261,7 @@ ParsedOutput parseToolCalls(const std::string& output, const std::string& id_pre
     out.text = output;
     return out;
   }
-  out.text = trim(std::string_view(output).substr(0, at));
+  out.text = trimEnd(std::string_view(output).substr(0, at));
   while (at != std::string::npos) {
     size_t begin = at + kOpen.size();
     size_t end = output.find(kClose, begin);

@@ -21,7 +21,7 @@ TEST(ToolCalls, CallsAreSplitFromTheTextInOpenAisShape) {
       "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
       "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>",
       "call_9");
-  EXPECT_EQ(p.text, "Let me look.");
+  EXPECT_EQ(p.text, "Let me look.");  // the whitespace before the call is dropped
   ASSERT_EQ(p.tool_calls.size(), 2u);
   EXPECT_EQ(p.tool_calls[0]["id"], "call_9_0");
   EXPECT_EQ(p.tool_calls[0]["type"], "function");
@@ -78,6 +78,38 @@ TEST(ToolCalls, TheGrammarStartsAtACallForRequiredAndLazilyForAuto) {
   EXPECT_NE(g->gbnf.find("{0,7}"), std::string::npos) << "up to 8 calls";
   EXPECT_EQ(g->trigger, "<tool_call>");
   EXPECT_TRUE(g->gbnf.starts_with("root ::= [^<]* statim-one")) << g->gbnf;
+}
+
+TEST(ToolCalls, ReferencesInAFunctionsSchemaFollowItIntoTheCallsGrammar) {
+  // As Pydantic (and the OpenAI SDK's pydantic_function_tool) write them: $defs and $ref.
+  auto fn = nlohmann::json::parse(R"({"type": "function", "function": {"name": "locate", "parameters": {
+      "type": "object", "properties": {"where": {"$ref": "#/$defs/Loc"}}, "required": ["where"],
+      "$defs": {"Loc": {"type": "object", "properties": {"city": {"enum": ["Paris"]}}, "required": ["city"]}}}}})");
+  nlohmann::json p = {{"tools", {fn}}, {"tool_choice", "required"}};
+  ASSERT_TRUE(validateTools(p));
+  auto one = toolGrammar(p);
+  ASSERT_TRUE(one) << one.error().message;
+  p["tools"].push_back(weather());  // two functions: the schemas sit under anyOf
+  auto two = toolGrammar(p);
+  ASSERT_TRUE(two) << two.error().message;
+  EXPECT_NE(two->gbnf.find("Paris"), std::string::npos);
+}
+
+TEST(ToolCalls, FieldsOfTheWrongTypeAreRefusedNotThrown) {
+  for (const char* json : {R"({"tools": [{"type": 1, "function": {"name": "f"}}]})",
+                           R"({"tools": [{"type": "function", "function": {"name": "f"}}],
+                               "tool_choice": {"type": 1, "function": {"name": "f"}}})",
+                           R"({"tools": [{"type": "function", "function": "f"}]})",
+                           R"({"tools": [{"type": "function", "function": {"name": 5}}]})"}) {
+    auto p = nlohmann::json::parse(json);
+    Result<void> r = ok();
+    EXPECT_NO_THROW(r = validateTools(p)) << json;
+    EXPECT_FALSE(r) << json;
+  }
+  // A null response_format is no JSON format.
+  auto p =
+      nlohmann::json::parse(R"({"tools": [{"type": "function", "function": {"name": "f"}}], "response_format": null})");
+  EXPECT_NO_THROW(EXPECT_TRUE(validateTools(p)));
 }
 
 TEST(ToolCalls, ValidationNamesTheField) {
