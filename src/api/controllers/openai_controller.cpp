@@ -73,33 +73,13 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
     };
     if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
     auto sent = std::make_shared<std::string>();  // the text streamed so far
-    // With tools offered, the text from a "<tool_call>" on is a call, not content: it is held
-    // back (and so is a tail that may be the start of one), and the calls go out at the end.
-    const bool tools = kind == Kind::kChat && req.job.params.contains("tools") &&
-                       req.job.params.value("tool_choice", nlohmann::json("auto")) != "none";
-    auto raw = std::make_shared<std::string>();  // everything generated so far
+    // A model's tool calls are not in its token events (the backend keeps them out); they go
+    // out as one chunk at the end.
     auto r = followJob(
         ctx.store, ctx.scheduler.events(), job.id,
-        [stream, chunk, kind, req, job, sent, raw, tools](const JobEvent& e) {
+        [stream, chunk, kind, req, job, sent](const JobEvent& e) {
           bool open = true;
           std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
-          if (tools && !text.empty()) {
-            *raw += text;
-            static constexpr std::string_view kOpen = "<tool_call>";
-            size_t visible = raw->find(kOpen);
-            if (visible == std::string::npos) {
-              visible = raw->size();
-              for (size_t n = std::min(raw->size(), kOpen.size() - 1); n > 0; --n) {
-                if (std::string_view(*raw).substr(raw->size() - n) == kOpen.substr(0, n)) {
-                  visible = raw->size() - n;
-                  break;
-                }
-              }
-            }
-            // Whitespace waits for the text after it: before a call it is not content.
-            while (visible > sent->size() && std::string_view(" \t\r\n").contains((*raw)[visible - 1])) --visible;
-            text = visible > sent->size() ? raw->substr(sent->size(), visible - sent->size()) : "";
-          }
           if (!text.empty()) {
             open = stream->send("", dump(chunk(text, nullptr)));
             *sent += text;

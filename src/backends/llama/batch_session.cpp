@@ -96,8 +96,9 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   s.prompt = std::move(*tokens);
   s.max_tokens = std::min(sampling->max_tokens, n_ctx - n_prompt);
   s.sampler = std::move(*sampler);
-  s.output.emplace(sampling->stop);
   s.tools = job.type == "chat" && toolsActive(job.params);
+  // A call is not content: its text stays out of the stream (the calls come with the result).
+  s.output.emplace(sampling->stop, s.tools ? std::string(kToolCallOpen) : std::string());
   if (!sampling->grammar_trigger.empty()) s.deferred = *sampling;
   s.start = Clock::now();
   return ok();
@@ -138,12 +139,12 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
   return out;
 }
 
-void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, const std::string& piece) {
+void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, size_t start) {
+  const std::string& text = s.output->text();
   const std::string& trigger = s.deferred->grammar_trigger;
-  size_t from = s.raw.size() >= trigger.size() ? s.raw.size() - trigger.size() + 1 : 0;  // only what is new
-  s.out_tokens.emplace_back(tok, s.raw.size());
-  s.raw += piece;
-  size_t at = s.raw.find(trigger, from);
+  s.out_tokens.emplace_back(tok, start);
+  size_t from = start >= trigger.size() ? start - trigger.size() + 1 : 0;  // only what is new
+  size_t at = text.find(trigger, from);
   if (at == std::string::npos) return;
   Sampling strict = std::move(*s.deferred);
   s.deferred.reset();
@@ -223,9 +224,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
       continue;
     }
     ++s.n_out;
-    std::string piece = tokenPiece(vocab, tok);
-    if (s.deferred) switchAtTrigger(s, tok, piece);
-    bool stopped = s.output->append(piece);
+    size_t start = s.output->text().size();
+    bool stopped = s.output->append(tokenPiece(vocab, tok));
+    if (s.deferred && !stopped) switchAtTrigger(s, tok, start);
     if (auto delta = s.output->takeStreamable(false); !delta.empty()) {
       s.control->progress({{"type", "token"}, {"text", delta}});
     }

@@ -56,7 +56,6 @@ class LlamaBatchSession final : public BatchSession {
     // tool_choice auto: the sampling with the calls' grammar, switched to once the output holds
     // its trigger; the tokens so far with where each one's text starts.
     std::optional<Sampling> deferred;
-    std::string raw;
     std::vector<std::pair<llama_token, size_t>> out_tokens;
     Clock::time_point start, first_token;
   };
@@ -64,7 +63,8 @@ class LlamaBatchSession final : public BatchSession {
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
   BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
   // tool_choice auto: once the output holds the trigger, the slot's sampler becomes the strict one.
-  void switchAtTrigger(Slot& s, llama_token tok, const std::string& piece);
+  // `tok` is the token just appended to the output, its text starting at `start`.
+  void switchAtTrigger(Slot& s, llama_token tok, size_t start);
 
   std::shared_ptr<llama_model> model_;
   ContextPtr ctx_;

@@ -98,6 +98,11 @@ Result<void> validateResponseFormat(const nlohmann::json& p) {
 
 }  // namespace
 
+bool jsonResponseFormat(const nlohmann::json& p) {
+  auto rf = p.find("response_format");
+  return rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text";
+}
+
 Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std::string_view> extra) {
   std::vector<std::string_view> known(kSamplingFields);
   known.insert(known.end(), extra.begin(), extra.end());
@@ -120,8 +125,7 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
   if (auto g = p.find("grammar"); g != p.end() && g->is_string()) {
     if (auto r = checkGbnfRepetitions(g->get<std::string>()); !r) return r;
   }
-  if (auto rf = p.find("response_format");
-      p.contains("grammar") && rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text") {
+  if (p.contains("grammar") && jsonResponseFormat(p)) {
     return fail(
         Error::invalid("give either 'params.grammar' or a JSON 'params.response_format', not both", "params.grammar"));
   }

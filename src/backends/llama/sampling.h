@@ -30,6 +30,9 @@ struct Sampling {
   std::string grammar_trigger;
 };
 
+// Whether params.response_format asks for JSON (json_object or json_schema), which is a grammar.
+bool jsonResponseFormat(const nlohmann::json& params);
+
 // Checks the sampling fields of a job's params (names the field on error). `extra` lists the
 // other fields the job type allows (e.g. "messages").
 Result<void> validateSampling(const nlohmann::json& params, std::initializer_list<std::string_view> extra);

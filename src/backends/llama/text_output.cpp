@@ -1,6 +1,7 @@
 #include "backends/llama/text_output.h"
 
 #include <algorithm>
+#include <string_view>
 
 namespace statim::llama {
 
@@ -38,17 +39,24 @@ bool TextOutput::append(const std::string& piece) {
 
 std::string TextOutput::takeStreamable(bool final) {
   size_t end = text_.size();
-  if (!final) {
-    // Hold back a tail that could still become a stop string.
-    for (auto& s : stops_) {
-      for (size_t k = std::min(s.size() - 1, text_.size()); k > 0; --k) {
-        if (text_.compare(text_.size() - k, k, s, 0, k) == 0) {
-          end = std::min(end, text_.size() - k);
-          break;
-        }
-      }
+  // Where a tail that could still become `s` begins (the text's end when none can).
+  auto heldTail = [&](const std::string& s) {
+    for (size_t k = std::min(s.size() - 1, text_.size()); k > 0; --k) {
+      if (text_.compare(text_.size() - k, k, s, 0, k) == 0) return text_.size() - k;
     }
+    return text_.size();
+  };
+  if (!final) {
+    for (auto& s : stops_) end = std::min(end, heldTail(s));
     end = std::min(end, completeUtf8Prefix(text_.substr(0, end)));
+  }
+  if (!withhold_.empty()) {
+    size_t at = text_.find(withhold_);
+    if (at != std::string::npos) end = std::min(end, at);
+    if (at == std::string::npos && !final) end = std::min(end, heldTail(withhold_));
+    if (at != std::string::npos || !final) {
+      while (end > streamed_ && std::string_view(" \t\r\n").contains(text_[end - 1])) --end;
+    }
   }
   if (end <= streamed_) return {};
   std::string out = text_.substr(streamed_, end - streamed_);

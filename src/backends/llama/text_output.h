@@ -1,5 +1,6 @@
 // Generated text as it grows token by token: stop strings (matched across token boundaries,
-// never included) and the part that is safe to stream (no partial stop string, no split UTF-8).
+// never included) and the part that is safe to stream (no partial stop string, no split UTF-8,
+// nothing from the `withhold` marker on).
 #pragma once
 
 #include <string>
@@ -9,7 +10,11 @@ namespace statim::llama {
 
 class TextOutput {
  public:
-  explicit TextOutput(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // `withhold` (a tool call's opening tag): the text from it on stays in text() but is never
+  // streamed, nor the whitespace before it; a tail that may begin it, and trailing whitespace,
+  // wait for what follows.
+  explicit TextOutput(std::vector<std::string> stops, std::string withhold = {})
+      : stops_(std::move(stops)), withhold_(std::move(withhold)) {}
 
   // Appends a token's bytes. Returns true when a stop string now appears; the text is then cut
   // just before it.
@@ -21,6 +26,7 @@ class TextOutput {
 
  private:
   std::vector<std::string> stops_;
+  std::string withhold_;
   std::string text_;
   size_t streamed_ = 0;
 };

@@ -5,11 +5,11 @@
 #include <set>
 
 #include "backends/llama/json_grammar.h"
+#include "backends/llama/sampling.h"
 
 namespace statim::llama {
 namespace {
 
-constexpr std::string_view kOpen = "<tool_call>";
 constexpr std::string_view kClose = "</tool_call>";
 constexpr size_t kMaxTools = 128;
 constexpr int kMaxParallelCalls = 8;
@@ -59,8 +59,8 @@ nlohmann::json argumentsValue(const nlohmann::json& args) {
 
 std::string callText(const std::string& name, const nlohmann::json& arguments) {
   auto dump = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
-  return std::format("{}\n{{\"name\":{},\"arguments\":{}}}\n{}", kOpen, dump(name), dump(argumentsValue(arguments)),
-                     kClose);
+  return std::format("{}\n{{\"name\":{},\"arguments\":{}}}\n{}", kToolCallOpen, dump(name),
+                     dump(argumentsValue(arguments)), kClose);
 }
 
 std::string toolsPrompt(const nlohmann::json& p) {
@@ -72,7 +72,7 @@ std::string toolsPrompt(const nlohmann::json& p) {
   out += std::format(
       "To call a function, write a JSON object with its name and arguments between {} and {}, like this:\n"
       "{}\n{{\"name\": \"<function name>\", \"arguments\": {{<the arguments>}}}}\n{}\n",
-      kOpen, kClose, kOpen, kClose);
+      kToolCallOpen, kClose, kToolCallOpen, kClose);
   Choice c = choiceOf(p);
   if (c.mode == "required") out += "You must call at least one function.\n";
   if (c.mode == "function") out += std::format("You must call the function '{}'.\n", c.function);
@@ -177,9 +177,7 @@ Result<void> validateTools(const nlohmann::json& p) {
   if (auto it = p.find("parallel_tool_calls"); it != p.end() && !it->is_null() && !it->is_boolean()) {
     return fail(Error::invalid("'parallel_tool_calls' must be true or false", "parallel_tool_calls"));
   }
-  auto rf = p.find("response_format");
-  bool json_format = rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text";
-  if (toolsActive(p) && (p.contains("grammar") || json_format)) {
+  if (toolsActive(p) && (p.contains("grammar") || jsonResponseFormat(p))) {
     return fail(Error::invalid("give 'tools' or a 'grammar' / JSON 'response_format', not both (or tool_choice none)",
                                "tools"));
   }
@@ -217,16 +215,17 @@ nlohmann::json messagesForTemplate(const nlohmann::json& p) {
 
 Result<ToolGrammar> toolGrammar(const nlohmann::json& p) {
   Choice c = choiceOf(p);
-  nlohmann::ordered_json calls = nlohmann::ordered_json::array();
-  size_t n_calls = 0;
-  for (const auto& t : p["tools"]) n_calls += c.mode != "function" || t["function"]["name"] == c.function;
+  std::vector<const nlohmann::json*> functions;  // the ones the model may call
   for (const auto& t : p["tools"]) {
-    const auto& fn = t["function"];
-    if (c.mode == "function" && fn["name"] != c.function) continue;
+    if (c.mode != "function" || t["function"]["name"] == c.function) functions.push_back(&t["function"]);
+  }
+  nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+  for (const nlohmann::json* f : functions) {
+    const auto& fn = *f;
     // Each function's schema is nested in the calls' schema: its "#..." references follow it.
     nlohmann::json arguments = argumentsSchema(fn);
-    rebaseRefs(arguments, n_calls == 1 ? std::string("/properties/arguments")
-                                       : std::format("/anyOf/{}/properties/arguments", calls.size()));
+    rebaseRefs(arguments, functions.size() == 1 ? std::string("/properties/arguments")
+                                                : std::format("/anyOf/{}/properties/arguments", calls.size()));
     nlohmann::ordered_json schema = {
         {"type", "object"},
         {"properties",
@@ -249,21 +248,21 @@ Result<ToolGrammar> toolGrammar(const nlohmann::json& p) {
   g.gbnf = std::format(
       "root ::= {}statim-one{}\n"
       "statim-one ::= \"{}\" \"\\n\"? statim-call \"\\n\"? \"{}\"\n{}",
-      lazy ? "[^<]* " : "", repeat, kOpen, kClose, body);
-  if (lazy) g.trigger = kOpen;
+      lazy ? "[^<]* " : "", repeat, kToolCallOpen, kClose, body);
+  if (lazy) g.trigger = kToolCallOpen;
   return g;
 }
 
 ParsedOutput parseToolCalls(const std::string& output, const std::string& id_prefix) {
   ParsedOutput out;
-  size_t at = output.find(kOpen);
+  size_t at = output.find(kToolCallOpen);
   if (at == std::string::npos) {
     out.text = output;
     return out;
   }
   out.text = trimEnd(std::string_view(output).substr(0, at));
   while (at != std::string::npos) {
-    size_t begin = at + kOpen.size();
+    size_t begin = at + kToolCallOpen.size();
     size_t end = output.find(kClose, begin);
     if (end == std::string::npos) break;  // cut off (max_tokens): not a call
     auto call = nlohmann::json::parse(output.substr(begin, end - begin), nullptr, false);
@@ -274,7 +273,7 @@ ParsedOutput parseToolCalls(const std::string& output, const std::string& id_pre
                               {"function",
                                {{"name", call["name"]},
                                 {"arguments", args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}}}});
-    at = output.find(kOpen, end + kClose.size());
+    at = output.find(kToolCallOpen, end + kClose.size());
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,9 @@
 #include "statim/error.h"
 
 namespace statim::llama {
+
+// What opens a call in the model's output (and, for "auto", switches the grammar on).
+inline constexpr std::string_view kToolCallOpen = "<tool_call>";
 
 // Checks params.tools / tool_choice / parallel_tool_calls (naming the field on error).
 Result<void> validateTools(const nlohmann::json& params);

@@ -45,6 +45,18 @@ class JsonGrammarTest : public ::testing::Test {
         byteToken_[static_cast<unsigned char>(piece[0])] = t;
     }
   }
+  // The fixture model with a 512-token context (either null when it does not load).
+  std::pair<ModelPtr, ContextPtr> loadTiny() {
+    ModelPtr model(llama_model_load_from_file(tiny_.c_str(), llama_model_default_params()));
+    if (!model) return {};
+    auto cparams = llama_context_default_params();
+    cparams.n_ctx = 512;
+    cparams.n_batch = 512;
+    cparams.n_threads = cparams.n_threads_batch = 2;
+    ContextPtr ctx(llama_init_from_model(model.get(), cparams));
+    return {std::move(model), std::move(ctx)};
+  }
+
   static void TearDownTestSuite() {
     if (vocabModel_) llama_model_free(vocabModel_);
     delete dir_;
@@ -330,15 +342,8 @@ TEST_F(JsonGrammarTest, MalformedSchemasAreErrors) {
 TEST_F(JsonGrammarTest, GreedyGenerationWithTheGrammarYieldsAValidDocument) {
   auto g = jsonSchemaToGbnf(ordered_json::parse(kPerson));
   ASSERT_TRUE(g);
-  auto mparams = llama_model_default_params();
-  ModelPtr model(llama_model_load_from_file(tiny_.c_str(), mparams));
-  ASSERT_TRUE(model);
-  auto cparams = llama_context_default_params();
-  cparams.n_ctx = 512;
-  cparams.n_batch = 512;
-  cparams.n_threads = cparams.n_threads_batch = 2;
-  ContextPtr ctx(llama_init_from_model(model.get(), cparams));
-  ASSERT_TRUE(ctx);
+  auto [model, ctx] = loadTiny();
+  ASSERT_TRUE(model && ctx);
   const llama_vocab* vocab = llama_model_get_vocab(model.get());
 
   std::string prompt = "Reply with a person as JSON:";
@@ -379,14 +384,8 @@ TEST_F(JsonGrammarTest, GreedyGenerationWithTheGrammarYieldsAValidDocument) {
 // calls' grammar takes over, fed the output from the token in which the trigger starts, and
 // steers the random model to a complete, valid call.
 TEST_F(JsonGrammarTest, AToolCallGrammarTakesOverFromItsTrigger) {
-  ModelPtr model(llama_model_load_from_file(tiny_.c_str(), llama_model_default_params()));
-  ASSERT_TRUE(model);
-  auto cparams = llama_context_default_params();
-  cparams.n_ctx = 512;
-  cparams.n_batch = 512;
-  cparams.n_threads = cparams.n_threads_batch = 2;
-  ContextPtr ctx(llama_init_from_model(model.get(), cparams));
-  ASSERT_TRUE(ctx);
+  auto [model, ctx] = loadTiny();
+  ASSERT_TRUE(model && ctx);
   const llama_vocab* vocab = llama_model_get_vocab(model.get());
   auto params = nlohmann::json::parse(R"({"temperature": 0, "parallel_tool_calls": false, "tools": [{"type": "function",
       "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},

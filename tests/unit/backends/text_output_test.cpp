@@ -28,6 +28,27 @@ TEST(TextOutput, HeldBackTextIsReleasedWhenItDoesNotBecomeAStop) {
   EXPECT_EQ(out.takeStreamable(true), "");
 }
 
+// A tool call's text stays in the output but out of the stream, and so does the whitespace
+// before it; a tail that may open one waits; without a call everything is streamed in the end.
+TEST(TextOutput, TextFromTheWithheldMarkerOnIsNeverStreamed) {
+  TextOutput out({}, "<tool_call>");
+  std::string streamed;
+  for (std::string piece : {"Let me", " look.\n", "<tool", "_call>{\"name\"", ": \"f\"}</tool_call>"}) {
+    out.append(piece);
+    streamed += out.takeStreamable(false);
+  }
+  streamed += out.takeStreamable(true);
+  EXPECT_EQ(streamed, "Let me look.");
+  EXPECT_EQ(out.text(), "Let me look.\n<tool_call>{\"name\": \"f\"}</tool_call>");
+
+  TextOutput plain({}, "<tool_call>");
+  plain.append("a <tool");
+  EXPECT_EQ(plain.takeStreamable(false), "a");
+  plain.append("s> b ");
+  EXPECT_EQ(plain.takeStreamable(false), " <tools> b");
+  EXPECT_EQ(plain.takeStreamable(true), " ");
+}
+
 TEST(TextOutput, EarliestOfSeveralStopsWins) {
   TextOutput out({"world", "lo"});
   EXPECT_TRUE(out.append("Hello world"));
