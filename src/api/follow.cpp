@@ -79,19 +79,12 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
   w->done = std::move(done);
   auto token = followJob(
       store, events, id,
-      [w, loop, &store, id](const JobEvent& e) {
+      [w, loop](const JobEvent& e) {
         if (w->answered) return false;
         if (!e.terminal()) return true;
         w->answered = true;
         if (w->timer) loop->invalidateTimer(w->timer);
-        // A node that got another node's end before anyone here followed the job carries only
-        // its id and status (every stored job has a model): read the whole job then.
-        if (e.job->model.empty()) {
-          auto stored = store.get(id);
-          w->done(stored ? std::move(stored) : Result<Job>(*e.job));
-        } else {
-          w->done(*e.job);
-        }
+        w->done(*e.job);
         return false;
       },
       [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); }, known);

@@ -73,8 +73,11 @@ PostgresEventBus::~PostgresEventBus() {
 }
 
 EventBus::Subscription PostgresEventBus::subscribe(JobId job, Listener listener, Executor on) {
-  auto sub = local_.subscribe(job, std::move(listener), std::move(on));
+  // Under follow_mu_, as receive() decides that nobody follows an ended job and publishes its
+  // id-and-status end: a subscription comes before that (and gets the stored job) or after it
+  // (and is told `ended` by the local bus). Lock order: follow_mu_, then the local bus's.
   std::lock_guard lock(follow_mu_);
+  auto sub = local_.subscribe(job, std::move(listener), std::move(on));
   followed_tokens_[sub.token] = job;
   ++followed_[job];
   return sub;
@@ -95,6 +98,10 @@ void PostgresEventBus::unsubscribe(Token token) {
 
 bool PostgresEventBus::markEnded(JobId job) {
   std::lock_guard lock(follow_mu_);
+  return markEndedLocked(job);
+}
+
+bool PostgresEventBus::markEndedLocked(JobId job) {
   if (!ended_.insert(job).second) return false;
   ended_order_.push_back(job);
   if (ended_order_.size() > kEndedKept) {
@@ -223,25 +230,31 @@ void PostgresEventBus::receive(const std::string& payload) {
     JobEvent event{e[1].get<JobId>(), e[2].get<std::string>(), e[3].is_object() ? e[3] : nlohmann::json::object()};
     event.remote = true;
     if (isTerminalName(event.type)) {
-      bool followed;
-      {
-        std::lock_guard lock(follow_mu_);
-        followed = followed_.contains(event.job_id);
-      }
-      if (!markEnded(event.job_id)) continue;  // read from the store already
-      std::optional<Job> stored;
-      if (followed) {
-        if (auto j = store_.get(event.job_id); j && isTerminal(j->status)) stored = std::move(*j);
-      }
-      if (!stored) {
-        // Nobody here follows it (or it is gone): its id and status close it on this bus.
+      // Its id and status only: what closes a job nobody here follows (or one gone from the store).
+      auto idAndStatus = [&]() -> std::optional<Job> {
         Job j;
         j.id = event.job_id;
         j.status = parseJobStatus(event.data.value("status", "")).value_or(JobStatus::kFailed);
-        if (eventName(j.status) != event.type) continue;
-        stored = std::move(j);
+        if (eventName(j.status) != event.type) return std::nullopt;
+        return j;
+      };
+      {
+        // Checked and published under follow_mu_, which subscribe() holds too (see there).
+        std::lock_guard lock(follow_mu_);
+        if (!followed_.contains(event.job_id)) {
+          if (!markEndedLocked(event.job_id)) continue;  // delivered already
+          event.job = idAndStatus();
+          if (event.job) local_.publish(event);
+          continue;
+        }
       }
-      event.job = std::move(stored);
+      if (!markEnded(event.job_id)) continue;  // read from the store already
+      if (auto j = store_.get(event.job_id); j && isTerminal(j->status)) {
+        event.job = std::move(*j);
+      } else {
+        event.job = idAndStatus();
+        if (!event.job) continue;
+      }
     }
     local_.publish(event);
   }

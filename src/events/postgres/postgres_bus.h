@@ -72,6 +72,7 @@ class PostgresEventBus final : public EventBus {
   void pollFollowed();
   // Remembers that `job`'s terminal event was delivered here; false if it already was.
   bool markEnded(JobId job);
+  bool markEndedLocked(JobId job);  // follow_mu_ held
 
   PostgresEventBusOptions options_;
   JobStore& store_;
