@@ -9,7 +9,7 @@ IN_ENV := scripts/in-env
 WITH_PG := scripts/pg-test-server run
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean ui ui-deps test-ui
 
 all: build
 
@@ -26,9 +26,23 @@ test: build
 	tests/env/test_paths.sh
 	$(IN_ENV) $(WITH_PG) ctest --test-dir build --output-on-failure -j $(JOBS)
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
+	$(MAKE) test-ui
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS) FUZZ_NEW_FINDS=warn
 	$(MAKE) test-sanitize
 
+# The web dashboard (ui/): its npm packages (ui/package-lock.json, from the npm registry), and
+# `make ui` to rebuild ui/dist after changing ui/src (the built files are committed: the binary
+# embeds them, and neither `make build` nor the image needs Node.js).
+ui-deps:
+	$(IN_ENV) env -C ui npm ci --no-audit --no-fund --loglevel=error
+ui: ui-deps
+	$(IN_ENV) env -C ui npm run build
+# The dashboard in a real browser (Debian's Chromium via playwright-core) against build/statim,
+# after checking that the committed ui/dist is what ui/src builds to. Screenshots go to
+# build/ui-test-artifacts.
+test-ui: build ui-deps
+	$(IN_ENV) ui/tests/check-dist.sh
+	$(IN_ENV) env -C ui STATIM_BIN=$(CURDIR)/build/statim node --test --test-concurrency=1 'tests/*.test.mjs'
 build-sanitize:
 	$(IN_ENV) cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_SANITIZE=ON >/dev/null
 	$(IN_ENV) cmake --build build-asan -j $(JOBS)

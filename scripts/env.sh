@@ -113,7 +113,7 @@ statim_env_user_binds() {
 
 # Runs CMD inside ROOT as root in a private mount namespace; the checkout, ../shared, the caller's
 # cwd and the host paths the command names (statim_env_user_binds) appear at the same paths as on
-# the host; the network is the host's.
+# the host; the network is the host's, and so are its name resolution and its CA certificates.
 statim_env_chroot() {
   local root=$1; shift
   local binds=("$STATIM_PROJECT_DIR") user_binds
@@ -135,6 +135,9 @@ statim_env_chroot() {
     R=$STATIM_ENV_ROOT_DIR
     mount --rbind /dev "$R/dev"; mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"
     [ -f /etc/resolv.conf ] && mount --bind /etc/resolv.conf "$R/etc/resolv.conf" || true
+    # The host'"'"'s trust store goes with its network (a proxy'"'"'s own CA: npm, curl, pip inside).
+    C=/etc/ssl/certs/ca-certificates.crt
+    [ -f "$C" ] && [ -f "$R$C" ] && mount --bind "$C" "$R$C" || true
     while IFS= read -r d; do
       [ -n "$d" ] || continue
       if [ -d "$d" ]; then mkdir -p "$R$d"; else mkdir -p "$(dirname "$R$d")"; touch "$R$d"; fi

@@ -1,4 +1,5 @@
 #include "api/http_util.h"
+#include "core/clock.h"
 #include "core/crypto.h"
 #include "core/strings.h"
 
@@ -127,6 +128,21 @@ Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name) 
   if (it->second == "true" || it->second == "1") return true;
   if (it->second == "false" || it->second == "0") return false;
   return fail(Error::invalid(std::format("query parameter '{}' must be true or false (got '{}')", name, it->second), name));
+}
+
+Result<std::optional<Micros>> queryTime(const drogon::HttpRequest& req, const std::string& name) {
+  auto it = req.parameters().find(name);
+  if (it == req.parameters().end()) return std::optional<Micros>{};
+  const std::string& text = it->second;
+  std::int64_t seconds = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec == std::errc{} && ptr == text.data() + text.size() && seconds >= 0 && seconds <= 253402300799) {
+    return std::optional<Micros>{seconds * 1000000};  // up to 9999-12-31
+  }
+  if (auto t = parseIsoUtc(text)) return std::optional<Micros>{*t};
+  return fail(Error::invalid(std::format("query parameter '{}' must be an ISO-8601 UTC time or Unix seconds (got '{}')",
+                                         name, text.substr(0, 64)),
+                             name));
 }
 
 Result<double> queryWait(const drogon::HttpRequest& req, double max) {

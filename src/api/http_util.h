@@ -27,6 +27,9 @@ Result<bool> queryBool(const drogon::HttpRequest& req, const std::string& name);
 // The `wait` query parameter of the job routes, in seconds: absent, "false" or 0 -> 0 (answer at
 // once); "true" -> `max`; a number of seconds from 0 to `max`.
 Result<double> queryWait(const drogon::HttpRequest& req, double max);
+// A time query parameter: ISO-8601 UTC ("2026-11-25T10:00:00Z", fraction and Z optional) or Unix
+// seconds; absent -> nullopt.
+Result<std::optional<Micros>> queryTime(const drogon::HttpRequest& req, const std::string& name);
 // Rejects query parameters not in `known`, naming them.
 Result<void> onlyKnownQuery(const drogon::HttpRequest& req, std::initializer_list<std::string_view> known);
 

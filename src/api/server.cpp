@@ -232,6 +232,7 @@ void configureServer(const ApiContext& ctx) {
   registerOpenAiImageRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
+  registerUiRoutes(ctx);
   if (!auth->required()) {
     log::warn("auth: auth.mode is off: every client may do everything (set auth.mode = \"required\" and create keys "
               "with `statim keys create`)");

@@ -43,5 +43,6 @@ void registerOpenAiAudioRoutes(const ApiContext& ctx);  // /v1/audio/transcripti
 void registerOpenAiImageRoutes(const ApiContext& ctx);
 void registerAdminRoutes(const ApiContext& ctx);
 void registerDocsRoutes(const ApiContext& ctx);
+void registerUiRoutes(const ApiContext& ctx);  // the web dashboard, /ui
 
 }  // namespace statim::api

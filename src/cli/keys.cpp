@@ -1,9 +1,11 @@
 // `statim keys create|list|revoke`: API keys, on the same store as `statim serve` (safe while
 // it runs: the database serialises the writers, and the server reads keys from the store per
 // request). With store.url set, on that database: a key created there is valid on every node.
+#include <algorithm>
 #include <format>
 #include <iostream>
 
+#include "api/dto/key_dto.h"
 #include "cli/commands.h"
 #include "core/api_key.h"
 #include "core/clock.h"
@@ -24,68 +26,41 @@ int failWith(const Error& e) {
   return e.code == ErrorCode::kInvalidArgument ? 2 : 1;
 }
 
-Result<void> validateName(const std::string& name) {
-  if (name.empty() || name.size() > 64 ||
-      !std::ranges::all_of(name, [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; })) {
-    return fail(Error::invalid("--name must be 1..64 characters of letters, digits, '-', '_' or '.'", "name"));
-  }
-  return ok();
-}
-
-nlohmann::ordered_json keyToJson(const ApiKey& k) {
-  return {{"id", k.id},
-          {"name", k.name},
-          {"prefix", "sk-statim-" + k.prefix + "..."},
-          {"scope", k.scope},
-          {"models", k.models ? nlohmann::ordered_json(*k.models) : nlohmann::ordered_json()},
-          {"rate", k.rate.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(k.rate)},
-          {"max_queued", k.max_queued ? nlohmann::ordered_json(*k.max_queued) : nlohmann::ordered_json()},
-          {"created_at", formatIsoUtc(k.created_at)},
-          {"revoked_at", k.revoked_at ? nlohmann::ordered_json(formatIsoUtc(*k.revoked_at)) : nlohmann::ordered_json()}};
-}
-
 }  // namespace
 
 int keysCreate(const Config& config, const KeyOptions& o) {
-  if (auto r = validateName(o.name); !r) return failWith(r.error());
-  if (o.scope != "user" && o.scope != "admin") return failWith(Error::invalid("--scope must be 'user' or 'admin'"));
-  if (!o.rate.empty()) {
-    if (auto r = parseRate(o.rate); !r) return failWith(r.error());
-  }
-  if (o.max_queued && *o.max_queued < 1) return failWith(Error::invalid("--max-queued must be >= 1"));
-  auto store = openKeyStore(config);
-  if (!store) return failWith(store.error());
-  ApiKey key{.name = o.name, .scope = o.scope, .rate = o.rate, .max_queued = o.max_queued};
+  ApiKey spec{.name = o.name, .scope = o.scope, .rate = o.rate, .max_queued = o.max_queued};
   if (o.models) {
-    key.models.emplace();
+    spec.models.emplace();
     std::string list = *o.models;
     for (size_t start = 0; start <= list.size();) {
       size_t comma = std::min(list.find(',', start), list.size());
-      std::string id = list.substr(start, comma - start);
-      if (!id.empty()) key.models->push_back(id);
+      spec.models->push_back(list.substr(start, comma - start));
       start = comma + 1;
     }
-    if (key.models->empty()) return failWith(Error::invalid("--models needs at least one model id"));
   }
-  // The lookup prefix must be unique; a clash (1 in 4 billion per pair) just draws again.
-  for (int tries = 0; tries < 5; ++tries) {
-    GeneratedKey g = generateApiKey();
-    auto clash = (*store)->findKeyByPrefix(g.prefix);
-    if (!clash) return failWith(clash.error());
-    if (*clash) continue;
-    key.prefix = g.prefix;
-    key.hash = g.hash;
-    auto created = (*store)->createKey(key);
-    if (!created) return failWith(created.error());
-    std::cout << g.key << "\n";
-    std::cerr << std::format(
-        "created key '{}' (id {}, scope {}{}{}{}). It is shown only now: store it safely.\n", created->name, created->id,
-        created->scope, created->models ? ", models " + joinNames(*created->models) : "",
-        created->rate.empty() ? "" : ", rate " + created->rate,
-        created->max_queued ? std::format(", max queued {}", *created->max_queued) : "");
-    return 0;
+  auto store = openKeyStore(config);
+  if (!store) return failWith(store.error());
+  auto issued = issueKey(**store, std::move(spec));
+  if (!issued) {
+    // The message names the field as the API does ('max_queued'); here it is the option.
+    Error e = issued.error();
+    std::string quoted = "'" + e.field + "'";
+    if (auto at = e.message.find(quoted); !e.field.empty() && at != std::string::npos) {
+      std::string option = "--" + e.field;
+      std::ranges::replace(option, '_', '-');
+      e.message.replace(at, quoted.size(), option);
+    }
+    return failWith(e);
   }
-  return failWith(Error::internal("could not draw a unique key prefix"));
+  const ApiKey& created = issued->record;
+  std::cout << issued->key << "\n";
+  std::cerr << std::format("created key '{}' (id {}, scope {}{}{}{}). It is shown only now: store it safely.\n",
+                           created.name, created.id, created.scope,
+                           created.models ? ", models " + joinNames(*created.models) : "",
+                           created.rate.empty() ? "" : ", rate " + created.rate,
+                           created.max_queued ? std::format(", max queued {}", *created.max_queued) : "");
+  return 0;
 }
 
 int keysList(const Config& config, bool json) {
@@ -95,7 +70,7 @@ int keysList(const Config& config, bool json) {
   if (!keys) return failWith(keys.error());
   if (json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (auto& k : *keys) out.push_back(keyToJson(k));
+    for (auto& k : *keys) out.push_back(api::keyToJson(k));
     std::cout << out.dump(2) << "\n";
     return 0;
   }

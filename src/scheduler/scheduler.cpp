@@ -72,6 +72,13 @@ std::string makeNodeId() {
 
 namespace {
 
+// A lifecycle event's data, with the job's owner: GET /events shows a key only its own jobs, and
+// an event from another node may carry no job.
+nlohmann::json owned(const Job& job, nlohmann::json data) {
+  if (job.owner_key_id) data["key_id"] = *job.owner_key_id;
+  return data;
+}
+
 // Input files: present exactly when the backend takes them, and of a type it reads.
 Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
   auto types = entry.backend->inputTypes(job.type);
@@ -335,9 +342,8 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
                          // Before a worker can see the job, so that "queued" comes before "started".
                          if (options_.metrics) options_.metrics->submitted(*r);
                          // Other nodes wake a worker for the model, unless this node runs it already.
-                         events_.publish({r->id,
-                                          std::string(transition(JobStep::kQueued).event),
-                                          {{"model", r->model}, {"claimed", start_now}}});
+                         events_.publish({r->id, std::string(transition(JobStep::kQueued).event),
+                                          owned(*r, {{"model", r->model}, {"claimed", start_now}})});
                          log::debug("job: queued", {{"job_id", r->id}, {"model", r->model}, {"started", start_now}});
                        }
                        {
@@ -568,7 +574,8 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
 void Scheduler::began(const Job& job) {
   models_.touch(job.model);
   if (options_.metrics) options_.metrics->started(job);
-  events_.publish({job.id, std::string(transition(JobStep::kStarted).event), {{"attempt", job.attempts}}});
+  events_.publish({job.id, std::string(transition(JobStep::kStarted).event),
+                   owned(job, {{"model", job.model}, {"attempt", job.attempts}})});
   log::info("job: started", {{"job_id", job.id}, {"model", job.model}, {"attempt", job.attempts}});
 }
 
@@ -630,7 +637,8 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
       if (r->status == JobStatus::kCompleted) log::info("job: completed", {{"job_id", id}, {"model", r->model}});
       if (r->status == JobStatus::kCancelled) log::info("job: cancelled", {{"job_id", id}, {"model", r->model}});
       if (options_.metrics) options_.metrics->finished(*r);
-      events_.publish({id, std::string(eventName(r->status)), {{"status", toString(r->status)}}, std::move(*r)});
+      events_.publish(
+          {id, std::string(eventName(r->status)), owned(*r, {{"status", toString(r->status)}}), std::move(*r)});
     }
     std::lock_guard lock(mu_);
     --writes_;
@@ -649,7 +657,7 @@ Result<Job> Scheduler::cancel(JobId id) {
       if (auto it = queues_.find(job.model); it != queues_.end() && it->second->queued > 0) --it->second->queued;
     }
     if (options_.metrics) options_.metrics->finished(job);
-    events_.publish({id, std::string(eventName(job.status)), {{"status", toString(job.status)}}, job});
+    events_.publish({id, std::string(eventName(job.status)), owned(job, {{"status", toString(job.status)}}), job});
     log::info("job: cancelled before it started", {{"job_id", id}, {"model", job.model}});
   } else if (outcome->before == JobStatus::kProcessing) {
     bool here = false;

@@ -76,6 +76,15 @@ Job queuedJob(NewJob& nj) {
   return job;
 }
 
+std::string likeContaining(const std::string& text) {
+  std::string out = "%";
+  for (char c : text) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "%";
+}
+
 Result<std::optional<Job>> replayOf(std::optional<std::pair<Job, std::string>> earlier, const NewJob& request) {
   if (!earlier) return std::optional<Job>();
   auto& [found, hash] = *earlier;

@@ -41,7 +41,11 @@ namespace statim {
 struct JobFilter {
   std::optional<JobStatus> status;
   std::optional<std::string> model;
+  std::optional<std::string> type;           // "completion", "chat", "detection", ...
   std::optional<std::int64_t> owner_key_id;  // only this key's jobs
+  std::optional<Micros> created_from;        // created at or after
+  std::optional<Micros> created_before;      // created before
+  std::optional<std::string> text;           // the prompt contains it (ASCII letters in any case)
   int limit = 50;
   int offset = 0;
 };
@@ -85,6 +89,8 @@ Job queuedJob(NewJob& request);
 // What a create answers for an idempotency key already used (`earlier`: that job and the hash of
 // its request, as findIdempotent gives them): the earlier job, marked replayed, or kConflict when
 // `request` differs from it; nullopt when the key is new.
+// A LIKE pattern matching text that contains `text` ('\\' escapes; '%' and '_' in it match themselves).
+std::string likeContaining(const std::string& text);
 Result<std::optional<Job>> replayOf(std::optional<std::pair<Job, std::string>> earlier, const NewJob& request);
 
 // `job` (PROCESSING) as finishAsync stores it with `outcome` applied: status, status_message,
@@ -121,6 +127,9 @@ class JobStore {
   virtual Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
                                                                             const std::string& key) = 0;
   virtual Result<JobPage> list(const JobFilter& filter) = 0;
+  // How many QUEUED jobs of the job's model run before it (higher priority, or the same and
+  // older); nullopt when the job is not QUEUED. Counts over the queue index: O(the answer).
+  virtual Result<std::optional<std::int64_t>> queuedAhead(JobId id) = 0;
 
   // Claims up to `max` QUEUED jobs of `model` in one commit, best first (see above).
   virtual Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) = 0;

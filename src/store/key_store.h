@@ -41,4 +41,12 @@ class KeyStore {
   virtual Result<ApiKey> revokeKey(const std::string& name_or_id) = 0;
 };
 
+// A new key as `spec` describes it (name, scope, models, rate, max_queued): checked (kInvalid
+// naming the field), given a fresh secret and stored. `key` is the secret itself, to show once.
+struct IssuedKey {
+  ApiKey record;
+  std::string key;
+};
+Result<IssuedKey> issueKey(KeyStore& store, ApiKey spec);
+
 }  // namespace statim

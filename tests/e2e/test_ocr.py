@@ -31,7 +31,15 @@ def test_reads_the_sample_exactly_from_a_multipart_upload(server):
     assert job["status"] == "COMPLETED", job
     assert job["type"] == "ocr"
     assert job["inputs"] == [{"name": "page", "content_type": "image/png", "bytes": len(data),
-                              "sha256": hashlib.sha256(data).hexdigest()}]
+                              "sha256": hashlib.sha256(data).hexdigest(), "url": f"/job/{job['id']}/inputs/page"}]
+    # The uploaded page itself, as stored, served as data (never as a page of this origin).
+    page = server.get(job["inputs"][0]["url"])
+    assert page.status_code == 200 and page.content == data
+    assert page.headers["Content-Type"] == "image/png"
+    assert page.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    missing = server.get(f"/job/{job['id']}/inputs/nope")
+    assert missing.status_code == 404
+    assert f"job {job['id']} has no input 'nope'" in missing.json()["error"]["message"]
     res = job["result"]
     assert res["text"].strip() == "Hello World 2024\nInference server"
     assert [line["text"] for line in res["lines"]] == ["Hello World 2024", "Inference server"]

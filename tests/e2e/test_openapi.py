@@ -31,8 +31,10 @@ DOCS_HTML = REPO / "src" / "api" / "openapi" / "docs.html"
 SWAGGER_UI = REPO / "third_party" / "swagger-ui"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/version"), ("get", "/openapi.json"), ("get", "/docs"),
-          ("get", "/docs/swagger-ui-bundle.js"), ("get", "/docs/swagger-ui.css")}
-ADMIN = {("get", "/metrics"), ("get", "/admin/audit")}
+          ("get", "/docs/swagger-ui-bundle.js"), ("get", "/docs/swagger-ui.css"),
+          ("get", "/ui"), ("get", "/ui/{page}"), ("get", "/ui/jobs/{id}"), ("get", "/ui/assets/{name}")}
+ADMIN = {("get", "/metrics"), ("get", "/admin/audit"), ("get", "/admin/keys"), ("post", "/admin/keys"),
+         ("delete", "/admin/keys/{id}")}
 JOB_FIELDS = ["id", "model", "type", "prompt", "params", "priority", "status", "status_message", "timestamp",
               "created_at", "started_at", "finished_at", "result", "error", "attempts", "inputs", "webhook"]
 GREEDY = {"temperature": 0}
@@ -276,7 +278,8 @@ def test_examples_match_their_schemas(doc, api):
 
 def test_job_schema_is_exactly_the_job_object(doc):
     job = doc["components"]["schemas"]["Job"]
-    assert list(job["properties"]) == JOB_FIELDS, "the Job schema lists jobToJson's fields in its order"
+    # (queue_position: GET /job/{id} of a queued job only, after the others)
+    assert list(job["properties"]) == JOB_FIELDS + ["queue_position"], "the Job schema lists jobToJson's fields in its order"
     assert job["required"] == JOB_FIELDS and job["additionalProperties"] is False
     for f in ("started_at", "finished_at", "result", "error", "webhook"):
         assert not OpenApi(doc).errors(job["properties"][f], None), f"{f} is nullable"
@@ -637,8 +640,12 @@ def test_metrics_and_audit_match_the_document(server, api):
 
 
 def test_security_matches_what_the_server_enforces(secured, api, doc):
+    # The dashboard's script, by the name the page gives it (a content hash).
+    script = re.search(r'src="/ui/assets/([^"]+)"', secured.get("/ui", key=None).text).group(1)
     for method, path, op in operations(doc):
-        url = path.replace("{id}", str(secured.admin_job))
+        url = path.replace("{id}", str(secured.admin_job)).replace("{page}", "jobs")
+        if path == "/ui/assets/{name}":
+            url = path.replace("{name}", script)
         body = {"json": {}} if method == "post" else {}
         r = secured.request(method.upper(), url, key=None, stream=True, **body)
         with r:

@@ -1,33 +1,19 @@
-// GET /admin/audit: the audit trail, newest first; GET /nodes: the nodes sharing the store
-// (admin keys only).
-#include <charconv>
+// GET /admin/audit: the audit trail, newest first; GET /nodes: the nodes sharing the store;
+// GET/POST /admin/keys, DELETE /admin/keys/{id}: API keys (admin keys only). GET /me: who the
+// caller is (any key).
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
 
+#include "api/dto/key_dto.h"
 #include "api/errors.h"
+#include "api/filters/auth.h"
 #include "api/http_util.h"
 #include "api/routes.h"
 #include "api/server.h"
 #include "core/clock.h"
 
 namespace statim::api {
-namespace {
-
-// `since`: ISO-8601 UTC ("2026-11-25T10:00:00Z", fraction and Z optional) or Unix seconds.
-Result<Micros> parseSince(const std::string& text) {
-  std::int64_t seconds = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (ec == std::errc{} && ptr == text.data() + text.size() && seconds >= 0 && seconds <= 253402300799) {
-    return seconds * 1000000;  // up to 9999-12-31
-  }
-  if (auto t = parseIsoUtc(text)) return *t;
-  return fail(Error::invalid(
-      std::format("query parameter 'since' must be an ISO-8601 UTC time or Unix seconds (got '{}')", text.substr(0, 64)),
-      "since"));
-}
-
-}  // namespace
 
 void registerAdminRoutes(const ApiContext& ctx) {
   addRoute("/nodes", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
@@ -50,6 +36,42 @@ void registerAdminRoutes(const ApiContext& ctx) {
     cb(jsonResponse({{"nodes", std::move(list)}}));
   });
 
+  addRoute("/admin/keys", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
+    auto keys = ctx.keys.listKeys();
+    if (!keys) return cb(errorResponse(keys.error()));
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (auto& k : *keys) list.push_back(keyToJson(k));
+    cb(orderedJsonResponse({{"keys", std::move(list)}}));
+  });
+  // The key itself is in this answer only: it is never stored nor shown again.
+  addRoute("/admin/keys", drogon::Post, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    auto body = parseJsonObject(*req);
+    if (!body) return cb(errorResponse(body.error()));
+    auto spec = parseKeyRequest(*body);
+    if (!spec) return cb(errorResponse(spec.error()));
+    auto issued = issueKey(ctx.keys, std::move(*spec));
+    if (!issued) return cb(errorResponse(issued.error()));
+    auto out = keyToJson(issued->record);
+    out["key"] = issued->key;
+    auto resp = orderedJsonResponse(out, 201);
+    resp->addHeader("Cache-Control", "no-store");
+    cb(resp);
+  });
+  addRoute("/admin/keys/{id}", drogon::Delete, Access::kAdmin,
+           [&ctx](const drogon::HttpRequestPtr&, Callback&& cb, const std::string& name_or_id) {
+             auto revoked = ctx.keys.revokeKey(name_or_id);
+             if (!revoked) return cb(errorResponse(revoked.error()));
+             cb(orderedJsonResponse(keyToJson(*revoked)));
+           });
+  addRoute("/me", drogon::Get, Access::kUser, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
+    Principal p = principalOf(*req);
+    nlohmann::ordered_json out = {{"auth", ctx.config.auth_mode},
+                                  {"admin", p.admin()},
+                                  {"key", p.key ? keyToJson(*p.key) : nlohmann::ordered_json()}};
+    cb(orderedJsonResponse(out));
+  });
+
   addRoute("/admin/audit", drogon::Get, Access::kAdmin, [&ctx](const drogon::HttpRequestPtr& req, Callback&& cb) {
     if (auto r = onlyKnownQuery(*req, {"limit", "offset", "key", "since"}); !r) return cb(errorResponse(r.error()));
     auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
@@ -58,11 +80,9 @@ void registerAdminRoutes(const ApiContext& ctx) {
     if (!offset) return cb(errorResponse(offset.error()));
     AuditFilter filter{.limit = static_cast<int>(*limit), .offset = static_cast<int>(*offset)};
     if (auto key = req->getOptionalParameter<std::string>("key")) filter.key_name = *key;
-    if (auto since = req->getOptionalParameter<std::string>("since")) {
-      auto t = parseSince(*since);
-      if (!t) return cb(errorResponse(t.error()));
-      filter.since = *t;
-    }
+    auto since = queryTime(*req, "since");
+    if (!since) return cb(errorResponse(since.error()));
+    if (*since) filter.since = **since;
     auto page = ctx.audit.listAudit(filter);
     if (!page) return cb(errorResponse(page.error()));
     nlohmann::ordered_json entries = nlohmann::ordered_json::array();

@@ -1,5 +1,6 @@
 // POST /job, GET /job/{id}, GET /job, POST /job/{id}/cancel, DELETE /job/{id}, GET /job/{id}/events,
-// GET /job/{id}/webhooks. A user key sees only its own jobs: others' answer 404 as if absent.
+// GET /events, GET /job/{id}/webhooks, the job's files. A user key sees only its own jobs: others'
+// answer 404 as if absent.
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
@@ -54,6 +55,30 @@ nlohmann::json deliveryToJson(const WebhookDelivery& d) {
           {"history", std::move(history)}};
 }
 
+// A lifecycle event as GET /events tells it, or nothing when `scope` (a user key's id) may not
+// see its job. Tokens and progress are left to /job/{id}/events: this stream is for a job list.
+std::optional<nlohmann::ordered_json> listEvent(const JobEvent& e, std::optional<std::int64_t> scope) {
+  JobStatus status;
+  if (e.type == transition(JobStep::kQueued).event) {
+    status = JobStatus::kQueued;
+  } else if (e.type == transition(JobStep::kStarted).event) {
+    status = JobStatus::kProcessing;
+  } else if (e.job && isTerminal(e.job->status) && e.type == eventName(e.job->status)) {
+    status = e.job->status;
+  } else {
+    return std::nullopt;
+  }
+  std::optional<std::int64_t> owner;
+  if (auto k = e.data.find("key_id"); k != e.data.end() && k->is_number_integer()) owner = k->get<std::int64_t>();
+  if (scope && owner != scope) return std::nullopt;
+  nlohmann::ordered_json out = {{"job_id", e.job_id}, {"status", toString(status)}};
+  if (auto m = e.data.find("model"); m != e.data.end() && m->is_string()) out["model"] = *m;
+  if (auto a = e.data.find("attempt"); a != e.data.end()) out["attempt"] = *a;
+  // An end heard from another node may carry only the job's id and status (no model).
+  if (e.job && !e.job->model.empty()) out["job"] = jobToJson(*e.job);
+  return out;
+}
+
 }  // namespace
 
 void registerJobRoutes(const ApiContext& ctx) {
@@ -98,7 +123,9 @@ void registerJobRoutes(const ApiContext& ctx) {
 
   // GET /job: the caller's jobs, newest first, a page at a time.
   auto listJobs = [&ctx](const HttpRequestPtr& req, Callback&& cb) {
-    if (auto r = onlyKnownQuery(*req, {"limit", "offset", "status", "model"}); !r) return cb(errorResponse(r.error()));
+    if (auto r = onlyKnownQuery(*req, {"limit", "offset", "status", "model", "type", "since", "until", "q"}); !r) {
+      return cb(errorResponse(r.error()));
+    }
     auto limit = queryInt(*req, "limit", 50, 1, ctx.config.jobs_max_page_size);
     if (!limit) return cb(errorResponse(limit.error()));
     auto offset = queryInt(*req, "offset", 0, 0, std::numeric_limits<std::int32_t>::max());
@@ -115,7 +142,19 @@ void registerJobRoutes(const ApiContext& ctx) {
                                                "status")));
       }
     }
-    if (auto m = req->getOptionalParameter<std::string>("model")) filter.model = *m;
+    if (auto m = req->getOptionalParameter<std::string>("model"); m && !m->empty()) filter.model = *m;
+    if (auto t = req->getOptionalParameter<std::string>("type"); t && !t->empty()) filter.type = *t;
+    if (auto q = req->getOptionalParameter<std::string>("q"); q && !q->empty()) {
+      if (q->size() > 1024)
+        return cb(errorResponse(Error::invalid("query parameter 'q' must be at most 1024 bytes", "q")));
+      filter.text = *q;
+    }
+    auto since = queryTime(*req, "since");
+    if (!since) return cb(errorResponse(since.error()));
+    auto until = queryTime(*req, "until");
+    if (!until) return cb(errorResponse(until.error()));
+    filter.created_from = *since;
+    filter.created_before = *until;
     filter.owner_key_id = principalOf(*req).jobScope();
     auto page = ctx.store.list(filter);
     if (!page) return cb(errorResponse(page.error()));
@@ -135,7 +174,16 @@ void registerJobRoutes(const ApiContext& ctx) {
              if (!wait) return cb(errorResponse(wait.error()));
              auto job = visibleJob(ctx, *req, id_text);
              if (!job) return cb(errorResponse(job.error()));
-             if (*wait <= 0 || isTerminal(job->status)) return cb(orderedJsonResponse(jobToJson(*job)));
+             if (*wait <= 0 || isTerminal(job->status)) {
+               auto out = jobToJson(*job);
+               // Where a queued job stands: 1 = the next of its model to start.
+               if (job->status == JobStatus::kQueued) {
+                 auto ahead = ctx.store.queuedAhead(job->id);
+                 if (!ahead) return cb(errorResponse(ahead.error()));
+                 if (*ahead) out["queue_position"] = **ahead + 1;
+               }
+               return cb(orderedJsonResponse(out));
+             }
              auto waiting = awaitJobEnd(ctx.store, ctx.scheduler.events(), job->id, *wait,
                                         trantor::EventLoop::getEventLoopOfCurrentThread(), [cb](Result<Job> now) {
                                           if (!now) return cb(errorResponse(now.error()));
@@ -155,15 +203,35 @@ void registerJobRoutes(const ApiContext& ctx) {
              cb(jsonResponse({{"job_id", job->id}, {"deliveries", std::move(out)}}));
            });
 
-  // A completed job's files: the primary artifact (the first) or one by name, as raw bytes with
-  // their content type, or ?format=base64 as JSON.
-  auto sendArtifact = [&ctx](const drogon::HttpRequest& req, const Job& job, const std::string* name, Callback& cb) {
+  // A job's files: a completed job's primary artifact (the first) or one by name, or an input by
+  // name, as raw bytes with their content type, or ?format=base64 as JSON.
+  auto sendFile = [&ctx](const drogon::HttpRequest& req, const JobFile& file, Callback& cb) {
     if (auto r = onlyKnownQuery(req, {"format"}); !r) return cb(errorResponse(r.error()));
     auto it = req.parameters().find("format");
     std::string format = it == req.parameters().end() ? "raw" : it->second;
     if (format != "raw" && format != "base64") {
       return cb(errorResponse(Error::invalid("query parameter 'format' must be raw or base64", "format")));
     }
+    auto bytes = ctx.blobs.read(file.sha256);
+    if (!bytes) return cb(errorResponse(bytes.error()));
+    if (format == "base64") {
+      return cb(jsonResponse({{"name", file.name},
+                              {"content_type", file.content_type},
+                              {"bytes", file.bytes},
+                              {"sha256", file.sha256},
+                              {"data", drogon::utils::base64Encode(*bytes)}}));
+    }
+    auto resp = drogon::HttpResponse::newHttpResponse();
+    resp->setContentTypeString(file.content_type);
+    resp->setBody(std::move(*bytes));
+    resp->addHeader("Content-Disposition", std::format("inline; filename=\"{}\"", file.name));
+    // What a client uploaded is served as data, never run by a browser as a page of this origin.
+    resp->addHeader("X-Content-Type-Options", "nosniff");
+    resp->addHeader("Content-Security-Policy", "sandbox; default-src 'none'");
+    cb(resp);
+  };
+  auto sendArtifact = [sendFile](const drogon::HttpRequest& req, const Job& job, const std::string* name,
+                                 Callback& cb) {
     if (job.artifacts.empty()) {
       return cb(errorResponse(Error::notFound(std::format(
           "job {} has no artifacts ({}); its result is in GET /job/{}", job.id, toString(job.status), job.id))));
@@ -176,20 +244,7 @@ void registerJobRoutes(const ApiContext& ctx) {
       }
       file = &*it;
     }
-    auto bytes = ctx.blobs.read(file->sha256);
-    if (!bytes) return cb(errorResponse(bytes.error()));
-    if (format == "base64") {
-      return cb(jsonResponse({{"name", file->name},
-                              {"content_type", file->content_type},
-                              {"bytes", file->bytes},
-                              {"sha256", file->sha256},
-                              {"data", drogon::utils::base64Encode(*bytes)}}));
-    }
-    auto resp = drogon::HttpResponse::newHttpResponse();
-    resp->setContentTypeString(file->content_type);
-    resp->setBody(std::move(*bytes));
-    resp->addHeader("Content-Disposition", std::format("inline; filename=\"{}\"", file->name));
-    cb(resp);
+    sendFile(req, *file, cb);
   };
   addRoute("/job/{id}/result", drogon::Get, Access::kUser,
            [&ctx, sendArtifact](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
@@ -204,6 +259,19 @@ void registerJobRoutes(const ApiContext& ctx) {
              if (!job) return cb(errorResponse(job.error()));
              sendArtifact(*req, *job, &name, cb);
            });
+
+  addRoute(
+      "/job/{id}/inputs/{name}", drogon::Get, Access::kUser,
+      [&ctx, sendFile](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text, const std::string& name) {
+        auto job = visibleJob(ctx, *req, id_text);
+        if (!job) return cb(errorResponse(job.error()));
+        auto it = std::ranges::find_if(job->inputs, [&](const JobFile& f) { return f.name == name; });
+        if (it == job->inputs.end()) {
+          return cb(errorResponse(Error::notFound(std::format(
+              "job {} has no input '{}' (its inputs are in GET /job/{})", job->id, name.substr(0, 64), job->id))));
+        }
+        sendFile(*req, *it, cb);
+      });
 
   auto cancel = [&ctx](const HttpRequestPtr& req, Callback&& cb, const std::string& id_text) {
     auto visible = visibleJob(ctx, *req, id_text);
@@ -261,6 +329,31 @@ void registerJobRoutes(const ApiContext& ctx) {
           stream->executor());
       if (!r) stream->close();
     });
+  });
+
+  // Every job's lifecycle (queued, started, completed | failed | cancelled) as Server-Sent Events,
+  // for a live job list: an admin key (or auth off) sees all jobs, a user key its own. Each event's
+  // data: {job_id, status, model?, attempt?, job? (an end carries the ended job)}. It starts with a
+  // "ready" event; what happened before that is in GET /job.
+  addRoute("/events", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+    if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
+    auto scope = principalOf(*req).jobScope();
+    auto token = std::make_shared<std::atomic<EventBus::Token>>(0);
+    respondSse(
+        req, std::move(cb),
+        [&ctx, scope, token](std::shared_ptr<SseStream> stream) {
+          stream->send("ready", "{}");
+          *token = ctx.scheduler.events().subscribeAll(
+              [stream, scope](const JobEvent& e) {
+                if (stream->closed()) return false;
+                auto data = listEvent(e, scope);
+                if (!data) return true;
+                return stream->send(e.type,
+                                    data->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+              },
+              stream->executor());
+        },
+        [&ctx, token] { ctx.scheduler.events().unsubscribe(*token); });
   });
 }
 

@@ -88,7 +88,7 @@ nlohmann::ordered_json jobToJson(const Job& j) {
       {"result", std::move(result)},
       {"error", j.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(j.error)},
       {"attempts", j.attempts},
-      {"inputs", filesToJson(j.inputs, "")},
+      {"inputs", filesToJson(j.inputs, std::format("/job/{}/inputs/", j.id))},
       {"webhook", j.webhook ? nlohmann::ordered_json{{"url", j.webhook->url}, {"events", j.webhook->events}}
                             : nlohmann::ordered_json(nullptr)},
   };

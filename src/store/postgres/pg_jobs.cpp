@@ -263,6 +263,10 @@ Result<JobPage> PostgresStore::list(const JobFilter& f) {
     if (f.status) where += std::format(" AND status = ${}", p.add(toString(*f.status)).size());
     if (f.model) where += std::format(" AND model = ${}", p.add(*f.model).size());
     if (f.owner_key_id) where += std::format(" AND owner_key_id = ${}", p.add(*f.owner_key_id).size());
+    if (f.type) where += std::format(" AND type = ${}", p.add(*f.type).size());
+    if (f.created_from) where += std::format(" AND created_at >= ${}", p.add(*f.created_from).size());
+    if (f.created_before) where += std::format(" AND created_at < ${}", p.add(*f.created_before).size());
+    if (f.text) where += std::format(" AND prompt ILIKE ${} ESCAPE '\\'", p.add(likeContaining(*f.text)).size());
     // One snapshot, so that the page and the total agree.
     if (auto r = c.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !r) return statim::fail(r.error());
     auto page = [&]() -> Result<JobPage> {
@@ -284,6 +288,20 @@ Result<JobPage> PostgresStore::list(const JobFilter& f) {
     }();
     (void)c.run(page ? "COMMIT" : "ROLLBACK");
     return page;
+  });
+}
+
+Result<std::optional<std::int64_t>> PostgresStore::queuedAhead(JobId id) {
+  return read<std::optional<std::int64_t>>([&](PgConn& c) -> Result<std::optional<std::int64_t>> {
+    // The claim's order (jobs_queue: model, priority DESC, id), counted over that index.
+    auto r = c.exec(
+        "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'QUEUED' AND o.model = j.model"
+        "  AND (o.priority > j.priority OR (o.priority = j.priority AND o.id < j.id)))"
+        " FROM jobs j WHERE j.id = $1 AND j.status = 'QUEUED'",
+        PgParams(id));
+    if (!r) return statim::fail(r.error());
+    if (r->rows() == 0) return std::optional<std::int64_t>{};
+    return std::optional<std::int64_t>{r->int64(0, 0)};
   });
 }
 

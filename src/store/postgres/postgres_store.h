@@ -60,6 +60,7 @@ class PostgresStore final : public Store {
   Result<std::optional<std::pair<Job, std::string>>> findIdempotent(std::int64_t owner,
                                                                     const std::string& key) override;
   Result<JobPage> list(const JobFilter& filter) override;
+  Result<std::optional<std::int64_t>> queuedAhead(JobId id) override;
   Result<std::vector<Job>> claim(const std::string& model, const LeaseRequest& lease, int max) override;
   Result<bool> heartbeat(JobId id, const std::string& owner, Micros lease) override;
   // One UPDATE for all of them.

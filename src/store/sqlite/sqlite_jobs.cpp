@@ -228,6 +228,10 @@ Result<JobPage> SqliteStore::list(const JobFilter& f) {
   if (f.status) where += " AND status = ?1";
   if (f.model) where += " AND model = ?2";
   if (f.owner_key_id) where += " AND owner_key_id = ?5";
+  if (f.type) where += " AND type = ?6";
+  if (f.created_from) where += " AND created_at >= ?7";
+  if (f.created_before) where += " AND created_at < ?8";
+  if (f.text) where += " AND prompt LIKE ?9 ESCAPE '\\'";  // SQLite's LIKE: ASCII letters in any case
   JobPage page;
   // One read transaction so the page and the total agree.
   if (auto r = lease->db->exec("BEGIN"); !r) return statim::fail(r.error());
@@ -241,6 +245,10 @@ Result<JobPage> SqliteStore::list(const JobFilter& f) {
     if (f.status) s.bind(1, toString(*f.status));
     if (f.model) s.bind(2, *f.model);
     if (f.owner_key_id) s.bind(5, *f.owner_key_id);
+    if (f.type) s.bind(6, *f.type);
+    if (f.created_from) s.bind(7, *f.created_from);
+    if (f.created_before) s.bind(8, *f.created_before);
+    if (f.text) s.bind(9, likeContaining(*f.text));
   };
   bindFilter(**count);
   if (auto row = (*count)->step(); !row) return finish(Result<JobPage>(std::unexpected(row.error())));
@@ -417,6 +425,24 @@ Result<RequeueReport> SqliteStore::requeueAbandoned(Micros expired_before, int m
     if (!requeued) return statim::fail(requeued.error());
     return report;
   });
+}
+
+Result<std::optional<std::int64_t>> SqliteStore::queuedAhead(JobId id) {
+  auto lease = reader();
+  if (!lease) return statim::fail(lease.error());
+  // The same order as the claim's (jobs_queue: model, priority DESC, id), counted over that index.
+  auto st = lease->db->prepare(
+      "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'QUEUED' AND o.model = j.model"
+      "  AND (o.priority > j.priority OR (o.priority = j.priority AND o.id < j.id)))"
+      " FROM jobs j WHERE j.id = ?1 AND j.status = 'QUEUED'");
+  if (!st) return statim::fail(st.error());
+  (*st)->bind(1, id);
+  auto row = (*st)->step();
+  if (!row) return statim::fail(row.error());
+  std::optional<std::int64_t> ahead;
+  if (*row) ahead = (*st)->columnInt(0);
+  (*st)->reset();
+  return ahead;
 }
 
 Result<std::map<std::string, std::int64_t>> SqliteStore::queuedByModel() {

@@ -64,6 +64,59 @@ TEST_P(JobStoreConformance, ListPagesNewestFirstWithFilters) {
   EXPECT_EQ(running->jobs[0].prompt, "p0");
 }
 
+TEST_P(JobStoreConformance, ListFiltersByTypeTimeAndPromptText) {
+  NewJob chat = newJob("Tell me about Cats");
+  chat.type = "chat";
+  ASSERT_TRUE(store_->create(chat));
+  ASSERT_TRUE(store_->create(newJob("100% of the cats")));
+  ASSERT_TRUE(store_->create(newJob("a_b and a dog")));
+  auto all = store_->list({.limit = 10});
+  ASSERT_TRUE(all && all->jobs.size() == 3);
+  // Type.
+  auto chats = store_->list({.type = "chat", .limit = 10});
+  ASSERT_TRUE(chats);
+  ASSERT_EQ(chats->total, 1);
+  EXPECT_EQ(chats->jobs[0].prompt, "Tell me about Cats");
+  // Text: ASCII letters in any case; '%' and '_' match only themselves.
+  auto cats = store_->list({.text = "CATS", .limit = 10});
+  ASSERT_TRUE(cats);
+  EXPECT_EQ(cats->total, 2);
+  auto percent = store_->list({.text = "0% o", .limit = 10});
+  ASSERT_TRUE(percent);
+  ASSERT_EQ(percent->total, 1);
+  EXPECT_EQ(percent->jobs[0].prompt, "100% of the cats");
+  EXPECT_EQ(store_->list({.text = "%", .limit = 10})->total, 1);
+  EXPECT_EQ(store_->list({.text = "a_b", .limit = 10})->total, 1);
+  EXPECT_EQ(store_->list({.text = "a_", .limit = 10})->total, 1) << "'_' is not a wildcard";
+  EXPECT_EQ(store_->list({.text = "nothing like it", .limit = 10})->total, 0);
+  // Time: [from, before), by created_at.
+  Micros first = all->jobs[2].created_at, last = all->jobs[0].created_at;
+  ASSERT_LE(first, last);
+  EXPECT_EQ(store_->list({.created_from = first, .limit = 10})->total, 3);
+  EXPECT_EQ(store_->list({.created_from = last + 1, .limit = 10})->total, 0);
+  EXPECT_EQ(store_->list({.created_before = first, .limit = 10})->total, 0);
+  EXPECT_EQ(store_->list({.created_from = first, .created_before = last + 1, .limit = 10})->total, 3);
+  // Combined with the older filters.
+  EXPECT_EQ(store_->list({.model = "m", .type = "completion", .text = "cats", .limit = 10})->total, 1);
+}
+
+TEST_P(JobStoreConformance, QueuedAheadCountsTheJobsThatStartFirst) {
+  auto low1 = store_->create(newJob("low-1", 0));
+  auto high = store_->create(newJob("high", 5));
+  auto low2 = store_->create(newJob("low-2", 0));
+  auto other = store_->create(newJob("other model", 9, "x"));
+  ASSERT_TRUE(low1 && high && low2 && other);
+  EXPECT_EQ(*store_->queuedAhead(high->id), std::optional<std::int64_t>(0));
+  EXPECT_EQ(*store_->queuedAhead(low1->id), std::optional<std::int64_t>(1));
+  EXPECT_EQ(*store_->queuedAhead(low2->id), std::optional<std::int64_t>(2));
+  EXPECT_EQ(*store_->queuedAhead(other->id), std::optional<std::int64_t>(0)) << "other models' queues do not count";
+  auto claimed = store_->claimNext("m", "w", kLease);
+  ASSERT_TRUE(claimed && *claimed && (*claimed)->id == high->id);
+  EXPECT_EQ(*store_->queuedAhead(high->id), std::nullopt) << "not queued any more";
+  EXPECT_EQ(*store_->queuedAhead(low2->id), std::optional<std::int64_t>(1));
+  EXPECT_EQ(*store_->queuedAhead(987654), std::nullopt);
+}
+
 TEST_P(JobStoreConformance, ClaimTakesHighestPriorityThenOldest) {
   ASSERT_TRUE(store_->create(newJob("low-1", 0)));
   ASSERT_TRUE(store_->create(newJob("high-1", 10)));
