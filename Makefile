@@ -9,7 +9,7 @@ IN_ENV := scripts/in-env
 WITH_PG := scripts/pg-test-server run
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean ui ui-deps test-ui
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean ui ui-deps test-ui ui-screenshots
 
 all: build
 
@@ -43,6 +43,9 @@ ui: ui-deps
 test-ui: build ui-deps
 	$(IN_ENV) ui/tests/check-dist.sh
 	$(IN_ENV) env -C ui STATIM_BIN=$(CURDIR)/build/statim node --test --test-concurrency=1 'tests/*.test.mjs'
+# The dashboard screenshots in docs/img, from a real statim with a mix of jobs.
+ui-screenshots: build ui-deps
+	$(IN_ENV) env -C ui STATIM_BIN=$(CURDIR)/build/statim node tests/screenshots.mjs
 build-sanitize:
 	$(IN_ENV) cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSTATIM_SANITIZE=ON >/dev/null
 	$(IN_ENV) cmake --build build-asan -j $(JOBS)

@@ -137,6 +137,14 @@ class Backend {
     (void)type;
     return {};
   }
+  // The params a job of `type` takes, as JSON Schema properties (params::describe): GET /models
+  // shows them (job_types[type].params) and the dashboard builds its forms from them. Defaults
+  // the model sets in its manifest (`manifest_params`) are shown as the defaults.
+  virtual nlohmann::json paramsSchema(std::string_view type, const nlohmann::json& manifest_params) const {
+    (void)type;
+    (void)manifest_params;
+    return nlohmann::json::object();
+  }
   // Checks a job's params before the job is stored (so bad input never becomes a FAILED job).
   // Must not need the model loaded. Returns the error naming the offending field.
   virtual Result<void> validateParams(std::string_view type, const nlohmann::json& params) const = 0;

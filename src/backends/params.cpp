@@ -1,6 +1,9 @@
 #include "backends/params.h"
 #include "core/strings.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace statim::params {
 namespace {
 
@@ -82,6 +85,84 @@ Result<void> stringOrList(const nlohmann::json& obj, std::string_view key, size_
     if (!good(s)) return bad();
   }
   return ok();
+}
+
+Result<void> boolean(const nlohmann::json& obj, std::string_view key, std::string_view where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_boolean()) return ok();
+  auto f = field(where, key);
+  return fail(Error::invalid(std::format("'{}' must be true or false", f), f));
+}
+
+Result<void> check(const nlohmann::json& obj, std::span<const Spec> specs, std::string_view where,
+                   std::span<const std::string_view> also) {
+  if (!obj.is_object()) return fail(Error::invalid(std::format("'{}' must be an object", where), std::string(where)));
+  for (auto& [k, v] : obj.items()) {
+    bool known = std::ranges::any_of(specs, [&](const Spec& s) { return s.name == k; }) ||
+                 std::ranges::find(also, k) != also.end();
+    if (!known) {
+      std::vector<std::string_view> names;
+      for (auto& s : specs) names.push_back(s.name);
+      names.insert(names.end(), also.begin(), also.end());
+      return fail(Error::invalid(std::format("unknown field '{}' (allowed: {})", field(where, k), joinNames(names)),
+                                 field(where, k)));
+    }
+  }
+  for (auto& s : specs) {
+    Result<void> r = ok();
+    switch (s.kind) {
+      case Spec::kInteger:
+        r = integer(obj, s.name, static_cast<std::int64_t>(s.min), static_cast<std::int64_t>(s.max), where);
+        break;
+      case Spec::kNumber: r = number(obj, s.name, s.min, s.max, where); break;
+      case Spec::kString: r = string(obj, s.name, s.max_len, where); break;
+      case Spec::kBoolean: r = boolean(obj, s.name, where); break;
+      case Spec::kStringOrList: r = stringOrList(obj, s.name, static_cast<size_t>(s.max), s.max_len, where); break;
+      case Spec::kObject:
+        if (auto it = obj.find(s.name); it != obj.end() && !it->is_object()) {
+          auto f = field(where, s.name);
+          r = fail(Error::invalid(std::format("'{}' must be an object", f), f));
+        }
+        break;
+    }
+    if (!r) return r;
+  }
+  return ok();
+}
+
+nlohmann::json describe(std::span<const Spec> specs) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& s : specs) {
+    nlohmann::json d;
+    switch (s.kind) {
+      case Spec::kInteger:
+        d = {{"type", "integer"},
+             {"minimum", static_cast<std::int64_t>(s.min)},
+             {"maximum", static_cast<std::int64_t>(s.max)}};
+        if (s.fallback) d["default"] = static_cast<std::int64_t>(*s.fallback);
+        break;
+      case Spec::kNumber:
+        d = {{"type", "number"}, {"minimum", s.min}, {"maximum", s.max}};
+        if (s.fallback) d["default"] = *s.fallback;
+        break;
+      case Spec::kString: d = {{"type", "string"}, {"maxLength", s.max_len}}; break;
+      case Spec::kBoolean:
+        d = {{"type", "boolean"}};
+        if (s.fallback) d["default"] = *s.fallback != 0;
+        break;
+      case Spec::kStringOrList:
+        d = {{"oneOf",
+              {{{"type", "string"}, {"maxLength", s.max_len}},
+               {{"type", "array"},
+                {"maxItems", static_cast<std::int64_t>(s.max)},
+                {"items", {{"type", "string"}, {"maxLength", s.max_len}}}}}}};
+        break;
+      case Spec::kObject: d = {{"type", "object"}}; break;
+    }
+    if (!s.help.empty()) d["description"] = s.help;
+    out[std::string(s.name)] = std::move(d);
+  }
+  return out;
 }
 
 }  // namespace statim::params

@@ -238,3 +238,29 @@ def test_the_dashboard_is_served_without_a_key_with_a_strict_policy(keyed):
     assert_error(s.get("/ui/assets/index-missing.js", key=None), 404, None, "no dashboard asset")
     # The page itself is public; what it shows needs a key.
     assert_error(s.get("/job", key=None), 401, None)
+
+
+def test_models_describe_each_job_types_params_with_ranges_and_defaults(make_server, tmp_path):
+    s = make_server("params")
+    s.add_model("echo")
+    s.add_model("tts", backend="tts", params={"voice": "de"})
+    s.start()
+    models = s.models()
+    echo = models["echo"]["job_types"]
+    assert echo == {"completion": {"input_types": [], "params": {
+        "delay_ms": {"type": "integer", "minimum": 0, "maximum": 600000, "default": 0,
+                     "description": "milliseconds to wait before answering"},
+        "fail": {"type": "string", "maxLength": 4096, "description": "fail the job with this message"}}}}
+    tts = models["tts"]["job_types"]["speech"]["params"]
+    assert tts["voice"]["default"] == "de", "the manifest's voice is the default shown"
+    assert tts["speed"] == {"type": "integer", "minimum": 80, "maximum": 450, "default": 175,
+                            "description": "words per minute"}
+    assert set(tts["format"]["enum"]) >= {"wav", "mp3", "ogg", "flac"} and tts["format"]["default"] == "wav"
+    # What is described is what is checked: the bounds given are the bounds enforced.
+    assert_error(s.submit_raw("tts", "hi", params={"speed": 451}), 400, "invalid_request",
+                 "'params.speed' must be between 80 and 450 (words per minute)", param="params.speed")
+    assert s.submit_raw("tts", "hi", params={"speed": 450}).status_code == 202
+    assert_error(s.submit_raw("echo", "hi", params={"delay_ms": -1}), 400, "invalid_request",
+                 "'params.delay_ms' must be between 0 and 600000", param="params.delay_ms")
+    assert_error(s.submit_raw("echo", "hi", params={"nope": 1}), 400, "invalid_request",
+                 "unknown field 'params.nope' (allowed: delay_ms, fail)", param="params.nope")

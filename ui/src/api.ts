@@ -162,7 +162,7 @@ export type Model = {
   memory: { estimated_bytes: number; measured_bytes: number | null };
   loaded_at: string | null;
   last_used_at: string | null;
-  job_types: Record<string, { input_types: string[] }>;
+  job_types: Record<string, { input_types: string[]; params: Record<string, any> }>;
   details?: Record<string, any>;
 };
 

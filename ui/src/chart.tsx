@@ -39,9 +39,19 @@ export function Chart({ title, times, series, unit }: { title: string; times: nu
     plot.current?.setData([times, ...series.map((s) => s.values)] as uPlot.AlignedData);
   });
 
+  // The latest value of each series, beside the title (also what a screen reader gets).
+  const now = series
+    .map((s) => {
+      const v = [...s.values].reverse().find((x) => x !== null && x !== undefined);
+      return v === undefined || v === null ? null : `${series.length > 1 ? s.label + " " : ""}${+v.toPrecision(3)}${unit}`;
+    })
+    .filter(Boolean)
+    .join(", ");
   return (
     <figure class="chart">
-      <figcaption>{title}</figcaption>
+      <figcaption>
+        {title} <span class="now">{now || "–"}</span>
+      </figcaption>
       <div ref={box} role="img" aria-label={`${title} chart`} />
     </figure>
   );

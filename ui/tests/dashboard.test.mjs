@@ -74,8 +74,8 @@ describe("without keys (auth off)", () => {
   test("a completion through the Try form shows the model's text, as stored", async () => {
     const { page, problems } = await openPage(browser, s);
     await page.goto(`${s.url}/ui/try?model=stories260k&type=completion`);
-    await page.getByLabel("Prompt").fill("Once upon a time");
-    await page.getByLabel("Max tokens").fill("24");
+    await page.getByLabel("Prompt", { exact: true }).fill("Once upon a time");
+    await page.getByLabel("max_tokens").fill("24");
     await page.getByRole("button", { name: "Submit" }).click();
     const link = page.locator(".try-result h3 a");
     await link.waitFor();
@@ -93,8 +93,8 @@ describe("without keys (auth off)", () => {
     // Count the token events the page receives while it shows the answer.
     await page.goto(`${s.url}/ui/try?model=chatty&type=chat`);
     await page.getByLabel("Message").fill("Tell me about a cat.");
-    await page.getByText("Sampling").click();
-    await page.getByLabel("Max tokens").fill("48");
+    await page.locator("summary", { hasText: "Sampling" }).click();
+    await page.getByLabel("max_tokens").fill("48");
     const stream = page.waitForResponse((r) => /\/job\/\d+\/events$/.test(r.url()));
     await page.getByRole("button", { name: "Send" }).click();
     const events = await (await stream).text();
@@ -157,7 +157,7 @@ describe("without keys (auth off)", () => {
   test("speech plays: the audio loads in the player and its waveform is drawn", async () => {
     const { page, problems } = await openPage(browser, s);
     await page.goto(`${s.url}/ui/try?model=tts`);
-    await page.getByLabel("Prompt").fill("Hello from the dashboard.");
+    await page.getByLabel("Prompt", { exact: true }).fill("Hello from the dashboard.");
     await page.getByRole("button", { name: "Submit" }).click();
     const audio = page.locator('[data-testid="artifact-audio"]');
     await audio.waitFor({ timeout: 30_000 });
@@ -167,6 +167,70 @@ describe("without keys (auth off)", () => {
     assert.ok(seconds > 0.5 && seconds < 10, `duration ${seconds}`);
     await page.locator('[data-testid="waveform"][data-drawn="true"]').waitFor();
     await shot(page, "try-speech");
+    expectClean(problems);
+  });
+
+  test("a generated image is shown at its size, with a download link", async (t) => {
+    if (!s.hasDiffusion) return t.skip("no diffusion fixture (the CLIP tokenizer files are missing from ../shared/models)");
+    const { page, problems } = await openPage(browser, s);
+    await page.goto(`${s.url}/ui/try?model=sd`);
+    await page.getByLabel("Prompt", { exact: true }).fill("A cat in space");
+    await page.getByLabel("width").fill("64");
+    await page.getByLabel("height").fill("48");
+    await page.getByRole("button", { name: "Submit" }).click();
+    const img = page.locator('[data-testid="artifact-image"]');
+    await img.waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="artifact-image"]')?.complete);
+    assert.deepEqual(await img.evaluate((i) => [i.naturalWidth, i.naturalHeight]), [64, 48]);
+    const id = (await page.locator(".try-result h3 a").textContent()).replace("Job #", "");
+    const job = await s.waitJob(id);
+    const name = job.result.artifacts[0].name;
+    assert.equal(await page.locator(`.artifact a[download="${name}"]`).count(), 1);
+    await shot(page, "try-image");
+    expectClean(problems);
+  });
+
+  test("embeddings, classification labels and raw tensors are shown with the numbers the API gives", async () => {
+    const { page, problems } = await openPage(browser, s);
+    await page.goto(`${s.url}/ui/try?model=embed`);
+    await page.getByLabel("Text to embed").fill("a small cat");
+    await page.getByRole("button", { name: "Submit" }).click();
+    const table = page.locator('[data-testid="embeddings"]');
+    await table.waitFor({ timeout: 30_000 });
+    let id = (await page.locator(".try-result h3 a").textContent()).replace("Job #", "");
+    let job = await s.waitJob(id);
+    const v = job.result.embeddings[0];
+    assert.match(await table.locator("p").textContent(), new RegExp(`^1 vector of dimension ${v.length}$`));
+    const norm = Math.sqrt(v.reduce((a, x) => a + x * x, 0)).toFixed(4);
+    assert.equal(await table.locator("tbody td").nth(2).textContent(), norm);
+
+    await page.goto(`${s.url}/ui/try?model=mnist`);
+    await page.locator('input[type="file"]').setInputFiles(`${shared}/onnx/mnist-digits/3.jpg`);
+    await page.getByRole("button", { name: "Submit" }).click();
+    const labels = page.locator('[data-testid="labels"] tbody tr');
+    await labels.first().waitFor({ timeout: 30_000 });
+    id = (await page.locator(".try-result h3 a").textContent()).replace("Job #", "");
+    job = await s.waitJob(id);
+    assert.equal(await labels.count(), job.result.labels.length);
+    assert.equal(await labels.first().locator("td").first().textContent(), job.result.labels[0].label);
+    assert.equal(job.result.labels[0].label, "3");
+
+    await page.goto(`${s.url}/ui/try?model=vad`);
+    const tensors = {
+      input: { shape: [1, 512], data: Array(512).fill(0) },
+      state: { shape: [2, 1, 128], data: Array(256).fill(0) },
+      sr: { shape: [], data: [16000], dtype: "int64" },
+    };
+    await page.getByLabel("Input tensors (JSON)").fill(JSON.stringify(tensors));
+    await page.getByRole("button", { name: "Submit" }).click();
+    const out = page.locator('[data-testid="tensors"] section.tensor');
+    await out.first().waitFor({ timeout: 30_000 });
+    id = (await page.locator(".try-result h3 a").textContent()).replace("Job #", "");
+    job = await s.waitJob(id);
+    const names = Object.keys(job.result.outputs);
+    assert.equal(await out.count(), names.length);
+    const output = out.filter({ hasText: "output" }).first();
+    assert.match(await output.locator("h4").textContent(), /output \[1 × 1\]/);
     expectClean(problems);
   });
 
@@ -276,7 +340,22 @@ describe("with keys (auth required)", () => {
     await page.getByRole("heading", { name: "Jobs" }).waitFor();
     await page.getByRole("link", { name: "Operations" }).click();
     await page.waitForURL(/\/ui\/admin$/);
-    await page.locator(".chart").first().waitFor();
+    // The charts fill from /metrics as jobs finish.
+    const load = (async () => {
+      for (let i = 0; i < 40; i++) await s.api("POST", "/job", { model: "echo", prompt: `load ${i}` });
+    })();
+    const jobsChart = page.locator(".chart", { hasText: "Jobs finished per second" });
+    await jobsChart.waitFor();
+    await load;
+    await page.waitForFunction(
+      () => {
+        const now = [...document.querySelectorAll(".chart")].find((c) => c.textContent.startsWith("Jobs finished"))?.querySelector(".now");
+        return now && parseFloat(now.textContent) > 0;
+      },
+      null,
+      { timeout: 15_000 },
+    );
+    assert.equal(await page.locator(".chart canvas").count() >= 4, true, "four charts are drawn");
     await shot(page, "admin-live");
 
     await page.getByRole("tab", { name: "API keys" }).click();

@@ -39,6 +39,18 @@ function chatGguf(dir) {
   return out;
 }
 
+// A random-weight SD-Turbo-shaped ONNX export (tests/fixtures/make_tiny_diffusion.py), or null
+// where the CLIP tokenizer files are missing.
+function tinyDiffusion(dir) {
+  const tokenizer = join(shared, "clip-tokenizer");
+  if (!existsSync(join(tokenizer, "vocab.json"))) return null;
+  const out = join(dir, "sd-export");
+  const r = spawnSync("python3", [join(repo, "tests/fixtures/make_tiny_diffusion.py"), out, "--variant", "sd-turbo", "--tokenizer", tokenizer], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  return r.status === 0 ? out : null;
+}
+
 function tinyWhisper(dir) {
   const out = join(dir, "ggml-tiny-random.bin");
   const r = spawnSync("python3", [join(repo, "tests/fixtures/make_tiny_whisper.py"), out], { stdio: "inherit" });
@@ -61,6 +73,16 @@ function manifests(dir) {
   );
   put("ocr", `backend = "ocr"\nfile = "${shared}/ocr/tesseract/eng.traineddata"`);
   put("tts", 'backend = "tts"');
+  put("embed", `backend = "llama"\ntype = "embedding"\nfile = "${shared}/llm/stories260K.gguf"\n[params]\nn_ctx = 512\nthreads = 1`);
+  put(
+    "mnist",
+    `backend = "onnx"\ntype = "classification"\nfile = "${shared}/onnx/mnist-8.onnx"\n[params]\ntask = "image-classification"\ninput = "Input3"\n` +
+      `output = "Plus214_Output_0"\ncolor = "gray"\nresize = "stretch"\nsize = [28, 28]\ninvert = false\n` +
+      `labels = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]\nsoftmax = true\ntop_k = 3\nthreads = 1`,
+  );
+  put("vad", `backend = "onnx"\ntype = "tensor"\nfile = "${shared}/onnx/silero_vad.onnx"\n[params]\ntask = "tensor"\nthreads = 1`);
+  const sd = tinyDiffusion(dir);
+  if (sd) put("sd", `backend = "diffusion"\ntype = "image"\nfile = "${sd}"\n[params]\ndefault_width = 64\ndefault_height = 64\ndefault_steps = 2\nthreads = 1`);
   const whisper = tinyWhisper(dir);
   if (whisper) put("whisper", `backend = "whisper"\nfile = "${whisper}"`);
   return m;
@@ -132,7 +154,17 @@ export async function startStatim({ auth = false } = {}) {
     await new Promise((r) => (proc.exitCode !== null ? r() : proc.on("exit", r)));
     rmSync(dir, { recursive: true, force: true });
   };
-  return { url, keys, api, waitJob, stop, log, dir, hasWhisper: existsSync(join(models, "whisper.toml")) };
+  return {
+    url,
+    keys,
+    api,
+    waitJob,
+    stop,
+    log,
+    dir,
+    hasWhisper: existsSync(join(models, "whisper.toml")),
+    hasDiffusion: existsSync(join(models, "sd.toml")),
+  };
 }
 
 export async function launchBrowser() {

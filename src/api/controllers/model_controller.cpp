@@ -76,10 +76,13 @@ nlohmann::json modelJson(const ApiContext& ctx, const ModelEntry& e) {
       {"load_seconds", e.loaded_at > 0 ? nlohmann::json(e.load_seconds) : nlohmann::json(nullptr)},
       {"last_used_at", timeOrNull(e.last_used_at)},
   };
-  // The jobs it takes: each type with the content types of the files it reads (none: a prompt).
+  // The jobs it takes: each type with the content types of the files it reads (none: a prompt)
+  // and its params (JSON Schema properties, the manifest's defaults shown).
   nlohmann::json types = nlohmann::json::object();
   if (e.backend) {
-    for (auto& t : e.backend->servedTypes(m.type)) types[t] = {{"input_types", e.backend->inputTypes(t)}};
+    for (auto& t : e.backend->servedTypes(m.type)) {
+      types[t] = {{"input_types", e.backend->inputTypes(t)}, {"params", e.backend->paramsSchema(t, m.params)}};
+    }
   }
   j["job_types"] = std::move(types);
   if (e.loaded) j["details"] = e.loaded->describe();

@@ -131,6 +131,9 @@ class DiffusionBackend final : public Backend {
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
     return diffusion::validateImageParams(p);
   }
+  nlohmann::json paramsSchema(std::string_view, const nlohmann::json& manifest) const override {
+    return diffusion::imageParamsSchema(manifest);
+  }
   Result<void> validateConfig(const ModelConfig& c) const override {
     auto limits = diffusion::parseLimits(c.params);
     if (!limits) return fail(limits.error());

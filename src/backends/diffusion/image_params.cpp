@@ -23,6 +23,19 @@ Result<void> side(const nlohmann::json& obj, const char* key, int max, std::stri
   return multipleOf8(obj, key, where);
 }
 
+constexpr params::Spec kImageParams[] = {
+    {.name = "negative_prompt",
+     .kind = params::Spec::kString,
+     .max_len = 16384,
+     .help = "what the image should not show"},
+    {.name = "width", .kind = params::Spec::kInteger, .min = 8, .max = kMaxSide, .help = "pixels, a multiple of 8"},
+    {.name = "height", .kind = params::Spec::kInteger, .min = 8, .max = kMaxSide, .help = "pixels, a multiple of 8"},
+    {.name = "steps", .kind = params::Spec::kInteger, .min = 1, .max = kMaxSteps, .help = "denoising steps"},
+    {.name = "guidance_scale", .kind = params::Spec::kNumber, .max = 20, .help = "classifier-free guidance; 0: off"},
+    {.name = "seed", .kind = params::Spec::kInteger, .max = static_cast<double>(kMaxSeed), .help = "absent: random"},
+    {.name = "num_images", .kind = params::Spec::kInteger, .min = 1, .max = 4, .fallback = 1, .help = "images per job"},
+};
+
 }  // namespace
 
 Result<ImageLimits> parseLimits(const nlohmann::json& p) {
@@ -56,17 +69,24 @@ Result<ImageLimits> parseLimits(const nlohmann::json& p) {
 }
 
 Result<void> validateImageParams(const nlohmann::json& p) {
-  constexpr std::string_view kWhere = "params";
-  if (auto r = params::onlyKnown(p, {"negative_prompt", "width", "height", "steps", "guidance_scale", "seed",
-                                     "num_images"}, kWhere); !r)
-    return r;
-  if (auto r = params::string(p, "negative_prompt", 16384, kWhere); !r) return r;
-  if (auto r = side(p, "width", kMaxSide, kWhere); !r) return r;
-  if (auto r = side(p, "height", kMaxSide, kWhere); !r) return r;
-  if (auto r = params::integer(p, "steps", 1, kMaxSteps, kWhere); !r) return r;
-  if (auto r = params::number(p, "guidance_scale", 0, 20, kWhere); !r) return r;
-  if (auto r = params::integer(p, "seed", 0, kMaxSeed, kWhere); !r) return r;
-  return params::integer(p, "num_images", 1, 4, kWhere);
+  if (auto r = params::check(p, kImageParams); !r) return r;
+  if (auto r = multipleOf8(p, "width", "params"); !r) return r;
+  return multipleOf8(p, "height", "params");
+}
+
+nlohmann::json imageParamsSchema(const nlohmann::json& manifest) {
+  auto out = params::describe(kImageParams);
+  if (auto limits = parseLimits(manifest)) {
+    out["width"]["default"] = limits->default_width;
+    out["width"]["maximum"] = limits->max_width;
+    out["height"]["default"] = limits->default_height;
+    out["height"]["maximum"] = limits->max_height;
+    out["steps"]["default"] = limits->default_steps;
+    out["steps"]["maximum"] = limits->max_steps;
+    out["guidance_scale"]["default"] = limits->default_guidance_scale;
+  }
+  for (auto side : {"width", "height"}) out[side]["multipleOf"] = 8;
+  return out;
 }
 
 Result<ImageRequest> resolveImageRequest(const std::string& prompt, const nlohmann::json& p, const ImageLimits& l,

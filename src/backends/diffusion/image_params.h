@@ -43,6 +43,8 @@ Result<ImageLimits> parseLimits(const nlohmann::json& params);
 // Checks a job's params without the model (types, ranges, multiples of 8, unknown fields);
 // errors name "params.<field>".
 Result<void> validateImageParams(const nlohmann::json& params);
+// The params of an image job (params::describe), with the manifest's defaults and limits.
+nlohmann::json imageParamsSchema(const nlohmann::json& manifest_params);
 
 // Checks them against the model's limits and applies its defaults. `seed` is used when the job
 // names none (the caller draws it at random).

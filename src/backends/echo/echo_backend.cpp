@@ -30,14 +30,24 @@ class EchoModel final : public LoadedModel {
   ComputeUse computeUse() const override { return {.threads = 0}; }  // it only waits
 };
 
+constexpr params::Spec kParams[] = {
+    {.name = "delay_ms",
+     .kind = params::Spec::kInteger,
+     .max = 600000,
+     .fallback = 0,
+     .help = "milliseconds to wait before answering"},
+    {.name = "fail", .kind = params::Spec::kString, .max_len = 4096, .help = "fail the job with this message"},
+};
+
 class EchoBackend final : public Backend {
  public:
   std::string_view name() const override { return "echo"; }
   std::vector<std::string> jobTypes() const override { return {"completion"}; }
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (auto r = params::onlyKnown(p, {"delay_ms", "fail"}, "params"); !r) return r;
-    if (auto r = params::integer(p, "delay_ms", 0, 600000, "params"); !r) return r;
-    return params::string(p, "fail", 4096, "params");
+    return params::check(p, kParams);
+  }
+  nlohmann::json paramsSchema(std::string_view, const nlohmann::json&) const override {
+    return params::describe(kParams);
   }
   Result<std::shared_ptr<LoadedModel>> load(const ModelConfig&) const override { return std::make_shared<EchoModel>(); }
 };

@@ -137,6 +137,11 @@ class LlamaBackend final : public Backend {
     return {"completion", "chat"};  // one generative model serves both
   }
 
+  nlohmann::json paramsSchema(std::string_view type, const nlohmann::json&) const override {
+    // (An embedding job's `input` is the request's own field; messages and tools likewise.)
+    return type == "embedding" ? nlohmann::json::object() : samplingSchema();
+  }
+
   Result<void> validateParams(std::string_view type, const nlohmann::json& p) const override {
     if (type == "embedding") return validateEmbeddingInput(p);
     if (type == "chat") {

@@ -11,9 +11,37 @@
 namespace statim::llama {
 namespace {
 
-constexpr std::initializer_list<std::string_view> kSamplingFields = {
-    "max_tokens",       "temperature",       "top_k", "top_p", "min_p",   "repeat_penalty", "repeat_last_n",
-    "presence_penalty", "frequency_penalty", "seed",  "stop",  "grammar", "response_format"};
+// The sampling params, with Sampling's defaults (response_format is checked on its own).
+constexpr Sampling kDefaults;
+using params::Spec;
+constexpr Spec kSamplingParams[] = {
+    {.name = "max_tokens",
+     .kind = Spec::kInteger,
+     .min = 1,
+     .max = 32768,
+     .fallback = kDefaults.max_tokens,
+     .help = "at most this many tokens"},
+    {.name = "temperature", .kind = Spec::kNumber, .max = 10, .fallback = kDefaults.temperature, .help = "0: greedy"},
+    {.name = "top_k", .kind = Spec::kInteger, .max = 100000, .fallback = kDefaults.top_k, .help = "0: off"},
+    {.name = "top_p", .kind = Spec::kNumber, .max = 1, .fallback = kDefaults.top_p, .help = "nucleus sampling; 1: off"},
+    {.name = "min_p", .kind = Spec::kNumber, .max = 1, .fallback = kDefaults.min_p, .help = "0: off"},
+    {.name = "repeat_penalty",
+     .kind = Spec::kNumber,
+     .max = 10,
+     .fallback = kDefaults.repeat_penalty,
+     .help = "1: off"},
+    {.name = "repeat_last_n",
+     .kind = Spec::kInteger,
+     .min = -1,
+     .max = 32768,
+     .fallback = kDefaults.repeat_last_n,
+     .help = "tokens the penalties look back on; -1: the whole context"},
+    {.name = "presence_penalty", .kind = Spec::kNumber, .min = -2, .max = 2, .fallback = kDefaults.presence_penalty},
+    {.name = "frequency_penalty", .kind = Spec::kNumber, .min = -2, .max = 2, .fallback = kDefaults.frequency_penalty},
+    {.name = "seed", .kind = Spec::kInteger, .max = 4294967295.0, .help = "absent: random"},
+    {.name = "stop", .kind = Spec::kStringOrList, .max = 16, .max_len = 256, .help = "stop before any of these"},
+    {.name = "grammar", .kind = Spec::kString, .max_len = 1 << 16, .help = "a GBNF grammar the output follows"},
+};
 
 // libllama expands a repetition {m,n} into n copies, and one with n < m makes its parser loop
 // (practically) forever: each is checked before a grammar reaches it. The limit matches libllama's.
@@ -103,25 +131,12 @@ bool jsonResponseFormat(const nlohmann::json& p) {
   return rf != p.end() && rf->is_object() && rf->contains("type") && (*rf)["type"] != "text";
 }
 
+nlohmann::json samplingSchema() { return params::describe(kSamplingParams); }
+
 Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std::string_view> extra) {
-  std::vector<std::string_view> known(kSamplingFields);
-  known.insert(known.end(), extra.begin(), extra.end());
-  if (!p.is_object()) return fail(Error::invalid("'params' must be an object", "params"));
-  for (auto& [k, v] : p.items()) {
-    if (std::ranges::find(known, k) == known.end()) {
-      std::string list = joinNames(known);
-      return fail(Error::invalid(std::format("unknown field 'params.{}' (allowed: {})", k, list), "params." + k));
-    }
-  }
-  const std::string_view w = "params";
-  for (auto r : {params::integer(p, "max_tokens", 1, 32768, w), params::number(p, "temperature", 0.0, 10.0, w),
-                 params::integer(p, "top_k", 0, 100000, w), params::number(p, "top_p", 0.0, 1.0, w),
-                 params::number(p, "min_p", 0.0, 1.0, w), params::number(p, "repeat_penalty", 0.0, 10.0, w),
-                 params::integer(p, "repeat_last_n", -1, 32768, w), params::number(p, "presence_penalty", -2.0, 2.0, w),
-                 params::number(p, "frequency_penalty", -2.0, 2.0, w), params::integer(p, "seed", 0, 4294967295LL, w),
-                 params::stringOrList(p, "stop", 16, 256, w), params::string(p, "grammar", 1 << 16, w)}) {
-    if (!r) return r;
-  }
+  std::vector<std::string_view> also{"response_format"};
+  also.insert(also.end(), extra.begin(), extra.end());
+  if (auto r = params::check(p, kSamplingParams, "params", also); !r) return r;
   if (auto g = p.find("grammar"); g != p.end() && g->is_string()) {
     if (auto r = checkGbnfRepetitions(g->get<std::string>()); !r) return r;
   }

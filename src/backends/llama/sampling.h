@@ -36,6 +36,8 @@ bool jsonResponseFormat(const nlohmann::json& params);
 // Checks the sampling fields of a job's params (names the field on error). `extra` lists the
 // other fields the job type allows (e.g. "messages").
 Result<void> validateSampling(const nlohmann::json& params, std::initializer_list<std::string_view> extra);
+// The sampling params as JSON Schema properties, with their defaults (GET /models).
+nlohmann::json samplingSchema();
 
 // Reads validated params; response_format / grammar become `grammar`. A missing seed is random.
 Result<Sampling> readSampling(const nlohmann::json& params);

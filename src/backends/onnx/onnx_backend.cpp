@@ -90,6 +90,38 @@ class OnnxModel final : public LoadedModel {
   std::shared_ptr<const BoundModel> model_;
 };
 
+// A job's params by type; the defaults are onnx_config.h's, unless the manifest sets its own.
+constexpr params::Spec kClassificationParams[] = {
+    {.name = "top_k", .kind = params::Spec::kInteger, .min = 1, .max = 1000, .fallback = 5, .help = "how many labels"},
+};
+constexpr params::Spec kDetectionParams[] = {
+    {.name = "score_threshold",
+     .kind = params::Spec::kNumber,
+     .max = 1,
+     .fallback = 0.3,
+     .help = "the lowest score kept"},
+    {.name = "nms_iou",
+     .kind = params::Spec::kNumber,
+     .max = 1,
+     .fallback = 0.45,
+     .help = "overlap above which the weaker box goes"},
+    {.name = "max_detections",
+     .kind = params::Spec::kInteger,
+     .min = 1,
+     .max = 10000,
+     .fallback = 100,
+     .help = "at most this many boxes"},
+};
+constexpr params::Spec kTensorParams[] = {
+    {.name = "inputs", .kind = params::Spec::kObject, .help = "input tensors (instead of the prompt)"},
+};
+
+std::span<const params::Spec> specsOf(std::string_view type) {
+  if (type == "classification") return kClassificationParams;
+  if (type == "detection") return kDetectionParams;
+  return kTensorParams;
+}
+
 class OnnxBackend final : public Backend {
  public:
   std::string_view name() const override { return "onnx"; }
@@ -100,21 +132,20 @@ class OnnxBackend final : public Backend {
   }
 
   Result<void> validateParams(std::string_view type, const nlohmann::json& p) const override {
-    if (type == "classification") {
-      if (auto r = params::onlyKnown(p, {"top_k"}, "params"); !r) return r;
-      return params::integer(p, "top_k", 1, 1000, "params");
+    if (type == "tensor" && p.is_object()) {
+      if (auto it = p.find("inputs"); it != p.end() && !it->is_object()) {
+        return fail(Error::invalid("'params.inputs' must be an object of input tensors", "params.inputs"));
+      }
     }
-    if (type == "detection") {
-      if (auto r = params::onlyKnown(p, {"score_threshold", "nms_iou", "max_detections"}, "params"); !r) return r;
-      if (auto r = params::number(p, "score_threshold", 0, 1, "params"); !r) return r;
-      if (auto r = params::number(p, "nms_iou", 0, 1, "params"); !r) return r;
-      return params::integer(p, "max_detections", 1, 10000, "params");
+    return params::check(p, specsOf(type));
+  }
+  // The manifest's values (what a job gets without the param) are the defaults shown.
+  nlohmann::json paramsSchema(std::string_view type, const nlohmann::json& manifest) const override {
+    auto out = params::describe(specsOf(type));
+    for (auto& [name, d] : out.items()) {
+      if (auto it = manifest.find(name); it != manifest.end() && it->is_number()) d["default"] = *it;
     }
-    if (auto r = params::onlyKnown(p, {"inputs"}, "params"); !r) return r;
-    if (auto it = p.find("inputs"); it != p.end() && !it->is_object()) {
-      return fail(Error::invalid("'params.inputs' must be an object of input tensors", "params.inputs"));
-    }
-    return ok();
+    return out;
   }
 
   Result<void> validateConfig(const ModelConfig& c) const override {

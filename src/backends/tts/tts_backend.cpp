@@ -15,6 +15,18 @@ constexpr int kMinWpm = 80, kMaxWpm = 450, kDefaultWpm = 175;
 constexpr std::int64_t kDefaultMaxChars = 10000;
 constexpr const char* kDefaultVoice = "en";
 
+constexpr params::Spec kParams[] = {
+    {.name = "voice", .kind = params::Spec::kString, .max_len = 64, .help = "an espeak-ng voice: en-us, de, fr, ..."},
+    {.name = "speed",
+     .kind = params::Spec::kInteger,
+     .min = kMinWpm,
+     .max = kMaxWpm,
+     .fallback = kDefaultWpm,
+     .help = "words per minute"},
+    {.name = "pitch", .kind = params::Spec::kInteger, .max = 100, .fallback = 50, .help = "0 (low) to 100 (high)"},
+    {.name = "format", .kind = params::Spec::kString, .max_len = 8, .help = "the audio file's format"},
+};
+
 // Characters as a listener counts them: UTF-8 code points, not bytes.
 std::int64_t countChars(std::string_view text) {
   std::int64_t n = 0;
@@ -114,22 +126,30 @@ class TtsBackend final : public Backend {
   std::vector<std::string> jobTypes() const override { return {"speech"}; }
 
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (auto r = params::onlyKnown(p, {"voice", "speed", "pitch", "format"}, "params"); !r) return r;
-    if (auto r = params::string(p, "voice", 64, "params"); !r) return r;
+    if (p.is_object()) {
+      if (auto f = p.find("format"); f != p.end() && (!f->is_string() || !tts::findFormat(f->get<std::string>()))) {
+        return fail(
+            Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
+      }
+    }
+    if (auto r = params::check(p, kParams); !r) {
+      Error e = r.error();
+      if (e.field == "params.speed") e.message += " (words per minute)";
+      return fail(std::move(e));
+    }
     if (p.contains("voice") && p["voice"].get_ref<const std::string&>().empty()) {
       return fail(Error::invalid("'params.voice' must not be empty", "params.voice"));
     }
-    if (auto r = params::integer(p, "speed", kMinWpm, kMaxWpm, "params"); !r) {
-      Error e = r.error();
-      e.message += " (words per minute)";
-      return fail(std::move(e));
-    }
-    if (auto r = params::integer(p, "pitch", 0, 100, "params"); !r) return r;
-    if (auto f = p.find("format"); f != p.end() && (!f->is_string() || !tts::findFormat(f->get<std::string>()))) {
-      return fail(
-          Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
-    }
     return ok();
+  }
+
+  nlohmann::json paramsSchema(std::string_view, const nlohmann::json& manifest) const override {
+    auto out = params::describe(kParams);
+    out["voice"]["default"] = manifest.value("voice", kDefaultVoice);
+    out["format"]["enum"] = nlohmann::json::array();
+    for (auto& f : tts::audioFormats()) out["format"]["enum"].push_back(f.name);
+    out["format"]["default"] = "wav";
+    return out;
   }
 
   Result<void> validateConfig(const ModelConfig& c) const override {

@@ -126,13 +126,22 @@ class WhisperModel final : public LoadedModel {
   std::mutex mu_;
 };
 
-Result<void> boolean(const nlohmann::json& p, std::string_view key) {
-  auto it = p.find(key);
-  if (it != p.end() && !it->is_boolean()) {
-    return fail(Error::invalid(std::format("'params.{}' must be true or false", key), std::format("params.{}", key)));
-  }
-  return ok();
-}
+constexpr params::Spec kParams[] = {
+    {.name = "language",
+     .kind = params::Spec::kString,
+     .max_len = 16,
+     .help = "\"auto\" or a language code: en, de, ..."},
+    {.name = "translate", .kind = params::Spec::kBoolean, .fallback = 0, .help = "translate into English"},
+    {.name = "timestamps", .kind = params::Spec::kBoolean, .fallback = 1, .help = "segments with their times"},
+    {.name = "prompt", .kind = params::Spec::kString, .max_len = 4096, .help = "text that comes before the audio"},
+    {.name = "temperature", .kind = params::Spec::kNumber, .max = 1, .fallback = 0, .help = "0: greedy"},
+    {.name = "beam_size",
+     .kind = params::Spec::kInteger,
+     .min = 1,
+     .max = 8,
+     .fallback = 1,
+     .help = "beam search width"},
+};
 
 class WhisperBackend final : public Backend {
  public:
@@ -143,11 +152,7 @@ class WhisperBackend final : public Backend {
   }
 
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (auto r = params::onlyKnown(p, {"language", "translate", "timestamps", "prompt", "temperature", "beam_size"},
-                                   "params");
-        !r)
-      return r;
-    if (auto r = params::string(p, "language", 16, "params"); !r) return r;
+    if (auto r = params::check(p, kParams); !r) return r;
     if (auto it = p.find("language"); it != p.end()) {
       const auto& lang = it->get_ref<const std::string&>();
       if (lang != "auto" && whisper_lang_id(lang.c_str()) < 0) {
@@ -158,12 +163,10 @@ class WhisperBackend final : public Backend {
             "params.language"));
       }
     }
-    for (auto key : {"translate", "timestamps"}) {
-      if (auto r = boolean(p, key); !r) return r;
-    }
-    if (auto r = params::string(p, "prompt", 4096, "params"); !r) return r;
-    if (auto r = params::number(p, "temperature", 0, 1, "params"); !r) return r;
-    return params::integer(p, "beam_size", 1, 8, "params");
+    return ok();
+  }
+  nlohmann::json paramsSchema(std::string_view, const nlohmann::json&) const override {
+    return params::describe(kParams);
   }
 
   Result<void> validateConfig(const ModelConfig& c) const override {

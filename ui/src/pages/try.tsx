@@ -8,77 +8,92 @@ import { errorText, Link, Notice, StatusBadge, useLoad } from "../components";
 import { useLocation, navigate } from "../router";
 import { ResultView } from "../viewers";
 
-type Field = { name: string; label: string; kind: "int" | "number" | "text" | "select"; min?: number; max?: number; step?: number; placeholder?: string; options?: string[] };
-
-// The common params of each job type, as hints for the form (the server checks every value and
-// names the field it refuses); more can be given as JSON.
-const PARAMS: Record<string, Field[]> = {
-  completion: [
-    { name: "max_tokens", label: "Max tokens", kind: "int", min: 1, max: 32768, placeholder: "model default" },
-    { name: "temperature", label: "Temperature", kind: "number", min: 0, max: 10, step: 0.1, placeholder: "0.8" },
-    { name: "top_p", label: "Top p", kind: "number", min: 0, max: 1, step: 0.05, placeholder: "0.95" },
-    { name: "seed", label: "Seed", kind: "int", min: 0, max: 4294967295, placeholder: "random" },
-  ],
-  speech: [
-    { name: "voice", label: "Voice", kind: "text", placeholder: "model default" },
-    { name: "speed", label: "Speed (words/min)", kind: "int", min: 80, max: 450, placeholder: "175" },
-    { name: "format", label: "Format", kind: "select", options: ["wav", "mp3", "ogg", "opus", "flac"] },
-  ],
-  image: [
-    { name: "width", label: "Width", kind: "int", min: 8, max: 2048, step: 8, placeholder: "model default" },
-    { name: "height", label: "Height", kind: "int", min: 8, max: 2048, step: 8, placeholder: "model default" },
-    { name: "steps", label: "Steps", kind: "int", min: 1, max: 100, placeholder: "model default" },
-    { name: "seed", label: "Seed", kind: "int", min: 0, placeholder: "random" },
-  ],
-  detection: [
-    { name: "score_threshold", label: "Score threshold", kind: "number", min: 0, max: 1, step: 0.05, placeholder: "model default" },
-    { name: "max_detections", label: "Max detections", kind: "int", min: 1, max: 10000, placeholder: "model default" },
-  ],
-  classification: [{ name: "top_k", label: "Top k", kind: "int", min: 1, max: 1000, placeholder: "model default" }],
-  transcription: [
-    { name: "language", label: "Language", kind: "text", placeholder: "auto" },
-    { name: "translate", label: "Translate to English", kind: "select", options: ["false", "true"] },
-  ],
+// A param as GET /models describes it (JSON Schema): the form is built from these.
+type ParamSchema = {
+  type?: "integer" | "number" | "string" | "boolean" | "object" | "array";
+  minimum?: number;
+  maximum?: number;
+  multipleOf?: number;
+  maxLength?: number;
+  enum?: string[];
+  default?: unknown;
+  description?: string;
+  oneOf?: ParamSchema[];
 };
-PARAMS.chat = PARAMS.completion;
+type Field = { name: string; schema: ParamSchema };
 
-const PROMPTED = new Set(["completion", "speech", "image", "tensor", "echo"]);
+// The params most people change come first; the rest fold away under "More params".
+const FIRST = ["max_tokens", "temperature", "top_p", "seed", "width", "height", "steps", "voice", "speed", "format", "score_threshold", "top_k", "language"];
+
+function fieldsOf(params: Record<string, ParamSchema> | undefined): Field[] {
+  return Object.entries(params ?? {})
+    .filter(([, schema]) => schema.type !== "object")
+    .map(([name, schema]) => ({ name, schema }))
+    .sort((a, b) => (FIRST.indexOf(a.name) + 1 || 99) - (FIRST.indexOf(b.name) + 1 || 99) || a.name.localeCompare(b.name));
+}
+
+function FieldInput({ f, value, set }: { f: Field; value: string; set: (v: string) => void }) {
+  const s = f.schema;
+  const def = s.default === undefined ? "default" : String(s.default);
+  if (s.enum || s.type === "boolean") {
+    const options = s.enum ?? ["true", "false"];
+    return (
+      <select name={f.name} value={value} onChange={(e) => set(e.currentTarget.value)}>
+        <option value="">{`default (${def})`}</option>
+        {options.map((o) => (
+          <option value={o}>{o}</option>
+        ))}
+      </select>
+    );
+  }
+  if (s.type === "integer" || s.type === "number") {
+    return (
+      <input
+        name={f.name}
+        type="number"
+        min={s.minimum}
+        max={s.maximum}
+        step={s.multipleOf ?? (s.type === "integer" ? 1 : "any")}
+        placeholder={def}
+        value={value}
+        onInput={(e) => set(e.currentTarget.value)}
+      />
+    );
+  }
+  if ((s.maxLength ?? 0) > 4096) {
+    return <textarea name={f.name} rows={3} placeholder={def} value={value} onInput={(e) => set(e.currentTarget.value)} />;
+  }
+  return <input name={f.name} type="text" placeholder={def} value={value} onInput={(e) => set(e.currentTarget.value)} />;
+}
 
 function ParamFields({ fields, values, set }: { fields: Field[]; values: Record<string, string>; set: (k: string, v: string) => void }) {
-  return (
+  const first = fields.filter((f) => FIRST.includes(f.name));
+  const more = fields.filter((f) => !FIRST.includes(f.name));
+  const grid = (list: Field[]) => (
     <div class="param-grid">
-      {fields.map((f) => (
-        <label>
-          {f.label}
-          {f.kind === "select" ? (
-            <select name={f.name} value={values[f.name] ?? ""} onChange={(e) => set(f.name, e.currentTarget.value)}>
-              <option value="">default</option>
-              {f.options!.map((o) => (
-                <option value={o}>{o}</option>
-              ))}
-            </select>
-          ) : f.kind === "text" ? (
-            <input name={f.name} type="text" placeholder={f.placeholder} value={values[f.name] ?? ""} onInput={(e) => set(f.name, e.currentTarget.value)} />
-          ) : (
-            <input
-              name={f.name}
-              type="number"
-              min={f.min}
-              max={f.max}
-              step={f.step ?? (f.kind === "int" ? 1 : "any")}
-              placeholder={f.placeholder}
-              value={values[f.name] ?? ""}
-              onInput={(e) => set(f.name, e.currentTarget.value)}
-            />
-          )}
-          {f.min !== undefined && f.max !== undefined && (
-            <small class="muted">
-              {f.min}–{f.max}
-            </small>
-          )}
+      {list.map((f) => (
+        <label title={f.schema.description}>
+          {f.name}
+          <FieldInput f={f} value={values[f.name] ?? ""} set={(v) => set(f.name, v)} />
+          <small class="muted">
+            {[f.schema.description, f.schema.minimum !== undefined && f.schema.maximum !== undefined ? `${f.schema.minimum}–${f.schema.maximum}` : ""]
+              .filter(Boolean)
+              .join(" · ")}
+          </small>
         </label>
       ))}
     </div>
+  );
+  return (
+    <>
+      {first.length > 0 && grid(first)}
+      {more.length > 0 && (
+        <details>
+          <summary>More params</summary>
+          {grid(more)}
+        </details>
+      )}
+    </>
   );
 }
 
@@ -87,8 +102,9 @@ function collectParams(fields: Field[], values: Record<string, string>, extra: s
   for (const f of fields) {
     const v = values[f.name];
     if (v === undefined || v === "") continue;
-    if (f.kind === "int" || f.kind === "number") out[f.name] = Number(v);
-    else if (v === "true" || v === "false") out[f.name] = v === "true";
+    const t = f.schema.type;
+    if (t === "integer" || t === "number") out[f.name] = Number(v);
+    else if (t === "boolean") out[f.name] = v === "true";
     else out[f.name] = v;
   }
   if (extra.trim()) {
@@ -311,8 +327,7 @@ function Chat({ model, fields }: { model: string; fields: Field[] }) {
   );
 }
 
-function JobForm({ model, type, accept }: { model: string; type: string; accept: string[] }) {
-  const fields = PARAMS[type] ?? [];
+function JobForm({ model, type, accept, fields }: { model: string; type: string; accept: string[]; fields: Field[] }) {
   const [prompt, setPrompt] = useState("");
   const [file, setFile] = useState<File | null>(null);
   const [values, setValues] = useState<Record<string, string>>({});
@@ -356,7 +371,7 @@ function JobForm({ model, type, accept }: { model: string; type: string; accept:
       <form class="stack" onSubmit={submit} aria-label={`${type} job`}>
         {needsFile && <FileDrop accept={accept} file={file} setFile={setFile} label={type === "transcription" ? "Audio file" : "Image file"} />}
         {needsFile && type === "transcription" && <Recorder setFile={setFile} />}
-        {(!needsFile || PROMPTED.has(type)) && (
+        {!needsFile && (
           <label>
             {type === "embedding" ? "Text to embed" : type === "tensor" ? "Input tensors (JSON)" : "Prompt"}
             <textarea name="prompt" rows={4} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} required={!needsFile} />
@@ -427,9 +442,15 @@ export function TryPage() {
             {model.state === "unloaded" ? " (loads on the first job)" : ""}
           </p>
           {type === "chat" ? (
-            <Chat key={model.id} model={model.id} fields={PARAMS.chat} />
+            <Chat key={model.id} model={model.id} fields={fieldsOf(model.job_types.chat?.params)} />
           ) : (
-            <JobForm key={`${model.id}/${type}`} model={model.id} type={type} accept={model.job_types[type]?.input_types ?? []} />
+            <JobForm
+              key={`${model.id}/${type}`}
+              model={model.id}
+              type={type}
+              accept={model.job_types[type]?.input_types ?? []}
+              fields={fieldsOf(model.job_types[type]?.params)}
+            />
           )}
         </>
       )}
