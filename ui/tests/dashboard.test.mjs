@@ -306,6 +306,42 @@ describe("without keys (auth off)", () => {
     expectClean(problems);
   });
 
+  test("the keyboard alone reaches a job: skip link, tab to its link, Enter", async () => {
+    await s.api("POST", "/job?wait=10", { model: "echo", prompt: "reach me by keyboard" });
+    const { page, problems } = await openPage(browser, s);
+    await page.goto(`${s.url}/ui/jobs`);
+    const first = page.locator("table.jobs tbody tr").first();
+    await first.waitFor();
+    const id = await first.getAttribute("data-job");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
+    // Tab on until the first job's link has the focus (through the nav and the filters, each labelled).
+    for (let i = 0; i < 40; i++) {
+      await page.keyboard.press("Tab");
+      if ((await page.evaluate(() => document.activeElement?.textContent)) === `#${id}`) break;
+    }
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), `#${id}`);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(new RegExp(`/ui/jobs/${id}$`));
+    await page.getByRole("heading", { name: new RegExp(`Job #${id}`) }).waitFor();
+    // Every form control on the jobs and try pages has a label (an accessible name).
+    for (const [path, ready] of [
+      ["/ui/jobs", "table.jobs tbody tr"],
+      ["/ui/try?model=stories260k&type=completion", "textarea[name=prompt]"],
+      ["/ui/models", "tr[data-model]"],
+    ]) {
+      await page.goto(s.url + path);
+      await page.locator(ready).first().waitFor();
+      const unnamed = await page.evaluate(() =>
+        [...document.querySelectorAll("main select, main input, main textarea, main button")]
+          .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.textContent?.trim()))
+          .map((e) => e.outerHTML.slice(0, 80)),
+      );
+      assert.deepEqual(unnamed, [], `${path}: controls without a name`);
+    }
+    expectClean(problems);
+  });
+
   test("the page is served with a strict Content-Security-Policy and works under it", async () => {
     const r = await fetch(`${s.url}/ui/jobs`);
     const csp = r.headers.get("content-security-policy");

@@ -380,7 +380,7 @@ function JobForm({ model, type, accept, fields }: { model: string; type: string;
         {fields.length > 0 && <ParamFields fields={fields} values={values} set={(k, v) => setValues({ ...values, [k]: v })} />}
         <details>
           <summary>Other params (JSON)</summary>
-          <textarea name="params" rows={3} value={extra} onInput={(e) => setExtra(e.currentTarget.value)} placeholder='{"key": "value"}' />
+          <textarea name="params" aria-label="Other params (JSON)" rows={3} value={extra} onInput={(e) => setExtra(e.currentTarget.value)} placeholder='{"key": "value"}' />
         </details>
         <button type="submit" class="primary" disabled={busy}>
           Submit
