@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/dto/anthropic_dto.h"
 #include "api/errors.h"
 #include "api/filters/auth.h"
 #include "api/http_util.h"
@@ -209,6 +210,15 @@ void configureServer(const ApiContext& ctx) {
     next();
   });
   app.registerPreSendingAdvice([&ctx](const drogon::HttpRequestPtr& req, const drogon::HttpResponsePtr& resp) {
+    // The Anthropic routes answer errors in Anthropic's shape, whoever made the error (the auth
+    // advice, the body limit, the route).
+    if (isAnthropicRoute(req->path()) && static_cast<int>(resp->statusCode()) >= 400 &&
+        resp->contentType() == drogon::CT_APPLICATION_JSON) {
+      auto body = nlohmann::json::parse(resp->body(), nullptr, false);
+      if (body.is_object() && body.contains("error")) {
+        resp->setBody(anthropicError(static_cast<int>(resp->statusCode()), body["error"]).dump());
+      }
+    }
     auto attrs = req->attributes();
     std::string id = attrs->find("request_id") ? attrs->get<std::string>("request_id") : requestId(*req);
     resp->addHeader("X-Request-Id", id);
@@ -230,6 +240,7 @@ void configureServer(const ApiContext& ctx) {
   registerOpenAiSpeechRoutes(ctx);
   registerOpenAiAudioRoutes(ctx);
   registerOpenAiImageRoutes(ctx);
+  registerAnthropicRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);
   registerUiRoutes(ctx);

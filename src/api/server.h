@@ -42,6 +42,7 @@ void registerOpenAiSpeechRoutes(const ApiContext& ctx);
 void registerOpenAiAudioRoutes(const ApiContext& ctx);  // /v1/audio/transcriptions
 void registerOpenAiImageRoutes(const ApiContext& ctx);
 void registerAdminRoutes(const ApiContext& ctx);
+void registerAnthropicRoutes(const ApiContext& ctx);  // /v1/messages
 void registerDocsRoutes(const ApiContext& ctx);
 void registerUiRoutes(const ApiContext& ctx);  // the web dashboard, /ui
 

@@ -121,8 +121,14 @@ def test_keys_are_created_listed_and_revoked_over_http(keyed):
     assert_error(s.get("/me", key=made["key"]), 401, None)
     assert_error(s.request("DELETE", f"/admin/keys/{made['id']}"), 404, None)
     assert s.post("/admin/keys", json={"name": "ci-bot"}).status_code == 201
-    # Revoked by name too.
-    assert s.request("DELETE", "/admin/keys/ci-bot").json()["name"] == "ci-bot"
+    # By id only: a key named like another key's id is not the one revoked.
+    alice_id = s.get("/me", key=alice).json()["key"]["id"]
+    digits = s.post("/admin/keys", json={"name": str(alice_id)}).json()
+    assert s.request("DELETE", f"/admin/keys/{alice_id}").json()["name"] == "alice"
+    assert_error(s.get("/me", key=alice), 401, None)
+    assert s.get("/me", key=digits["key"]).json()["key"]["name"] == str(alice_id)
+    assert_error(s.request("DELETE", "/admin/keys/ci-bot"), 400, "invalid_request",
+                 "a key id is a positive integer (got 'ci-bot'", param="id")
 
 
 @pytest.mark.parametrize("body,param,message", [

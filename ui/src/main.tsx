@@ -104,7 +104,7 @@ function App() {
   let page;
   if (checking && !me) page = <main class="page" aria-busy="true" />;
   else if (!me) page = <KeyForm error={authError} onKey={(k) => (setApiKey(k), check())} />;
-  else if (section === "jobs" && sub.split("/")[2]) page = <JobPage id={sub.split("/")[2]} me={me} />;
+  else if (section === "jobs" && /^\d+$/.test(sub.split("/")[2] ?? "")) page = <JobPage id={sub.split("/")[2]} me={me} />;
   else if (section === "jobs") page = <JobsPage me={me} />;
   else if (section === "try") page = <TryPage />;
   else if (section === "models") page = <ModelsPage me={me} />;

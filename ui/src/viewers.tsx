@@ -13,6 +13,7 @@ type Box = { x: number; y: number; width: number; height: number };
 function useBlob(path: string | undefined): { blob: Blob | null; url: string | null; error: string | null } {
   const [state, setState] = useState<{ blob: Blob | null; url: string | null; error: string | null }>({ blob: null, url: null, error: null });
   useEffect(() => {
+    setState({ blob: null, url: null, error: null });
     if (!path) return;
     let made: string | null = null;
     let gone = false;

@@ -138,6 +138,12 @@ describe("without keys (auth off)", () => {
     await page.goto(`${s.url}/ui/jobs/${id}`);
     await page.locator('[data-testid="detections"] svg g.box').first().waitFor();
     await shot(page, "job-detection");
+    // Re-run sends the stored image again: the new job finds the same boxes.
+    await page.getByRole("button", { name: "Re-run" }).click();
+    await page.waitForURL((u) => /\/ui\/jobs\/\d+$/.test(u.pathname) && !u.pathname.endsWith(`/${id}`));
+    const again = await s.waitJob(page.url().split("/").pop());
+    assert.equal(again.inputs[0].sha256, job.inputs[0].sha256);
+    assert.deepEqual(again.result.detections, job.result.detections);
     expectClean(problems);
   });
 

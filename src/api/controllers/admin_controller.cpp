@@ -1,6 +1,8 @@
 // GET /admin/audit: the audit trail, newest first; GET /nodes: the nodes sharing the store;
 // GET/POST /admin/keys, DELETE /admin/keys/{id}: API keys (admin keys only). GET /me: who the
 // caller is (any key).
+#include <algorithm>
+#include <charconv>
 #include <format>
 
 #include <drogon/HttpAppFramework.h>
@@ -58,9 +60,24 @@ void registerAdminRoutes(const ApiContext& ctx) {
     resp->addHeader("Cache-Control", "no-store");
     cb(resp);
   });
+  // By id only (a name may be all digits): the active key with this id is revoked by its name,
+  // which no other active key has.
   addRoute("/admin/keys/{id}", drogon::Delete, Access::kAdmin,
-           [&ctx](const drogon::HttpRequestPtr&, Callback&& cb, const std::string& name_or_id) {
-             auto revoked = ctx.keys.revokeKey(name_or_id);
+           [&ctx](const drogon::HttpRequestPtr&, Callback&& cb, const std::string& id_text) {
+             std::int64_t id = 0;
+             auto [end, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+             if (ec != std::errc{} || end != id_text.data() + id_text.size() || id <= 0) {
+               return cb(errorResponse(
+                   Error::invalid(std::format("a key id is a positive integer (got '{}'; GET /admin/keys lists them)",
+                                              id_text.substr(0, 64)),
+                                  "id")));
+             }
+             auto keys = ctx.keys.listKeys();
+             if (!keys) return cb(errorResponse(keys.error()));
+             auto it = std::ranges::find_if(*keys, [&](const ApiKey& k) { return k.id == id && !k.revoked_at; });
+             if (it == keys->end())
+               return cb(errorResponse(Error::notFound(std::format("no active key has id {}", id))));
+             auto revoked = ctx.keys.revokeKey(it->name);
              if (!revoked) return cb(errorResponse(revoked.error()));
              cb(orderedJsonResponse(keyToJson(*revoked)));
            });

@@ -68,8 +68,11 @@ std::optional<nlohmann::ordered_json> listEvent(const JobEvent& e, std::optional
   } else {
     return std::nullopt;
   }
+  // The owner: from the event's data (an end heard from another node may carry only that), or
+  // from the ended job it carries (an end read back from the store).
   std::optional<std::int64_t> owner;
   if (auto k = e.data.find("key_id"); k != e.data.end() && k->is_number_integer()) owner = k->get<std::int64_t>();
+  if (!owner && e.job) owner = e.job->owner_key_id;
   if (scope && owner != scope) return std::nullopt;
   nlohmann::ordered_json out = {{"job_id", e.job_id}, {"status", toString(status)}};
   if (auto m = e.data.find("model"); m != e.data.end() && m->is_string()) out["model"] = *m;
@@ -342,7 +345,8 @@ void registerJobRoutes(const ApiContext& ctx) {
     respondSse(
         req, std::move(cb),
         [&ctx, scope, token](std::shared_ptr<SseStream> stream) {
-          stream->send("ready", "{}");
+          // Subscribed before "ready" goes out: nothing after it is missed (the listener runs on
+          // this loop, after this task).
           *token = ctx.scheduler.events().subscribeAll(
               [stream, scope](const JobEvent& e) {
                 if (stream->closed()) return false;
@@ -352,6 +356,7 @@ void registerJobRoutes(const ApiContext& ctx) {
                                     data->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
               },
               stream->executor());
+          stream->send("ready", "{}");
         },
         [&ctx, token] { ctx.scheduler.events().unsubscribe(*token); });
   });

@@ -126,20 +126,20 @@ class TtsBackend final : public Backend {
   std::vector<std::string> jobTypes() const override { return {"speech"}; }
 
   Result<void> validateParams(std::string_view, const nlohmann::json& p) const override {
-    if (p.is_object()) {
-      if (auto f = p.find("format"); f != p.end() && (!f->is_string() || !tts::findFormat(f->get<std::string>()))) {
-        return fail(
-            Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
-      }
-    }
+    auto badFormat = [] {
+      return fail(
+          Error::invalid(std::format("'params.format' must be one of {}", tts::formatNames()), "params.format"));
+    };
     if (auto r = params::check(p, kParams); !r) {
       Error e = r.error();
+      if (e.field == "params.format") return badFormat();
       if (e.field == "params.speed") e.message += " (words per minute)";
       return fail(std::move(e));
     }
     if (p.contains("voice") && p["voice"].get_ref<const std::string&>().empty()) {
       return fail(Error::invalid("'params.voice' must not be empty", "params.voice"));
     }
+    if (auto f = p.find("format"); f != p.end() && !tts::findFormat(f->get<std::string>())) return badFormat();
     return ok();
   }
 

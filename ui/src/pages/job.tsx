@@ -18,8 +18,8 @@ async function rerunBody(job: Job): Promise<FormData | Record<string, unknown>> 
   } else if (job.type === "embedding" && params.input !== undefined) {
     body.input = params.input;
     delete params.input;
-  } else {
-    body.prompt = job.prompt;
+  } else if (job.prompt) {
+    body.prompt = job.prompt;  // (a job of files alone has none, and an empty one is refused)
   }
   if (Object.keys(params).length) body.params = params;
   if (!job.inputs.length) return body;

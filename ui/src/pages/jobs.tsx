@@ -34,6 +34,9 @@ export function JobsPage({ me: _me }: { me: Me }) {
   const now = useNow();
   const [live, setLive] = useState<"connecting" | "live" | "off">("connecting");
   const [actionError, setActionError] = useState<string | null>(null);
+  // The search box as typed; it follows the URL when that changes (back, "Clear filters").
+  const [search, setSearch] = useState(query.get("q") ?? "");
+  useEffect(() => setSearch(query.get("q") ?? ""), [query.get("q")]);
 
   // Live: each lifecycle event updates its row at once; the page is read again at most once a
   // second (new jobs, and what an event cannot tell).
@@ -68,7 +71,11 @@ export function JobsPage({ me: _me }: { me: Me }) {
       },
       abort.signal,
       true,
-      () => setLive("live"),
+      () => {
+        // (Re)connected: what happened while the stream was down is read from the list.
+        setLive("live");
+        reloadRef.current();
+      },
     ).catch(() => setLive("off"));
     return () => {
       abort.abort();
@@ -144,7 +151,8 @@ export function JobsPage({ me: _me }: { me: Me }) {
             type="search"
             name="q"
             placeholder="text in the prompt"
-            defaultValue={query.get("q") ?? ""}
+            value={search}
+            onInput={(e) => setSearch(e.currentTarget.value)}
             onChange={(e) => setQuery({ q: e.currentTarget.value })}
           />
         </label>
