@@ -9,7 +9,7 @@ IN_ENV := scripts/in-env
 WITH_PG := scripts/pg-test-server run
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean ui ui-deps test-ui ui-screenshots
+.PHONY: all build run test test-sanitize build-sanitize test-tsan shell image test-image fuzz fuzz-build soak crash-loop fixtures bench clean ui ui-deps test-ui ui-screenshots js-deps
 
 all: build
 
@@ -25,6 +25,7 @@ test: build
 	scripts/check-dockerfile
 	tests/env/test_paths.sh
 	$(IN_ENV) $(WITH_PG) ctest --test-dir build --output-on-failure -j $(JOBS)
+	$(MAKE) js-deps
 	$(IN_ENV) env STATIM_BIN=build/statim python3 -m pytest -q tests/e2e
 	$(MAKE) test-ui
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS) FUZZ_NEW_FINDS=warn
@@ -43,6 +44,9 @@ ui: ui-deps
 test-ui: build ui-deps
 	$(IN_ENV) ui/tests/check-dist.sh
 	$(IN_ENV) env -C ui STATIM_BIN=$(CURDIR)/build/statim node --test --test-concurrency=1 'tests/*.test.mjs'
+# Official JavaScript SDKs the e2e tests use as clients (tests/js/package-lock.json, npm registry).
+js-deps:
+	$(IN_ENV) env -C tests/js npm ci --no-audit --no-fund --loglevel=error
 # The dashboard screenshots in docs/img, from a real statim with a mix of jobs.
 ui-screenshots: build ui-deps
 	$(IN_ENV) env -C ui STATIM_BIN=$(CURDIR)/build/statim node tests/screenshots.mjs

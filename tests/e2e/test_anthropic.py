@@ -6,6 +6,8 @@ is what the job stored."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +168,26 @@ def test_keys_come_as_x_api_key_or_bearer_and_refusals_are_anthropic_errors(serv
     # Other routes keep statim's own error shape.
     other = server.request("GET", "/job/999999")
     assert set(other.json()["error"]) == {"code", "type", "message", "param"}
+
+
+JS = Path(__file__).resolve().parents[1] / "js"
+
+
+def test_the_official_typescript_sdk_drives_the_route(server):
+    """tests/js/anthropic_sdk.mjs: @anthropic-ai/sdk's create, stream helper, tool use and typed
+    errors (`make test` installs tests/js/package-lock.json first)."""
+    if not (JS / "node_modules" / "@anthropic-ai" / "sdk").exists():
+        pytest.fail("tests/js has no node_modules: run `make js-deps` (npm ci in tests/js)")
+    r = subprocess.run(["node", str(JS / "anthropic_sdk.mjs"), server.url, server.key, "tiny"],
+                       capture_output=True, text=True, timeout=300 * SLOW)
+    assert r.returncode == 0, f"the SDK script failed:\n{r.stdout}\n{r.stderr}"
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    # What the SDK got is what the jobs stored.
+    created = server.job(int(out["create"]["id"].removeprefix("msg_")))
+    assert out["create"]["content"][0]["text"] == created["result"]["text"]
+    streamed = server.job(int(out["streamed"]["id"].removeprefix("msg_")))
+    assert out["streamed"]["text"] == streamed["result"]["text"]
+    tool = server.job(int(out["tool"]["id"].removeprefix("msg_")))
+    stored = json.loads(tool["result"]["tool_calls"][0]["function"]["arguments"])
+    assert [b["input"] for b in out["tool"]["content"] if b["type"] == "tool_use"] == [stored]
+    assert tool["params"]["tool_choice"] == "required" and tool["params"]["parallel_tool_calls"] is False
