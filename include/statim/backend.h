@@ -107,6 +107,22 @@ class LoadedModel {
   virtual Result<std::unique_ptr<BatchSession>> newBatchSession() {
     return fail(Error::internal("this model runs one job per session (newSession)"));
   }
+  // Text models: the tokens a chat or completion job would feed the model (its chat template
+  // applied), and text <-> tokens with its vocabulary. Thread-safe; no inference. Others: fail.
+  virtual Result<std::vector<std::int32_t>> promptTokens(const NewJob& job) const {
+    (void)job;
+    return fail(Error::invalid("this model has no tokenizer", "model"));
+  }
+  virtual Result<std::vector<std::int32_t>> tokenize(const std::string& text, bool add_special) const {
+    (void)text;
+    (void)add_special;
+    return fail(Error::invalid("this model has no tokenizer", "model"));
+  }
+  // Each token's text (pieces: bytes, a piece may be part of a UTF-8 character), or all of it.
+  virtual Result<std::vector<std::string>> tokenPieces(const std::vector<std::int32_t>& tokens) const {
+    (void)tokens;
+    return fail(Error::invalid("this model has no tokenizer", "model"));
+  }
   // Checks what needs the loaded model (a chat template, a grammar against the vocabulary)
   // before the job is stored, so such mistakes are a 400 and not a FAILED job. Thread-safe.
   virtual Result<void> checkJob(const NewJob& job) const {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SLOW, Server, fail_on_sanitizer_reports, sse_events
+from conftest import SLOW, Server, assert_error, fail_on_sanitizer_reports, sse_events
 
 WEATHER = {"name": "get_weather", "description": "The weather in a city.",
            "input_schema": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]},
@@ -46,7 +46,7 @@ def test_a_message_is_answered_from_its_job(server):
                       "messages": [{"role": "user", "content": "Hello there"}], "temperature": 0})
     assert r.status_code == 200, r.text
     msg = r.json()
-    job = server.job(int(r.headers["X-Statim-Job-Id"]))
+    job = server.wait_job(int(r.headers["X-Statim-Job-Id"]))
     assert msg["id"] == f"msg_{job['id']}" and msg["type"] == "message" and msg["role"] == "assistant"
     assert msg["model"] == "tiny"
     assert msg["content"] == [{"type": "text", "text": job["result"]["text"]}]
@@ -72,7 +72,7 @@ def test_a_stream_sends_anthropics_events_in_order(server):
     assert names.count("content_block_start") == names.count("content_block_stop") == 1, names
     text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
     assert all(d["delta"]["type"] == "text_delta" for n, d in events if n == "content_block_delta")
-    job = server.job(int(r.headers["X-Statim-Job-Id"]))
+    job = server.wait_job(int(r.headers["X-Statim-Job-Id"]))
     assert text == job["result"]["text"]
     assert events[0][1]["message"]["id"] == f"msg_{job['id']}"
     delta = events[-2][1]
@@ -114,7 +114,7 @@ def test_tool_results_in_the_history_reach_the_model(server):
     ]
     r = post(server, {"model": "tiny", "max_tokens": 8, "tools": [WEATHER], "messages": history})
     assert r.status_code == 200, r.text
-    job = server.job(int(r.headers["X-Statim-Job-Id"]))
+    job = server.wait_job(int(r.headers["X-Statim-Job-Id"]))
     assert job["params"]["messages"] == [
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "content": "Let me look.",
@@ -183,11 +183,54 @@ def test_the_official_typescript_sdk_drives_the_route(server):
     assert r.returncode == 0, f"the SDK script failed:\n{r.stdout}\n{r.stderr}"
     out = json.loads(r.stdout.strip().splitlines()[-1])
     # What the SDK got is what the jobs stored.
-    created = server.job(int(out["create"]["id"].removeprefix("msg_")))
+    created = server.wait_job(int(out["create"]["id"].removeprefix("msg_")))
     assert out["create"]["content"][0]["text"] == created["result"]["text"]
-    streamed = server.job(int(out["streamed"]["id"].removeprefix("msg_")))
+    streamed = server.wait_job(int(out["streamed"]["id"].removeprefix("msg_")))
     assert out["streamed"]["text"] == streamed["result"]["text"]
-    tool = server.job(int(out["tool"]["id"].removeprefix("msg_")))
+    tool = server.wait_job(int(out["tool"]["id"].removeprefix("msg_")))
     stored = json.loads(tool["result"]["tool_calls"][0]["function"]["arguments"])
     assert [b["input"] for b in out["tool"]["content"] if b["type"] == "tool_use"] == [stored]
     assert tool["params"]["tool_choice"] == "required" and tool["params"]["parallel_tool_calls"] is False
+
+
+def test_count_tokens_is_what_a_message_would_use(server):
+    body = {"model": "tiny", "system": "Be brief.", "tools": [WEATHER],
+            "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    before = server.jobs()["total"]
+    r = server.request("POST", "/v1/messages/count_tokens", json=body, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    counted = r.json()["input_tokens"]
+    assert server.jobs()["total"] == before, "counting makes no job"
+    msg = post(server, {**body, "max_tokens": 4})
+    assert msg.status_code == 200, msg.text
+    assert msg.json()["usage"]["input_tokens"] == counted
+    # Without the tools the prompt is shorter; errors are Anthropic's.
+    plain = server.request("POST", "/v1/messages/count_tokens", json={**body, "tools": []}, headers=HEADERS)
+    assert 0 < plain.json()["input_tokens"] < counted
+    bad = server.request("POST", "/v1/messages/count_tokens", json={"model": "nope", "messages": body["messages"]},
+                         headers=HEADERS)
+    assert bad.status_code == 404 and bad.json()["error"]["type"] == "not_found_error", bad.text
+
+
+def test_tokenize_and_detokenize_in_llama_servers_shapes(server):
+    text = "Hello world, hello tokens"
+    r = server.post("/tokenize", json={"model": "tiny", "content": text})
+    assert r.status_code == 200, r.text
+    tokens = r.json()["tokens"]
+    assert tokens and all(isinstance(t, int) for t in tokens)
+    special = server.post("/tokenize", json={"model": "tiny", "content": text, "add_special": True}).json()["tokens"]
+    assert len(special) == len(tokens) + 1 and special[1:] == tokens, "add_special puts the BOS first"
+    back = server.post("/detokenize", json={"model": "tiny", "tokens": tokens})
+    assert back.status_code == 200, back.text
+    assert back.json()["content"].strip() == text
+    pieces = server.post("/tokenize", json={"model": "tiny", "content": text, "with_pieces": True}).json()["tokens"]
+    assert [p["id"] for p in pieces] == tokens
+    assert "".join(p["piece"] for p in pieces) == back.json()["content"]
+    assert_error(server.post("/detokenize", json={"model": "tiny", "tokens": [1, 10**9]}), 400, "invalid_request",
+                 "tokens[1] is 1000000000: the model's vocabulary has ids 0..", param="tokens[1]")
+    assert_error(server.post("/tokenize", json={"model": "echo", "content": "x"}), 400, "invalid_request",
+                 "this model has no tokenizer", param="model")
+    assert_error(server.post("/tokenize", json={"model": "nope", "content": "x"}), 404, "model_not_found",
+                 "unknown model 'nope'")
+    assert_error(server.post("/tokenize", json={"model": "tiny", "text": "x"}), 400, "invalid_request",
+                 "unknown field 'text' (allowed: model, content, add_special, with_pieces)", param="text")

@@ -11,6 +11,7 @@
 #include "api/filters/auth.h"
 #include "api/follow.h"
 #include "api/http_util.h"
+#include "api/model_access.h"
 #include "api/routes.h"
 #include "api/server.h"
 #include "api/sse.h"
@@ -136,6 +137,22 @@ void registerAnthropicRoutes(const ApiContext& ctx) {
         if (stream) return streamJob(ctx, req, *r, cb);
         respondWhenDone(ctx, *r, cb);
       });
+    });
+  });
+  // {model, messages, system?, tools?, tool_choice?} -> {"input_tokens": n}: the prompt the model
+  // would be fed (chat template and tools applied), counted with its own tokenizer; no job.
+  addRoute("/v1/messages/count_tokens", drogon::Post, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
+    auto body = parseJsonObject(*req);
+    if (!body) return cb(errorResponse(body.error()));
+    nlohmann::json request = *body;
+    if (!request.contains("max_tokens")) request["max_tokens"] = 1;  // (not part of this request)
+    auto parsed = parseMessagesRequest(request);
+    if (!parsed) return cb(errorResponse(parsed.error()));
+    withLoadedModel(ctx, *req, parsed->job.model, [job = parsed->job, cb](Result<std::shared_ptr<LoadedModel>> m) {
+      if (!m) return cb(errorResponse(m.error()));
+      auto tokens = (*m)->promptTokens(job);
+      if (!tokens) return cb(errorResponse(clientNames(tokens.error())));
+      cb(jsonResponse({{"input_tokens", tokens->size()}}));
     });
   });
 }

@@ -5,21 +5,11 @@
 #include <thread>
 
 #include "backends/llama/chat.h"
+#include "backends/llama/tokenize.h"
 #include "backends/llama/tools.h"
 
 namespace statim::llama {
 namespace {
-
-std::string tokenPiece(const llama_vocab* vocab, llama_token tok) {
-  std::string buf(64, '\0');
-  int n = llama_token_to_piece(vocab, tok, buf.data(), static_cast<int>(buf.size()), 0, false);
-  if (n < 0) {
-    buf.resize(static_cast<size_t>(-n));
-    n = llama_token_to_piece(vocab, tok, buf.data(), static_cast<int>(buf.size()), 0, false);
-  }
-  buf.resize(static_cast<size_t>(std::max(n, 0)));
-  return buf;
-}
 
 double msBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();

@@ -8,6 +8,7 @@
 #include "backends/llama/chat.h"
 #include "backends/llama/embedding_session.h"
 #include "backends/llama/sampling.h"
+#include "backends/llama/tokenize.h"
 #include "backends/llama/tools.h"
 #include "backends/params.h"
 #include "core/logging.h"
@@ -69,6 +70,26 @@ class LlamaModel final : public LoadedModel {
     auto s = EmbeddingSession::create(model_, options_);
     if (!s) return fail(s.error());
     return std::unique_ptr<Session>(std::move(*s));
+  }
+  Result<std::vector<std::int32_t>> promptTokens(const NewJob& job) const override {
+    return jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
+  }
+  Result<std::vector<std::int32_t>> tokenize(const std::string& text, bool add_special) const override {
+    return llama::tokenize(model_.get(), text, add_special);
+  }
+  Result<std::vector<std::string>> tokenPieces(const std::vector<std::int32_t>& tokens) const override {
+    const llama_vocab* vocab = llama_model_get_vocab(model_.get());
+    const int n_vocab = llama_vocab_n_tokens(vocab);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i] < 0 || tokens[i] >= n_vocab) {
+        return fail(Error::invalid(
+            std::format("tokens[{}] is {}: the model's vocabulary has ids 0..{}", i, tokens[i], n_vocab - 1),
+            std::format("tokens[{}]", i)));
+      }
+      out.push_back(llama::tokenPiece(vocab, tokens[i]));
+    }
+    return out;
   }
   Result<void> checkJob(const NewJob& job) const override {
     if (job.type == "embedding") return ok();

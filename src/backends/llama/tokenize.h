@@ -10,6 +10,9 @@
 
 namespace statim::llama {
 
-Result<std::vector<llama_token>> tokenize(const llama_model* model, const std::string& text);
+// `add_special`: BOS (and EOS) where the model wants them; special tokens in the text are parsed.
+Result<std::vector<llama_token>> tokenize(const llama_model* model, const std::string& text, bool add_special = true);
+// One token's text (bytes: a piece may be part of a UTF-8 character).
+std::string tokenPiece(const llama_vocab* vocab, llama_token tok);
 
 }  // namespace statim::llama
