@@ -62,6 +62,21 @@ describe("without keys (auth off)", () => {
     expectClean(problems);
   });
 
+  test("queued jobs show where they stand in their model's queue", async () => {
+    // echo runs two jobs at a time: two long ones keep it busy while three wait.
+    const blocker = await s.api("POST", "/job", { model: "echo", prompt: "hold", params: { delay_ms: 20000 } });
+    const second = await s.api("POST", "/job", { model: "echo", prompt: "hold too", params: { delay_ms: 20000 } });
+    const waiting = [];
+    for (let i = 0; i < 3; i++) waiting.push(await s.api("POST", "/job", { model: "echo", prompt: `waiting ${i}` }));
+    const { page, problems } = await openPage(browser, s);
+    await page.goto(`${s.url}/ui/jobs?status=QUEUED`);
+    for (const [i, job] of waiting.entries()) {
+      await page.locator(`tr[data-job="${job.id}"] [data-testid="queue-position"]`, { hasText: `#${i + 1} in queue` }).waitFor();
+    }
+    for (const j of [blocker, second, ...waiting]) await s.api("POST", `/job/${j.id}/cancel`);
+    expectClean(problems);
+  });
+
   test("a job submitted elsewhere appears in the open list by itself (GET /events)", async () => {
     const { page, problems } = await openPage(browser, s);
     await page.goto(`${s.url}/ui/jobs`);
@@ -237,6 +252,25 @@ describe("without keys (auth off)", () => {
     assert.equal(await out.count(), names.length);
     const output = out.filter({ hasText: "output" }).first();
     assert.match(await output.locator("h4").textContent(), /output \[1 × 1\]/);
+    expectClean(problems);
+  });
+
+  test("audio recorded in the browser is sent as WAV and transcribed", async (t) => {
+    if (!s.hasWhisper) return t.skip("no whisper fixture (tests/fixtures/make_tiny_whisper.py failed)");
+    const { page, context, problems } = await openPage(browser, s);
+    await context.grantPermissions(["microphone"], { origin: s.url });
+    await page.goto(`${s.url}/ui/try?model=whisper`);
+    await page.getByRole("button", { name: "● Record" }).click();
+    await page.waitForTimeout(1500);  // Chromium's fake microphone: a tone
+    await page.getByRole("button", { name: "■ Stop recording" }).click();
+    await page.locator(".drop p", { hasText: "recording.wav" }).waitFor();
+    await page.getByRole("button", { name: "Submit" }).click();
+    await page.locator('[data-testid="transcript"]').waitFor({ timeout: 60_000 });
+    const id = (await page.locator(".try-result h3 a").textContent()).replace("Job #", "");
+    const job = await s.waitJob(id);
+    assert.equal(job.status, "COMPLETED");
+    assert.equal(job.inputs[0].content_type, "audio/wav");
+    assert.ok(job.result.duration > 1 && job.result.duration < 3, `recorded ${job.result.duration} s`);
     expectClean(problems);
   });
 

@@ -355,7 +355,9 @@ void registerJobRoutes(const ApiContext& ctx) {
                 return stream->send(e.type,
                                     data->dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
               },
-              stream->executor());
+              stream->executor(),
+              // Only the events this stream tells of are copied to its loop (not every token).
+              [scope](const JobEvent& e) { return listEvent(e, scope).has_value(); });
           stream->send("ready", "{}");
         },
         [&ctx, token] { ctx.scheduler.events().unsubscribe(*token); });

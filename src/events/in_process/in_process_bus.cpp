@@ -19,10 +19,12 @@ EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener
   return {token, e.text, ended_.contains(job)};
 }
 
-EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on) {
+EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on, Filter wants) {
   std::lock_guard lock(mu_);
   Token token = next_token_++;
-  all_.emplace(token, makeSub(std::move(listener), std::move(on)));
+  Sub sub = makeSub(std::move(listener), std::move(on));
+  sub.wants = std::move(wants);
+  all_.emplace(token, std::move(sub));
   return token;
 }
 
@@ -77,6 +79,10 @@ void InProcessEventBus::publish(const JobEvent& event) {
     }
   }
   for (auto l = all_.begin(); l != all_.end();) {
+    if (l->second.wants && !l->second.wants(event)) {
+      ++l;
+      continue;
+    }
     l = dispatch(l->first, l->second, event) ? std::next(l) : all_.erase(l);
   }
   auto it = jobs_.find(event.job_id);

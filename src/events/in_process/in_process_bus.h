@@ -17,7 +17,7 @@ namespace statim {
 class InProcessEventBus final : public EventBus {
  public:
   Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
-  Token subscribeAll(Listener listener, Executor on = {}) override;
+  Token subscribeAll(Listener listener, Executor on = {}, Filter wants = {}) override;
   void unsubscribe(Token token) override;
   void publish(const JobEvent& event) override;
   std::size_t listeners() const override;
@@ -27,6 +27,7 @@ class InProcessEventBus final : public EventBus {
     std::shared_ptr<Listener> listener;
     Executor on;                              // empty: run on the publisher's thread
     std::shared_ptr<std::atomic<bool>> done;  // it returned false (or threw): call it no more
+    Filter wants;                             // subscriptions to all jobs: empty = every event
   };
   struct Entry {
     std::string text;

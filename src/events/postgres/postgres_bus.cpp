@@ -83,8 +83,8 @@ EventBus::Subscription PostgresEventBus::subscribe(JobId job, Listener listener,
   return sub;
 }
 
-EventBus::Token PostgresEventBus::subscribeAll(Listener listener, Executor on) {
-  return local_.subscribeAll(std::move(listener), std::move(on));
+EventBus::Token PostgresEventBus::subscribeAll(Listener listener, Executor on, Filter wants) {
+  return local_.subscribeAll(std::move(listener), std::move(on), std::move(wants));
 }
 
 void PostgresEventBus::unsubscribe(Token token) {

@@ -51,7 +51,7 @@ class PostgresEventBus final : public EventBus {
   ~PostgresEventBus() override;
 
   Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
-  Token subscribeAll(Listener listener, Executor on = {}) override;
+  Token subscribeAll(Listener listener, Executor on = {}, Filter wants = {}) override;
   void unsubscribe(Token token) override;
   void publish(const JobEvent& event) override;
   std::size_t listeners() const override { return local_.listeners(); }

@@ -113,6 +113,25 @@ TEST(InProcessEventBus, SubscribersToAllJobsSeeEveryJobUntilTheyLeave) {
   EXPECT_EQ(hub.listeners(), 0u);
 }
 
+TEST(InProcessEventBus, ASubscriptionToAllJobsHearsOnlyWhatItsFilterWants) {
+  InProcessEventBus hub;
+  std::vector<std::string> seen;
+  std::vector<std::function<void()>> queued;  // the subscriber's loop: what was handed to it
+  hub.subscribeAll(
+      [&](const JobEvent& e) {
+        seen.push_back(e.type);
+        return true;
+      },
+      [&](std::function<void()> task) { queued.push_back(std::move(task)); },
+      [](const JobEvent& e) { return e.type != "token"; });
+  hub.publish({1, "queued"});
+  for (int i = 0; i < 100; ++i) hub.publish({1, "token", {{"text", "x"}}});
+  hub.publish({1, "started"});
+  EXPECT_EQ(queued.size(), 2u) << "the tokens were never copied to the subscriber's loop";
+  for (auto& t : queued) t();
+  EXPECT_EQ(seen, (std::vector<std::string>{"queued", "started"}));
+}
+
 TEST(InProcessEventBus, AListenerThatThrowsIsRemovedAndThePublisherGoesOn) {
   InProcessEventBus hub;
   int calls = 0, others = 0;

@@ -29,7 +29,17 @@ export function JobsPage({ me: _me }: { me: Me }) {
   qs.set("offset", String(offset));
   const key = qs.toString();
 
-  const page = useLoad(() => get<JobPage>(`/job?${key}`), [key]);
+  // The list, then where its queued jobs stand (GET /job/{id} counts that; the first 20 of them).
+  const page = useLoad(async () => {
+    const p = await get<JobPage>(`/job?${key}`);
+    const queued = p.jobs.filter((j) => j.status === "QUEUED").slice(0, 20);
+    const positions = await Promise.all(queued.map((j) => get<Job>(`/job/${j.id}`).catch(() => null)));
+    for (const q of positions) {
+      const row = q && p.jobs.find((j) => j.id === q.id);
+      if (row && q.queue_position) row.queue_position = q.queue_position;
+    }
+    return p;
+  }, [key]);
   const models = useLoad(() => get<{ models: Model[] }>("/models"), []);
   const now = useNow();
   const [live, setLive] = useState<"connecting" | "live" | "off">("connecting");
@@ -195,7 +205,10 @@ export function JobsPage({ me: _me }: { me: Me }) {
                   {truncate(j.prompt || (j.inputs?.length ? `[${j.inputs.map((f) => f.name).join(", ")}]` : ""), 80)}
                 </td>
                 <td class="hide-narrow nowrap">{localTime(j.created_at)}</td>
-                <td class="nowrap">{elapsed(j, now)}</td>
+                <td class="nowrap">
+                  {elapsed(j, now)}
+                  {j.status === "QUEUED" && j.queue_position ? <span class="muted small" data-testid="queue-position"> · #{j.queue_position} in queue</span> : null}
+                </td>
                 <td>
                   {!isEnded(j.status) && (
                     <button
