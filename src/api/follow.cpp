@@ -53,6 +53,10 @@ Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, F
     std::string text = sub.text_so_far;
     if (isTerminal(job->status) && job->result.is_object()) text = job->result.value("text", text);
     JobEvent state{id, "state", {{"text", text}}, *job};
+    if (!sub.logprobs_so_far.empty()) state.data["logprobs"] = sub.logprobs_so_far;
+    if (isTerminal(job->status) && job->result.is_object() && job->result.contains("logprobs")) {
+      state.data["logprobs"] = job->result["logprobs"];
+    }
     keep = f->deliver(state);
     if (keep && isTerminal(job->status)) keep = f->deliver({id, std::string(eventName(job->status)), {}, *job});
     while (keep && !f->backlog.empty()) {

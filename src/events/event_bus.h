@@ -59,6 +59,8 @@ class EventBus {
   struct Subscription {
     Token token = 0;
     std::string text_so_far;  // what a running job has produced before the subscription
+    // The logprobs entries its token events carried before the subscription (jobs that asked).
+    nlohmann::json logprobs_so_far = nlohmann::json::array();
     // The job's terminal event was published here before the subscription (a bus remembers the
     // last few thousand ends): its listener will hear nothing more. False says the end, if any,
     // is still to come, so a follower that holds the job's state from before the subscription

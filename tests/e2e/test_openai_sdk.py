@@ -217,7 +217,7 @@ def test_bad_temperature_is_bad_request(client):
     ({"n": 2}, "n", "only 'n': 1 is supported"),
     ({"tools": [{"type": "function", "function": {"name": "bad name", "parameters": {"type": "object"}}}]},
      "tools[0].function.name", "'tools[0].function.name' must be 1 to 64 letters, digits, '_' or '-'"),
-    ({"logprobs": True}, "logprobs", "'logprobs' is not supported"),
+    ({"top_logprobs": 2}, "top_logprobs", "'top_logprobs' needs 'logprobs': true"),
     ({"top_p": 2}, "top_p", "'top_p' must be between 0 and 1"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string",
                                                                                          "pattern": "a+"}}}},
@@ -227,6 +227,45 @@ def test_chat_bad_requests(client, kwargs, param, message):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="tiny", messages=MESSAGES, **kwargs)
     assert message in e.value.message and e.value.body["param"] == param, e.value.body
+
+
+def test_chat_logprobs_are_the_models_distribution(server, client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="tiny", messages=MESSAGES, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
+    resp = raw.parse()
+    choice = resp.choices[0]
+    content = choice.logprobs.content
+    assert len(content) == resp.usage.completion_tokens == 12
+    assert "".join(t.token for t in content) == choice.message.content
+    for t in content:
+        assert t.logprob <= 0 and bytes(t.bytes) == t.token.encode()
+        assert len(t.top_logprobs) == 3
+        lps = [a.logprob for a in t.top_logprobs]
+        assert lps == sorted(lps, reverse=True) and all(lp <= 0 for lp in lps)
+        # Greedy: the chosen token is the likeliest, with the same log probability.
+        assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6
+    assert sum(math.exp(a.logprob) for a in content[0].top_logprobs) <= 1 + 1e-6
+    # Stored with the job; the same numbers come streamed, chunk by chunk.
+    job = server.job(int(raw.headers["X-Statim-Job-Id"]))
+    assert [e["logprob"] for e in job["result"]["logprobs"]] == [t.logprob for t in content]
+    stream = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0,
+                                            logprobs=True, top_logprobs=3, stream=True)
+    streamed = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in content]
+    assert [round(t.logprob, 5) for t in streamed] == [round(t.logprob, 5) for t in content]
+    # Without logprobs there are none.
+    plain = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4)
+    assert plain.choices[0].logprobs is None
+
+
+def test_completion_logprobs_in_the_legacy_shape(client):
+    resp = client.completions.create(model="tiny", prompt="Once upon", max_tokens=8, temperature=0, logprobs=2)
+    lp = resp.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 8
+    assert "".join(lp.tokens) == resp.choices[0].text
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(8)]
+    for token, top in zip(lp.tokens, lp.top_logprobs):
+        assert len(top) <= 2 and token in top, (token, top)
 
 
 def test_wrong_job_type_for_model(client):

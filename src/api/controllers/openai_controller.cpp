@@ -62,73 +62,79 @@ std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 // for this stream alone.
 void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, OpenAiRequest req, const Job& job,
                Callback cb) {
-  respondSse(http, std::move(cb), [&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
-    auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish) {
-      return kind == Kind::kChat
-                 ? chatChunk(job,
-                             text.empty() && finish.is_null() ? nlohmann::json{{"role", "assistant"}, {"content", ""}}
-                                                              : nlohmann::json{{"content", text}},
-                             finish)
-                 : completionChunk(job, text, finish);
-    };
-    if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
-    auto sent = std::make_shared<std::string>();  // the text streamed so far
-    // A model's tool calls are not in its token events (the backend keeps them out); they go
-    // out as one chunk at the end.
-    auto r = followJob(
-        ctx.store, ctx.scheduler.events(), job.id,
-        [stream, chunk, kind, req, job, sent](const JobEvent& e) {
-          bool open = true;
-          std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
-          if (!text.empty()) {
-            open = stream->send("", dump(chunk(text, nullptr)));
-            *sent += text;
-          }
-          // The stream ends on the job's outcome ("result"), not waiting for its commit: the client
-          // has had the text as it came anyway, and its next request may make the next step.
-          if (e.type == "result" || e.terminal()) {
-            const Job& done = *e.job;
-            // A backend that reports no tokens (or whose last ones raced the end) still streams
-            // all of its text: whatever of result.text was not sent goes out before the end.
-            std::string final_text = done.result.is_object() ? done.result.value("text", "") : "";
-            if (final_text.size() > sent->size() && final_text.starts_with(*sent)) {
-              stream->send("", dump(chunk(final_text.substr(sent->size()), nullptr)));
-            }
-            if (nlohmann::json calls = toolCalls(done); kind == Kind::kChat && !calls.is_null()) {
-              for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
-              stream->send("", dump(chatChunk(done, {{"tool_calls", std::move(calls)}}, nullptr)));
-            }
-            if (done.status == JobStatus::kFailed) {
-              Error err = unfinishedJobError(done);
-              stream->send(
-                  "",
-                  dump({{"error",
-                         {{"message", err.message}, {"type", "server_error"}, {"code", errorCodeName(err.code)}}}}));
-            } else {
-              nlohmann::json last = kind == Kind::kChat ? chatChunk(done, nlohmann::json::object(), finishReason(done))
-                                                        : completionChunk(done, "", finishReason(done));
-              stream->send("", dump(last));
-              if (req.include_usage) {
-                nlohmann::json u = last;
-                u["choices"] = nlohmann::json::array();
-                u["usage"] = usage(done);
-                stream->send("", dump(u));
+  respondSse(
+      http, std::move(cb),
+      [&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
+        // `lp`: the token event's logprobs entries (null without); `offset`: where `text` starts.
+        auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish,
+                                 const nlohmann::json& lp = nullptr, size_t offset = 0) {
+          return kind == Kind::kChat ? chatChunk(job,
+                                                 text.empty() && finish.is_null()
+                                                     ? nlohmann::json{{"role", "assistant"}, {"content", ""}}
+                                                     : nlohmann::json{{"content", text}},
+                                                 finish, chatLogprobs(lp))
+                                     : completionChunk(job, text, finish, completionLogprobs(lp, offset));
+        };
+        if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
+        auto sent = std::make_shared<std::string>();                          // the text streamed so far
+        // A model's tool calls are not in its token events (the backend keeps them out); they go
+        // out as one chunk at the end.
+        auto r = followJob(
+            ctx.store, ctx.scheduler.events(), job.id,
+            [stream, chunk, kind, req, job, sent](const JobEvent& e) {
+              bool open = true;
+              std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
+              if (!text.empty()) {
+                auto lp = e.data.value("logprobs", nlohmann::json(nullptr));  // "state": those of the text so far
+                open = stream->send("", dump(chunk(text, nullptr, lp, sent->size())));
+                *sent += text;
               }
-            }
-            stream->sendRaw("data: [DONE]\n\n");
-            stream->close();
-            return false;
-          }
-          // A departed client cancels the job through the stream's on_gone (queued on the I/O
-          // loop, never run inside a listener: cancelling writes to the store).
-          return open;
-        },
-        stream->executor(), &job);
-    if (!r) stream->close();
-  },
-  // The client left: noticed by a failed write (a token, or a keep-alive while queued).
-  [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); },
-  {{"X-Statim-Job-Id", std::to_string(job.id)}});
+              // The stream ends on the job's outcome ("result"), not waiting for its commit: the client
+              // has had the text as it came anyway, and its next request may make the next step.
+              if (e.type == "result" || e.terminal()) {
+                const Job& done = *e.job;
+                // A backend that reports no tokens (or whose last ones raced the end) still streams
+                // all of its text: whatever of result.text was not sent goes out before the end.
+                std::string final_text = done.result.is_object() ? done.result.value("text", "") : "";
+                if (final_text.size() > sent->size() && final_text.starts_with(*sent)) {
+                  stream->send("", dump(chunk(final_text.substr(sent->size()), nullptr)));
+                }
+                if (nlohmann::json calls = toolCalls(done); kind == Kind::kChat && !calls.is_null()) {
+                  for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+                  stream->send("", dump(chatChunk(done, {{"tool_calls", std::move(calls)}}, nullptr)));
+                }
+                if (done.status == JobStatus::kFailed) {
+                  Error err = unfinishedJobError(done);
+                  stream->send(
+                      "",
+                      dump(
+                          {{"error",
+                            {{"message", err.message}, {"type", "server_error"}, {"code", errorCodeName(err.code)}}}}));
+                } else {
+                  nlohmann::json last = kind == Kind::kChat
+                                            ? chatChunk(done, nlohmann::json::object(), finishReason(done))
+                                            : completionChunk(done, "", finishReason(done));
+                  stream->send("", dump(last));
+                  if (req.include_usage) {
+                    nlohmann::json u = last;
+                    u["choices"] = nlohmann::json::array();
+                    u["usage"] = usage(done);
+                    stream->send("", dump(u));
+                  }
+                }
+                stream->sendRaw("data: [DONE]\n\n");
+                stream->close();
+                return false;
+              }
+              // A departed client cancels the job through the stream's on_gone (queued on the I/O
+              // loop, never run inside a listener: cancelling writes to the store).
+              return open;
+            },
+            stream->executor(), &job);
+        if (!r) stream->close();
+      },
+      // The client left: noticed by a failed write (a token, or a keep-alive while queued).
+      [&ctx, id = job.id] { (void)ctx.scheduler.cancel(id); }, {{"X-Statim-Job-Id", std::to_string(job.id)}});
 }
 
 template <typename Parse>

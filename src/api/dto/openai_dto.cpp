@@ -61,9 +61,6 @@ Result<void> readGeneration(const nlohmann::json& body, OpenAiRequest& req,
   if (auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) {
     return fail(Error::invalid("only 'n': 1 is supported", "n"));
   }
-  if (auto lp = body.find("logprobs"); lp != body.end() && !lp->is_null() && *lp != false && *lp != 0) {
-    return fail(Error::invalid("'logprobs' is not supported", "logprobs"));
-  }
   if (auto e = body.find("echo"); e != body.end() && !e->is_null() && *e != false) {
     return fail(Error::invalid("'echo' is not supported", "echo"));
   }
@@ -112,6 +109,14 @@ Result<OpenAiRequest> parseCompletionRequest(const nlohmann::json& body) {
   OpenAiRequest req;
   req.job.type = "completion";
   if (auto r = readGeneration(body, req, {"prompt", "suffix", "best_of", "logit_bias"}); !r) return fail(r.error());
+  // logprobs: n (0..5) likeliest tokens at each step besides the chosen one's; null: none.
+  if (auto lp = body.find("logprobs"); lp != body.end() && !lp->is_null()) {
+    if (!lp->is_number_integer() || *lp < 0 || *lp > 5) {
+      return fail(Error::invalid("'logprobs' must be an integer from 0 to 5 (or null)", "logprobs"));
+    }
+    req.job.params["logprobs"] = true;
+    req.job.params["top_logprobs"] = *lp;
+  }
   auto p = body.find("prompt");
   if (p != body.end() && p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
     req.job.prompt = (*p)[0];
@@ -150,6 +155,20 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
   if (auto lb = body.find("logit_bias"); lb != body.end() && !lb->is_null() && !lb->empty()) {
     return fail(Error::invalid("'logit_bias' is not supported", "logit_bias"));
   }
+  // logprobs: true reports each token's; top_logprobs (0..20, needs logprobs) the likeliest others.
+  bool logprobs = false;
+  if (auto lp = body.find("logprobs"); lp != body.end() && !lp->is_null()) {
+    if (!lp->is_boolean()) return fail(Error::invalid("'logprobs' must be true or false", "logprobs"));
+    logprobs = *lp;
+  }
+  if (auto top = body.find("top_logprobs"); top != body.end() && !top->is_null()) {
+    if (!top->is_number_integer() || *top < 0 || *top > 20) {
+      return fail(Error::invalid("'top_logprobs' must be an integer from 0 to 20", "top_logprobs"));
+    }
+    if (!logprobs) return fail(Error::invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs"));
+    req.job.params["top_logprobs"] = *top;
+  }
+  if (logprobs) req.job.params["logprobs"] = true;
   auto m = body.find("messages");
   if (m == body.end() || !m->is_array() || m->empty()) {
     return fail(Error::invalid("'messages' must be a non-empty list of {role, content}", "messages"));
@@ -237,6 +256,38 @@ nlohmann::json usage(const Job& job) {
   return {{"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
 }
 
+nlohmann::json chatLogprobs(const nlohmann::json& entries) {
+  if (!entries.is_array()) return nullptr;
+  return {{"content", entries}, {"refusal", nullptr}};
+}
+
+nlohmann::json completionLogprobs(const nlohmann::json& entries, size_t text_offset) {
+  if (!entries.is_array()) return nullptr;
+  nlohmann::json out = {{"tokens", nlohmann::json::array()},
+                        {"token_logprobs", nlohmann::json::array()},
+                        {"top_logprobs", nlohmann::json::array()},
+                        {"text_offset", nlohmann::json::array()}};
+  for (const auto& e : entries) {
+    std::string token = e.value("token", "");
+    out["tokens"].push_back(token);
+    out["token_logprobs"].push_back(e["logprob"]);
+    nlohmann::json top = nlohmann::json::object();
+    for (const auto& alt : e.value("top_logprobs", nlohmann::json::array()))
+      top[alt.value("token", "")] = alt["logprob"];
+    out["top_logprobs"].push_back(std::move(top));
+    out["text_offset"].push_back(text_offset);
+    text_offset += token.size();
+  }
+  return out;
+}
+
+namespace {
+nlohmann::json resultLogprobs(const Job& job) {
+  auto it = job.result.is_object() ? job.result.find("logprobs") : job.result.end();
+  return job.result.is_object() && it != job.result.end() ? *it : nlohmann::json(nullptr);
+}
+}  // namespace
+
 nlohmann::json completionResponse(const Job& job) {
   return {{"id", std::format("cmpl-{}", job.id)},
           {"object", "text_completion"},
@@ -245,7 +296,7 @@ nlohmann::json completionResponse(const Job& job) {
           {"choices",
            {{{"index", 0},
              {"text", job.result.value("text", "")},
-             {"logprobs", nullptr},
+             {"logprobs", completionLogprobs(resultLogprobs(job), 0)},
              {"finish_reason", finishReason(job)}}}},
           {"usage", usage(job)}};
 }
@@ -262,14 +313,16 @@ nlohmann::json chatMessage(const Job& job) {
 }
 
 nlohmann::json chatResponse(const Job& job) {
-  return {
-      {"id", std::format("chatcmpl-{}", job.id)},
-      {"object", "chat.completion"},
-      {"created", createdSeconds(job)},
-      {"model", job.model},
-      {"choices",
-       {{{"index", 0}, {"message", chatMessage(job)}, {"logprobs", nullptr}, {"finish_reason", finishReason(job)}}}},
-      {"usage", usage(job)}};
+  return {{"id", std::format("chatcmpl-{}", job.id)},
+          {"object", "chat.completion"},
+          {"created", createdSeconds(job)},
+          {"model", job.model},
+          {"choices",
+           {{{"index", 0},
+             {"message", chatMessage(job)},
+             {"logprobs", chatLogprobs(resultLogprobs(job))},
+             {"finish_reason", finishReason(job)}}}},
+          {"usage", usage(job)}};
 }
 
 nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_format) {
@@ -296,20 +349,22 @@ nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_for
           {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};
 }
 
-nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason) {
+nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason,
+                               const nlohmann::json& logprobs) {
   return {{"id", std::format("cmpl-{}", job.id)},
           {"object", "text_completion"},
           {"created", createdSeconds(job)},
           {"model", job.model},
-          {"choices", {{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}}}};
+          {"choices", {{{"index", 0}, {"text", text}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
 }
 
-nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason) {
+nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason,
+                         const nlohmann::json& logprobs) {
   return {{"id", std::format("chatcmpl-{}", job.id)},
           {"object", "chat.completion.chunk"},
           {"created", createdSeconds(job)},
           {"model", job.model},
-          {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}}}};
+          {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
 }
 
 }  // namespace statim::api

@@ -30,8 +30,17 @@ nlohmann::json completionResponse(const Job& job);
 nlohmann::json chatResponse(const Job& job);
 nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_format);
 
-// Streaming chunks. `delta` is new text; finish_reason null until the last chunk.
-nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason);
-nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason);
+// A job's logprobs entries (result.logprobs, or a token event's) in OpenAI's shapes: chat's
+// {"content": [...], "refusal": null}, completions' {"tokens", "token_logprobs", "top_logprobs",
+// "text_offset"} (offsets from `text_offset`, where the first entry's text starts). null for null.
+nlohmann::json chatLogprobs(const nlohmann::json& entries);
+nlohmann::json completionLogprobs(const nlohmann::json& entries, size_t text_offset);
+
+// Streaming chunks. `delta` is new text; finish_reason null until the last chunk; `logprobs`
+// already in the route's shape (null without).
+nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason,
+                               const nlohmann::json& logprobs = nullptr);
+nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason,
+                         const nlohmann::json& logprobs = nullptr);
 
 }  // namespace statim::api

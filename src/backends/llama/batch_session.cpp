@@ -9,6 +9,18 @@
 #include "backends/llama/tools.h"
 
 namespace statim::llama {
+
+// A "token" event: new text, and with logprobs the entries of the tokens sampled since the last.
+nlohmann::json LlamaBatchSession::tokenEvent(Slot& s, const std::string& text) {
+  nlohmann::json e = {{"type", "token"}, {"text", text}};
+  if (s.top_logprobs >= 0) {
+    nlohmann::json fresh = nlohmann::json::array();
+    for (; s.logprobs_sent < s.logprobs.size(); ++s.logprobs_sent) fresh.push_back(s.logprobs[s.logprobs_sent]);
+    e["logprobs"] = std::move(fresh);
+  }
+  return e;
+}
+
 namespace {
 
 double msBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
@@ -90,6 +102,7 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   // A call is not content: its text stays out of the stream (the calls come with the result).
   s.output.emplace(sampling->stop, s.tools ? std::string(kToolCallOpen) : std::string());
   if (!sampling->grammar_trigger.empty()) s.deferred = *sampling;
+  if (sampling->logprobs) s.top_logprobs = sampling->top_logprobs;
   s.start = Clock::now();
   return ok();
 }
@@ -101,8 +114,7 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
   if (error) {
     out.result = fail(std::move(*error));
   } else {
-    if (auto rest = s.output->takeStreamable(true); !rest.empty())
-      s.control->progress({{"type", "token"}, {"text", rest}});
+    if (auto rest = s.output->takeStreamable(true); !rest.empty()) s.control->progress(tokenEvent(s, rest));
     auto now = Clock::now();
     double gen_ms = s.n_out > 0 ? msBetween(s.first_token, now) : 0.0;
     out.result = nlohmann::json{
@@ -114,6 +126,7 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
         {"duration_ms", msBetween(s.start, now)},
         {"finish_reason", std::move(finish)},
     };
+    if (s.top_logprobs >= 0) (*out.result)["logprobs"] = std::move(s.logprobs);
     if (s.tools) {
       // The calls leave the text; a job that called ends with "tool_calls" (as OpenAI's do).
       ParsedOutput parsed = parseToolCalls(s.output->text(), std::format("call_{}", s.id));
@@ -214,12 +227,14 @@ void LlamaBatchSession::step(const EndSink& ended) {
       continue;
     }
     ++s.n_out;
+    if (s.top_logprobs >= 0) {
+      s.logprobs.push_back(tokenLogprob(vocab, llama_get_logits_ith(ctx_.get(), s.logits_index),
+                                        llama_vocab_n_tokens(vocab), tok, s.top_logprobs));
+    }
     size_t start = s.output->text().size();
     bool stopped = s.output->append(tokenPiece(vocab, tok));
     if (s.deferred && !stopped) switchAtTrigger(s, tok, start);
-    if (auto delta = s.output->takeStreamable(false); !delta.empty()) {
-      s.control->progress({{"type", "token"}, {"text", delta}});
-    }
+    if (auto delta = s.output->takeStreamable(false); !delta.empty()) s.control->progress(tokenEvent(s, delta));
     if (stopped) {
       ended(release(static_cast<int>(i), "stop"));
     } else if (s.n_out >= s.max_tokens) {

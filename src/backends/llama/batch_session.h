@@ -57,11 +57,17 @@ class LlamaBatchSession final : public BatchSession {
     // its trigger; the tokens so far with where each one's text starts.
     std::optional<Sampling> deferred;
     std::vector<std::pair<llama_token, size_t>> out_tokens;
+    // logprobs: -1 off, else the alternatives asked for; each generated token's entry, and those
+    // not yet sent with a token event.
+    int top_logprobs = -1;
+    nlohmann::json logprobs = nlohmann::json::array();
+    size_t logprobs_sent = 0;
     Clock::time_point start, first_token;
   };
 
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
   BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
+  static nlohmann::json tokenEvent(Slot& s, const std::string& text);
   // tool_choice auto: once the output holds the trigger, the slot's sampler becomes the strict one.
   // `tok` is the token just appended to the output, its text starting at `start`.
   void switchAtTrigger(Slot& s, llama_token tok, size_t start);

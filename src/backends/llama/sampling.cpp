@@ -1,10 +1,14 @@
 #include "backends/llama/sampling.h"
 #include "core/strings.h"
 
+#include <algorithm>
+#include <cmath>
 #include <format>
+#include <numeric>
 #include <random>
 
 #include "backends/llama/json_grammar.h"
+#include "backends/llama/tokenize.h"
 #include "backends/llama/tools.h"
 #include "backends/params.h"
 
@@ -41,6 +45,12 @@ constexpr Spec kSamplingParams[] = {
     {.name = "seed", .kind = Spec::kInteger, .max = 4294967295.0, .help = "absent: random"},
     {.name = "stop", .kind = Spec::kStringOrList, .max = 16, .max_len = 256, .help = "stop before any of these"},
     {.name = "grammar", .kind = Spec::kString, .max_len = 1 << 16, .help = "a GBNF grammar the output follows"},
+    {.name = "logprobs", .kind = Spec::kBoolean, .fallback = 0, .help = "each token's log probability in the result"},
+    {.name = "top_logprobs",
+     .kind = Spec::kInteger,
+     .max = 20,
+     .fallback = 0,
+     .help = "with logprobs: this many likeliest tokens at each step"},
 };
 
 // libllama expands a repetition {m,n} into n copies, and one with n < m makes its parser loop
@@ -133,6 +143,32 @@ bool jsonResponseFormat(const nlohmann::json& p) {
 
 nlohmann::json samplingSchema() { return params::describe(kSamplingParams); }
 
+nlohmann::json tokenLogprob(const llama_vocab* vocab, const float* logits, int n_vocab, llama_token token, int top) {
+  float max = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max));
+  const double lse = max + std::log(sum);
+  auto entry = [&](llama_token t) {
+    std::string piece = tokenPiece(vocab, t);
+    nlohmann::json bytes = nlohmann::json::array();
+    for (unsigned char c : piece) bytes.push_back(c);
+    return nlohmann::json{
+        {"token", piece}, {"logprob", static_cast<double>(logits[t]) - lse}, {"bytes", std::move(bytes)}};
+  };
+  nlohmann::json out = entry(token);
+  nlohmann::json alternatives = nlohmann::json::array();
+  if (top > 0) {
+    std::vector<llama_token> ids(static_cast<size_t>(n_vocab));
+    std::iota(ids.begin(), ids.end(), 0);
+    const auto k = static_cast<std::ptrdiff_t>(std::min(top, n_vocab));
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                      [&](llama_token a, llama_token b) { return logits[a] > logits[b]; });
+    for (std::ptrdiff_t i = 0; i < k; ++i) alternatives.push_back(entry(ids[static_cast<size_t>(i)]));
+  }
+  out["top_logprobs"] = std::move(alternatives);
+  return out;
+}
+
 Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std::string_view> extra) {
   std::vector<std::string_view> also{"response_format"};
   also.insert(also.end(), extra.begin(), extra.end());
@@ -165,6 +201,8 @@ Result<Sampling> readSampling(const nlohmann::json& p) {
     else
       for (auto& x : *it) s.stop.push_back(x.get<std::string>());
   }
+  s.logprobs = p.value("logprobs", false);
+  s.top_logprobs = p.value("top_logprobs", 0);
   s.grammar = p.value("grammar", "");
   if (toolsActive(p)) {
     auto g = toolGrammar(p);

@@ -24,11 +24,19 @@ struct Sampling {
   double frequency_penalty = 0.0;
   std::uint32_t seed = 0;
   std::vector<std::string> stop;
+  bool logprobs = false;  // report each generated token's log probability (and top_logprobs alternatives)
+  int top_logprobs = 0;
   std::string grammar;  // GBNF; empty: unconstrained (response_format and tools are turned into this)
   // Set (tool_choice auto): the grammar applies once the output holds this text; makeSampler
   // leaves it out, and the batch session switches to a sampler with it (grammar_trigger cleared).
   std::string grammar_trigger;
 };
+
+// A generated token's log probability under the model's distribution (the softmax of its raw
+// logits, before the sampler's temperature or cut-offs), with the `top` most likely tokens at that
+// step, in OpenAI's shape: {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob",
+// "bytes"}]}.
+nlohmann::json tokenLogprob(const llama_vocab* vocab, const float* logits, int n_vocab, llama_token token, int top);
 
 // Whether params.response_format asks for JSON (json_object or json_schema), which is a grammar.
 bool jsonResponseFormat(const nlohmann::json& params);

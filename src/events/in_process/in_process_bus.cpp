@@ -16,7 +16,7 @@ EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener
   Entry& e = jobs_[job];
   e.listeners.emplace(token, makeSub(std::move(listener), std::move(on)));
   tokens_.emplace(token, job);
-  return {token, e.text, ended_.contains(job)};
+  return {token, e.text, e.logprobs, ended_.contains(job)};
 }
 
 EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on, Filter wants) {
@@ -92,7 +92,12 @@ void InProcessEventBus::publish(const JobEvent& event) {
   }
   if (it == jobs_.end()) return;
   if (event.type == eventName(JobStatus::kProcessing)) it->second.running = true;
-  if (event.type == "token") it->second.text += event.data.value("text", "");
+  if (event.type == "token") {
+    it->second.text += event.data.value("text", "");
+    if (auto lp = event.data.find("logprobs"); lp != event.data.end() && lp->is_array()) {
+      for (const auto& entry : *lp) it->second.logprobs.push_back(entry);
+    }
+  }
   for (auto l = it->second.listeners.begin(); l != it->second.listeners.end();) {
     if (dispatch(l->first, l->second, event)) {
       ++l;

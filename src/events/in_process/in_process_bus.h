@@ -31,6 +31,7 @@ class InProcessEventBus final : public EventBus {
   };
   struct Entry {
     std::string text;
+    nlohmann::json logprobs = nlohmann::json::array();  // of the token events that carried some
     bool running = false;  // between "started" and the terminal event
     std::map<Token, Sub> listeners;
   };

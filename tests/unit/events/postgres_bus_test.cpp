@@ -153,8 +153,13 @@ TEST_F(PostgresEventBusTest, AFollowerGetsTheEndFromTheStoreWhenNoNotificationCo
 // follows get their end from the store meanwhile.
 TEST_F(PostgresEventBusTest, ALostListeningConnectionIsReopened) {
   auto a = node("a"), b = node("b", 100ms);
-  ASSERT_TRUE(store_->query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"));
+  // Only this test's listeners (its schema's channel): other tests share the server and run at
+  // the same time (ctest -j), and must not lose theirs.
+  auto killed = store_->query(
+      "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = "
+      "'LISTEN \"statim_events_' || current_schema() || '\"' AND pid <> pg_backend_pid()) t");
+  ASSERT_TRUE(killed);
+  EXPECT_EQ(killed->int64(0, 0), 2) << "both nodes' listening connections";
   Seen all_b;
   b->subscribeAll(all_b.listener());
   ASSERT_TRUE(eventually([&] {
