@@ -87,6 +87,26 @@ def test_events_tell_each_key_of_its_own_jobs_and_an_admin_of_all(keyed):
         alices.close()
 
 
+def test_an_events_stream_ends_when_its_key_is_revoked(keyed):
+    s, admin, alice, bob = keyed
+    made = s.post("/admin/keys", json={"name": "watcher"}).json()
+    stream = Collector(s, "/events", made["key"])
+    others = Collector(s, "/events", alice)
+    try:
+        assert s.request("DELETE", f"/admin/keys/{made['id']}").status_code == 200
+        stream.thread.join(timeout=10)
+        assert not stream.thread.is_alive(), "the revoked key's stream ended"
+        assert others.thread.is_alive(), "another key's stream goes on"
+        job = s.post("/job", json={"model": "echo", "prompt": "still heard"}, key=alice).json()
+        deadline = time.time() + 10
+        while time.time() < deadline and not others.of(job["id"]):
+            time.sleep(0.05)
+        assert others.of(job["id"]), "alice's stream still hears her jobs"
+    finally:
+        stream.close()
+        others.close()
+
+
 def test_events_refuses_unknown_parameters_and_needs_a_key(keyed):
     s, admin, alice, bob = keyed
     assert_error(s.get("/events?model=echo"), 400, "invalid_request", "model")

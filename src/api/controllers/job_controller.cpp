@@ -341,10 +341,30 @@ void registerJobRoutes(const ApiContext& ctx) {
   addRoute("/events", drogon::Get, Access::kUser, [&ctx](const HttpRequestPtr& req, Callback&& cb) {
     if (auto r = onlyKnownQuery(*req, {}); !r) return cb(errorResponse(r.error()));
     auto scope = principalOf(*req).jobScope();
+    auto key = principalOf(*req).key;
     auto token = std::make_shared<std::atomic<EventBus::Token>>(0);
     respondSse(
         req, std::move(cb),
-        [&ctx, scope, token](std::shared_ptr<SseStream> stream) {
+        [&ctx, scope, key, token](std::shared_ptr<SseStream> stream) {
+          // A stream without an end: the key it was opened with is read again every 2 s, and the
+          // stream ends once that key is revoked (a request with it would be refused by then).
+          if (key) {
+            auto* loop = stream->loop();
+            auto timer = std::make_shared<trantor::TimerId>(0);
+            *timer = loop->runEvery(2.0, [&ctx, stream, token, timer, loop, prefix = key->prefix] {
+              bool revoked = false;
+              if (!stream->closed()) {
+                auto now = ctx.keys.findKeyByPrefix(prefix);
+                revoked = now && (!*now || (*now)->revoked_at);
+              }
+              if (!stream->closed() && !revoked) return;
+              loop->invalidateTimer(*timer);
+              if (revoked) {
+                ctx.scheduler.events().unsubscribe(*token);
+                stream->close();
+              }
+            });
+          }
           // Subscribed before "ready" goes out: nothing after it is missed (the listener runs on
           // this loop, after this task).
           *token = ctx.scheduler.events().subscribeAll(
