@@ -325,7 +325,12 @@ def test_nodes_are_listed_and_models_say_which_nodes_serve_them(cluster):
     # A node records its models' states every 2 s: the first record may say "loading".
     wait_until(lambda: all(n["models"][m]["state"] == "ready" for n in nodes().values() for m in n["models"]),
                10, "every node to record its models ready")
-    models = api.models()
+    # GET /models reads the node records the API node keeps (refreshed on its own heartbeat), so it
+    # may see them a moment after GET /nodes (which reads the table) does.
+    def both_ready():
+        m = api.models()
+        return m if all(m[i]["state"] == "ready" for i in ("echo-a", "echo-b")) else None
+    models = wait_until(both_ready, 10, "the API node's /models to show its models ready")
     assert models["echo-a"]["state"] == "ready"
     assert sorted(n["id"] for n in models["echo-a"]["nodes"]) == ["w1", "w2"]
     assert [n["id"] for n in models["echo-b"]["nodes"]] == ["w2"]
