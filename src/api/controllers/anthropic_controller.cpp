@@ -7,6 +7,7 @@
 #include <trantor/net/EventLoop.h>
 
 #include "api/dto/anthropic_dto.h"
+#include "api/dto/job_dto.h"
 #include "api/errors.h"
 #include "api/filters/auth.h"
 #include "api/follow.h"
@@ -23,11 +24,9 @@ using drogon::HttpRequestPtr;
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
-// Job params are top-level fields here: name them as the client wrote them.
+// Job params are top-level fields here, and params.stop is stop_sequences.
 Error clientNames(Error e) {
-  if (e.field.rfind("params.", 0) != 0) return e;
-  e.field = e.field.substr(7);
-  for (size_t at; (at = e.message.find("'params.")) != std::string::npos;) e.message.erase(at + 1, 7);
+  e = paramsAsTopLevel(std::move(e));
   if (e.field == "stop") e.field = "stop_sequences";
   return e;
 }

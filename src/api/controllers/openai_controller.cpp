@@ -4,6 +4,7 @@
 
 #include <trantor/net/EventLoop.h>
 
+#include "api/dto/job_dto.h"
 #include "api/dto/openai_dto.h"
 #include "api/errors.h"
 #include "api/filters/auth.h"
@@ -46,14 +47,6 @@ void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const 
       },
       {}, &job);  // `job` as submitted: no store read to start following it
   if (!r) cb(errorResponse(r.error()));
-}
-
-// Job params are top-level fields in OpenAI requests: name them the way the client wrote them.
-Error openAiNames(Error e) {
-  if (e.field.rfind("params.", 0) != 0) return e;
-  e.field = e.field.substr(7);
-  for (size_t at; (at = e.message.find("'params.")) != std::string::npos;) e.message.erase(at + 1, 7);
-  return e;
 }
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
@@ -152,7 +145,7 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
     ctx.scheduler.submit(std::move(job), [&ctx, kind, request, req, loop, cb = std::move(cb)](Result<Job> r) {
       loop->queueInLoop([&ctx, kind, request, req, r = std::move(r), cb] {
-        if (!r) return cb(errorResponse(openAiNames(r.error())));
+        if (!r) return cb(errorResponse(paramsAsTopLevel(r.error())));
         noteJob(*req, r->id, r->model);
         if (request.stream) return streamJob(ctx, req, kind, request, *r, cb);
         respondWhenDone(ctx, kind, request, *r, cb);

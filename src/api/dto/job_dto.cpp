@@ -217,6 +217,13 @@ Result<double> parseKeepAlive(const nlohmann::json& v, const std::string& field)
   return seconds < 0 ? -1.0 : seconds;
 }
 
+Error paramsAsTopLevel(Error e) {
+  if (!e.field.starts_with("params.")) return e;
+  e.field = e.field.substr(7);
+  for (size_t at; (at = e.message.find("'params.")) != std::string::npos;) e.message.erase(at + 1, 7);
+  return e;
+}
+
 Error topLevelNames(Error e) {
   for (std::string_view inner : {"messages", "input"}) {
     std::string from = "params." + std::string(inner);

@@ -26,5 +26,8 @@ Result<JobId> parseJobId(std::string_view text);
 // POST /job takes `messages` and `input` at the top level but stores them in params: errors about
 // params.messages / params.input are renamed to what the client wrote.
 Error topLevelNames(Error e);
+// Routes whose requests give job params as top-level fields (OpenAI's, Anthropic's): an error
+// about "params.x" names "x", as the client wrote it.
+Error paramsAsTopLevel(Error e);
 
 }  // namespace statim::api
