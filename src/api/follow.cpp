@@ -1,5 +1,7 @@
 #include "api/follow.h"
 
+#include "api/errors.h"
+
 #include <deque>
 #include <format>
 #include <memory>
@@ -108,6 +110,25 @@ Error unfinishedJobError(const Job& job) {
   if (job.status == JobStatus::kCancelled)
     return {ErrorCode::kCancelled, std::format("job {} was cancelled", job.id), {}};
   return Error::backend(std::format("job {} failed: {}", job.id, job.error));
+}
+
+void answerWhenEnded(JobStore& store, EventBus& events, const Job& job, RenderJob render, Callback cb) {
+  auto r = followJob(
+      store, events, job.id,
+      [render, cb](const JobEvent& e) {
+        if (!e.terminal()) return true;
+        const Job& done = *e.job;
+        if (done.status != JobStatus::kCompleted) {
+          cb(errorResponse(unfinishedJobError(done)));
+        } else {
+          auto resp = render(done);
+          resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
+          cb(resp);
+        }
+        return false;
+      },
+      {}, &job);
+  if (!r) cb(errorResponse(r.error()));
 }
 
 }  // namespace statim::api

@@ -6,6 +6,7 @@
 
 #include <trantor/net/EventLoop.h>
 
+#include "api/http_util.h"
 #include "events/event_bus.h"
 #include "store/job_store.h"
 
@@ -36,5 +37,10 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
 // What a route that waited for a job answers when it ended without completing: 409 `cancelled`,
 // or the backend's failure.
 Error unfinishedJobError(const Job& job);
+
+// Follows `job` (as submitted: no store read) and answers `cb` once it ends: render(job) with
+// X-Statim-Job-Id when it completed, else unfinishedJobError. For routes that wait for their job.
+using RenderJob = std::function<drogon::HttpResponsePtr(const Job&)>;
+void answerWhenEnded(JobStore& store, EventBus& events, const Job& job, RenderJob render, Callback cb);
 
 }  // namespace statim::api

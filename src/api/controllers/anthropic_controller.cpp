@@ -31,25 +31,6 @@ Error clientNames(Error e) {
   return e;
 }
 
-void respondWhenDone(const ApiContext& ctx, const Job& job, Callback cb) {
-  auto r = followJob(
-      ctx.store, ctx.scheduler.events(), job.id,
-      [cb](const JobEvent& e) {
-        if (!e.terminal()) return true;
-        const Job& done = *e.job;
-        if (done.status != JobStatus::kCompleted) {
-          cb(errorResponse(unfinishedJobError(done)));
-        } else {
-          auto resp = jsonResponse(messageResponse(done));
-          resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
-          cb(resp);
-        }
-        return false;
-      },
-      {}, &job);
-  if (!r) cb(errorResponse(r.error()));
-}
-
 // Anthropic's stream: message_start, then a text block (content_block_start, text_delta deltas,
 // content_block_stop) once there is text, a tool_use block per call (its input as one
 // input_json_delta), message_delta with the stop reason and usage, message_stop. A client that
@@ -134,7 +115,9 @@ void registerAnthropicRoutes(const ApiContext& ctx) {
         if (!r) return cb(errorResponse(clientNames(r.error())));
         noteJob(*req, r->id, r->model);
         if (stream) return streamJob(ctx, req, *r, cb);
-        respondWhenDone(ctx, *r, cb);
+        answerWhenEnded(
+            ctx.store, ctx.scheduler.events(), *r, [](const Job& done) { return jsonResponse(messageResponse(done)); },
+            cb);
       });
     });
   });

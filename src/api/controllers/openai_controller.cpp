@@ -29,26 +29,6 @@ nlohmann::json render(Kind kind, const Job& job, const OpenAiRequest& req) {
   return {};
 }
 
-// Waits for the job to end and answers with the OpenAI object (or the error).
-void respondWhenDone(const ApiContext& ctx, Kind kind, OpenAiRequest req, const Job& job, Callback cb) {
-  auto r = followJob(
-      ctx.store, ctx.scheduler.events(), job.id,
-      [kind, req, cb](const JobEvent& e) {
-        if (!e.terminal()) return true;
-        const Job& done = *e.job;
-        if (done.status != JobStatus::kCompleted) {
-          cb(errorResponse(unfinishedJobError(done)));
-        } else {
-          auto resp = jsonResponse(render(kind, done, req));
-          resp->addHeader("X-Statim-Job-Id", std::to_string(done.id));
-          cb(resp);
-        }
-        return false;
-      },
-      {}, &job);  // `job` as submitted: no store read to start following it
-  if (!r) cb(errorResponse(r.error()));
-}
-
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 // Streams the job as OpenAI chunks. A client that goes away cancels the job: it was created
@@ -148,7 +128,9 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
         if (!r) return cb(errorResponse(paramsAsTopLevel(r.error())));
         noteJob(*req, r->id, r->model);
         if (request.stream) return streamJob(ctx, req, kind, request, *r, cb);
-        respondWhenDone(ctx, kind, request, *r, cb);
+        answerWhenEnded(
+            ctx.store, ctx.scheduler.events(), *r,
+            [kind, request](const Job& done) { return jsonResponse(render(kind, done, request)); }, cb);
       });
     });
   };
