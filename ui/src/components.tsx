@@ -98,3 +98,22 @@ export function useNow(ms = 1000): number {
   }, [ms]);
   return now;
 }
+
+// A button's action: runs `fn`, remembers what is running (`key`, to disable that button) and the
+// error it ended with, shown beside the buttons; a success clears it.
+export function useAction() {
+  const [busy, setBusy] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const run = async (fn: () => Promise<unknown>, key = "") => {
+    setBusy(key);
+    try {
+      await fn();
+      setError(null);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setBusy(null);
+    }
+  };
+  return { run, busy, error, setError };
+}

@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 
 import { del, get, post, type ApiKeyInfo, type Me } from "../api";
 import { Chart } from "../chart";
-import { CopyButton, errorText, Notice, useLoad } from "../components";
+import { CopyButton, Notice, useAction, useLoad } from "../components";
 import { localTime } from "../format";
 import { useMetrics } from "../metrics";
 import { navigate, useLocation } from "../router";
@@ -50,12 +50,12 @@ function Keys() {
   const [rate, setRate] = useState("");
   const [maxQueued, setMaxQueued] = useState("");
   const [created, setCreated] = useState<ApiKeyInfo | null>(null);
-  const [error, setError] = useState<string | null>(null);
   const [showRevoked, setShowRevoked] = useState(false);
 
-  const create = async (e: Event) => {
+  const action = useAction();
+  const create = (e: Event) => {
     e.preventDefault();
-    try {
+    action.run(async () => {
       const body: Record<string, unknown> = { name, scope };
       const list = models.split(",").map((m) => m.trim()).filter(Boolean);
       if (list.length) body.models = list;
@@ -63,11 +63,8 @@ function Keys() {
       if (maxQueued) body.max_queued = Number(maxQueued);
       setCreated(await post<ApiKeyInfo>("/admin/keys", body));
       setName("");
-      setError(null);
       keys.reload();
-    } catch (err) {
-      setError(errorText(err));
-    }
+    });
   };
   const list = (keys.value?.keys ?? []).filter((k) => showRevoked || !k.revoked_at);
   return (
@@ -110,7 +107,7 @@ function Keys() {
           Create key
         </button>
       </form>
-      {error && <Notice kind="error">{error}</Notice>}
+      {action.error && <Notice kind="error">{action.error}</Notice>}
       <label class="inline">
         <input type="checkbox" checked={showRevoked} onChange={(e) => setShowRevoked(e.currentTarget.checked)} /> Show revoked keys
       </label>
@@ -146,14 +143,12 @@ function Keys() {
                       type="button"
                       class="small danger"
                       aria-label={`Revoke key ${k.name}`}
-                      onClick={async () => {
+                      onClick={() => {
                         if (!confirm(`Revoke key ${k.name}? Requests with it are refused from now on.`)) return;
-                        try {
+                        action.run(async () => {
                           await del(`/admin/keys/${k.id}`);
                           keys.reload();
-                        } catch (err) {
-                          setError(errorText(err));
-                        }
+                        });
                       }}
                     >
                       Revoke

@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import { del, fetchBlob, followSse, get, isEnded, post, type Job, type Me } from "../api";
-import { errorText, JsonBlock, Link, Notice, StatusBadge, useLoad, useNow } from "../components";
+import { JsonBlock, Link, Notice, StatusBadge, useAction, useLoad, useNow } from "../components";
 import { duration, localTime, parseTime } from "../format";
 import { navigate } from "../router";
 import { ResultView } from "../viewers";
@@ -103,8 +103,6 @@ export function JobPage({ id }: { id: string; me: Me }) {
   const now = useNow();
   const [live, setLive] = useState<string | null>(null);
   const [progress, setProgress] = useState<Record<string, unknown> | null>(null);
-  const [actionError, setActionError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
   const ended = job ? isEnded(job.status) : true;
 
   // While it runs: its events (the text so far, then each token, progress, the end).
@@ -133,17 +131,9 @@ export function JobPage({ id }: { id: string; me: Me }) {
     return () => abort.abort();
   }, [id, ended]);
 
-  const act = async (fn: () => Promise<void>) => {
-    setBusy(true);
-    try {
-      await fn();
-      setActionError(null);
-    } catch (e) {
-      setActionError(errorText(e));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const action = useAction();
+  const act = (fn: () => Promise<void>) => action.run(fn);
+  const busy = action.busy !== null;
 
   if (loaded.error && !job) {
     return (
@@ -201,7 +191,7 @@ export function JobPage({ id }: { id: string; me: Me }) {
           )}
         </div>
       </div>
-      {actionError && <Notice kind="error">{actionError}</Notice>}
+      {action.error && <Notice kind="error">{action.error}</Notice>}
       <dl class="facts">
         <dt>Model</dt>
         <dd class="mono">

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { followSse, get, isEnded, post, type Job, type JobPage, type Me, type Model } from "../api";
-import { errorText, Link, Notice, StatusBadge, useLoad, useNow } from "../components";
+import { Link, Notice, StatusBadge, useAction, useLoad, useNow } from "../components";
 import { elapsed, localTime, truncate } from "../format";
 import { navigate, useLocation } from "../router";
 
@@ -43,7 +43,7 @@ export function JobsPage({ me: _me }: { me: Me }) {
   const models = useLoad(() => get<{ models: Model[] }>("/models"), []);
   const now = useNow();
   const [live, setLive] = useState<"connecting" | "live" | "off">("connecting");
-  const [actionError, setActionError] = useState<string | null>(null);
+  const action = useAction();
   // The search box as typed; it follows the URL when that changes (back, "Clear filters").
   const [search, setSearch] = useState(query.get("q") ?? "");
   useEffect(() => setSearch(query.get("q") ?? ""), [query.get("q")]);
@@ -173,7 +173,7 @@ export function JobsPage({ me: _me }: { me: Me }) {
         )}
       </form>
       {page.error && <Notice kind="error">{page.error}</Notice>}
-      {actionError && <Notice kind="error">{actionError}</Notice>}
+      {action.error && <Notice kind="error">{action.error}</Notice>}
       <div class="table-wrap">
         <table class="jobs" aria-busy={page.loading}>
           <thead>
@@ -215,15 +215,12 @@ export function JobsPage({ me: _me }: { me: Me }) {
                       type="button"
                       class="small"
                       aria-label={`Cancel job ${j.id}`}
-                      onClick={async () => {
-                        try {
+                      onClick={() =>
+                        action.run(async () => {
                           await post(`/job/${j.id}/cancel`);
-                          setActionError(null);
                           page.reload();
-                        } catch (e) {
-                          setActionError(errorText(e));
-                        }
-                      }}
+                        })
+                      }
                     >
                       Cancel
                     </button>

@@ -1,17 +1,15 @@
 // Models: each with its state, memory, queued and running jobs, and (admin keys) its throughput
 // and latency from /metrics; load and unload buttons for admin keys.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect } from "preact/hooks";
 
 import { get, post, type Me, type Model } from "../api";
-import { errorText, Link, Notice, useLoad } from "../components";
+import { Link, Notice, useAction, useLoad } from "../components";
 import { bytes, duration, localTime } from "../format";
 import { useMetrics } from "../metrics";
 
 export function ModelsPage({ me }: { me: Me }) {
   const models = useLoad(() => get<{ models: Model[] }>("/models"), []);
   const { points } = useMetrics(me.admin);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState<string | null>(null);
   const last = points[points.length - 1];
 
   // States change on their own (keep_alive unloads, loads started by jobs): read them again.
@@ -20,24 +18,15 @@ export function ModelsPage({ me }: { me: Me }) {
     return () => clearInterval(t);
   }, [models.reload]);
 
-  const act = async (id: string, what: "load" | "unload") => {
-    setBusy(id);
-    try {
-      await post(`/models/${encodeURIComponent(id)}/${what}?wait=true`);
-      setError(null);
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setBusy(null);
-      models.reload();
-    }
-  };
+  const action = useAction();
+  const act = (id: string, what: "load" | "unload") =>
+    action.run(() => post(`/models/${encodeURIComponent(id)}/${what}?wait=true`).finally(() => models.reload()), id);
 
   return (
     <main class="page">
       <h1>Models</h1>
       {models.error && <Notice kind="error">{models.error}</Notice>}
-      {error && <Notice kind="error">{error}</Notice>}
+      {action.error && <Notice kind="error">{action.error}</Notice>}
       <div class="table-wrap">
         <table class="models">
           <thead>
@@ -98,11 +87,11 @@ export function ModelsPage({ me }: { me: Me }) {
                   {me.admin && (
                     <td class="nowrap">
                       {m.state === "ready" || m.state === "loading" ? (
-                        <button type="button" class="small" disabled={busy === m.id} onClick={() => act(m.id, "unload")} aria-label={`Unload ${m.id}`}>
+                        <button type="button" class="small" disabled={action.busy === m.id} onClick={() => act(m.id, "unload")} aria-label={`Unload ${m.id}`}>
                           Unload
                         </button>
                       ) : (
-                        <button type="button" class="small" disabled={busy === m.id} onClick={() => act(m.id, "load")} aria-label={`Load ${m.id}`}>
+                        <button type="button" class="small" disabled={action.busy === m.id} onClick={() => act(m.id, "load")} aria-label={`Load ${m.id}`}>
                           Load
                         </button>
                       )}
