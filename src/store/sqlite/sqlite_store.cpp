@@ -58,12 +58,15 @@ SqliteStore::ReaderLease::ReaderLease(ReaderLease&& other) noexcept
 SqliteStore::ReaderLease::~ReaderLease() {
   if (!db && !read_only) return;  // moved from (or an ordinary connection that failed to open)
   std::lock_guard lock(store->readers_mu_);
+  // A read-only connection is not kept once the store can write (or is about to).
+  if (db && read_only == store->readers_read_only_ && !store->switching_) store->readers_.push_back(std::move(db));
+  // Closed before it stops being counted: the writer waits for the count to reach zero, and a
+  // read-only connection still open would hand its read-only view of the WAL index to the writer.
+  db.reset();
   if (read_only) {
     --store->read_only_leased_;
     store->readers_cv_.notify_all();
   }
-  // A read-only connection is not kept once the store can write (or is about to).
-  if (db && read_only == store->readers_read_only_ && !store->switching_) store->readers_.push_back(std::move(db));
 }
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
@@ -269,6 +272,15 @@ bool SqliteStore::openWriter() {
   readers_cv_.wait(lock, [this] { return read_only_leased_ == 0; });
   auto db = SqliteDb::open(path_);
   Result<int> version = db ? migrate(**db) : Result<int>(statim::fail(db.error()));
+  if (version) {
+    // Opening and an up-to-date schema write nothing: take the write lock once, so a connection
+    // that cannot write yet is found here rather than by the first job.
+    if (auto r = (*db)->exec("BEGIN IMMEDIATE"); !r) {
+      version = statim::fail(r.error());
+    } else {
+      (void)(*db)->exec("ROLLBACK");
+    }
+  }
   switching_ = false;
   readers_cv_.notify_all();
   if (!version) {
