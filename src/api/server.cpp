@@ -241,6 +241,7 @@ void configureServer(const ApiContext& ctx) {
   registerOpenAiAudioRoutes(ctx);
   registerOpenAiImageRoutes(ctx);
   registerAnthropicRoutes(ctx);
+  registerResponsesRoutes(ctx);
   registerTokenizeRoutes(ctx);
   registerAdminRoutes(ctx);
   registerDocsRoutes(ctx);

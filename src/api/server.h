@@ -43,6 +43,7 @@ void registerOpenAiAudioRoutes(const ApiContext& ctx);  // /v1/audio/transcripti
 void registerOpenAiImageRoutes(const ApiContext& ctx);
 void registerAdminRoutes(const ApiContext& ctx);
 void registerAnthropicRoutes(const ApiContext& ctx);  // /v1/messages
+void registerResponsesRoutes(const ApiContext& ctx);  // /v1/responses
 void registerTokenizeRoutes(const ApiContext& ctx);   // /tokenize, /detokenize
 void registerDocsRoutes(const ApiContext& ctx);
 void registerUiRoutes(const ApiContext& ctx);  // the web dashboard, /ui

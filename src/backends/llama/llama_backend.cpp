@@ -166,7 +166,13 @@ class LlamaBackend final : public Backend {
   Result<void> validateParams(std::string_view type, const nlohmann::json& p) const override {
     if (type == "embedding") return validateEmbeddingInput(p);
     if (type == "chat") {
-      if (auto r = validateSampling(p, {"messages", "tools", "tool_choice", "parallel_tool_calls"}); !r) return r;
+      // `response`: what the Responses API keeps with its jobs (the input items as given, ...); not read here.
+      if (auto r = validateSampling(p, {"messages", "tools", "tool_choice", "parallel_tool_calls", "response"}); !r) {
+        return r;
+      }
+      if (auto r = p.find("response"); r != p.end() && !r->is_object()) {
+        return fail(Error::invalid("'params.response' must be an object", "params.response"));
+      }
       if (auto r = validateMessages(p); !r) return r;
       return validateTools(p);
     }

@@ -132,7 +132,11 @@ TEST(ComputeBudget, FirstComeFirstServedABigCallIsNotStarvedBySmallOnes) {
   stop = true;
   for (auto& t : small) t.join();
   EXPECT_TRUE(big_ran);
-  EXPECT_LE(small_after_big_queued.load(), 2);  // only those that were already running or next in line
+  // Only those already running (2) or that got in line before the big call did: big_queued is set
+  // just before run() puts it in line, and a sanitizer build can stretch that moment enough for
+  // each small caller to line up once more. Without first-come-first-served the small calls would
+  // go on for as long as they keep both cores busy.
+  EXPECT_LE(small_after_big_queued.load(), 4);
 }
 
 TEST(ComputeBudget, CallsLargerThanTheBudgetAreCappedAndZeroRunsOutside) {
