@@ -426,6 +426,46 @@ def test_an_openai_stream_on_the_api_node_gets_the_text_a_worker_generates(clust
     assert r.json()["choices"][0]["text"] == text  # greedy: the same text without streaming
 
 
+def test_a_response_run_by_a_worker_streams_and_resumes_on_the_api_node(cluster, tiny_gguf):
+    """A background Responses API response: the worker runs it, the API node streams its events
+    (over the database's notifications), a stream resumed with starting_after continues the one
+    left, and previous_response_id reads the chain from the database."""
+    import json as _json
+    from conftest import sse_events
+    api, workers = api_and_workers(cluster, {"w1": ["tiny"]}, backend="llama", file=str(tiny_gguf), parallel=2,
+                                   params={"n_ctx": 4096, "threads": 1})
+
+    def events(path, limit=None):
+        out = []
+        with requests.get(f"{api.url}{path}", stream=True, timeout=120) as r:
+            assert r.status_code == 200, r.text
+            for _, data in sse_events(r):
+                out.append(_json.loads(data))
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    r = api.post("/v1/responses", json={"model": "tiny", "input": "Tell a long story", "max_output_tokens": 2000,
+                                        "background": True})
+    assert r.status_code == 200, r.text
+    rid = r.json()["id"]
+    first = events(f"/v1/responses/{rid}?stream=true", limit=10)
+    rest = events(f"/v1/responses/{rid}?stream=true&starting_after=9")
+    assert [e["sequence_number"] for e in first + rest] == list(range(len(first) + len(rest)))
+    assert rest[-1]["type"] == "response.incomplete", rest[-1]
+    assert events(f"/v1/responses/{rid}?stream=true") == first + rest
+    done = api.job(int(rid[5:]))
+    assert "".join(e["delta"] for e in first + rest if e["type"] == "response.output_text.delta") == \
+        done["result"]["text"]
+    r = api.post("/v1/responses", json={"model": "tiny", "input": "And then?", "previous_response_id": rid,
+                                        "max_output_tokens": 3})
+    assert r.status_code == 200, r.text
+    messages = api.job(int(r.json()["id"][5:]))["params"]["messages"]
+    assert messages == [{"role": "user", "content": "Tell a long story"},
+                        {"role": "assistant", "content": done["result"]["text"]},
+                        {"role": "user", "content": "And then?"}]
+
+
 def test_a_worker_killed_under_load_loses_no_job_and_none_ends_twice(pg, cluster):
     api, workers = api_and_workers(cluster, {"w1": ["echo"], "w2": ["echo"], "w3": ["echo"]}, lease="2",
                                    parallel=2, max_queue=10000)
