@@ -30,7 +30,7 @@ YES_NO = {"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}}, "
 def server(tmp_path_factory, tiny_gguf):
     s = Server(tmp_path_factory.mktemp("responses"), name="responses")
     s.enable_auth()
-    s.add_model("tiny", backend="llama", file=str(tiny_gguf), parallel=2, params={"n_ctx": 2048, "threads": 1})
+    s.add_model("tiny", backend="llama", file=str(tiny_gguf), parallel=2, params={"n_ctx": 4096, "threads": 1})
     # A long context so a long response is surely still running when it is attached to or cancelled.
     s.add_model("slow", backend="llama", file=str(tiny_gguf), parallel=1, params={"n_ctx": 8192, "threads": 1})
     s.key = s.create_key("alice")
@@ -118,7 +118,7 @@ def test_a_stream_sends_typed_numbered_events_that_add_up_to_the_job(server, cli
             assert " " not in e.delta[1:] and "\n" not in e.delta[1:] and len(e.delta.encode()) <= 64, e.delta
     # The SDK's stream helper assembles the same response (it needs a response.completed: the
     # output is held to a JSON schema, so it ends before the token limit).
-    with client.responses.stream(model="tiny", input="Yes or no?", max_output_tokens=200,
+    with client.responses.stream(model="tiny", input="Yes or no?", max_output_tokens=2000,
                                  text={"format": {"type": "json_schema", "name": "yn", "schema": YES_NO}}) as stream:
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
     final = stream.get_final_response()
@@ -203,7 +203,7 @@ def test_previous_response_id_must_be_the_callers_completed_response(server, cli
 def test_function_tools_are_held_to_their_schema_and_their_outputs_continue_the_chain(server, client):
     resp = client.responses.create(model="tiny", input="Weather in Paris?", tools=[WEATHER],
                                    tool_choice={"type": "function", "name": "get_weather"},
-                                   parallel_tool_calls=False, max_output_tokens=400)
+                                   parallel_tool_calls=False, max_output_tokens=2000)
     calls = [o for o in resp.output if o.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].status == "completed", resp.output
     args = json.loads(calls[0].arguments)
@@ -214,7 +214,7 @@ def test_function_tools_are_held_to_their_schema_and_their_outputs_continue_the_
     # Streamed: the call as an output item whose arguments come as deltas.
     events = list(client.responses.create(model="tiny", input="Weather in Paris?", tools=[WEATHER],
                                           tool_choice="required", parallel_tool_calls=False,
-                                          max_output_tokens=400, stream=True))
+                                          max_output_tokens=2000, stream=True))
     added = [e for e in events if e.type == "response.output_item.added" and e.item.type == "function_call"]
     assert len(added) == 1 and added[0].item.name == "get_weather"
     streamed = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
@@ -242,7 +242,7 @@ def test_function_tools_are_held_to_their_schema_and_their_outputs_continue_the_
 
 
 def test_a_json_schema_text_format_is_followed(server, client):
-    resp = client.responses.create(model="tiny", input="Yes or no?", max_output_tokens=200,
+    resp = client.responses.create(model="tiny", input="Yes or no?", max_output_tokens=2000,
                                    text={"format": {"type": "json_schema", "name": "yn", "schema": YES_NO}})
     assert json.loads(resp.output_text)["answer"] in ("yes", "no")
     assert resp.text.format.type == "json_schema"

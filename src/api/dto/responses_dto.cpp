@@ -317,8 +317,19 @@ Result<ResponsesRequest> parseResponsesRequest(const json& body, const Job* prev
   if (auto t = body.find("tools"); t != body.end() && !t->is_null()) {
     auto tools = readTools(*t);
     if (!tools) return fail(tools.error());
+    // Echoed as OpenAI shows function tools: parameters (null when not given) and strict (calls are
+    // always held to the parameters by a grammar: true unless the request said otherwise).
+    json echoed = json::array();
+    for (const json& tool : *t) {
+      echoed.push_back({{"type", "function"},
+                        {"name", tool.value("name", json())},
+                        {"description", tool.value("description", json())},
+                        {"parameters", tool.value("parameters", json())},
+                        {"strict", tool.value("strict", json(true)).is_boolean() ? tool.value("strict", json(true))
+                                                                                  : json(true)}});
+    }
     if (!tools->empty()) req.job.params["tools"] = std::move(*tools);
-    response["tools"] = *t;
+    response["tools"] = std::move(echoed);
   }
   if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
     auto choice = readToolChoice(*c);
@@ -400,11 +411,11 @@ json responseObject(const Job& job) {
     if (!text.empty() || calls.is_null()) output.push_back(messageItem(job, text, "completed"));
     for (size_t i = 0; calls.is_array() && i < calls.size(); ++i) output.push_back(callItem(job, i, calls[i], "completed", true));
   }
-  json usage_out = nullptr;
+  json usage_out;  // absent until the response has ended
   if (job.result.is_object()) {
     int in = job.result.value("tokens_in", 0), out = job.result.value("tokens_out", 0);
     usage_out = {{"input_tokens", in},
-                 {"input_tokens_details", {{"cached_tokens", 0}}},
+                 {"input_tokens_details", {{"cached_tokens", 0}, {"cache_write_tokens", 0}}},
                  {"output_tokens", out},
                  {"output_tokens_details", {{"reasoning_tokens", 0}}},
                  {"total_tokens", in + out}};
@@ -413,7 +424,7 @@ json responseObject(const Job& job) {
   if (job.status == JobStatus::kFailed) error = {{"code", "server_error"}, {"message", job.error}};
   json text = given("text", json::object());
   if (!text.contains("format")) text["format"] = {{"type", "text"}};
-  return {{"id", responseId(job.id)},
+  json out = {{"id", responseId(job.id)},
           {"object", "response"},
           {"created_at", seconds(job.created_at)},
           {"completed_at", job.finished_at && status == "completed" ? json(seconds(*job.finished_at)) : json()},
@@ -435,9 +446,10 @@ json responseObject(const Job& job) {
           {"tool_choice", given("tool_choice", "auto")},
           {"tools", given("tools", json::array())},
           {"top_p", given("top_p", 1.0)},
-          {"truncation", "disabled"},
-          {"usage", std::move(usage_out)},
-          {"user", given("user", nullptr)}};
+          {"truncation", "disabled"}};
+  if (!usage_out.is_null()) out["usage"] = std::move(usage_out);
+  if (r.contains("user")) out["user"] = r["user"];  // (a string when given; absent, not null, when not)
+  return out;
 }
 
 json inputItems(const Job& job) {
@@ -445,10 +457,10 @@ json inputItems(const Job& job) {
   for (size_t i = 0; i < items.size(); ++i) {
     json& item = items[i];
     if (!item.contains("id")) item["id"] = std::format("in_{}_{}", job.id, i);
-    if (item.value("type", "") == "message") {
-      if (item["content"].is_string()) item["content"] = json::array({{{"type", "input_text"}, {"text", item["content"]}}});
-      if (!item.contains("status")) item["status"] = "completed";
+    if (item.value("type", "") == "message" && item["content"].is_string()) {
+      item["content"] = json::array({{{"type", "input_text"}, {"text", item["content"]}}});
     }
+    if (!item.contains("status")) item["status"] = "completed";
   }
   return items;
 }
