@@ -93,7 +93,7 @@ def test_completion_matches_job_api(server, client):
 
 def test_chat_completion(server, client):
     raw = client.chat.completions.with_raw_response.create(model="tiny", messages=MESSAGES, max_tokens=16,
-                                                           temperature=0)
+                                                           temperature=0, user="user-42")
     resp = raw.parse()
     msg = resp.choices[0].message
     assert msg.role == "assistant" and msg.content.strip(), resp
@@ -106,6 +106,10 @@ def test_chat_completion(server, client):
     job = server.job(int(raw.headers["X-Statim-Job-Id"]))
     assert job["type"] == "chat" and job["params"]["messages"] == MESSAGES and job["prompt"] == "Hello, the cat"
     assert job["result"]["tokens_out"] == resp.usage.completion_tokens
+    # The end user's id is kept with the job; no prompt token came from a cache.
+    assert job["params"]["user"] == "user-42"
+    assert resp.usage.prompt_tokens_details.cached_tokens == 0
+    assert resp.usage.completion_tokens_details.reasoning_tokens == 0
 
 
 def test_chat_finish_reason_stop_with_stop_string(client):

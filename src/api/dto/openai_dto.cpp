@@ -10,9 +10,9 @@ namespace {
 // Fields copied into the job's params as they are (the backend validates them).
 constexpr std::initializer_list<std::string_view> kSamplingFields = {
     "temperature",       "top_p",          "top_k",           "min_p",  "seed", "stop", "presence_penalty",
-    "frequency_penalty", "repeat_penalty", "repeat_last_n", "response_format", "grammar"};
+    "frequency_penalty", "repeat_penalty", "repeat_last_n", "response_format", "grammar", "user"};
 // Fields accepted and ignored (they do not change what a single local completion produces).
-constexpr std::initializer_list<std::string_view> kIgnoredFields = {"user", "metadata", "store", "service_tier"};
+constexpr std::initializer_list<std::string_view> kIgnoredFields = {"metadata", "store", "service_tier"};
 
 // Ollama's "keep_alive", accepted on the OpenAI routes too.
 Result<void> readKeepAlive(const nlohmann::json& body, NewJob& job) {
@@ -253,7 +253,12 @@ nlohmann::json toolCalls(const Job& job) {
 nlohmann::json usage(const Job& job) {
   int in = job.result.is_object() ? job.result.value("tokens_in", 0) : 0;
   int out = job.result.is_object() ? job.result.value("tokens_out", 0) : 0;
-  return {{"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
+  // (No prompt tokens come from a cache: each job's prompt is decoded in full.)
+  return {{"prompt_tokens", in},
+          {"completion_tokens", out},
+          {"total_tokens", in + out},
+          {"prompt_tokens_details", {{"cached_tokens", 0}}},
+          {"completion_tokens_details", {{"reasoning_tokens", 0}}}};
 }
 
 nlohmann::json chatLogprobs(const nlohmann::json& entries) {

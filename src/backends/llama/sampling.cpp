@@ -170,9 +170,11 @@ nlohmann::json tokenLogprob(const llama_vocab* vocab, const float* logits, int n
 }
 
 Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std::string_view> extra) {
-  std::vector<std::string_view> also{"response_format"};
+  // `user`: the end user's id a client gives (OpenAI's `user`), kept with the job; not read here.
+  std::vector<std::string_view> also{"response_format", "user"};
   also.insert(also.end(), extra.begin(), extra.end());
   if (auto r = params::check(p, kSamplingParams, "params", also); !r) return r;
+  if (auto r = params::string(p, "user", 256, "params"); !r) return r;
   if (auto g = p.find("grammar"); g != p.end() && g->is_string()) {
     if (auto r = checkGbnfRepetitions(g->get<std::string>()); !r) return r;
   }
