@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import SLOW, Server, fail_on_sanitizer_reports
+from conftest import SLOW, Server, fail_on_sanitizer_reports, make_fixture
 
 openai = pytest.importorskip("openai")
 
@@ -25,8 +25,16 @@ MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_gguf):
-    s = Server(tmp_path_factory.mktemp("tools"), name="tools")
+    root = tmp_path_factory.mktemp("tools")
+    s = Server(root, name="tools")
     s.add_model("tiny", backend="llama", file=str(tiny_gguf), parallel=2, params={"n_ctx": 2048, "threads": 1})
+    # The same random weights with the chat templates of Llama 3.1 and Mistral (excerpts): their
+    # native tool formats are taken from the template, or from the manifest.
+    for name in ("llama3-tools", "mistral-tools"):
+        gguf = make_fixture("make_tiny_gguf.py", root / f"{name}.gguf", "--chat-template", name)
+        s.add_model(name.split("-")[0], backend="llama", file=str(gguf), params={"n_ctx": 2048, "threads": 1})
+    s.add_model("chatml-as-mistral", backend="llama", file=str(tiny_gguf),
+                params={"n_ctx": 2048, "threads": 1, "tool_format": "mistral"})
     s.start(timeout=60)
     yield s
     s.cleanup()
@@ -180,3 +188,59 @@ def test_bad_tool_requests_name_the_field(server):
         assert err["param"] == param and message in err["message"], (extra, err)
     assert server.get("/job").json()["total"] == server.get("/job?status=COMPLETED").json()["total"], \
         "refused requests store no job"
+
+
+@pytest.mark.parametrize("model,format_", [("tiny", "hermes"), ("llama3", "llama3"), ("mistral", "mistral"),
+                                           ("chatml-as-mistral", "mistral")])
+def test_each_family_is_prompted_and_parsed_in_its_native_format(server, client, model, format_):
+    """The format comes from the GGUF's chat template (or the manifest's tool_format); whichever it
+    is, the calls come back in OpenAI's shape, valid against the schema, and none of their text
+    leaks into the content, streamed or not."""
+    r = server.post(f"/models/{model}/load", timeout=60)
+    assert r.status_code in (200, 202), r.text
+    details = server.wait_models([model])[model]["details"]
+    assert details["tool_format"] == format_, details
+    resp = client.chat.completions.create(model=model, messages=MESSAGES, tools=[WEATHER, TIME],
+                                          tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                                          max_tokens=600, seed=3)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None, choice
+    for call in choice.message.tool_calls:
+        check_weather_call(call)
+    stream = client.chat.completions.create(model=model, messages=MESSAGES, tools=[WEATHER], tool_choice="required",
+                                            parallel_tool_calls=False, max_tokens=600, seed=3, stream=True)
+    content, calls = "", []
+    for chunk in stream:
+        content += chunk.choices[0].delta.content or ""
+        calls += chunk.choices[0].delta.tool_calls or []
+    assert content == "" and len(calls) == 1, (content, calls)
+    check_weather_call(calls[0])
+    # auto: text, or calls that are well-formed.
+    for seed in range(3):
+        choice = client.chat.completions.create(model=model, messages=MESSAGES, tools=[WEATHER], max_tokens=60,
+                                                seed=seed).choices[0]
+        for c in choice.message.tool_calls or []:
+            check_weather_call(c)
+    # A history with calls and their results is rendered in the format (and costs prompt tokens).
+    history = MESSAGES + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris", "days": 1})}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 21}"}]
+    with_history = client.chat.completions.create(model=model, messages=history, tools=[WEATHER], max_tokens=1)
+    alone = client.chat.completions.create(model=model, messages=MESSAGES, tools=[WEATHER], max_tokens=1)
+    assert with_history.usage.prompt_tokens > alone.usage.prompt_tokens + 10
+
+
+def test_a_manifest_tool_format_must_be_known(server):
+    (server.models_dir / "bad-format.toml").write_text(
+        'id = "bad-format"\nbackend = "llama"\nfile = "x.gguf"\n[params]\ntool_format = "gorilla"\n')
+    try:
+        r = server.post("/models/reload")
+        assert r.status_code == 200, r.text
+        assert "bad-format" in r.json()["added"], r.json()
+        reason = server.models()["bad-format"]["reason"]
+        assert "'params.tool_format' must be auto, hermes, llama3 or mistral" in reason, reason
+    finally:
+        (server.models_dir / "bad-format.toml").unlink()
+        server.post("/models/reload")

@@ -70,9 +70,9 @@ int LlamaBatchSession::active() const {
 Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   auto free_slot = std::ranges::find_if(slots_, [](const Slot& s) { return !s.busy; });
   if (free_slot == slots_.end()) return fail(Error::internal("batch is full"));
-  auto sampling = readSampling(job.params);
+  auto sampling = readSampling(job.params, options_.tool_format);
   if (!sampling) return fail(sampling.error());
-  auto tokens = jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
+  auto tokens = jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
   if (!tokens) return fail(tokens.error());
   const int n_ctx = contextPerSequence();
   const int n_prompt = static_cast<int>(tokens->size());
@@ -100,7 +100,7 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   s.sampler = std::move(*sampler);
   s.tools = job.type == "chat" && toolsActive(job.params);
   // A call is not content: its text stays out of the stream (the calls come with the result).
-  s.output.emplace(sampling->stop, s.tools ? std::string(kToolCallOpen) : std::string());
+  s.output.emplace(sampling->stop, s.tools ? sampling->call_opener : std::string());
   if (!sampling->grammar_trigger.empty()) s.deferred = *sampling;
   if (sampling->logprobs) s.top_logprobs = sampling->top_logprobs;
   s.start = Clock::now();
@@ -129,7 +129,7 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
     if (s.top_logprobs >= 0) (*out.result)["logprobs"] = std::move(s.logprobs);
     if (s.tools) {
       // The calls leave the text; a job that called ends with "tool_calls" (as OpenAI's do).
-      ParsedOutput parsed = parseToolCalls(s.output->text(), std::format("call_{}", s.id));
+      ParsedOutput parsed = parseToolCalls(s.output->text(), std::format("call_{}", s.id), options_.tool_format);
       if (!parsed.tool_calls.empty()) {
         auto& r = *out.result;
         r["text"] = parsed.text;

@@ -22,6 +22,7 @@ struct ContextOptions {
   int n_batch = 512;          // tokens per decode step, all sequences together
   int threads = 0;            // 0: all cores
   std::string chat_template;  // manifest override
+  ToolFormat tool_format = ToolFormat::kHermes;  // manifest params.tool_format, or the template's
 };
 
 class LlamaBatchSession final : public BatchSession {

@@ -96,11 +96,11 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
   return out;
 }
 
-Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const std::string& override_template,
+Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const ContextOptions& options,
                                                  std::string_view type, const std::string& prompt,
                                                  const nlohmann::json& params) {
   if (type != "chat") return tokenize(model, prompt);
-  auto rendered = renderChat(model, override_template, messagesForTemplate(params));
+  auto rendered = renderChat(model, options.chat_template, messagesForTemplate(params, options.tool_format));
   if (!rendered) return fail(rendered.error());
   return tokenize(model, *rendered);
 }

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backends/llama/batch_session.h"
 #include "backends/llama/llama_handles.h"
 #include "statim/error.h"
 
@@ -21,8 +22,8 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
                                const nlohmann::json& messages);
 
 // The tokens a completion or chat job feeds the model: its prompt, or its messages rendered
-// through the chat template.
-Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const std::string& override_template,
+// through the chat template (the manifest's, else the model's) with tools in the model's format.
+Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const ContextOptions& options,
                                                  std::string_view type, const std::string& prompt,
                                                  const nlohmann::json& params);
 

@@ -72,7 +72,7 @@ class LlamaModel final : public LoadedModel {
     return std::unique_ptr<Session>(std::move(*s));
   }
   Result<std::vector<std::int32_t>> promptTokens(const NewJob& job) const override {
-    return jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
+    return jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
   }
   Result<std::vector<std::int32_t>> tokenize(const std::string& text, bool add_special) const override {
     return llama::tokenize(model_.get(), text, add_special);
@@ -93,7 +93,7 @@ class LlamaModel final : public LoadedModel {
   }
   Result<void> checkJob(const NewJob& job) const override {
     if (job.type == "embedding") return ok();
-    auto tokens = jobPromptTokens(model_.get(), options_.chat_template, job.type, job.prompt, job.params);
+    auto tokens = jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
     if (!tokens) return fail(tokens.error());
     if (static_cast<int>(tokens->size()) >= options_.n_ctx) {
       return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
@@ -103,7 +103,7 @@ class LlamaModel final : public LoadedModel {
     }
     {
       // Builds the sampler once: a grammar that does not parse is refused now.
-      auto sampling = readSampling(job.params);
+      auto sampling = readSampling(job.params, options_.tool_format);
       if (!sampling) return fail(sampling.error());
       if (!sampling->grammar.empty()) {
         sampling->grammar_trigger.clear();  // a grammar that waits for a trigger must parse too
@@ -123,7 +123,8 @@ class LlamaModel final : public LoadedModel {
             {"n_embd", llama_model_n_embd(model_.get())},
             {"n_vocab", llama_vocab_n_tokens(llama_model_get_vocab(model_.get()))},
             {"chat_template",
-             !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr}};
+             !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr},
+            {"tool_format", toString(options_.tool_format)}};
   }
 
  private:
@@ -181,7 +182,14 @@ class LlamaBackend final : public Backend {
 
   Result<void> validateConfig(const ModelConfig& c) const override {
     if (c.file.empty()) return fail(Error::invalid("the llama backend needs 'file' (a GGUF model)", "file"));
-    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads", "chat_template"}, "params"); !r) return r;
+    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads", "chat_template", "tool_format"}, "params");
+        !r) {
+      return r;
+    }
+    if (auto f = c.params.find("tool_format");
+        f != c.params.end() && (!f->is_string() || (*f != "auto" && !parseToolFormat(f->get<std::string>())))) {
+      return fail(Error::invalid("'params.tool_format' must be auto, hermes, llama3 or mistral", "params.tool_format"));
+    }
     if (auto r = params::integer(c.params, "n_ctx", 16, 1 << 20, "params"); !r) return r;
     if (auto r = params::integer(c.params, "n_batch", 1, 1 << 16, "params"); !r) return r;
     if (auto r = params::string(c.params, "chat_template", 1 << 16, "params"); !r) return r;
@@ -206,6 +214,12 @@ class LlamaBackend final : public Backend {
     o.threads = c.params.value("threads", 0);
     if (o.threads <= 0) o.threads = c.cores;
     o.chat_template = c.params.value("chat_template", "");
+    // Tool calls in the format the model was trained on: the manifest's, else its chat template's.
+    const char* own_template = llama_model_chat_template(raw, nullptr);
+    o.tool_format = parseToolFormat(c.params.value("tool_format", "auto"))
+                        .value_or(detectToolFormat(!o.chat_template.empty() ? o.chat_template
+                                                   : own_template           ? own_template
+                                                                            : ""));
     // Make one context now: a model whose context cannot be made fails at load, not at its first
     // job; and libllama may round n_ctx up, which GET /models should show.
     if (c.type == "embedding") {

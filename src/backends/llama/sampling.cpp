@@ -185,7 +185,7 @@ Result<void> validateSampling(const nlohmann::json& p, std::initializer_list<std
   return validateResponseFormat(p);
 }
 
-Result<Sampling> readSampling(const nlohmann::json& p) {
+Result<Sampling> readSampling(const nlohmann::json& p, ToolFormat tools) {
   Sampling s;
   s.max_tokens = p.value("max_tokens", s.max_tokens);
   s.temperature = p.value("temperature", s.temperature);
@@ -207,10 +207,11 @@ Result<Sampling> readSampling(const nlohmann::json& p) {
   s.top_logprobs = p.value("top_logprobs", 0);
   s.grammar = p.value("grammar", "");
   if (toolsActive(p)) {
-    auto g = toolGrammar(p);
+    auto g = toolGrammar(p, tools);
     if (!g) return fail(g.error());
     s.grammar = std::move(g->gbnf);
     s.grammar_trigger = std::move(g->trigger);
+    s.call_opener = std::move(g->opener);
   }
   if (auto rf = p.find("response_format"); rf != p.end() && rf->is_object()) {
     std::string type = rf->value("type", "text");

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/llama/llama_handles.h"
+#include "backends/llama/tools.h"
 #include "statim/error.h"
 
 namespace statim::llama {
@@ -30,6 +31,8 @@ struct Sampling {
   // Set (tool_choice auto): the grammar applies once the output holds this text; makeSampler
   // leaves it out, and the batch session switches to a sampler with it (grammar_trigger cleared).
   std::string grammar_trigger;
+  // Tools: the output from this text on is calls, not text to stream (empty: no tools).
+  std::string call_opener;
 };
 
 // A generated token's log probability under the model's distribution (the softmax of its raw
@@ -48,7 +51,8 @@ Result<void> validateSampling(const nlohmann::json& params, std::initializer_lis
 nlohmann::json samplingSchema();
 
 // Reads validated params; response_format / grammar become `grammar`. A missing seed is random.
-Result<Sampling> readSampling(const nlohmann::json& params);
+// Tools are called in `tools`' format.
+Result<Sampling> readSampling(const nlohmann::json& params, ToolFormat tools);
 
 // Builds the chain: penalties, grammar (unless it waits for a trigger), then greedy or
 // top_k/top_p/min_p/temperature/dist.

@@ -10,6 +10,10 @@
 namespace statim::llama {
 namespace {
 
+constexpr std::string_view kHermesOpen = "<tool_call>";
+// What opens a call in "auto" mode (and switches the grammar on) in the formats without a tag.
+constexpr std::string_view kLlama3Open = "{\"name\"";
+constexpr std::string_view kMistralOpen = "[{\"name\"";
 constexpr std::string_view kClose = "</tool_call>";
 constexpr size_t kMaxTools = 128;
 constexpr int kMaxParallelCalls = 8;
@@ -57,22 +61,59 @@ nlohmann::json argumentsValue(const nlohmann::json& args) {
   return parsed.is_discarded() ? args : parsed;
 }
 
-std::string callText(const std::string& name, const nlohmann::json& arguments) {
-  auto dump = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
-  return std::format("{}\n{{\"name\":{},\"arguments\":{}}}\n{}", kToolCallOpen, dump(name),
-                     dump(argumentsValue(arguments)), kClose);
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+// The key a format's calls give their arguments under.
+std::string_view argumentsKey(ToolFormat f) { return f == ToolFormat::kLlama3 ? "parameters" : "arguments"; }
+
+// One call as the model writes it (mistral's calls of one turn share one list: see assistantText).
+std::string callText(ToolFormat f, const std::string& name, const nlohmann::json& arguments) {
+  std::string call =
+      std::format("{{\"name\":{},\"{}\":{}}}", dump(name), argumentsKey(f), dump(argumentsValue(arguments)));
+  return f == ToolFormat::kHermes ? std::format("{}\n{}\n{}", kHermesOpen, call, kClose) : call;
 }
 
-std::string toolsPrompt(const nlohmann::json& p) {
-  std::string out =
-      "You can call functions to help answer. These are the functions, with their parameters as JSON "
-      "schemas:\n<tools>\n";
-  for (const auto& t : p["tools"]) out += t.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  out += "</tools>\n";
-  out += std::format(
-      "To call a function, write a JSON object with its name and arguments between {} and {}, like this:\n"
-      "{}\n{{\"name\": \"<function name>\", \"arguments\": {{<the arguments>}}}}\n{}\n",
-      kToolCallOpen, kClose, kToolCallOpen, kClose);
+// An assistant turn that called: its text, then its calls in the format.
+std::string assistantText(ToolFormat f, std::string content, const nlohmann::json& calls) {
+  std::vector<std::string> texts;
+  for (const auto& call : calls) {
+    const auto& fn = call.value("function", nlohmann::json::object());
+    texts.push_back(callText(f, fn.value("name", ""), fn.value("arguments", nlohmann::json::object())));
+  }
+  if (texts.empty()) return content;
+  if (!content.empty()) content += "\n";
+  if (f == ToolFormat::kMistral) {
+    content += "[TOOL_CALLS] [";
+    for (size_t i = 0; i < texts.size(); ++i) content += (i ? ", " : "") + texts[i];
+    return content + "]";
+  }
+  for (size_t i = 0; i < texts.size(); ++i) content += (i ? "\n" : "") + texts[i];
+  return content;
+}
+
+std::string toolsPrompt(const nlohmann::json& p, ToolFormat f) {
+  std::string out;
+  if (f == ToolFormat::kHermes) {
+    out =
+        "You can call functions to help answer. These are the functions, with their parameters as JSON "
+        "schemas:\n<tools>\n";
+    for (const auto& t : p["tools"]) out += dump(t) + "\n";
+    out += "</tools>\n";
+    out += std::format(
+        "To call a function, write a JSON object with its name and arguments between {} and {}, like this:\n"
+        "{}\n{{\"name\": \"<function name>\", \"arguments\": {{<the arguments>}}}}\n{}\n",
+        kHermesOpen, kClose, kHermesOpen, kClose);
+  } else if (f == ToolFormat::kLlama3) {
+    out =
+        "You have access to the following functions. To call a function, respond with a JSON object of the form "
+        "{\"name\": function name, \"parameters\": dictionary of argument name and its value}, and nothing "
+        "else. Do not use variables.\n\n";
+    for (const auto& t : p["tools"]) out += dump(t) + "\n\n";
+  } else {
+    out = "[AVAILABLE_TOOLS] " + dump(p["tools"]) + " [/AVAILABLE_TOOLS]\n" +
+          "To call functions, write [TOOL_CALLS] and a JSON list of calls: [{\"name\": function name, "
+          "\"arguments\": {argument name: value}}].\n";
+  }
   Choice c = choiceOf(p);
   if (c.mode == "required") out += "You must call at least one function.\n";
   if (c.mode == "function") out += std::format("You must call the function '{}'.\n", c.function);
@@ -186,25 +227,29 @@ Result<void> validateTools(const nlohmann::json& p) {
 
 bool toolsActive(const nlohmann::json& p) { return hasTools(p) && choiceOf(p).mode != "none"; }
 
-nlohmann::json messagesForTemplate(const nlohmann::json& p) {
+nlohmann::json messagesForTemplate(const nlohmann::json& p, ToolFormat f) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& m : p["messages"]) {
     std::string role = m.value("role", "user");
     std::string content = m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "";
     if (role == "assistant" && m.contains("tool_calls") && m["tool_calls"].is_array()) {
-      for (const auto& call : m["tool_calls"]) {
-        const auto& fn = call.value("function", nlohmann::json::object());
-        if (!content.empty()) content += "\n";
-        content += callText(fn.value("name", ""), fn.value("arguments", nlohmann::json::object()));
-      }
+      content = assistantText(f, std::move(content), m["tool_calls"]);
     } else if (role == "tool") {
-      role = "user";
-      content = std::format("<tool_response>\n{}\n</tool_response>", content);
+      if (f == ToolFormat::kHermes) {
+        role = "user";
+        content = std::format("<tool_response>\n{}\n</tool_response>", content);
+      } else if (f == ToolFormat::kLlama3) {
+        role = "ipython";  // (Llama 3's role for what a tool returned)
+      } else {
+        role = "user";
+        content = std::format("[TOOL_RESULTS] {} [/TOOL_RESULTS]",
+                              dump({{"call_id", m.value("tool_call_id", "")}, {"content", content}}));
+      }
     }
     out.push_back({{"role", role}, {"content", content}});
   }
   if (!toolsActive(p)) return out;
-  std::string tools = toolsPrompt(p);
+  std::string tools = toolsPrompt(p, f);
   if (!out.empty() && (out[0]["role"] == "system" || out[0]["role"] == "developer")) {
     out[0]["content"] = out[0]["content"].get<std::string>() + "\n\n" + tools;
   } else {
@@ -213,24 +258,26 @@ nlohmann::json messagesForTemplate(const nlohmann::json& p) {
   return out;
 }
 
-Result<ToolGrammar> toolGrammar(const nlohmann::json& p) {
+Result<ToolGrammar> toolGrammar(const nlohmann::json& p, ToolFormat f) {
   Choice c = choiceOf(p);
   std::vector<const nlohmann::json*> functions;  // the ones the model may call
   for (const auto& t : p["tools"]) {
     if (c.mode != "function" || t["function"]["name"] == c.function) functions.push_back(&t["function"]);
   }
   nlohmann::ordered_json calls = nlohmann::ordered_json::array();
-  for (const nlohmann::json* f : functions) {
-    const auto& fn = *f;
+  for (const nlohmann::json* function : functions) {
+    const auto& fn = *function;
     // Each function's schema is nested in the calls' schema: its "#..." references follow it.
     nlohmann::json arguments = argumentsSchema(fn);
-    rebaseRefs(arguments, functions.size() == 1 ? std::string("/properties/arguments")
-                                                : std::format("/anyOf/{}/properties/arguments", calls.size()));
+    rebaseRefs(arguments, functions.size() == 1
+                              ? std::format("/properties/{}", argumentsKey(f))
+                              : std::format("/anyOf/{}/properties/{}", calls.size(), argumentsKey(f)));
     nlohmann::ordered_json schema = {
         {"type", "object"},
         {"properties",
-         {{"name", {{"const", fn["name"]}}}, {"arguments", nlohmann::ordered_json::parse(arguments.dump())}}},
-        {"required", {"name", "arguments"}},
+         {{"name", {{"const", fn["name"]}}},
+          {std::string(argumentsKey(f)), nlohmann::ordered_json::parse(arguments.dump())}}},
+        {"required", {"name", std::string(argumentsKey(f))}},
         {"additionalProperties", false}};
     calls.push_back(std::move(schema));
   }
@@ -241,28 +288,167 @@ Result<ToolGrammar> toolGrammar(const nlohmann::json& p) {
   if (!body.starts_with("root ::= ")) return fail(Error::internal("unexpected grammar from the schema converter"));
   body = "statim-call ::= " + body.substr(9);
   ToolGrammar g;
-  std::string repeat = parallel(p) ? std::format(" (\"\\n\" statim-one){{0,{}}}", kMaxParallelCalls - 1) : "";
+  const int more = parallel(p) ? kMaxParallelCalls - 1 : 0;
   // "auto": free text until the model opens a call; the grammar holds it from there (fed from
-  // the token where the call starts, which may begin with text before the "<").
+  // the token where the call starts, which may begin with text before the opening).
   const bool lazy = c.mode == "auto";
-  g.gbnf = std::format(
-      "root ::= {}statim-one{}\n"
-      "statim-one ::= \"{}\" \"\\n\"? statim-call \"\\n\"? \"{}\"\n{}",
-      lazy ? "[^<]* " : "", repeat, kToolCallOpen, kClose, body);
-  if (lazy) g.trigger = kToolCallOpen;
+  if (f == ToolFormat::kHermes) {
+    g.gbnf = std::format(
+        "root ::= {}statim-one{}\n"
+        "statim-one ::= \"{}\" \"\\n\"? statim-call \"\\n\"? \"{}\"\n{}",
+        lazy ? "[^<]* " : "", more ? std::format(" (\"\\n\" statim-one){{0,{}}}", more) : "", kHermesOpen, kClose,
+        body);
+    g.opener = kHermesOpen;
+  } else if (f == ToolFormat::kLlama3) {
+    g.gbnf = std::format("root ::= {}statim-call{}\n{}", lazy ? "[^{]* " : "",
+                         more ? std::format(" (\"\\n\" statim-call){{0,{}}}", more) : "", body);
+    g.opener = lazy ? kLlama3Open : "{";  // (required: the output is calls from its first character)
+  } else {
+    g.gbnf = std::format("root ::= {}\"[\" statim-call{} \"]\"\n{}", lazy ? "[^\\x5B]* " : "",
+                         more ? std::format(" (\", \" statim-call){{0,{}}}", more) : "", body);
+    g.opener = lazy ? kMistralOpen : "[";
+  }
+  if (lazy) g.trigger = g.opener;
   return g;
 }
 
-ParsedOutput parseToolCalls(const std::string& output, const std::string& id_prefix) {
+namespace {
+
+// Where the JSON object or array starting at `at` ends (one past its last character), or npos
+// when it is cut off.
+size_t jsonEnd(std::string_view s, size_t at) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = at; i < s.size(); ++i) {
+    char ch = s[i];
+    if (in_string) {
+      if (ch == '\\')
+        ++i;
+      else if (ch == '"')
+        in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '{' || ch == '[') {
+      ++depth;
+    } else if (ch == '}' || ch == ']') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
+size_t skipSpace(std::string_view s, size_t at) {
+  while (at < s.size() && (s[at] == ' ' || s[at] == '\n' || s[at] == '\t' || s[at] == '\r')) ++at;
+  return at;
+}
+
+// A call object {"name", "arguments" | "parameters"} in OpenAI's shape; null when it is not one.
+nlohmann::json openAiCall(const nlohmann::json& call, const std::string& id) {
+  if (!call.is_object() || !call.contains("name") || !call["name"].is_string()) return nullptr;
+  nlohmann::json args =
+      call.contains("arguments") ? call["arguments"] : call.value("parameters", nlohmann::json::object());
+  return {{"id", id}, {"type", "function"}, {"function", {{"name", call["name"]}, {"arguments", dump(args)}}}};
+}
+
+// The text before the first call (as `opening` finds it), without the whitespace and the marker
+// (`marker`, e.g. [TOOL_CALLS], when the model wrote it as text) that led up to it.
+std::string textBefore(std::string_view output, size_t at, std::string_view marker) {
+  std::string text = trimEnd(output.substr(0, at));
+  if (!marker.empty() && text.ends_with(marker))
+    text = trimEnd(std::string_view(text).substr(0, text.size() - marker.size()));
+  return text;
+}
+
+// llama3: JSON call objects, one after another (separated by whitespace or ';').
+ParsedOutput parseLlama3(const std::string& output, const std::string& id_prefix) {
   ParsedOutput out;
-  size_t at = output.find(kToolCallOpen);
+  static const std::regex kStart(R"(\{\s*"name"\s*:)");
+  std::smatch m;
+  if (!std::regex_search(output, m, kStart)) {
+    out.text = output;
+    return out;
+  }
+  size_t at = static_cast<size_t>(m.position(0));
+  out.text = textBefore(output, at, "<|python_tag|>");
+  while (at < output.size() && output[at] == '{') {
+    size_t end = jsonEnd(output, at);
+    if (end == std::string::npos) break;  // cut off (max_tokens): not a call
+    auto call = openAiCall(nlohmann::json::parse(output.substr(at, end - at), nullptr, false),
+                           std::format("{}_{}", id_prefix, out.tool_calls.size()));
+    if (call.is_null()) break;
+    out.tool_calls.push_back(std::move(call));
+    at = skipSpace(output, end);
+    if (at < output.size() && output[at] == ';') at = skipSpace(output, at + 1);
+  }
+  return out;
+}
+
+// mistral: one JSON list of call objects (after [TOOL_CALLS], which the model may write as text).
+ParsedOutput parseMistral(const std::string& output, const std::string& id_prefix) {
+  ParsedOutput out;
+  static const std::regex kStart(R"(\[\s*\{\s*"name"\s*:)");
+  std::smatch m;
+  if (!std::regex_search(output, m, kStart)) {
+    out.text = output;
+    return out;
+  }
+  size_t at = static_cast<size_t>(m.position(0));
+  out.text = textBefore(output, at, "[TOOL_CALLS]");
+  at = skipSpace(output, at + 1);
+  while (at < output.size() && output[at] == '{') {  // the complete calls of a list that may be cut off
+    size_t end = jsonEnd(output, at);
+    if (end == std::string::npos) break;
+    auto call = openAiCall(nlohmann::json::parse(output.substr(at, end - at), nullptr, false),
+                           std::format("{}_{}", id_prefix, out.tool_calls.size()));
+    if (call.is_null()) break;
+    out.tool_calls.push_back(std::move(call));
+    at = skipSpace(output, end);
+    if (at < output.size() && output[at] == ',') at = skipSpace(output, at + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view toString(ToolFormat f) {
+  switch (f) {
+    case ToolFormat::kHermes: return "hermes";
+    case ToolFormat::kLlama3: return "llama3";
+    case ToolFormat::kMistral: return "mistral";
+  }
+  return "hermes";
+}
+
+std::optional<ToolFormat> parseToolFormat(std::string_view name) {
+  for (ToolFormat f : {ToolFormat::kHermes, ToolFormat::kLlama3, ToolFormat::kMistral}) {
+    if (name == toString(f)) return f;
+  }
+  return std::nullopt;
+}
+
+ToolFormat detectToolFormat(std::string_view t) {
+  if (t.find("[TOOL_CALLS]") != std::string_view::npos || t.starts_with("mistral-v3") || t.starts_with("mistral-v7")) {
+    return ToolFormat::kMistral;
+  }
+  if (t.find("<|python_tag|>") != std::string_view::npos || t.find("ipython") != std::string_view::npos ||
+      t == "llama3") {
+    return ToolFormat::kLlama3;
+  }
+  return ToolFormat::kHermes;  // (also what models without a native format are told)
+}
+
+ParsedOutput parseToolCalls(const std::string& output, const std::string& id_prefix, ToolFormat format) {
+  if (format == ToolFormat::kLlama3) return parseLlama3(output, id_prefix);
+  if (format == ToolFormat::kMistral) return parseMistral(output, id_prefix);
+  ParsedOutput out;
+  size_t at = output.find(kHermesOpen);
   if (at == std::string::npos) {
     out.text = output;
     return out;
   }
   out.text = trimEnd(std::string_view(output).substr(0, at));
   while (at != std::string::npos) {
-    size_t begin = at + kToolCallOpen.size();
+    size_t begin = at + kHermesOpen.size();
     size_t end = output.find(kClose, begin);
     if (end == std::string::npos) break;  // cut off (max_tokens): not a call
     auto call = nlohmann::json::parse(output.substr(begin, end - begin), nullptr, false);
@@ -273,7 +459,7 @@ ParsedOutput parseToolCalls(const std::string& output, const std::string& id_pre
                               {"function",
                                {{"name", call["name"]},
                                 {"arguments", args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)}}}});
-    at = output.find(kToolCallOpen, end + kClose.size());
+    at = output.find(kHermesOpen, end + kClose.size());
   }
   return out;
 }

@@ -380,9 +380,9 @@ TEST_F(JsonGrammarTest, GreedyGenerationWithTheGrammarYieldsAValidDocument) {
   std::cout << "[ generated ] " << generated << " tokens: " << text << "\n";
 }
 
-// tool_choice auto: generation is free until the output holds "<tool_call>"; from there the
-// calls' grammar takes over, fed the output from the token in which the trigger starts, and
-// steers the random model to a complete, valid call.
+// tool_choice auto: generation is free until the output holds the format's call opening
+// ("<tool_call>", {"name", [{"name"); from there the calls' grammar takes over, fed the output from
+// the token in which the trigger starts, and steers the random model to a complete, valid call.
 TEST_F(JsonGrammarTest, AToolCallGrammarTakesOverFromItsTrigger) {
   auto [model, ctx] = loadTiny();
   ASSERT_TRUE(model && ctx);
@@ -390,10 +390,6 @@ TEST_F(JsonGrammarTest, AToolCallGrammarTakesOverFromItsTrigger) {
   auto params = nlohmann::json::parse(R"({"temperature": 0, "parallel_tool_calls": false, "tools": [{"type": "function",
       "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
       "required": ["city"], "additionalProperties": false}}}]})");
-  auto sampling = readSampling(params);
-  ASSERT_TRUE(sampling) << sampling.error().message;
-  EXPECT_EQ(sampling->grammar_trigger, "<tool_call>");
-
   auto tokensOf = [&](const std::string& text) {
     std::vector<llama_token> t(512);
     int n = llama_tokenize(vocab, text.data(), static_cast<int>(text.size()), t.data(), 512, false, false);
@@ -407,37 +403,55 @@ TEST_F(JsonGrammarTest, AToolCallGrammarTakesOverFromItsTrigger) {
     }
     return out;
   };
-  // A call that has started wrong is refused (the job then goes on unconstrained).
-  std::string wrong = "Hm. <tool_call>\n{\"nom";
-  EXPECT_FALSE(samplerFromTrigger(model.get(), *sampling, tokensOf(wrong), wrong.find("<tool_call>")));
+  struct Case {
+    ToolFormat format;
+    std::string trigger, wrong, so_far;
+  };
+  const Case cases[] = {
+      {ToolFormat::kHermes, "<tool_call>", "Hm. <tool_call>\n{\"nom",
+       "Let me see. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {"},
+      {ToolFormat::kLlama3, "{\"name\"", "Hm. {\"name\": \"get_time\"",
+       "Let me see. {\"name\": \"get_weather\", \"parameters\": {"},
+      {ToolFormat::kMistral, "[{\"name\"", "Hm. [{\"name\": 7",
+       "Let me see. [{\"name\": \"get_weather\", \"arguments\": {"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(toString(c.format)));
+    auto sampling = readSampling(params, c.format);
+    ASSERT_TRUE(sampling) << sampling.error().message;
+    EXPECT_EQ(sampling->grammar_trigger, c.trigger);
+    EXPECT_EQ(sampling->call_opener, c.trigger);
+    // A call that has started wrong is refused (the job then goes on unconstrained).
+    EXPECT_FALSE(samplerFromTrigger(model.get(), *sampling, tokensOf(c.wrong), c.wrong.find(c.trigger)));
 
-  std::string so_far = "Let me see. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {";
-  auto tokens = tokensOf(so_far);
-  auto sampler = samplerFromTrigger(model.get(), *sampling, tokens, so_far.find("<tool_call>"));
-  ASSERT_TRUE(sampler) << sampler.error().message;
-  std::vector<llama_token> feed;
-  for (auto& [tok, _] : tokens) feed.push_back(tok);
-  ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(feed.data(), static_cast<int>(feed.size()))), 0);
-  std::string text = so_far;
-  bool ended = false;
-  for (int generated = 0; generated < 100 && !ended; ++generated) {
-    llama_token t = llama_sampler_sample(sampler->get(), ctx.get(), -1);
-    if (llama_vocab_is_eog(vocab, t)) {
-      ended = true;
-      break;
+    auto tokens = tokensOf(c.so_far);
+    auto sampler = samplerFromTrigger(model.get(), *sampling, tokens, c.so_far.find(c.trigger));
+    ASSERT_TRUE(sampler) << sampler.error().message;
+    llama_memory_clear(llama_get_memory(ctx.get()), true);
+    std::vector<llama_token> feed;
+    for (auto& [tok, _] : tokens) feed.push_back(tok);
+    ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(feed.data(), static_cast<int>(feed.size()))), 0);
+    std::string text = c.so_far;
+    bool ended = false;
+    for (int generated = 0; generated < 100 && !ended; ++generated) {
+      llama_token t = llama_sampler_sample(sampler->get(), ctx.get(), -1);
+      if (llama_vocab_is_eog(vocab, t)) {
+        ended = true;
+        break;
+      }
+      char piece[64];
+      int len = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
+      ASSERT_GE(len, 0);
+      text.append(piece, static_cast<size_t>(len));
+      ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(&t, 1)), 0);
     }
-    char piece[64];
-    int len = llama_token_to_piece(vocab, t, piece, sizeof piece, 0, false);
-    ASSERT_GE(len, 0);
-    text.append(piece, static_cast<size_t>(len));
-    ASSERT_EQ(llama_decode(ctx.get(), llama_batch_get_one(&t, 1)), 0);
+    ASSERT_TRUE(ended) << text;
+    auto parsed = parseToolCalls(text, "call_1", c.format);
+    ASSERT_EQ(parsed.tool_calls.size(), 1u) << text;
+    EXPECT_EQ(parsed.text, "Let me see.");
+    auto args = nlohmann::json::parse(parsed.tool_calls[0]["function"]["arguments"].get<std::string>());
+    EXPECT_TRUE(args["city"] == "Paris" || args["city"] == "Oslo") << text;
   }
-  ASSERT_TRUE(ended) << text;
-  auto parsed = parseToolCalls(text, "call_1");
-  ASSERT_EQ(parsed.tool_calls.size(), 1u) << text;
-  EXPECT_EQ(parsed.text, "Let me see.");
-  auto args = nlohmann::json::parse(parsed.tool_calls[0]["function"]["arguments"].get<std::string>());
-  EXPECT_TRUE(args["city"] == "Paris" || args["city"] == "Oslo") << text;
 }
 
 }  // namespace

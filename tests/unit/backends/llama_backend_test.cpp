@@ -294,7 +294,7 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
            {{{"bogus", 1}},
             "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, "
             "repeat_last_n, presence_penalty, frequency_penalty, seed, stop, grammar, logprobs, top_logprobs, "
-            "response_format)"},
+            "response_format, user)"},
            {{{"min_p", 2}}, "'params.min_p' must be between 0 and 1"},
            {{{"presence_penalty", 3}}, "'params.presence_penalty' must be between -2 and 2"},
            {{{"response_format", {{"type", "xml"}}}},

@@ -11,7 +11,7 @@ nlohmann::json weather() {
 }
 
 TEST(ToolCalls, OutputWithoutACallIsAllText) {
-  auto p = parseToolCalls("Just text, no <tool call here.", "call_1");
+  auto p = parseToolCalls("Just text, no <tool call here.", "call_1", ToolFormat::kHermes);
   EXPECT_EQ(p.text, "Just text, no <tool call here.");
   EXPECT_TRUE(p.tool_calls.empty());
 }
@@ -20,7 +20,7 @@ TEST(ToolCalls, CallsAreSplitFromTheTextInOpenAisShape) {
   auto p = parseToolCalls(
       "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
       "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>",
-      "call_9");
+      "call_9", ToolFormat::kHermes);
   EXPECT_EQ(p.text, "Let me look.");  // the whitespace before the call is dropped
   ASSERT_EQ(p.tool_calls.size(), 2u);
   EXPECT_EQ(p.tool_calls[0]["id"], "call_9_0");
@@ -31,9 +31,10 @@ TEST(ToolCalls, CallsAreSplitFromTheTextInOpenAisShape) {
 }
 
 TEST(ToolCalls, ACutOffOrMalformedCallIsNotACall) {
-  EXPECT_TRUE(parseToolCalls("<tool_call>{\"name\": \"f\", \"argu", "c").tool_calls.empty());
-  EXPECT_TRUE(parseToolCalls("<tool_call>not json</tool_call>", "c").tool_calls.empty());
-  auto p = parseToolCalls("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call><tool_call>{\"na", "c");
+  EXPECT_TRUE(parseToolCalls("<tool_call>{\"name\": \"f\", \"argu", "c", ToolFormat::kHermes).tool_calls.empty());
+  EXPECT_TRUE(parseToolCalls("<tool_call>not json</tool_call>", "c", ToolFormat::kHermes).tool_calls.empty());
+  auto p = parseToolCalls("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call><tool_call>{\"na", "c",
+                          ToolFormat::kHermes);
   EXPECT_EQ(p.tool_calls.size(), 1u);  // the complete one is kept
 }
 
@@ -44,7 +45,7 @@ TEST(ToolCalls, TheTemplateGetsTheToolsAndTheHistoryInOneFormat) {
       {"role": "assistant", "content": "", "tool_calls": [{"id": "a", "type": "function",
           "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
       {"role": "tool", "tool_call_id": "a", "content": "cold"}])")}};
-  auto m = messagesForTemplate(p);
+  auto m = messagesForTemplate(p, ToolFormat::kHermes);
   ASSERT_EQ(m.size(), 4u);
   std::string system = m[0]["content"];
   EXPECT_TRUE(system.starts_with("Be brief.\n\n")) << system;
@@ -55,17 +56,17 @@ TEST(ToolCalls, TheTemplateGetsTheToolsAndTheHistoryInOneFormat) {
   EXPECT_EQ(m[3]["content"], "<tool_response>\ncold\n</tool_response>");
   // tool_choice none: no tool description; without a system message one is added first.
   p["tool_choice"] = "none";
-  EXPECT_EQ(messagesForTemplate(p)[0]["content"], "Be brief.");
+  EXPECT_EQ(messagesForTemplate(p, ToolFormat::kHermes)[0]["content"], "Be brief.");
   p["tool_choice"] = "required";
   p["messages"].erase(0);
-  auto required = messagesForTemplate(p);
+  auto required = messagesForTemplate(p, ToolFormat::kHermes);
   EXPECT_EQ(required[0]["role"], "system");
   EXPECT_NE(required[0]["content"].get<std::string>().find("You must call at least one function."), std::string::npos);
 }
 
 TEST(ToolCalls, TheGrammarStartsAtACallForRequiredAndLazilyForAuto) {
   nlohmann::json p = {{"tools", {weather()}}, {"tool_choice", "required"}, {"parallel_tool_calls", false}};
-  auto g = toolGrammar(p);
+  auto g = toolGrammar(p, ToolFormat::kHermes);
   ASSERT_TRUE(g) << g.error().message;
   EXPECT_TRUE(g->gbnf.starts_with("root ::= statim-one\n")) << g->gbnf;
   EXPECT_NE(g->gbnf.find("statim-call ::= "), std::string::npos);
@@ -73,7 +74,7 @@ TEST(ToolCalls, TheGrammarStartsAtACallForRequiredAndLazilyForAuto) {
   EXPECT_TRUE(g->trigger.empty());
   p["tool_choice"] = "auto";
   p["parallel_tool_calls"] = true;
-  g = toolGrammar(p);
+  g = toolGrammar(p, ToolFormat::kHermes);
   ASSERT_TRUE(g);
   EXPECT_NE(g->gbnf.find("{0,7}"), std::string::npos) << "up to 8 calls";
   EXPECT_EQ(g->trigger, "<tool_call>");
@@ -87,10 +88,10 @@ TEST(ToolCalls, ReferencesInAFunctionsSchemaFollowItIntoTheCallsGrammar) {
       "$defs": {"Loc": {"type": "object", "properties": {"city": {"enum": ["Paris"]}}, "required": ["city"]}}}}})");
   nlohmann::json p = {{"tools", {fn}}, {"tool_choice", "required"}};
   ASSERT_TRUE(validateTools(p));
-  auto one = toolGrammar(p);
+  auto one = toolGrammar(p, ToolFormat::kHermes);
   ASSERT_TRUE(one) << one.error().message;
   p["tools"].push_back(weather());  // two functions: the schemas sit under anyOf
-  auto two = toolGrammar(p);
+  auto two = toolGrammar(p, ToolFormat::kHermes);
   ASSERT_TRUE(two) << two.error().message;
   EXPECT_NE(two->gbnf.find("Paris"), std::string::npos);
 }
@@ -125,6 +126,89 @@ TEST(ToolCalls, ValidationNamesTheField) {
   EXPECT_EQ(bad(R"({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none",
                     "grammar": "root ::= \"x\""})"),
             "ok");
+}
+
+TEST(ToolFormats, TheFormatComesFromTheChatTemplate) {
+  // Excerpts of the Jinja templates in the GGUFs of each family, and libllama's template names.
+  EXPECT_EQ(detectToolFormat("{%- if tools %}...{{- '<|python_tag|>' }}...<|eom_id|>"), ToolFormat::kLlama3);
+  EXPECT_EQ(detectToolFormat("{{- '<|start_header_id|>ipython<|end_header_id|>' }}"), ToolFormat::kLlama3);
+  EXPECT_EQ(detectToolFormat("llama3"), ToolFormat::kLlama3);
+  EXPECT_EQ(detectToolFormat("{{- '[AVAILABLE_TOOLS] [' }}...{{- '[TOOL_CALLS] [' }}"), ToolFormat::kMistral);
+  EXPECT_EQ(detectToolFormat("mistral-v7-tekken"), ToolFormat::kMistral);
+  EXPECT_EQ(detectToolFormat("{% for tool in tools %}<tool_call>...<|im_start|>"), ToolFormat::kHermes);
+  EXPECT_EQ(detectToolFormat("chatml"), ToolFormat::kHermes);
+  EXPECT_EQ(detectToolFormat(""), ToolFormat::kHermes);
+  EXPECT_EQ(parseToolFormat("mistral"), ToolFormat::kMistral);
+  EXPECT_EQ(parseToolFormat("auto"), std::nullopt);
+  EXPECT_EQ(toString(ToolFormat::kLlama3), "llama3");
+}
+
+nlohmann::json history() {
+  return {{"tools", {weather()}}, {"messages", nlohmann::json::parse(R"([
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": "", "tool_calls": [
+          {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+          {"id": "b", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+      {"role": "tool", "tool_call_id": "a", "content": "cold"}])")}};
+}
+
+TEST(ToolFormats, Llama3CallsAreJsonWithParametersAndResultsComeFromIpython) {
+  auto m = messagesForTemplate(history(), ToolFormat::kLlama3);
+  ASSERT_EQ(m.size(), 4u);
+  std::string system = m[0]["content"];
+  EXPECT_NE(system.find("\"parameters\": dictionary of argument name and its value"), std::string::npos) << system;
+  EXPECT_NE(system.find("\"name\":\"get_weather\""), std::string::npos) << system;
+  EXPECT_EQ(m[2]["content"],
+            "{\"name\":\"get_weather\",\"parameters\":{\"city\":\"Oslo\"}}\n"
+            "{\"name\":\"get_weather\",\"parameters\":{\"city\":\"Rome\"}}");
+  EXPECT_EQ(m[3], (nlohmann::json{{"role", "ipython"}, {"content", "cold"}}));
+  auto p = parseToolCalls(
+      "I will check.<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}};"
+      " {\"name\":\"get_weather\",\"parameters\":{\"city\":\"Oslo\"}}\n{\"name\": \"cut",
+      "call_3", ToolFormat::kLlama3);
+  EXPECT_EQ(p.text, "I will check.");
+  ASSERT_EQ(p.tool_calls.size(), 2u);  // the cut-off third is not a call
+  EXPECT_EQ(p.tool_calls[0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+  EXPECT_EQ(p.tool_calls[1]["id"], "call_3_1");
+  EXPECT_TRUE(parseToolCalls("{\"weather\": 1} is JSON, not a call", "c", ToolFormat::kLlama3).tool_calls.empty());
+  nlohmann::json required = history();
+  required["tool_choice"] = "required";
+  auto g = toolGrammar(required, ToolFormat::kLlama3);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_TRUE(g->gbnf.starts_with("root ::= statim-call (\"\\n\" statim-call){0,7}\n")) << g->gbnf;
+  EXPECT_NE(g->gbnf.find("parameters"), std::string::npos);
+  EXPECT_EQ(g->opener, "{");
+  EXPECT_TRUE(g->trigger.empty());
+}
+
+TEST(ToolFormats, MistralCallsAreOneListAfterTOOL_CALLS) {
+  auto m = messagesForTemplate(history(), ToolFormat::kMistral);
+  ASSERT_EQ(m.size(), 4u);
+  std::string system = m[0]["content"];
+  EXPECT_TRUE(system.starts_with("[AVAILABLE_TOOLS] [{\"function\":")) << system;
+  EXPECT_NE(system.find(" [/AVAILABLE_TOOLS]\n"), std::string::npos) << system;
+  EXPECT_EQ(m[2]["content"],
+            "[TOOL_CALLS] [{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}, "
+            "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Rome\"}}]");
+  EXPECT_EQ(m[3]["role"], "user");
+  EXPECT_EQ(m[3]["content"], "[TOOL_RESULTS] {\"call_id\":\"a\",\"content\":\"cold\"} [/TOOL_RESULTS]");
+  auto p = parseToolCalls(
+      "Sure. [TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}},"
+      "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+      "call_4", ToolFormat::kMistral);
+  EXPECT_EQ(p.text, "Sure.");
+  ASSERT_EQ(p.tool_calls.size(), 2u);
+  EXPECT_EQ(p.tool_calls[1]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+  // The marker written as a special token is not in the text: the list alone is the calls.
+  EXPECT_EQ(
+      parseToolCalls("[{\"name\": \"get_weather\", \"arguments\": {}}]", "c", ToolFormat::kMistral).tool_calls.size(),
+      1u);
+  nlohmann::json one = history();
+  one["parallel_tool_calls"] = false;
+  auto g = toolGrammar(one, ToolFormat::kMistral);
+  ASSERT_TRUE(g) << g.error().message;
+  EXPECT_TRUE(g->gbnf.starts_with("root ::= [^\\x5B]* \"[\" statim-call \"]\"\n")) << g->gbnf;
+  EXPECT_EQ(g->trigger, "[{\"name\"");
 }
 
 }  // namespace
