@@ -106,10 +106,31 @@ def test_chat_completion(server, client):
     job = server.job(int(raw.headers["X-Statim-Job-Id"]))
     assert job["type"] == "chat" and job["params"]["messages"] == MESSAGES and job["prompt"] == "Hello, the cat"
     assert job["result"]["tokens_out"] == resp.usage.completion_tokens
-    # The end user's id is kept with the job; no prompt token came from a cache.
+    # The end user's id is kept with the job.
     assert job["params"]["user"] == "user-42"
-    assert resp.usage.prompt_tokens_details.cached_tokens == 0
+    assert resp.usage.prompt_tokens_details.cached_tokens == job["result"]["tokens_cached"] < 34
     assert resp.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_the_prompt_cache_serves_a_repeated_prompt_and_the_next_turn(server, client):
+    """A sequence keeps its KV when its job ends: the same prompt again decodes only its last token,
+    and the next turn of the conversation only what follows the earlier turns - with the same
+    greedy text as when every token is decoded."""
+    system = {"role": "system", "content": "You are a careful assistant who answers in full sentences. " * 6}
+    first = [system, {"role": "user", "content": "Tell me about the cat."}]
+    a = client.chat.completions.create(model="tiny", messages=first, max_tokens=12, temperature=0)
+    b = client.chat.completions.create(model="tiny", messages=first, max_tokens=12, temperature=0)
+    assert b.usage.prompt_tokens == a.usage.prompt_tokens > 60
+    assert b.usage.prompt_tokens_details.cached_tokens == b.usage.prompt_tokens - 1
+    assert b.choices[0].message.content == a.choices[0].message.content
+    # The next turn: the earlier prompt and most of the answer come from the cache.
+    turn = first + [{"role": "assistant", "content": a.choices[0].message.content},
+                    {"role": "user", "content": "And the dog?"}]
+    c = client.chat.completions.create(model="tiny", messages=turn, max_tokens=12, temperature=0)
+    assert c.usage.prompt_tokens_details.cached_tokens >= a.usage.prompt_tokens, c.usage
+    # The same text as a model instance that holds nothing of it (a fresh server's first job).
+    cold = job_text(server, "slow", messages=turn, params={"max_tokens": 12, "temperature": 0})
+    assert cold["tokens_cached"] <= 1 and c.choices[0].message.content == cold["text"]
 
 
 def test_chat_finish_reason_stop_with_stop_string(client):

@@ -253,11 +253,12 @@ nlohmann::json toolCalls(const Job& job) {
 nlohmann::json usage(const Job& job) {
   int in = job.result.is_object() ? job.result.value("tokens_in", 0) : 0;
   int out = job.result.is_object() ? job.result.value("tokens_out", 0) : 0;
-  // (No prompt tokens come from a cache: each job's prompt is decoded in full.)
+  // cached: prompt tokens whose KV the model still held from an earlier job (the prompt cache).
+  int cached = job.result.is_object() ? job.result.value("tokens_cached", 0) : 0;
   return {{"prompt_tokens", in},
           {"completion_tokens", out},
           {"total_tokens", in + out},
-          {"prompt_tokens_details", {{"cached_tokens", 0}}},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}},
           {"completion_tokens_details", {{"reasoning_tokens", 0}}}};
 }
 

@@ -414,8 +414,9 @@ json responseObject(const Job& job) {
   json usage_out;  // absent until the response has ended
   if (job.result.is_object()) {
     int in = job.result.value("tokens_in", 0), out = job.result.value("tokens_out", 0);
+    int cached = job.result.value("tokens_cached", 0);
     usage_out = {{"input_tokens", in},
-                 {"input_tokens_details", {{"cached_tokens", 0}, {"cache_write_tokens", 0}}},
+                 {"input_tokens_details", {{"cached_tokens", cached}, {"cache_write_tokens", 0}}},
                  {"output_tokens", out},
                  {"output_tokens_details", {{"reasoning_tokens", 0}}},
                  {"total_tokens", in + out}};

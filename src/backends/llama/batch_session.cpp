@@ -67,9 +67,27 @@ int LlamaBatchSession::active() const {
   return static_cast<int>(std::ranges::count_if(slots_, [](const Slot& s) { return s.busy; }));
 }
 
+std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llama_token>& prompt) const {
+  size_t best = slots_.size(), best_common = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].busy) continue;
+    const auto& kv = slots_[i].kv;
+    size_t common = 0;
+    while (common < kv.size() && common < prompt.size() && kv[common] == prompt[common]) ++common;
+    // The longest shared prefix; among equals, the slot holding the least (it loses the least).
+    if (best == slots_.size() || common > best_common ||
+        (common == best_common && kv.size() < slots_[best].kv.size())) {
+      best = i;
+      best_common = common;
+    }
+  }
+  return {best, best_common};
+}
+
 Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
-  auto free_slot = std::ranges::find_if(slots_, [](const Slot& s) { return !s.busy; });
-  if (free_slot == slots_.end()) return fail(Error::internal("batch is full"));
+  if (std::ranges::none_of(slots_, [](const Slot& s) { return !s.busy; })) {
+    return fail(Error::internal("batch is full"));
+  }
   auto sampling = readSampling(job.params, options_.tool_format);
   if (!sampling) return fail(sampling.error());
   auto tokens = jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
@@ -84,18 +102,35 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   }
   auto sampler = makeSampler(model_.get(), *sampling);
   if (!sampler) return fail(sampler.error());
+  // The prompt cache: reuse what a free sequence holds of this prompt; at least the last prompt
+  // token is decoded again (its logits pick the first token). A model whose memory cannot drop a
+  // tail (recurrent layers) starts from an empty sequence.
+  auto [slot_index, common] = bestFreeSlot(*tokens);
+  common = std::min(common, tokens->size() - 1);
+  llama_memory_t mem = llama_get_memory(ctx_.get());
+  const int seq = static_cast<int>(slot_index);
+  std::vector<llama_token> kv = std::move(slots_[slot_index].kv);
+  if (!llama_memory_seq_rm(mem, seq, static_cast<llama_pos>(common), -1)) {
+    llama_memory_seq_rm(mem, seq, -1, -1);
+    common = 0;
+  }
+  kv.resize(common);
   // Repetition penalties count the prompt too, as llama-server's do. (Not with a grammar in the
   // chain: the prompt is no part of the constrained output.)
   if (sampling->grammar.empty() &&
       (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 || sampling->frequency_penalty != 0.0)) {
     for (llama_token t : *tokens) llama_sampler_accept(sampler->get(), t);
   }
-  Slot& s = *free_slot;
+  Slot& s = slots_[slot_index];
   s = Slot{};
   s.busy = true;
   s.id = job.id;
   s.control = &control;
   s.prompt = std::move(*tokens);
+  s.kv = std::move(kv);
+  s.prompt_done = common;
+  s.n_past = static_cast<int>(common);
+  s.cached = static_cast<int>(common);
   s.max_tokens = std::min(sampling->max_tokens, n_ctx - n_prompt);
   s.sampler = std::move(*sampler);
   s.tools = job.type == "chat" && toolsActive(job.params);
@@ -109,7 +144,12 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
 
 BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::optional<Error> error) {
   Slot& s = slots_[static_cast<size_t>(seq)];
-  llama_memory_seq_rm(llama_get_memory(ctx_.get()), seq, -1, -1);
+  // What the sequence holds stays for the next job (the prompt cache), unless its state is unknown.
+  std::vector<llama_token> kv = std::move(s.kv);
+  if (error) {
+    llama_memory_seq_rm(llama_get_memory(ctx_.get()), seq, -1, -1);
+    kv.clear();
+  }
   BatchOutcome out{s.id, fail(Error::internal("unset"))};
   if (error) {
     out.result = fail(std::move(*error));
@@ -120,6 +160,7 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
     out.result = nlohmann::json{
         {"text", s.output->text()},
         {"tokens_in", static_cast<int>(s.prompt.size())},
+        {"tokens_cached", s.cached},
         {"tokens_out", s.n_out},
         {"tokens_per_s", gen_ms > 0 ? s.n_out / (gen_ms / 1000.0) : 0.0},
         {"time_to_first_token_ms", s.n_out > 0 ? msBetween(s.start, s.first_token) : 0.0},
@@ -139,6 +180,7 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
     }
   }
   s = Slot{};
+  s.kv = std::move(kv);
   return out;
 }
 
@@ -184,6 +226,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
     s.logits_index = -1;
     if (s.busy && s.pending) s.logits_index = push(*s.pending, s.n_past, static_cast<int>(i), true);
   }
+  std::vector<std::pair<size_t, size_t>> prompt_chunks;  // (slot, tokens) read from its prompt this step
   for (size_t i = 0; i < slots_.size() && batch_.n_tokens < n_batch; ++i) {
     Slot& s = slots_[i];
     if (!s.busy || s.prompt_done == s.prompt.size()) continue;
@@ -194,6 +237,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
       int idx = push(s.prompt[s.prompt_done + k], static_cast<int>(s.prompt_done + k), static_cast<int>(i), last);
       if (last) s.logits_index = idx;
     }
+    prompt_chunks.emplace_back(i, n);
     s.prompt_done += n;
   }
   if (batch_.n_tokens == 0) return;
@@ -209,12 +253,18 @@ void LlamaBatchSession::step(const EndSink& ended) {
     }
     return;
   }
+  for (auto [i, n] : prompt_chunks) {
+    Slot& s = slots_[i];
+    s.kv.insert(s.kv.end(), s.prompt.begin() + static_cast<long>(s.prompt_done - n),
+                s.prompt.begin() + static_cast<long>(s.prompt_done));
+  }
 
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& s = slots_[i];
     if (!s.busy) continue;
     if (s.pending) {
       ++s.n_past;
+      s.kv.push_back(*s.pending);
       s.pending.reset();
     } else if (s.logits_index >= 0) {
       s.n_past = static_cast<int>(s.prompt.size());  // the prompt is now all in the cache

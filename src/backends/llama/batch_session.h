@@ -45,7 +45,12 @@ class LlamaBatchSession final : public BatchSession {
     JobId id = 0;
     JobControl* control = nullptr;
     std::vector<llama_token> prompt;
-    size_t prompt_done = 0;  // prompt tokens already decoded
+    size_t prompt_done = 0;  // prompt tokens already decoded (or found in the cache)
+    int cached = 0;          // prompt tokens whose KV the sequence still held from its last job
+    // The tokens whose KV this sequence holds, in position order: kept when a job ends, so that
+    // the next job whose prompt starts the same way (the next turn of a conversation, a shared
+    // system prompt) decodes only what differs.
+    std::vector<llama_token> kv;
     int n_past = 0;          // next position in the sequence
     int max_tokens = 0;
     int n_out = 0;
@@ -68,6 +73,8 @@ class LlamaBatchSession final : public BatchSession {
 
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
   BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
+  // The free slot whose cached tokens share the longest prefix with `prompt` (and that length).
+  std::pair<size_t, size_t> bestFreeSlot(const std::vector<llama_token>& prompt) const;
   static nlohmann::json tokenEvent(Slot& s, const std::string& text);
   // tool_choice auto: once the output holds the trigger, the slot's sampler becomes the strict one.
   // `tok` is the token just appended to the output, its text starting at `start`.

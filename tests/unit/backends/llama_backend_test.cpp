@@ -191,6 +191,51 @@ TEST_F(LlamaBackendTest, BatchedGreedyEqualsSingle) {
   }
 }
 
+// The prompt cache: a sequence keeps its KV when its job ends, and the next job on the session whose
+// prompt starts the same way decodes only the rest - with the same greedy text as a fresh session.
+TEST_F(LlamaBackendTest, APromptSharingAPrefixWithAnEarlierJobDecodesOnlyTheRest) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 512}, {"n_batch", 64}, {"threads", 2}}, 2);
+  std::string shared;
+  for (int i = 0; i < 30; ++i) shared += "the world of water ";
+  auto job = [](JobId id, std::string prompt) {
+    return Job{.id = id,
+               .model = "t",
+               .type = "completion",
+               .prompt = std::move(prompt),
+               .params = {{"max_tokens", 10}, {"temperature", 0}}};
+  };
+  auto session = model->newBatchSession();
+  ASSERT_TRUE(session);
+  auto runOn = [&](BatchSession& s, const Job& j) {
+    NoCancel control;
+    EXPECT_TRUE(s.add(j, control));
+    std::optional<nlohmann::json> out;
+    for (int steps = 0; !out && steps < 10000; ++steps) {
+      s.step([&](BatchOutcome o) {
+        EXPECT_TRUE(o.result) << o.result.error().message;
+        if (o.result) out = *o.result;
+      });
+    }
+    return out.value_or(nlohmann::json::object());
+  };
+  auto a = runOn(**session, job(1, shared + "and the cat"));
+  EXPECT_LE(a["tokens_cached"].get<int>(), 1);  // (at most the BOS token of a fresh sequence)
+  auto b = runOn(**session, job(2, shared + "and the dog"));
+  auto again = runOn(**session, job(3, shared + "and the dog"));
+  const int in = b["tokens_in"];
+  EXPECT_GT(b["tokens_cached"].get<int>(), in - 8) << "the shared words come from the cache";
+  EXPECT_LT(b["tokens_cached"].get<int>(), in);
+  EXPECT_EQ(again["tokens_cached"], in - 1) << "the same prompt again: all but its last token";
+  for (const auto& [cached, id] : {std::pair{b, 2}, std::pair{again, 3}}) {
+    auto fresh = model->newBatchSession();
+    ASSERT_TRUE(fresh);
+    auto cold = runOn(**fresh, job(id, shared + "and the dog"));
+    EXPECT_EQ(cold["tokens_cached"].get<int>(), 0);
+    EXPECT_EQ(cached["text"], cold["text"]) << "job " << id;
+  }
+}
+
 TEST_F(LlamaBackendTest, ChatUsesTheModelTemplate) {
   ASSERT_FALSE(tiny_.empty());
   auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
