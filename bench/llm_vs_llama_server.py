@@ -35,8 +35,10 @@ at level 4, ...), so every level gets the orders AB, BA, AB, BA with the default
 The table shows the median over the repeats. Ratios: statim / llama-server for tokens/s, and
 llama-server / statim for TTFT and latency, so ratio >= 1.0 always means statim is at least as good.
 
-Fairness notes: llama-server gets "cache_prompt": false (no prompt-cache reuse; statim has no
-prompt cache) and "ignore_eos": true (the fixture never samples EOS; this only makes sure);
+Fairness notes: llama-server gets "cache_prompt": false (the prompts are distinct, so a cache
+would serve only their first tokens; statim's prompt cache, added later, is measured with
+conversations in llm_conversations.py) and "ignore_eos": true (the fixture never samples EOS;
+this only makes sure);
 statim gets neither field (it refuses fields it does not know). Prompts are identical for both
 servers: request k of client c at level N gets the same text on both.
 """
