@@ -31,6 +31,58 @@ constexpr size_t kEndedKept = 100000;
 // node records do not show the other yet.
 constexpr auto kPeerMemory = std::chrono::steady_clock::duration(std::chrono::seconds(30));
 
+// The ended job, carried in its terminal event's payload so that the node following it need not
+// read it back from the store. Jobs with files (their paths are a node's own) are not carried.
+std::optional<nlohmann::json> jobWire(const Job& j) {
+  if (!j.inputs.empty() || !j.artifacts.empty()) return std::nullopt;
+  auto time = [](const std::optional<Micros>& t) { return t ? nlohmann::json(*t) : nlohmann::json(); };
+  nlohmann::json w = {{"model", j.model},
+                      {"type", j.type},
+                      {"prompt", j.prompt},
+                      {"params", j.params},
+                      {"priority", j.priority},
+                      {"status", toString(j.status)},
+                      {"message", j.status_message},
+                      {"created", j.created_at},
+                      {"started", time(j.started_at)},
+                      {"finished", time(j.finished_at)},
+                      {"result", j.result},
+                      {"error", j.error},
+                      {"attempts", j.attempts},
+                      {"owner", j.owner_key_id ? nlohmann::json(*j.owner_key_id) : nlohmann::json()}};
+  if (j.webhook) w["webhook"] = {{"url", j.webhook->url}, {"events", j.webhook->events}};
+  return w;
+}
+
+std::optional<Job> jobFromWire(JobId id, const nlohmann::json& w) {
+  try {
+    Job j;
+    j.id = id;
+    j.model = w.at("model");
+    j.type = w.at("type");
+    j.prompt = w.at("prompt");
+    j.params = w.at("params");
+    j.priority = w.at("priority");
+    auto status = parseJobStatus(w.at("status").get<std::string>());
+    if (!status) return std::nullopt;
+    j.status = *status;
+    j.status_message = w.at("message");
+    j.created_at = w.at("created");
+    if (!w.at("started").is_null()) j.started_at = w["started"].get<Micros>();
+    if (!w.at("finished").is_null()) j.finished_at = w["finished"].get<Micros>();
+    j.result = w.at("result");
+    j.error = w.at("error");
+    j.attempts = w.at("attempts");
+    if (!w.at("owner").is_null()) j.owner_key_id = w["owner"].get<std::int64_t>();
+    if (auto h = w.find("webhook"); h != w.end()) {
+      j.webhook = Webhook{h->at("url"), h->at("events").get<std::vector<std::string>>()};
+    }
+    return j;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;  // not one this node can read: the store has it
+  }
+}
+
 bool isTerminalName(const std::string& type) {
   return type == eventName(JobStatus::kCompleted) || type == eventName(JobStatus::kFailed) ||
          type == eventName(JobStatus::kCancelled);
@@ -123,8 +175,22 @@ void PostgresEventBus::publish(const JobEvent& event) {
       std::chrono::steady_clock::now().time_since_epoch().count() - heard_from_peer_.load() > kPeerMemory.count()) {
     return;  // alone: nobody to tell
   }
-  std::string line = nlohmann::json::array({options_.node_id, event.job_id, event.type, event.data})
-                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto dump = [&](const nlohmann::json& data) {
+    return nlohmann::json::array({options_.node_id, event.job_id, event.type, data})
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  std::string line;
+  if (event.terminal()) {
+    // The ended job goes with its end when it fits: the follower on another node (the API node
+    // answering a client) then has it without reading it back from the store.
+    if (auto wire = jobWire(*event.job)) {
+      nlohmann::json data = event.data;
+      data["job"] = std::move(*wire);
+      line = dump(data);
+      if (line.size() + 2 > kMaxPayload) line.clear();
+    }
+  }
+  if (line.empty()) line = dump(event.data);
   if (line.size() + 2 > kMaxPayload) {
     // Too large for a notification: other nodes' followers miss it (a terminal event they get
     // from the store; what a "token" carries, from the job's result).
@@ -242,6 +308,7 @@ void PostgresEventBus::receive(const std::string& payload) {
         // Checked and published under follow_mu_, which subscribe() holds too (see there).
         std::lock_guard lock(follow_mu_);
         if (!followed_.contains(event.job_id)) {
+          event.data.erase("job");
           if (!markEndedLocked(event.job_id)) continue;  // delivered already
           event.job = idAndStatus();
           if (event.job) local_.publish(event);
@@ -249,7 +316,12 @@ void PostgresEventBus::receive(const std::string& payload) {
         }
       }
       if (!markEnded(event.job_id)) continue;  // read from the store already
-      if (auto j = store_.get(event.job_id); j && isTerminal(j->status)) {
+      std::optional<Job> carried;
+      if (auto w = event.data.find("job"); w != event.data.end()) carried = jobFromWire(event.job_id, *w);
+      event.data.erase("job");
+      if (carried && isTerminal(carried->status) && eventName(carried->status) == event.type) {
+        event.job = std::move(carried);
+      } else if (auto j = store_.get(event.job_id); j && isTerminal(j->status)) {
         event.job = std::move(*j);
       } else {
         event.job = idAndStatus();

@@ -4,8 +4,9 @@
 // and go out as NOTIFY payloads on a connection of their own, at most one NOTIFY every 2 ms (the
 // events of a burst share it; one after a quiet spell goes at once);
 // one listening connection per node receives the other nodes' events and publishes them here
-// (remote = true). A terminal event from another node carries the job read from the store when
-// someone here follows that job (else its id and status only).
+// (remote = true). A terminal event from another node carries the ended job when someone here
+// follows that job: the job its NOTIFY carried (when it fit, and has no files), else the job read
+// from the store; a job nobody here follows ends with its id and status only.
 //
 // Notifications can be lost (a dropped listening connection, a payload too large): followers
 // never wait for ever on one, because the jobs followed here are re-read from the store every

@@ -69,8 +69,56 @@ class PostgresEventBusTest : public ::testing::Test {
   std::unique_ptr<PostgresStore> store_;
 };
 
+// The ended job travels in its terminal event's notification: the node that follows it has it
+// without a store read (here the store has no such job at all), files excepted (their paths are
+// a node's own: such a job is read from the store, and this one is not there: id and status).
+TEST_F(PostgresEventBusTest, TheEndedJobTravelsInItsNotification) {
+  auto a = node("a"), b = node("b");
+  Job ended;
+  ended.id = 424242;  // not in the store
+  ended.model = "m";
+  ended.type = "chat";
+  ended.prompt = "hi";
+  ended.params = {{"max_tokens", 3}};
+  ended.status = JobStatus::kCompleted;
+  ended.status_message = "completed";
+  ended.created_at = 1'000'000;
+  ended.started_at = 2'000'000;
+  ended.finished_at = 3'000'000;
+  ended.result = {{"text", "carried"}, {"tokens_out", 3}};
+  ended.attempts = 1;
+  ended.owner_key_id = 7;
+  ended.webhook = Webhook{"http://example.invalid/hook", {"completed"}};
+  Seen on_b;
+  b->subscribe(ended.id, on_b.listener());
+  a->publish({ended.id, "completed", {{"status", "COMPLETED"}}, ended});
+  ASSERT_TRUE(eventually([&] { return on_b.last().has_value(); }));
+  auto got = on_b.last();
+  ASSERT_TRUE(got->job);
+  EXPECT_EQ(got->job->result, ended.result);
+  EXPECT_EQ(got->job->params, ended.params);
+  EXPECT_EQ(got->job->status, JobStatus::kCompleted);
+  EXPECT_EQ(got->job->started_at, ended.started_at);
+  EXPECT_EQ(got->job->finished_at, ended.finished_at);
+  EXPECT_EQ(got->job->owner_key_id, 7);
+  ASSERT_TRUE(got->job->webhook);
+  EXPECT_EQ(got->job->webhook->url, "http://example.invalid/hook");
+  EXPECT_FALSE(got->data.contains("job")) << "the carried job is not left in the event's data";
+
+  Job with_file = ended;
+  with_file.id = 424243;
+  with_file.artifacts.push_back({.name = "a.wav", .content_type = "audio/wav", .bytes = 4, .sha256 = "00"});
+  Seen on_b2;
+  b->subscribe(with_file.id, on_b2.listener());
+  a->publish({with_file.id, "completed", {{"status", "COMPLETED"}}, with_file});
+  ASSERT_TRUE(eventually([&] { return on_b2.last().has_value(); }));
+  ASSERT_TRUE(on_b2.last()->job);
+  EXPECT_TRUE(on_b2.last()->job->result.is_null()) << "not carried, not in the store: id and status only";
+  EXPECT_EQ(on_b2.last()->job->status, JobStatus::kCompleted);
+}
+
 // What one node publishes reaches the other's listeners, in order, marked remote, and its own
-// listeners at once; "result" stays on its node; the terminal event carries the stored job.
+// listeners at once; "result" stays on its node; the terminal event carries the ended job.
 TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtTheEnd) {
   auto a = node("a"), b = node("b");
   auto job = store_->create({.model = "m", .type = "completion", .prompt = "x"});
@@ -99,7 +147,7 @@ TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtT
   }
   EXPECT_EQ(text.substr(0, 6), "0 1 2 ");
   ASSERT_TRUE(on_b.last()->job);
-  EXPECT_EQ(on_b.last()->job->result["text"], "done");  // read from the store
+  EXPECT_EQ(on_b.last()->job->result["text"], "done");  // the ended job (carried in the notification)
   EXPECT_EQ(b->listeners(), 1u);                        // the job's listener is gone; subscribeAll stays
   EXPECT_EQ(all_b.types().size(), 52u);
   // A's own listener got everything once, "result" included, none marked remote.
