@@ -51,7 +51,9 @@ def test_a_message_is_answered_from_its_job(server):
     assert msg["model"] == "tiny"
     assert msg["content"] == [{"type": "text", "text": job["result"]["text"]}]
     assert msg["stop_reason"] == "max_tokens" and msg["stop_sequence"] is None
-    assert msg["usage"] == {"input_tokens": job["result"]["tokens_in"], "output_tokens": 12}
+    cached = job["result"]["tokens_cached"]
+    assert msg["usage"] == {"input_tokens": job["result"]["tokens_in"] - cached, "output_tokens": 12,
+                            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
     # The job is a normal chat job: the system prompt and the message in its params.
     assert job["type"] == "chat" and job["prompt"] == "Hello there"
     assert job["params"]["messages"] == [{"role": "system", "content": "Be brief."},
@@ -203,7 +205,11 @@ def test_count_tokens_is_what_a_message_would_use(server):
     assert server.jobs()["total"] == before, "counting makes no job"
     msg = post(server, {**body, "max_tokens": 4})
     assert msg.status_code == 200, msg.text
-    assert msg.json()["usage"]["input_tokens"] == counted
+    usage = msg.json()["usage"]
+    assert usage["input_tokens"] + usage["cache_read_input_tokens"] == counted
+    # The same message again: all but its last token come from the prompt cache.
+    again = post(server, {**body, "max_tokens": 4}).json()["usage"]
+    assert again["cache_read_input_tokens"] == counted - 1 and again["input_tokens"] == 1
     # Without the tools the prompt is shorter; errors are Anthropic's.
     plain = server.request("POST", "/v1/messages/count_tokens", json={**body, "tools": []}, headers=HEADERS)
     assert 0 < plain.json()["input_tokens"] < counted

@@ -298,8 +298,13 @@ nlohmann::json messageResponse(const Job& job) {
   if (!text.empty() || blocks.empty()) msg["content"].push_back({{"type", "text"}, {"text", text}});
   for (auto& b : blocks) msg["content"].push_back(std::move(b));
   msg["stop_reason"] = stopReason(job);
+  // As Anthropic counts: input_tokens are those not read from the (prompt) cache.
   auto u = usage(job);
-  msg["usage"] = {{"input_tokens", u["prompt_tokens"]}, {"output_tokens", u["completion_tokens"]}};
+  int cached = u["prompt_tokens_details"]["cached_tokens"];
+  msg["usage"] = {{"input_tokens", u["prompt_tokens"].get<int>() - cached},
+                  {"output_tokens", u["completion_tokens"]},
+                  {"cache_read_input_tokens", cached},
+                  {"cache_creation_input_tokens", 0}};
   return msg;
 }
 
