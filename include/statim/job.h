@@ -112,6 +112,9 @@ struct Job {
   nlohmann::json result;  // null until COMPLETED (or partial on CANCELLED)
   std::string error;      // empty unless FAILED
   int attempts = 0;       // how many times a worker started it
+  // The attempts before the last, each ended by its worker vanishing and requeued:
+  // [{"attempt", "started_at" (µs), "lease_owner", "requeued_at" (µs)}], oldest first.
+  nlohmann::json earlier_attempts = nlohmann::json::array();
   // Lease: which worker holds a PROCESSING job, and until when (see JobStore).
   std::string lease_owner;
   std::optional<Micros> lease_expires_at;

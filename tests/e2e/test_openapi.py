@@ -36,7 +36,8 @@ PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/version"), ("get", 
 ADMIN = {("get", "/metrics"), ("get", "/admin/audit"), ("get", "/admin/keys"), ("post", "/admin/keys"),
          ("delete", "/admin/keys/{id}")}
 JOB_FIELDS = ["id", "model", "type", "prompt", "params", "priority", "status", "status_message", "timestamp",
-              "created_at", "started_at", "finished_at", "result", "error", "attempts", "inputs", "webhook"]
+              "created_at", "started_at", "finished_at", "result", "error", "attempts", "earlier_attempts", "inputs",
+              "webhook"]
 GREEDY = {"temperature": 0}
 
 

@@ -254,7 +254,7 @@ def test_cancel_and_delete(server, client):
     r = raw(server, "DELETE", f"/v1/responses/{resp.id}")
     assert_error(r, 409, "conflict", "only an ended response can be deleted; cancel it first")
     cancelled = client.responses.cancel(resp.id)
-    assert cancelled.id == resp.id
+    assert cancelled.id == resp.id and cancelled.status == "cancelled"
     wait_until(lambda: client.responses.retrieve(resp.id).status == "cancelled", 30 * SLOW, "cancelled")
     # A stream of a cancelled response ends with response.failed carrying status cancelled.
     events = stream_events(server, f"/v1/responses/{resp.id}?stream=true")
@@ -299,8 +299,13 @@ def test_input_items_page_in_either_order(server, client):
      "must be user, assistant, system or developer"),
     ({"model": "tiny", "input": [{"type": "function_call_output", "output": "x"}]}, 400, "input[0].call_id",
      "'input[0].call_id' must be a non-empty string"),
-    ({"model": "tiny", "input": "x", "tools": [{"type": "web_search"}]}, 400, "tools[0].type",
-     "only function tools are supported (got 'web_search')"),
+    ({"model": "tiny", "input": "x", "tools": [{"type": "teleport"}]}, 400, "tools[0].type",
+     "only function and custom tools are supported (got 'teleport')"),
+    ({"model": "tiny", "input": [{"role": None, "content": "x"}]}, 400, "input[0].role",
+     "must be user, assistant, system or developer"),
+    ({"model": "tiny", "input": "x", "tools": [{**WEATHER, "strict": True, "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "pattern": "^[A-Z]"}}}}]}, 400,
+     "tools[0].parameters", "'pattern' at /properties/city is not supported"),
     ({"model": "tiny", "input": "x", "tools": [{**WEATHER, "parameters": {"type": "object", "properties": 7}}]},
      400, "tools[0].parameters", "'tools[0].parameters"),
     ({"model": "tiny", "input": "x", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "get_time"}},
@@ -347,3 +352,55 @@ def test_plain_http_clients_get_the_same(server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=30)
     assert e.value.code == 400 and "JSON" in json.loads(e.value.read())["error"]["message"]
+
+
+def test_what_agent_clients_send_is_understood(server, client):
+    """Codex- and Agents-SDK-style requests: hosted tools (left out: a local model has none), a
+    custom (freeform) tool answered as a custom_tool_call, reasoning items and refusals in the
+    history, tools with an output format, non-strict schemas with keywords no grammar holds, and
+    no max_output_tokens (the context is the limit, not 256 tokens)."""
+    # (A random model's freeform text may never close its string, so what a custom call renders as
+    # - a custom_tool_call item, custom_tool_call_input events - is in responses_dto_test.cpp.)
+    patch = {"type": "custom", "name": "apply_patch", "description": "Apply a patch to the files."}
+    resp = client.responses.create(model="tiny", input="Fix the bug", tools=[{"type": "web_search"}, patch, WEATHER],
+                                   tool_choice={"type": "custom", "name": "apply_patch"}, parallel_tool_calls=False,
+                                   max_output_tokens=8)
+    assert [t.type for t in resp.tools] == ["web_search", "custom", "function"]
+    job = job_of(server, resp.id)
+    assert [t["function"]["name"] for t in job["params"]["tools"]] == ["apply_patch", "get_weather"]
+    assert job["params"]["tools"][0]["function"]["parameters"]["properties"] == {"input": {"type": "string"}}
+    assert job["params"]["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    # A custom call's output, and another model's reasoning item and refusal, in the history.
+    history = [{"role": "user", "content": "Fix the bug"},
+               {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA..."},
+               {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "*** Begin Patch"},
+               {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"},
+               {"role": "assistant", "content": [{"type": "refusal", "refusal": "I cannot do more."}]},
+               {"role": "user", "content": "Thanks"}]
+    r = client.responses.create(model="tiny", input=history, tools=[patch], max_output_tokens=2)
+    assert job_of(server, r.id)["params"]["messages"] == [
+        {"role": "user", "content": "Fix the bug"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin Patch"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Done"},
+        {"role": "assistant", "content": "I cannot do more."},
+        {"role": "user", "content": "Thanks"}]
+    # Tools with an output format (the Agents SDK's output_type): accepted; the calls are held.
+    r = client.responses.create(model="tiny", input="Weather?", tools=[WEATHER], tool_choice="required",
+                                parallel_tool_calls=False, max_output_tokens=1500,
+                                text={"format": {"type": "json_schema", "name": "yn", "schema": YES_NO}})
+    assert r.output[-1].type == "function_call" and r.text.format.type == "json_schema"
+    # A non-strict tool whose schema uses a keyword no grammar holds is accepted (the call is held
+    # to be a JSON object only; the random model's may not close within the limit).
+    loose = {**WEATHER, "strict": False, "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "pattern": "^[A-Z]"}}, "required": ["city"]}}
+    r = client.responses.create(model="tiny", input="Weather?", tools=[loose], tool_choice="required",
+                                parallel_tool_calls=False, max_output_tokens=200)
+    assert r.status in ("completed", "incomplete") and job_of(server, r.id)["status"] == "COMPLETED"
+    for call in (o for o in r.output if o.type == "function_call"):
+        assert isinstance(json.loads(call.arguments), dict)
+    # No max_output_tokens: not cut at a default of a few hundred tokens (the schema ends it).
+    r = client.responses.create(model="tiny", input="Yes or no?",
+                                text={"format": {"type": "json_schema", "name": "yn", "schema": YES_NO}})
+    assert r.status == "completed" and r.max_output_tokens is None
+    assert job_of(server, r.id)["params"]["max_tokens"] == 32768

@@ -66,6 +66,22 @@ nlohmann::ordered_json filesToJson(const std::vector<JobFile>& files, const std:
 
 }  // namespace
 
+// Each earlier attempt with its times as ISO-8601, as the job's own are.
+nlohmann::ordered_json earlierAttempts(const Job& j) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& a : j.earlier_attempts) {
+    auto time = [&a](const char* k) {
+      return a.contains(k) && a[k].is_number_integer() ? nlohmann::ordered_json(formatIsoUtc(a[k].get<Micros>()))
+                                                       : nlohmann::ordered_json(nullptr);
+    };
+    out.push_back({{"attempt", a.value("attempt", 0)},
+                   {"started_at", time("started_at")},
+                   {"requeued_at", time("requeued_at")},
+                   {"worker", a.value("lease_owner", "")}});
+  }
+  return out;
+}
+
 nlohmann::ordered_json jobToJson(const Job& j) {
   // result.artifacts gets each file's URL (the store keeps only name, type, size, hash).
   nlohmann::ordered_json result = j.result;
@@ -88,6 +104,7 @@ nlohmann::ordered_json jobToJson(const Job& j) {
       {"result", std::move(result)},
       {"error", j.error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(j.error)},
       {"attempts", j.attempts},
+      {"earlier_attempts", earlierAttempts(j)},
       {"inputs", filesToJson(j.inputs, std::format("/job/{}/inputs/", j.id))},
       {"webhook", j.webhook ? nlohmann::ordered_json{{"url", j.webhook->url}, {"events", j.webhook->events}}
                             : nlohmann::ordered_json(nullptr)},

@@ -12,13 +12,47 @@ namespace {
 using json = nlohmann::json;
 
 // Fields read; the last row is accepted and has no effect on a local model (said in docs/api.md).
-constexpr std::string_view kFields[] = {
-    "model",          "input",     "instructions",         "tools",       "tool_choice",       "parallel_tool_calls",
-    "text",           "temperature", "top_p",              "max_output_tokens", "stream",       "store",
-    "background",     "metadata",  "user",                 "previous_response_id", "truncation", "keep_alive",
-    "include",        "reasoning", "service_tier",         "prompt_cache_key", "safety_identifier", "stream_options"};
+constexpr std::string_view kFields[] = {"model",
+                                        "input",
+                                        "instructions",
+                                        "tools",
+                                        "tool_choice",
+                                        "parallel_tool_calls",
+                                        "text",
+                                        "temperature",
+                                        "top_p",
+                                        "max_output_tokens",
+                                        "stream",
+                                        "store",
+                                        "background",
+                                        "metadata",
+                                        "user",
+                                        "previous_response_id",
+                                        "truncation",
+                                        "keep_alive",
+                                        "include",
+                                        "reasoning",
+                                        "service_tier",
+                                        "prompt_cache_key",
+                                        "safety_identifier",
+                                        "stream_options",
+                                        "top_logprobs",
+                                        "max_tool_calls",
+                                        "prompt_cache_retention",
+                                        "prompt_cache_options",
+                                        "context_management",
+                                        "moderation",
+                                        "client_metadata"};
+// The most tokens a response may make: OpenAI's only limit is the context, and so is statim's (a
+// job stops where its context ends); larger asks are held to this.
+constexpr int kMaxOutputTokens = 32768;
 
 Error invalid(std::string message, std::string field) { return Error::invalid(std::move(message), std::move(field)); }
+// obj[key] when it is a string, else "" (a client's null or number is refused by the caller).
+std::string str(const json& obj, const char* key) {
+  auto it = obj.is_object() ? obj.find(key) : obj.end();
+  return obj.is_object() && it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+}
 std::string clip(const std::string& s) { return s.substr(0, 48); }
 
 // A message item's content: a string or a list of text parts (input_text, output_text).
@@ -31,7 +65,11 @@ Result<std::string> contentText(const json& content, const std::string& where) {
   for (size_t i = 0; i < content.size(); ++i) {
     const json& part = content[i];
     std::string w = std::format("{}[{}]", where, i);
-    std::string type = part.is_object() ? part.value("type", "") : "";
+    std::string type = str(part, "type");
+    if (type == "refusal" && part.contains("refusal") && part["refusal"].is_string()) {
+      text += part["refusal"].get<std::string>();  // (an assistant's refusal, as history)
+      continue;
+    }
     if (type == "input_image" || type == "input_file" || type == "input_audio") {
       return fail(invalid(std::format("'{}': {} parts are not supported (this model reads text)", w, type), w + ".type"));
     }
@@ -72,36 +110,42 @@ Result<json> readInput(const json& input, json& messages, std::string& last_user
     json& item = items[i];
     std::string where = std::format("input[{}]", i);
     if (!item.is_object()) return fail(invalid(std::format("'{}' must be an object", where), where));
-    std::string type = item.value("type", item.contains("role") ? "message" : "");
+    std::string type = item.contains("type") ? str(item, "type") : item.contains("role") ? "message" : "";
     if (type == "message") {
       item["type"] = "message";
-      std::string role = item.value("role", "");
+      std::string role = str(item, "role");
       if (role != "user" && role != "assistant" && role != "system" && role != "developer") {
         return fail(invalid(std::format("'{}.role' must be user, assistant, system or developer", where),
                             where + ".role"));
       }
-      auto text = contentText(item.value("content", json()), where + ".content");
+      auto text = contentText(item.contains("content") ? item["content"] : json(), where + ".content");
       if (!text) return fail(text.error());
       messages.push_back({{"role", role == "developer" ? "system" : role}, {"content", *text}});
       if (role == "user") last_user_text = *text;
-    } else if (type == "function_call") {
+    } else if (type == "function_call" || type == "custom_tool_call") {
       auto call_id = stringField(item, "call_id", where);
       if (!call_id) return fail(call_id.error());
       auto name = stringField(item, "name", where);
       if (!name) return fail(name.error());
-      auto args = item.find("arguments");
+      const char* key = type == "function_call" ? "arguments" : "input";
+      auto args = item.find(key);
       if (args == item.end() || !args->is_string()) {
-        return fail(invalid(std::format("'{}.arguments' must be a string (the call's JSON arguments)", where),
-                            where + ".arguments"));
+        return fail(invalid(std::format("'{}.{}' must be a string (the call's {})", where, key,
+                                        type == "function_call" ? "JSON arguments" : "input"),
+                            std::format("{}.{}", where, key)));
       }
-      json call = {{"id", *call_id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", *args}}}};
+      // A custom tool is a function of one string, "input" (see readTools).
+      std::string arguments = type == "function_call" ? args->get<std::string>() : json{{"input", *args}}.dump();
+      json call = {{"id", *call_id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", arguments}}}};
       // Calls right after an assistant turn (or after each other) belong to it.
       if (!messages.empty() && messages.back()["role"] == "assistant") {
         messages.back()["tool_calls"].push_back(std::move(call));
       } else {
         messages.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", json::array({call})}});
       }
-    } else if (type == "function_call_output") {
+    } else if (type == "reasoning") {
+      continue;  // another model's reasoning (encrypted or summarised): nothing this one can read
+    } else if (type == "function_call_output" || type == "custom_tool_call_output") {
       auto call_id = stringField(item, "call_id", where);
       if (!call_id) return fail(call_id.error());
       auto out = item.find("output");
@@ -117,7 +161,8 @@ Result<json> readInput(const json& input, json& messages, std::string& last_user
                                       where),
                           where + ".type"));
     } else {
-      return fail(invalid(std::format("'{}.type' must be message, function_call or function_call_output (got {})",
+      return fail(invalid(std::format("'{}.type' must be message, function_call, function_call_output, "
+                                      "custom_tool_call, custom_tool_call_output or reasoning (got {})",
                                       where, type.empty() ? "none" : "'" + clip(type) + "'"),
                           where + ".type"));
     }
@@ -125,22 +170,41 @@ Result<json> readInput(const json& input, json& messages, std::string& last_user
   return items;
 }
 
-// tools: [{type: function, name, description?, parameters?, strict?}] as the backend's (chat's).
-Result<json> readTools(const json& tools) {
+// Tools the server runs itself at OpenAI (web search, file search, code, images, computer use,
+// MCP, shells): a local model has none of them; they are left out of what the model is told.
+bool hostedTool(const std::string& type) {
+  return type.starts_with("web_search") || type == "file_search" || type == "code_interpreter" ||
+         type == "image_generation" || type.starts_with("computer_use") || type == "mcp" || type == "local_shell" ||
+         type == "shell" || type == "apply_patch";
+}
+
+// tools: [{type: function, name, description?, parameters?, strict?} | {type: custom, name,
+// description?}] as the backend's (chat's) functions: a custom (freeform) tool is a function of
+// one string, "input". Hosted tools are left out. `custom` collects the custom tools' names.
+Result<json> readTools(const json& tools, json& custom) {
   if (!tools.is_array()) return fail(invalid("'tools' must be a list of {type: function, name, parameters}", "tools"));
   json out = json::array();
   for (size_t i = 0; i < tools.size(); ++i) {
     const json& t = tools[i];
     std::string where = std::format("tools[{}]", i);
-    std::string type = t.is_object() ? t.value("type", "") : "";
-    if (type != "function") {
-      return fail(invalid(std::format("'{}.type': only function tools are supported (got {})", where,
+    std::string type = str(t, "type");
+    if (hostedTool(type)) continue;
+    if (type != "function" && type != "custom") {
+      return fail(invalid(std::format("'{}.type': only function and custom tools are supported (got {})", where,
                                       type.empty() ? "none" : "'" + clip(type) + "'"),
                           where + ".type"));
     }
     json fn = json::object();
-    for (const char* k : {"name", "description", "parameters"}) {
+    for (const char* k : {"name", "description", "parameters", "strict"}) {
       if (auto it = t.find(k); it != t.end() && !it->is_null()) fn[k] = *it;
+    }
+    if (type == "custom") {
+      fn["parameters"] = {{"type", "object"},
+                          {"properties", {{"input", {{"type", "string"}}}}},
+                          {"required", {"input"}},
+                          {"additionalProperties", false}};
+      fn.erase("strict");
+      custom.push_back(fn.value("name", json()));
     }
     if (!fn.contains("parameters")) fn["parameters"] = {{"type", "object"}, {"properties", json::object()}};
     out.push_back({{"type", "function"}, {"function", std::move(fn)}});
@@ -151,7 +215,8 @@ Result<json> readTools(const json& tools) {
 // tool_choice: none | auto | required | {type: function, name}.
 Result<json> readToolChoice(const json& c) {
   if (c.is_string() && (c == "none" || c == "auto" || c == "required")) return c;
-  if (c.is_object() && c.value("type", "") == "function" && c.contains("name") && c["name"].is_string()) {
+  if (c.is_object() && (str(c, "type") == "function" || str(c, "type") == "custom") && c.contains("name") &&
+      c["name"].is_string()) {
     return json{{"type", "function"}, {"function", {{"name", c["name"]}}}};
   }
   return fail(
@@ -167,14 +232,14 @@ Result<json> readTextFormat(const json& text) {
   }
   auto f = text.find("format");
   if (f == text.end() || f->is_null()) return json();
-  std::string type = f->is_object() ? f->value("type", "") : "";
+  std::string type = str(*f, "type");
   if (type == "text") return json();
   if (type == "json_object") return json{{"type", "json_object"}};
   if (type == "json_schema") {
     if (!f->contains("schema") || !(*f)["schema"].is_object()) {
       return fail(invalid("'text.format.schema' must be a JSON schema object", "text.format.schema"));
     }
-    json js = {{"name", f->value("name", "response")}, {"schema", (*f)["schema"]}};
+    json js = {{"name", str(*f, "name").empty() ? "response" : str(*f, "name")}, {"schema", (*f)["schema"]}};
     if (f->contains("strict")) js["strict"] = (*f)["strict"];
     return json{{"type", "json_schema"}, {"json_schema", std::move(js)}};
   }
@@ -204,6 +269,8 @@ const json& responseParams(const Job& job) {
 }
 
 std::string statusOf(const Job& job) {
+  // A cancel asked of a running job takes effect at its next step: it is as good as cancelled.
+  if (!isTerminal(job.status) && job.cancel_requested) return "cancelled";
   switch (job.status) {
     case JobStatus::kQueued: return "queued";
     case JobStatus::kProcessing: return "in_progress";
@@ -228,7 +295,28 @@ json messageItem(const Job& job, const std::string& text, const char* status) {
           {"content", std::move(content)}};
 }
 
+// Whether `call` is of a custom (freeform) tool: its "input" is what the model wrote.
+bool customCall(const Job& job, const json& call) {
+  const json& custom = responseParams(job).value("custom_tools", json::array());
+  return std::ranges::find(custom, call["function"].value("name", json())) != custom.end();
+}
+
+// A custom tool call's input: the "input" of the function call it was made as.
+std::string customInput(const json& call) {
+  auto args = json::parse(call["function"].value("arguments", "{}"), nullptr, false);
+  return args.is_object() && args.contains("input") && args["input"].is_string() ? args["input"].get<std::string>()
+                                                                                 : "";
+}
+
 json callItem(const Job& job, size_t i, const json& call, const char* status, bool with_arguments) {
+  if (customCall(job, call)) {
+    return {{"id", std::format("ctc_{}_{}", job.id, i)},
+            {"type", "custom_tool_call"},
+            {"status", status},
+            {"call_id", call.value("id", "")},
+            {"name", call["function"].value("name", "")},
+            {"input", with_arguments ? customInput(call) : ""}};
+  }
   return {{"id", std::format("fc_{}_{}", job.id, i)},
           {"type", "function_call"},
           {"status", status},
@@ -311,30 +399,39 @@ Result<ResponsesRequest> parseResponsesRequest(const json& body, const Job* prev
   for (const char* k : {"temperature", "top_p"}) {
     if (auto it = body.find(k); it != body.end() && !it->is_null()) req.job.params[k] = response[k] = *it;
   }
+  // Absent: as many as the context holds (OpenAI's only limit too), not the backend's default.
+  req.job.params["max_tokens"] = kMaxOutputTokens;
   if (auto m = body.find("max_output_tokens"); m != body.end() && !m->is_null()) {
-    req.job.params["max_tokens"] = response["max_output_tokens"] = *m;
+    req.job.params["max_tokens"] = m->is_number_integer() && *m > kMaxOutputTokens ? json(kMaxOutputTokens) : *m;
+    response["max_output_tokens"] = *m;
   }
   if (auto t = body.find("tools"); t != body.end() && !t->is_null()) {
-    auto tools = readTools(*t);
+    json custom = json::array();
+    auto tools = readTools(*t, custom);
     if (!tools) return fail(tools.error());
-    // Echoed as OpenAI shows function tools: parameters (null when not given) and strict (calls are
-    // always held to the parameters by a grammar: true unless the request said otherwise).
+    // Echoed as OpenAI shows function tools: parameters (null when not given) and strict (true
+    // unless the request said otherwise); other tools as given.
     json echoed = json::array();
     for (const json& tool : *t) {
+      if (str(tool, "type") != "function") {
+        echoed.push_back(tool);
+        continue;
+      }
+      bool strict = !tool.contains("strict") || !tool["strict"].is_boolean() || tool["strict"].get<bool>();
       echoed.push_back({{"type", "function"},
                         {"name", tool.value("name", json())},
-                        {"description", tool.value("description", json())},
-                        {"parameters", tool.value("parameters", json())},
-                        {"strict", tool.value("strict", json(true)).is_boolean() ? tool.value("strict", json(true))
-                                                                                  : json(true)}});
+                        {"description", tool.contains("description") ? tool["description"] : json()},
+                        {"parameters", tool.contains("parameters") ? tool["parameters"] : json()},
+                        {"strict", strict}});
     }
     if (!tools->empty()) req.job.params["tools"] = std::move(*tools);
+    if (!custom.empty()) response["custom_tools"] = std::move(custom);
     response["tools"] = std::move(echoed);
   }
   if (auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
     auto choice = readToolChoice(*c);
     if (!choice) return fail(choice.error());
-    if (req.job.params.contains("tools") || *c != "auto") req.job.params["tool_choice"] = *choice;
+    if (req.job.params.contains("tools")) req.job.params["tool_choice"] = *choice;
     response["tool_choice"] = *c;
   }
   if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null()) {
@@ -345,7 +442,10 @@ Result<ResponsesRequest> parseResponsesRequest(const json& body, const Job* prev
   if (auto t = body.find("text"); t != body.end() && !t->is_null()) {
     auto format = readTextFormat(*t);
     if (!format) return fail(format.error());
-    if (!format->is_null()) req.job.params["response_format"] = std::move(*format);
+    // With tools the model may call them: the answer's format is not held by a grammar then (the
+    // calls are); without, it is.
+    bool tools_active = req.job.params.contains("tools") && req.job.params.value("tool_choice", json("auto")) != "none";
+    if (!format->is_null() && !tools_active) req.job.params["response_format"] = std::move(*format);
     response["text"] = *t;
   }
   for (const char* k : {"stream", "store", "background"}) {
@@ -408,7 +508,8 @@ json responseObject(const Job& job) {
   if (job.result.is_object()) {
     std::string text = resultText(job);
     json calls = toolCalls(job);
-    if (!text.empty() || calls.is_null()) output.push_back(messageItem(job, text, "completed"));
+    const char* item_status = status == "completed" ? "completed" : "incomplete";
+    if (!text.empty() || calls.is_null()) output.push_back(messageItem(job, text, item_status));
     for (size_t i = 0; calls.is_array() && i < calls.size(); ++i) output.push_back(callItem(job, i, calls[i], "completed", true));
   }
   json usage_out;  // absent until the response has ended
@@ -426,28 +527,28 @@ json responseObject(const Job& job) {
   json text = given("text", json::object());
   if (!text.contains("format")) text["format"] = {{"type", "text"}};
   json out = {{"id", responseId(job.id)},
-          {"object", "response"},
-          {"created_at", seconds(job.created_at)},
-          {"completed_at", job.finished_at && status == "completed" ? json(seconds(*job.finished_at)) : json()},
-          {"status", status},
-          {"background", given("background", false)},
-          {"error", std::move(error)},
-          {"incomplete_details", status == "incomplete" ? json{{"reason", "max_output_tokens"}} : json()},
-          {"instructions", given("instructions", nullptr)},
-          {"max_output_tokens", given("max_output_tokens", nullptr)},
-          {"metadata", given("metadata", json::object())},
-          {"model", job.model},
-          {"output", std::move(output)},
-          {"parallel_tool_calls", given("parallel_tool_calls", true)},
-          {"previous_response_id", given("previous_response_id", nullptr)},
-          {"reasoning", {{"effort", nullptr}, {"summary", nullptr}}},
-          {"store", given("store", true)},
-          {"temperature", given("temperature", 1.0)},
-          {"text", std::move(text)},
-          {"tool_choice", given("tool_choice", "auto")},
-          {"tools", given("tools", json::array())},
-          {"top_p", given("top_p", 1.0)},
-          {"truncation", "disabled"}};
+              {"object", "response"},
+              {"created_at", seconds(job.created_at)},
+              {"completed_at", job.finished_at && status == "completed" ? json(seconds(*job.finished_at)) : json()},
+              {"status", status},
+              {"background", given("background", false)},
+              {"error", std::move(error)},
+              {"incomplete_details", status == "incomplete" ? json{{"reason", "max_output_tokens"}} : json()},
+              {"instructions", given("instructions", nullptr)},
+              {"max_output_tokens", given("max_output_tokens", nullptr)},
+              {"metadata", given("metadata", json::object())},
+              {"model", job.model},
+              {"output", std::move(output)},
+              {"parallel_tool_calls", given("parallel_tool_calls", true)},
+              {"previous_response_id", given("previous_response_id", nullptr)},
+              {"reasoning", {{"effort", nullptr}, {"summary", nullptr}}},
+              {"store", given("store", true)},
+              {"temperature", given("temperature", nullptr)},
+              {"text", std::move(text)},
+              {"tool_choice", given("tool_choice", "auto")},
+              {"tools", given("tools", json::array())},
+              {"top_p", given("top_p", nullptr)},
+              {"truncation", "disabled"}};
   if (!usage_out.is_null()) out["usage"] = std::move(usage_out);
   if (r.contains("user")) out["user"] = r["user"];  // (a string when given; absent, not null, when not)
   return out;
@@ -476,7 +577,11 @@ std::vector<json> ResponseEvents::begin(const Job& now) {
   std::vector<json> out;
   if (!created_) {
     created_ = true;
-    out.push_back(event("response.created", {{"response", responseObject(asAt(job_, JobStatus::kQueued))}}));
+    // (A background response is created queued; one answered on its own stream, in progress.)
+    bool background = responseParams(job_).value("background", false);
+    out.push_back(
+        event("response.created",
+              {{"response", responseObject(asAt(job_, background ? JobStatus::kQueued : JobStatus::kProcessing))}}));
   }
   if (now.status != JobStatus::kQueued) {
     for (auto& e : started()) out.push_back(std::move(e));
@@ -543,8 +648,7 @@ std::vector<json> ResponseEvents::end(const Job& done) {
   std::string text = resultText(done);
   json calls = toolCalls(done);
   for (auto& e : deltas(text, true)) out.push_back(std::move(e));
-  bool completed = done.status == JobStatus::kCompleted;
-  const char* item_status = completed ? "completed" : "incomplete";
+  const char* item_status = statusOf(done) == "completed" ? "completed" : "incomplete";
   if (!message_open_ && calls.is_null()) {
     // No text and no calls: an empty message, as the response object shows.
     message_open_ = true;
@@ -570,25 +674,32 @@ std::vector<json> ResponseEvents::end(const Job& done) {
     index = 1;
   }
   for (size_t i = 0; calls.is_array() && i < calls.size(); ++i, ++index) {
-    std::string item_id = std::format("fc_{}_{}", job_.id, i);
-    std::string args = calls[i]["function"].value("arguments", "");
-    out.push_back(event("response.output_item.added",
-                        {{"output_index", index}, {"item", callItem(job_, i, calls[i], "in_progress", false)}}));
-    out.push_back(event("response.function_call_arguments.delta",
-                        {{"item_id", item_id}, {"output_index", index}, {"delta", args}}));
-    out.push_back(event("response.function_call_arguments.done", {{"item_id", item_id},
-                                                                   {"output_index", index},
-                                                                   {"name", calls[i]["function"].value("name", "")},
-                                                                   {"arguments", args}}));
+    json added = callItem(job_, i, calls[i], "in_progress", false);
+    std::string item_id = added["id"];
+    out.push_back(event("response.output_item.added", {{"output_index", index}, {"item", added}}));
+    if (customCall(job_, calls[i])) {
+      std::string input = customInput(calls[i]);
+      out.push_back(event("response.custom_tool_call_input.delta",
+                          {{"item_id", item_id}, {"output_index", index}, {"delta", input}}));
+      out.push_back(event("response.custom_tool_call_input.done",
+                          {{"item_id", item_id}, {"output_index", index}, {"input", input}}));
+    } else {
+      std::string args = calls[i]["function"].value("arguments", "");
+      out.push_back(event("response.function_call_arguments.delta",
+                          {{"item_id", item_id}, {"output_index", index}, {"delta", args}}));
+      out.push_back(event("response.function_call_arguments.done", {{"item_id", item_id},
+                                                                    {"output_index", index},
+                                                                    {"name", calls[i]["function"].value("name", "")},
+                                                                    {"arguments", args}}));
+    }
     out.push_back(event("response.output_item.done",
                         {{"output_index", index}, {"item", callItem(job_, i, calls[i], "completed", true)}}));
   }
   json response = responseObject(done);
   std::string status = response["status"];
-  const char* type = status == "completed" ? "response.completed"
+  const char* type = status == "completed"    ? "response.completed"
                      : status == "incomplete" ? "response.incomplete"
-                                              : "response.failed";  // failed, cancelled
-  if (status == "cancelled") response["error"] = {{"code", "cancelled"}, {"message", "the response was cancelled"}};
+                                              : "response.failed";  // failed, cancelled (its status says so)
   out.push_back(event(type, {{"response", std::move(response)}}));
   return out;
 }

@@ -62,8 +62,9 @@ const std::set<std::string, std::less<>> kHandled = {
 
 std::string where(const Pointer& at) { return at.empty() ? "the root" : at.to_string(); }
 std::unexpected<Error> invalid(const std::string& message) { return fail(Error::invalid("json_schema: " + message)); }
+constexpr std::string_view kNotSupported = " is not supported";
 std::unexpected<Error> unsupported(std::string_view keyword, const Pointer& at, std::string_view why = "") {
-  return invalid(std::format("'{}' at {} is not supported{}", keyword, where(at), why));
+  return invalid(std::format("'{}' at {}{}{}", keyword, where(at), kNotSupported, why));
 }
 
 bool isWordChar(char c) {
@@ -528,5 +529,7 @@ Result<std::string> jsonSchemaToGbnf(const nlohmann::json& schema) {
 }
 
 std::string anyJsonGbnf() { return *jsonSchemaToGbnf(nlohmann::ordered_json{{"type", "object"}}); }
+
+bool isUnsupportedSchemaError(const Error& e) { return e.message.find(kNotSupported) != std::string::npos; }
 
 }  // namespace statim::llama

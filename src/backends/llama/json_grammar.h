@@ -32,6 +32,9 @@ namespace statim::llama {
 // Errors (code kInvalidArgument) name the keyword and its JSON pointer, e.g.
 //   "json_schema: 'pattern' at /properties/zip is not supported".
 Result<std::string> jsonSchemaToGbnf(const nlohmann::ordered_json& schema);
+// Whether a jsonSchemaToGbnf error is about a keyword the converter cannot hold the output to
+// (pattern, uniqueItems, ...), as opposed to a malformed schema.
+bool isUnsupportedSchemaError(const Error& e);
 Result<std::string> jsonSchemaToGbnf(const nlohmann::json& schema);
 
 // A grammar for any JSON object (response_format {"type": "json_object"}): the root must be an object.

@@ -47,9 +47,21 @@ bool parallel(const nlohmann::json& p) {
   return it == p.end() || it->is_null() || it->get<bool>();
 }
 
+// Whether a function is declared strict (its arguments must follow its schema exactly).
+bool strictTool(const nlohmann::json& function) {
+  auto it = function.find("strict");
+  return it != function.end() && it->is_boolean() && it->get<bool>();
+}
+
+// The schema a call's arguments are held to: the function's parameters; for a function that is not
+// strict and whose schema uses keywords the grammar cannot hold (pattern, uniqueItems, ...), any
+// object (the client's own validator has the last word, as with OpenAI's non-strict tools).
 nlohmann::json argumentsSchema(const nlohmann::json& function) {
   auto it = function.find("parameters");
   if (it == function.end() || it->is_null()) return {{"type", "object"}};
+  if (!strictTool(function)) {
+    if (auto g = jsonSchemaToGbnf(*it); !g && isUnsupportedSchemaError(g.error())) return {{"type", "object"}};
+  }
   return *it;
 }
 
@@ -180,7 +192,7 @@ Result<void> validateTools(const nlohmann::json& p) {
           return fail(Error::invalid(std::format("'{}.function.parameters' must be a JSON schema object", f),
                                      f + ".function.parameters"));
         }
-        if (auto g = jsonSchemaToGbnf(*s); !g) {
+        if (auto g = jsonSchemaToGbnf(*s); !g && (strictTool(fn) || !isUnsupportedSchemaError(g.error()))) {
           return fail(Error::invalid(std::format("'{}.function.parameters': {}", f, g.error().message),
                                      f + ".function.parameters"));
         }

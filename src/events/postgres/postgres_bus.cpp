@@ -49,6 +49,7 @@ std::optional<nlohmann::json> jobWire(const Job& j) {
                       {"result", j.result},
                       {"error", j.error},
                       {"attempts", j.attempts},
+                      {"earlier_attempts", j.earlier_attempts},
                       {"owner", j.owner_key_id ? nlohmann::json(*j.owner_key_id) : nlohmann::json()}};
   if (j.webhook) w["webhook"] = {{"url", j.webhook->url}, {"events", j.webhook->events}};
   return w;
@@ -73,6 +74,7 @@ std::optional<Job> jobFromWire(JobId id, const nlohmann::json& w) {
     j.result = w.at("result");
     j.error = w.at("error");
     j.attempts = w.at("attempts");
+    j.earlier_attempts = w.at("earlier_attempts");
     if (!w.at("owner").is_null()) j.owner_key_id = w["owner"].get<std::int64_t>();
     if (auto h = w.find("webhook"); h != w.end()) {
       j.webhook = Webhook{h->at("url"), h->at("events").get<std::vector<std::string>>()};

@@ -15,14 +15,15 @@ namespace {
 constexpr const char* kCols =
     "id, model, type, prompt, params, priority, status, status_message, created_at, started_at, "
     "finished_at, result, error, attempts, lease_owner, lease_expires_at, cancel_requested, owner_key_id, "
-    "webhook_url, webhook_events";
+    "webhook_url, webhook_events, earlier_attempts";
+constexpr int kColCount = 21;  // a column selected after kCols has this index
 
-// The job's files as one more column (column 20 after kCols): a JSON array of
+// The job's files as one more column (column 21 after kCols): a JSON array of
 // [role, name, content_type, bytes, sha256], or NULL. One statement reads a job with its files.
 constexpr const char* kFilesCol =
     "(SELECT json_agg(json_build_array(f.role, f.name, f.content_type, f.bytes, f.sha256) ORDER BY f.role, f.position)"
     " FROM job_files f WHERE f.job_id = jobs.id)";
-constexpr int kFilesColumn = 20;
+constexpr int kFilesColumn = kColCount;
 
 // Fills the job's inputs and artifacts from the kFilesCol column (paths from `blobs`).
 void filesFromColumn(const PgResult& r, int i, const BlobStore& blobs, Job& j) {
@@ -66,6 +67,8 @@ Job rowToJob(const PgResult& r, int i) {
     Webhook w{r.text(i, 18), parseEventList(r.text(i, 19))};
     j.webhook = std::move(w);
   }
+  j.earlier_attempts = nlohmann::json::parse(r.text(i, 20), nullptr, false);
+  if (!j.earlier_attempts.is_array()) j.earlier_attempts = nlohmann::json::array();
   return j;
 }
 
@@ -121,7 +124,7 @@ Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(PgConn& c, s
                   PgParams(owner, key));
   if (!r) return statim::fail(r.error());
   std::optional<std::pair<Job, std::string>> found;
-  if (r->rows() > 0) found.emplace(rowToJob(*r, 0), r->text(0, 20));
+  if (r->rows() > 0) found.emplace(rowToJob(*r, 0), r->text(0, kColCount));
   return found;
 }
 
@@ -453,7 +456,9 @@ Result<RequeueReport> PostgresStore::requeueAbandoned(Micros expired_before, int
     const JobTransition& requeued = transition(JobStep::kRequeued);
     auto back = c.exec(
         "UPDATE jobs SET status = $3, status_message = $4 || ' (attempt ' || attempts || ' of ' || $2::int"
-        " || ' used)', lease_owner = '', lease_expires_at = NULL"
+        " || ' used)', lease_owner = '', lease_expires_at = NULL,"
+        " earlier_attempts = (earlier_attempts::jsonb || jsonb_build_array(jsonb_build_object('attempt', attempts,"
+        " 'started_at', started_at, 'lease_owner', lease_owner, 'requeued_at', statim_now_us())))::text"
         " WHERE status = 'PROCESSING' AND lease_expires_at < statim_now_us() + $1 AND attempts < $2::int RETURNING id",
         PgParams(offset, max_attempts, toString(requeued.status), requeued.message));
     if (!back) return statim::fail(back.error());

@@ -11,7 +11,8 @@ namespace {
 constexpr const char* kCols =
     "id, model, type, prompt, params, priority, status, status_message, created_at, started_at, "
     "finished_at, result, error, attempts, lease_owner, lease_expires_at, cancel_requested, owner_key_id, "
-    "webhook_url, webhook_events";
+    "webhook_url, webhook_events, earlier_attempts";
+constexpr int kColCount = 21;  // a column selected after kCols has this index
 
 Job rowToJob(const SqliteStatement& s) {
   Job j;
@@ -41,6 +42,8 @@ Job rowToJob(const SqliteStatement& s) {
     Webhook w{s.columnText(18), parseEventList(s.columnText(19))};
     j.webhook = std::move(w);
   }
+  j.earlier_attempts = nlohmann::json::parse(s.columnText(20), nullptr, false);
+  if (!j.earlier_attempts.is_array()) j.earlier_attempts = nlohmann::json::array();
   return j;
 }
 
@@ -96,7 +99,9 @@ Result<std::optional<std::pair<Job, std::string>>> selectIdempotent(SqliteDb& db
   if (!st) return statim::fail(st.error());
   std::optional<std::pair<Job, std::string>> found;
   (*st)->bind(1, owner).bind(2, key);
-  if (auto r = (*st)->forEachRow([&](const SqliteStatement& s) { found.emplace(rowToJob(s), s.columnText(20)); }); !r) {
+  if (auto r =
+          (*st)->forEachRow([&](const SqliteStatement& s) { found.emplace(rowToJob(s), s.columnText(kColCount)); });
+      !r) {
     return statim::fail(r.error());
   }
   return found;
@@ -419,7 +424,9 @@ Result<RequeueReport> SqliteStore::requeueAbandoned(Micros expired_before, int m
     auto requeued =
         collect(transition(JobStep::kRequeued),
                 "UPDATE jobs SET status = ?4, status_message = ?5 ||"
-                " ' (attempt ' || attempts || ' of ' || ?2 || ' used)', lease_owner = '', lease_expires_at = NULL"
+                " ' (attempt ' || attempts || ' of ' || ?2 || ' used)', lease_owner = '', lease_expires_at = NULL,"
+                " earlier_attempts = json_insert(earlier_attempts, '$[#]', json_object('attempt', attempts,"
+                " 'started_at', started_at, 'lease_owner', lease_owner, 'requeued_at', ?3))"
                 " WHERE status = 'PROCESSING' AND lease_expires_at < ?1 AND attempts < ?2 AND ?3 > 0 RETURNING id",
                 report.requeued);
     if (!requeued) return statim::fail(requeued.error());

@@ -258,7 +258,10 @@ TEST_P(JobStoreConformance, JobsSurviveReopen) {
 
 TEST_P(JobStoreConformance, AbandonedJobsAreRequeuedThenFailedAfterMaxAttempts) {
   auto a = store_->create(newJob("a"));
-  ASSERT_TRUE(store_->claimNext("m", "dead-node", kLease));  // attempt 1
+  EXPECT_EQ(a->earlier_attempts, nlohmann::json::array());
+  Micros before = nowMicros();
+  auto first = store_->claimNext("m", "dead-node", kLease);  // attempt 1
+  ASSERT_TRUE(first && *first);
   auto r = store_->requeueAbandoned(std::numeric_limits<Micros>::max(), 2);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->requeued, std::vector<JobId>{a->id});
@@ -266,6 +269,13 @@ TEST_P(JobStoreConformance, AbandonedJobsAreRequeuedThenFailedAfterMaxAttempts) 
   EXPECT_EQ(got->status, JobStatus::kQueued);
   EXPECT_EQ(got->attempts, 1);
   EXPECT_NE(got->status_message.find("requeued"), std::string::npos);
+  // The lost attempt is kept: its number, when it started, who ran it, when it was requeued.
+  ASSERT_EQ(got->earlier_attempts.size(), 1u) << got->earlier_attempts.dump();
+  const auto& lost = got->earlier_attempts[0];
+  EXPECT_EQ(lost["attempt"], 1);
+  EXPECT_EQ(lost["started_at"], *(*first)->started_at);
+  EXPECT_EQ(lost["lease_owner"], "dead-node");
+  EXPECT_GE(lost["requeued_at"].get<Micros>(), before);
   ASSERT_TRUE(store_->claimNext("m", "dead-again", kLease));  // attempt 2
   r = store_->requeueAbandoned(std::numeric_limits<Micros>::max(), 2);
   ASSERT_TRUE(r);
@@ -274,6 +284,8 @@ TEST_P(JobStoreConformance, AbandonedJobsAreRequeuedThenFailedAfterMaxAttempts) 
   EXPECT_EQ(got->status, JobStatus::kFailed);
   EXPECT_NE(got->error.find("abandoned"), std::string::npos) << got->error;
   EXPECT_NE(got->error.find("2 times"), std::string::npos) << got->error;
+  // The last attempt is the job's own started_at / finished_at: the list holds the first only.
+  EXPECT_EQ(got->earlier_attempts.size(), 1u);
 }
 
 TEST_P(JobStoreConformance, LiveLeasesAreNotRequeued) {

@@ -34,7 +34,7 @@ class SqliteJobStoreTest : public ::testing::Test {
   std::unique_ptr<SqliteStore> store_;
 };
 
-TEST_F(SqliteJobStoreTest, SchemaIsAtTheLatestMigration) { EXPECT_EQ(store_->schemaVersion(), 5); }
+TEST_F(SqliteJobStoreTest, SchemaIsAtTheLatestMigration) { EXPECT_EQ(store_->schemaVersion(), 6); }
 
 // Many threads submitting at once: every job is stored once, ids are distinct, and the writer
 // groups them into far fewer transactions than jobs (group commit).
