@@ -30,8 +30,7 @@ def test_kill9_interrupted_jobs_complete_after_restart(make_server):
     s.start()
     interrupted = [s.submit("echo", f"interrupted {i}", {"delay_ms": 2000})["id"] for i in range(2)]
     waiting = [s.submit("echo", f"waiting {i}", {"delay_ms": 10})["id"] for i in range(4)]
-    for id in interrupted:
-        s.wait_running(id)
+    first_start = {id: s.wait_running(id)["started_at"] for id in interrupted}
     assert [s.job(id)["status"] for id in waiting] == ["QUEUED"] * 4
     s.kill9()
     assert s.returncode == -9
@@ -43,10 +42,14 @@ def test_kill9_interrupted_jobs_complete_after_restart(make_server):
         assert job["result"] == {"text": f"interrupted {i}"}
         assert job["attempts"] >= 2, job
         assert job["error"] is None
+        # The lost attempt stays in the job's history, with when it started and who ran it.
+        lost = job["earlier_attempts"][0]
+        assert lost["attempt"] == 1 and lost["started_at"] == first_start[id], job
+        assert lost["worker"] and lost["requeued_at"] > lost["started_at"], job
     for i, id in enumerate(waiting):
         job = s.wait_job(id, timeout=30)
         assert job["status"] == "COMPLETED" and job["result"] == {"text": f"waiting {i}"}
-        assert job["attempts"] == 1, job
+        assert job["attempts"] == 1 and job["earlier_attempts"] == [], job
     assert s.jobs(status="COMPLETED")["total"] == 6
     warn = [e for e in s.log_events() if e.get("msg") == "scheduler: recovered interrupted jobs"]
     assert warn and sorted(warn[0]["requeued"]) == sorted(interrupted), warn

@@ -126,7 +126,7 @@ def test_two_nodes_share_one_queue_and_every_job_ends_exactly_once(pg, cluster):
 
 def test_a_killed_nodes_running_jobs_run_again_on_another_node_after_the_lease_expires(pg, cluster):
     env = {"STATIM_JOBS_LEASE_SECONDS": "2"}
-    a, b = cluster("a", **env), cluster("b", **env)
+    a, b = cluster("a", STATIM_NODE_ID="node-a", **env), cluster("b", STATIM_NODE_ID="node-b", **env)
     a.add_model("slow", parallel=2)
     a.start()
     jobs = [a.submit("slow", f"job {i}", params={"delay_ms": 60000})["id"] for i in range(2)]
@@ -147,6 +147,9 @@ def test_a_killed_nodes_running_jobs_run_again_on_another_node_after_the_lease_e
     for j in jobs:
         job = b.job(j)
         assert job["status"] == "PROCESSING" and job["attempts"] == 2, job
+        # Attempt 1, on the killed node, is in the job's history.
+        assert [a["attempt"] for a in job["earlier_attempts"]] == [1], job
+        assert job["earlier_attempts"][0]["worker"] == "node-a/slow", job
     for j in jobs:
         b.post(f"/job/{j}/cancel")
     for j in jobs:

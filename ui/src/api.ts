@@ -141,6 +141,8 @@ export type Job = {
   result: any;
   error: string | null;
   attempts: number;
+  // The attempts before the last, each lost with its worker and requeued.
+  earlier_attempts: { attempt: number; started_at: string | null; requeued_at: string | null; worker: string }[];
   inputs: JobFile[];
   webhook: { url: string; events: string[] } | null;
   queue_position?: number;

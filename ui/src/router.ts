@@ -15,8 +15,15 @@ export function useLocation(): { path: string; query: URLSearchParams } {
   const read = () => ({ path: location.pathname.replace(/\/+$/, "") || BASE, query: new URLSearchParams(location.search) });
   const [loc, setLoc] = useState(read);
   useEffect(() => {
-    const on = () => setLoc(read());
+    const on = () =>
+      setLoc((prev) => {
+        const next = read();
+        return prev.path === next.path && prev.query.toString() === next.query.toString() ? prev : next;
+      });
     window.addEventListener("popstate", on);
+    // A navigation between the first render and this subscription (a quick click, a test's) would
+    // otherwise be missed: the page would go on showing the old URL's content.
+    on();
     return () => window.removeEventListener("popstate", on);
   }, []);
   return loc;

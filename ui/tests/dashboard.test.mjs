@@ -307,6 +307,29 @@ describe("without keys (auth off)", () => {
     expectClean(problems);
   });
 
+  test("a job whose server crashed mid-run shows its lost attempt in the timeline", async () => {
+    const job = await s.api("POST", "/job", { model: "echo", prompt: "survives", params: { delay_ms: 3000 } });
+    for (let i = 0; i < 100 && (await s.api("GET", `/job/${job.id}`)).status !== "PROCESSING"; ++i) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await s.crashAndRestart();
+    const done = await s.waitJob(job.id);
+    assert.equal(done.status, "COMPLETED");
+    assert.equal(done.earlier_attempts.length, 1);
+    const { page, problems } = await openPage(browser, s);
+    await page.goto(`${s.url}/ui/jobs/${job.id}`);
+    const timeline = page.getByRole("list", { name: "Status timeline" });
+    await timeline.getByText("Attempt 1 lost").waitFor();
+    const text = await timeline.innerText();
+    assert.match(text, /Attempt 1 started/);
+    assert.match(text, new RegExp(`on ${done.earlier_attempts[0].worker.replace("/", "\\/")}`));
+    assert.match(text, /its worker stopped; requeued after/);
+    assert.match(text, /Started \(attempt 2\)/);
+    await shot(page, "job-lost-attempt");
+    expectClean(problems);
+    await page.close();
+  });
+
   test("a model is unloaded and loaded again from the models page", async () => {
     const { page, problems } = await openPage(browser, s);
     await page.goto(`${s.url}/ui/models`);

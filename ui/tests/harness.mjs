@@ -106,25 +106,36 @@ export async function startStatim({ auth = false } = {}) {
     }
   }
   const log = [];
-  const proc = spawn(statimBin, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", data, "--models-dir", models], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  proc.stdout.on("data", (d) => log.push(d.toString()));
-  proc.stderr.on("data", (d) => log.push(d.toString()));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`statim exited (${proc.exitCode}):\n${log.join("")}`);
-    try {
-      const r = await fetch(`${url}/healthz`);
-      if (r.ok) break;
-    } catch {
-      // not listening yet
+  let proc;
+  const launch = async () => {
+    proc = spawn(statimBin, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", data, "--models-dir", models], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    proc.stdout.on("data", (d) => log.push(d.toString()));
+    proc.stderr.on("data", (d) => log.push(d.toString()));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`statim exited (${proc.exitCode}):\n${log.join("")}`);
+      try {
+        const r = await fetch(`${url}/healthz`);
+        if (r.ok) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`statim did not start:\n${log.join("")}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (Date.now() > deadline) throw new Error(`statim did not start:\n${log.join("")}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  };
+  await launch();
+  // A crash (SIGKILL) and a start on the same data dir and port: running jobs run again.
+  const crashAndRestart = async () => {
+    const exited = new Promise((r) => proc.on("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+    await launch();
+  };
   const api = async (method, path, body, key = keys.root) => {
     const headers = {};
     if (key) headers.Authorization = `Bearer ${key}`;
@@ -160,6 +171,7 @@ export async function startStatim({ auth = false } = {}) {
     api,
     waitJob,
     stop,
+    crashAndRestart,
     log,
     dir,
     hasWhisper: existsSync(join(models, "whisper.toml")),

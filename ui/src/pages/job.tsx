@@ -39,11 +39,26 @@ function Timeline({ job, now }: { job: Job; now: number }) {
   if (job.status === "QUEUED") {
     rows.push(["Waiting", job.queue_position ? `position ${job.queue_position} in ${job.model}'s queue` : "in the queue", duration(now - (created ?? now))]);
   }
+  // Each attempt whose worker vanished (a crash, a killed node): when it started, on which worker,
+  // and when it was given back to the queue.
+  for (const a of job.earlier_attempts ?? []) {
+    const from = parseTime(a.started_at);
+    const to = parseTime(a.requeued_at);
+    rows.push([`Attempt ${a.attempt} started`, localTime(a.started_at), a.worker ? `on ${a.worker}` : ""]);
+    rows.push([
+      `Attempt ${a.attempt} lost`,
+      localTime(a.requeued_at),
+      from !== null && to !== null ? `its worker stopped; requeued after ${duration(to - from)}` : "its worker stopped; requeued",
+    ]);
+  }
   if (started !== null) {
+    // The wait before this attempt: since the job was created, or since its last attempt was lost.
+    const earlier = job.earlier_attempts ?? [];
+    const queuedSince = earlier.length ? parseTime(earlier[earlier.length - 1].requeued_at) : created;
     rows.push([
       job.attempts > 1 ? `Started (attempt ${job.attempts})` : "Started",
       localTime(job.started_at),
-      created !== null ? `after ${duration(started - created)} in the queue` : "",
+      queuedSince !== null ? `after ${duration(started - queuedSince)} ${earlier.length ? "back " : ""}in the queue` : "",
     ]);
   }
   if (job.status === "PROCESSING" && started !== null) rows.push(["Running", "", duration(now - started)]);
