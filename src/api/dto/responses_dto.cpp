@@ -662,15 +662,18 @@ std::vector<json> ResponseEvents::end(const Job& done) {
   int index = 0;
   if (message_open_) {
     const std::string item_id = std::format("msg_{}", job_.id);
-    json part = {{"type", "output_text"}, {"text", sent_}, {"annotations", json::array()}, {"logprobs", json::array()}};
+    // The done events carry the response's final text: the deltas' unless the job ran again from
+    // its start after its worker vanished mid-stream (then the deltas were of the lost attempt).
+    json part = {{"type", "output_text"}, {"text", text}, {"annotations", json::array()}, {"logprobs", json::array()}};
     out.push_back(event("response.output_text.done", {{"item_id", item_id},
-                                                       {"output_index", 0},
-                                                       {"content_index", 0},
-                                                       {"text", sent_},
-                                                       {"logprobs", json::array()}}));
+                                                      {"output_index", 0},
+                                                      {"content_index", 0},
+                                                      {"text", text},
+                                                      {"logprobs", json::array()}}));
     out.push_back(event("response.content_part.done",
                         {{"item_id", item_id}, {"output_index", 0}, {"content_index", 0}, {"part", part}}));
-    out.push_back(event("response.output_item.done", {{"output_index", 0}, {"item", messageItem(job_, sent_, item_status)}}));
+    out.push_back(
+        event("response.output_item.done", {{"output_index", 0}, {"item", messageItem(job_, text, item_status)}}));
     index = 1;
   }
   for (size_t i = 0; calls.is_array() && i < calls.size(); ++i, ++index) {
