@@ -4,6 +4,8 @@ re-sends the whole conversation so far (what chat clients and agents do).
 
     scripts/in-env python3 bench/llm_conversations.py                 # ~4 minutes; prints a markdown table
     scripts/in-env python3 bench/llm_conversations.py --clients 1 --conversations 1 --turns 3   # smoke test
+    scripts/in-env python3 bench/llm_conversations.py --shared-system --clients 8 --parallel 8 --conversations 4
+                                        # one shared system prompt, one question per request
 
 Each client runs --conversations conversations one after the other; a conversation is a distinct
 system prompt of --system-words words (~1.3 tokens a word with this GGUF), then --turns turns: a new
@@ -21,6 +23,11 @@ Per server: TTFT of the first turn and of the later turns (p50, p90: the later t
 cache helps), the wall time of all conversations, and the prompt tokens decoded vs sent (statim:
 usage prompt_tokens - cached_tokens; llama-server: timings.prompt_n). Ratios llama-server / statim
 (>= 1.0: statim at least as fast).
+
+--shared-system: every request of every client is the same system prompt (--system-words words)
+and a new ~20-word question, one turn each (--conversations requests per client): the system
+prompt is the prefix a cache can serve, across clients. "TTFT turn 1" is then each client's first
+request, "later turns" the rest.
 """
 import argparse
 import http.client
@@ -85,14 +92,16 @@ def chat(conn, server, messages, max_tokens, cache_prompt):
 
 def client(server, args, c, out):
     rng = random.Random(1000 + c)
+    shared = "Shared. " + words(random.Random(7), args.system_words)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
     for conv in range(args.conversations):
-        messages = [{"role": "system", "content": f"Conversation {c}.{conv}. " + words(rng, args.system_words)}]
-        for turn in range(args.turns):
+        system = shared if args.shared_system else f"Conversation {c}.{conv}. " + words(rng, args.system_words)
+        messages = [{"role": "system", "content": system}]
+        for turn in range(1 if args.shared_system else args.turns):
             messages.append({"role": "user", "content": words(rng, 20) + "?"})
             conn.close()  # a new connection per request (llama-server closes streamed ones anyway)
             text, ttft, sent, decoded = chat(conn, server, messages, args.max_tokens, server.cache_prompt)
-            out.append({"turn": turn, "ttft": ttft, "sent": sent, "decoded": decoded})
+            out.append({"turn": conv if args.shared_system else turn, "ttft": ttft, "sent": sent, "decoded": decoded})
             messages.append({"role": "assistant", "content": text})
 
 
@@ -135,6 +144,8 @@ def main():
     ap.add_argument("--gguf", default=os.path.join(ROOT, ".bench/small135m.gguf"))
     ap.add_argument("--statim-bin", default=os.path.join(ROOT, "build/statim"))
     ap.add_argument("--no-cache-run", action="store_true", help="skip the llama-server run without its cache")
+    ap.add_argument("--shared-system", action="store_true",
+                    help="one system prompt shared by every request, one question per request (see above)")
     args = ap.parse_args()
     args.gguf = os.path.abspath(args.gguf)
     if not os.path.exists(args.gguf):
@@ -145,7 +156,8 @@ def main():
     rows = [run("statim", args), run("llama-server", args)]
     if not args.no_cache_run:
         rows.append(run("llama-server", args, cache_prompt=False))
-    print(f"\n{args.clients} clients x {args.conversations} conversations x {args.turns} turns, system prompt "
+    what = "requests, one shared system prompt" if args.shared_system else f"conversations x {args.turns} turns"
+    print(f"\n{args.clients} clients x {args.conversations} {what}, system prompt "
           f"{args.system_words} words, {args.max_tokens} tokens per answer, {args.parallel} slots of {args.n_ctx}\n")
     print("| server | wall s | TTFT turn 1 p50 ms | TTFT later turns p50 ms | later p90 ms | prompt tokens sent | "
           "decoded | requests |")
