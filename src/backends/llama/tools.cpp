@@ -371,43 +371,22 @@ std::string textBefore(std::string_view output, size_t at, std::string_view mark
   return text;
 }
 
-// llama3: JSON call objects, one after another (separated by whitespace or ';').
-ParsedOutput parseLlama3(const std::string& output, const std::string& id_prefix) {
+// The calls of the formats without tags: the text before the first call (`start` finds where it
+// begins; `marker`, written as text, is dropped from the end of that text), then call objects one
+// after another (whitespace and `separator` between them) from `first` on - the complete ones: a
+// call cut off (max_tokens) or not a call ends the list.
+ParsedOutput parseJsonCalls(const std::string& output, const std::string& id_prefix, const std::regex& start,
+                            std::string_view marker, bool in_list, char separator) {
   ParsedOutput out;
-  static const std::regex kStart(R"(\{\s*"name"\s*:)");
   std::smatch m;
-  if (!std::regex_search(output, m, kStart)) {
+  if (!std::regex_search(output, m, start)) {
     out.text = output;
     return out;
   }
   size_t at = static_cast<size_t>(m.position(0));
-  out.text = textBefore(output, at, "<|python_tag|>");
+  out.text = textBefore(output, at, marker);
+  if (in_list) at = skipSpace(output, at + 1);  // past the list's "["
   while (at < output.size() && output[at] == '{') {
-    size_t end = jsonEnd(output, at);
-    if (end == std::string::npos) break;  // cut off (max_tokens): not a call
-    auto call = openAiCall(nlohmann::json::parse(output.substr(at, end - at), nullptr, false),
-                           std::format("{}_{}", id_prefix, out.tool_calls.size()));
-    if (call.is_null()) break;
-    out.tool_calls.push_back(std::move(call));
-    at = skipSpace(output, end);
-    if (at < output.size() && output[at] == ';') at = skipSpace(output, at + 1);
-  }
-  return out;
-}
-
-// mistral: one JSON list of call objects (after [TOOL_CALLS], which the model may write as text).
-ParsedOutput parseMistral(const std::string& output, const std::string& id_prefix) {
-  ParsedOutput out;
-  static const std::regex kStart(R"(\[\s*\{\s*"name"\s*:)");
-  std::smatch m;
-  if (!std::regex_search(output, m, kStart)) {
-    out.text = output;
-    return out;
-  }
-  size_t at = static_cast<size_t>(m.position(0));
-  out.text = textBefore(output, at, "[TOOL_CALLS]");
-  at = skipSpace(output, at + 1);
-  while (at < output.size() && output[at] == '{') {  // the complete calls of a list that may be cut off
     size_t end = jsonEnd(output, at);
     if (end == std::string::npos) break;
     auto call = openAiCall(nlohmann::json::parse(output.substr(at, end - at), nullptr, false),
@@ -415,9 +394,21 @@ ParsedOutput parseMistral(const std::string& output, const std::string& id_prefi
     if (call.is_null()) break;
     out.tool_calls.push_back(std::move(call));
     at = skipSpace(output, end);
-    if (at < output.size() && output[at] == ',') at = skipSpace(output, at + 1);
+    if (at < output.size() && output[at] == separator) at = skipSpace(output, at + 1);
   }
   return out;
+}
+
+// llama3: JSON call objects after an optional <|python_tag|>, separated by whitespace or ';'.
+ParsedOutput parseLlama3(const std::string& output, const std::string& id_prefix) {
+  static const std::regex kStart(R"(\{\s*"name"\s*:)");
+  return parseJsonCalls(output, id_prefix, kStart, "<|python_tag|>", false, ';');
+}
+
+// mistral: one JSON list of call objects (after [TOOL_CALLS], which the model may write as text).
+ParsedOutput parseMistral(const std::string& output, const std::string& id_prefix) {
+  static const std::regex kStart(R"(\[\s*\{\s*"name"\s*:)");
+  return parseJsonCalls(output, id_prefix, kStart, "[TOOL_CALLS]", true, ',');
 }
 
 }  // namespace
