@@ -156,7 +156,7 @@ def test_valid_edge_values_are_accepted(server):
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "tool_choice": "sometimes"}, 400, "tool_choice",
      "'tool_choice' must be none, auto, required or"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI,
-                              "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                              "tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {
                                   "type": "object", "properties": {"zip": {"type": "string", "pattern": "[0-9]+"}}}}}]},
      400, "tools[0].function.parameters", "'tools[0].function.parameters': json_schema: 'pattern'"),
     ("/v1/chat/completions", {"model": "tiny", "messages": HI, "response_format": {"type": "json_object"},
