@@ -164,11 +164,13 @@ TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtT
 // A late subscriber on the other node gets the text so far (its bus tracked the running job).
 TEST_F(PostgresEventBusTest, ALateFollowerOnAnotherNodeGetsTheTextSoFar) {
   auto a = node("a"), b = node("b");
+  // (Listening to all of b's events first: only to know when b has heard them. Subscribed after
+  // the publishes, it could miss them on a busy machine - CI caught that.)
+  Seen all_b;
+  b->subscribeAll(all_b.listener());
   a->publish({42, "started"});
   a->publish({42, "token", {{"text", "Hello"}}});
   a->publish({42, "token", {{"text", " world"}}});
-  Seen all_b;
-  b->subscribeAll(all_b.listener());
   ASSERT_TRUE(eventually([&] { return all_b.types().size() == 3; }));
   auto sub = b->subscribe(42, [](const JobEvent&) { return true; });
   EXPECT_EQ(sub.text_so_far, "Hello world");
