@@ -70,7 +70,7 @@ def main():
     a = ap.parse_args()
     args = argparse.Namespace(seconds=a.seconds, warmup=0, max_tokens=64, prompt_words=10, threads=2, parallel=16,
                               n_ctx=512, gguf=os.path.abspath(a.gguf), statim_bin=os.path.abspath(a.statim_bin),
-                              keep_alive=False, abrupt_close=False)
+                              keep_alive=False, abrupt_close=False, with_others=False)
     server = bench.Server(a.kind, args)
     server.start()
     try:
