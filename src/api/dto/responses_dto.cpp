@@ -595,6 +595,20 @@ std::vector<json> ResponseEvents::started() {
   return {event("response.in_progress", {{"response", responseObject(asAt(job_, JobStatus::kProcessing))}})};
 }
 
+void ResponseEvents::openMessage(std::vector<json>& out) {
+  if (message_open_) return;
+  message_open_ = true;
+  out.push_back(
+      event("response.output_item.added", {{"output_index", 0}, {"item", messageItem(job_, "", "in_progress")}}));
+  out.push_back(
+      event("response.content_part.added",
+            {{"item_id", std::format("msg_{}", job_.id)},
+             {"output_index", 0},
+             {"content_index", 0},
+             {"part",
+              {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}, {"logprobs", json::array()}}}}));
+}
+
 std::vector<json> ResponseEvents::deltas(const std::string& text, bool final) {
   std::vector<json> out;
   if (!text.starts_with(sent_)) return out;  // (the backend's text only grows)
@@ -614,16 +628,7 @@ std::vector<json> ResponseEvents::deltas(const std::string& text, bool final) {
     }
     if (b == std::string::npos && final) b = text.size();
     if (b == std::string::npos) break;  // not known until more text comes
-    if (!message_open_) {
-      message_open_ = true;
-      out.push_back(event("response.output_item.added",
-                          {{"output_index", 0}, {"item", messageItem(job_, "", "in_progress")}}));
-      out.push_back(event("response.content_part.added",
-                          {{"item_id", item_id},
-                           {"output_index", 0},
-                           {"content_index", 0},
-                           {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}, {"logprobs", json::array()}}}}));
-    }
+    openMessage(out);
     out.push_back(event("response.output_text.delta", {{"item_id", item_id},
                                                         {"output_index", 0},
                                                         {"content_index", 0},
@@ -643,22 +648,12 @@ std::vector<json> ResponseEvents::text(const std::string& text_so_far) {
 }
 
 std::vector<json> ResponseEvents::end(const Job& done) {
-  std::vector<json> out = begin(done);
-  for (auto& e : started()) out.push_back(std::move(e));
+  std::vector<json> out = begin(done);  // (an ended job has started: in_progress is among them)
   std::string text = resultText(done);
   json calls = toolCalls(done);
   for (auto& e : deltas(text, true)) out.push_back(std::move(e));
   const char* item_status = statusOf(done) == "completed" ? "completed" : "incomplete";
-  if (!message_open_ && calls.is_null()) {
-    // No text and no calls: an empty message, as the response object shows.
-    message_open_ = true;
-    out.push_back(event("response.output_item.added", {{"output_index", 0}, {"item", messageItem(job_, "", "in_progress")}}));
-    out.push_back(event("response.content_part.added",
-                        {{"item_id", std::format("msg_{}", job_.id)},
-                         {"output_index", 0},
-                         {"content_index", 0},
-                         {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}, {"logprobs", json::array()}}}}));
-  }
+  if (calls.is_null()) openMessage(out);  // no text and no calls: an empty message, as the object shows
   int index = 0;
   if (message_open_) {
     const std::string item_id = std::format("msg_{}", job_.id);

@@ -68,6 +68,8 @@ class ResponseEvents {
  private:
   nlohmann::json event(const char* type, nlohmann::json fields);
   std::vector<nlohmann::json> deltas(const std::string& text, bool final);
+  // The message item and its text part, once: before the first delta, or empty at the end.
+  void openMessage(std::vector<nlohmann::json>& out);
 
   Job job_;
   int next_ = 0;
