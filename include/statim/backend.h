@@ -153,6 +153,11 @@ class Backend {
     (void)type;
     return {};
   }
+  // Whether a job of `type` may come without input files (a chat's images are optional).
+  virtual bool inputsOptional(std::string_view type) const {
+    (void)type;
+    return false;
+  }
   // The params a job of `type` takes, as JSON Schema properties (params::describe): GET /models
   // shows them (job_types[type].params) and the dashboard builds its forms from them. Defaults
   // the model sets in its manifest (`manifest_params`) are shown as the defaults.

@@ -6,7 +6,7 @@
 
 namespace statim {
 
-// "image/png", "image/jpeg", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", or
+// "image/png", "image/jpeg", "image/gif", "image/bmp", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", or
 // "application/octet-stream" when none matches.
 std::string sniffContentType(std::string_view bytes);
 

@@ -87,6 +87,7 @@ Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
     return fail(Error::invalid(std::format("model '{}' ({} jobs) takes no input files", job.model, job.type), "inputs"));
   }
   if (job.inputs.empty()) {
+    if (entry.backend->inputsOptional(job.type)) return ok();
     return fail(Error::invalid(
         std::format("model '{}' needs an input file ({}): send it as multipart/form-data or in 'inputs' (base64)",
                     job.model, joinNames(types)),

@@ -7,7 +7,7 @@
 
 #include "backends/onnx/image.h"
 #include "backends/tts/audio_encoder.h"
-#include "backends/whisper/audio.h"
+#include "backends/media/audio.h"
 #include "fuzz_util.h"
 
 using namespace statim;

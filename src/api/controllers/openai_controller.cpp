@@ -120,6 +120,7 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     OpenAiRequest request = std::move(*parsed);
     NewJob job = request.job;
     if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
+    if (auto r = request.media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
     // The commit is reported on the store's writer thread; the rest runs back on this request's
     // loop, so the writer spends its time on writes.
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();

@@ -180,17 +180,11 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
     nlohmann::json out = {{"role", msg.value("role", nlohmann::json(nullptr))}};
     auto content = msg.find("content");
     if (content != msg.end() && content->is_array()) {
-      // Content parts: only text parts can be served by a text model.
-      std::string text;
-      for (auto& part : *content) {
-        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
-          return fail(Error::invalid(std::format("'messages[{}].content' may only hold text parts", i),
-                                     std::format("messages[{}].content", i)));
-        }
-        text += part["text"].get<std::string>();
-      }
-      out["content"] = text;
+      // Content parts: text, images (data: URLs) and audio. Text alone becomes one string; with
+      // media, the parts as the backend reads them ({"type": "image", "input": "image-1"}).
+      auto parts = chatContentParts(*content, std::format("messages[{}].content", i), req.media);
+      if (!parts) return fail(parts.error());
+      out["content"] = std::move(*parts);
     } else {
       out["content"] = content != msg.end() ? *content : nlohmann::json(nullptr);
     }
@@ -203,9 +197,52 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body) {
   }
   req.job.params["messages"] = messages;
   for (auto& msg : messages) {
-    if (msg["role"] == "user" && msg["content"].is_string()) req.job.prompt = msg["content"];
+    if (msg["role"] != "user") continue;
+    if (msg["content"].is_string()) req.job.prompt = msg["content"];
+    if (msg["content"].is_array()) {
+      req.job.prompt.clear();
+      for (auto& part : msg["content"]) req.job.prompt += part.value("text", "");
+    }
   }
   return req;
+}
+
+Result<nlohmann::json> chatContentParts(const nlohmann::json& content, const std::string& where, MediaParts& media) {
+  nlohmann::json parts = nlohmann::json::array();
+  std::string text;
+  bool only_text = true;
+  for (size_t k = 0; k < content.size(); ++k) {
+    const auto& part = content[k];
+    std::string w = std::format("{}[{}]", where, k);
+    std::string type = part.is_object() ? part.value("type", "") : "";
+    if (type == "text" && part.contains("text") && part["text"].is_string()) {
+      text += part["text"].get<std::string>();
+      parts.push_back({{"type", "text"}, {"text", part["text"]}});
+      continue;
+    }
+    Result<nlohmann::json> media_part = fail(Error::invalid(""));
+    if (type == "image_url" && part.contains("image_url")) {
+      const auto& iu = part["image_url"];
+      // {"url": ...} (the API's form), or the URL itself (as some clients send it)
+      const nlohmann::json& url = iu.is_object() ? iu.value("url", nlohmann::json()) : iu;
+      if (!url.is_string()) return fail(Error::invalid(std::format("'{}.image_url.url' must be a string", w), w));
+      media_part = media.imageUrl(url.get<std::string>(), w + ".image_url.url");
+    } else if (type == "input_audio" && part.contains("input_audio") && part["input_audio"].is_object()) {
+      const auto& data = part["input_audio"].value("data", nlohmann::json());
+      if (!data.is_string()) return fail(Error::invalid(std::format("'{}.input_audio.data' must be a string", w), w));
+      media_part = media.base64("audio", data.get<std::string>(), w + ".input_audio.data");
+    } else {
+      return fail(Error::invalid(
+          std::format("'{}' must be a text, image_url or input_audio part (got {})", w,
+                      type.empty() ? std::string("no type") : "'" + type.substr(0, 32) + "'"),
+          w));
+    }
+    if (!media_part) return fail(media_part.error());
+    only_text = false;
+    parts.push_back(std::move(*media_part));
+  }
+  if (only_text) return nlohmann::json(text);
+  return parts;
 }
 
 Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body) {

@@ -2,6 +2,7 @@
 // normal job (visible in GET /job); responses are rendered from the finished job.
 #pragma once
 
+#include "api/dto/media.h"
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@ namespace statim::api {
 
 struct OpenAiRequest {
   NewJob job;
+  MediaParts media;  // chat: the images and audio of its messages, to store as the job's inputs
   bool stream = false;
   bool include_usage = false;             // stream_options.include_usage
   std::string encoding_format = "float";  // embeddings: float | base64
@@ -20,6 +22,9 @@ struct OpenAiRequest {
 
 Result<OpenAiRequest> parseCompletionRequest(const nlohmann::json& body);
 Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body);
+// A chat message's content parts (text, image_url, input_audio): one string when all are text,
+// else the parts as stored ({"type": "text" | "image" | "audio", ...}), the media added to `media`.
+Result<nlohmann::json> chatContentParts(const nlohmann::json& content, const std::string& where, MediaParts& media);
 Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body);
 
 std::string finishReason(const Job& job);

@@ -73,7 +73,10 @@ std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llam
     if (slots_[i].busy) continue;
     const auto& kv = slots_[i].kv;
     size_t common = 0;
-    while (common < kv.size() && common < prompt.size() && kv[common] == prompt[common]) ++common;
+    while (common < kv.size() && common < prompt.size() && kv[common] == prompt[common] &&
+           prompt[common] != kMediaToken) {
+      ++common;
+    }
     // The longest shared prefix; among equals, the slot holding the least (it loses the least).
     if (best == slots_.size() || common > best_common ||
         (common == best_common && kv.size() < slots_[best].kv.size())) {
@@ -90,8 +93,9 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   }
   auto sampling = readSampling(job.params, options_.tool_format);
   if (!sampling) return fail(sampling.error());
-  auto tokens = jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
-  if (!tokens) return fail(tokens.error());
+  auto prompt = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
+  if (!prompt) return fail(prompt.error());
+  std::vector<llama_token>* tokens = &prompt->tokens;
   const int n_ctx = contextPerSequence();
   const int n_prompt = static_cast<int>(tokens->size());
   if (n_prompt >= n_ctx) {
@@ -119,7 +123,9 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   // chain: the prompt is no part of the constrained output.)
   if (sampling->grammar.empty() &&
       (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 || sampling->frequency_penalty != 0.0)) {
-    for (llama_token t : *tokens) llama_sampler_accept(sampler->get(), t);
+    for (llama_token t : *tokens) {
+      if (t != kMediaToken) llama_sampler_accept(sampler->get(), t);
+    }
   }
   Slot& s = slots_[slot_index];
   s = Slot{};
@@ -127,6 +133,8 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   s.id = job.id;
   s.control = &control;
   s.prompt = std::move(*tokens);
+  s.media = std::move(prompt->media);
+  s.chunks = std::move(prompt->chunks);
   s.kv = std::move(kv);
   s.prompt_done = common;
   s.n_past = static_cast<int>(common);
@@ -209,6 +217,24 @@ void LlamaBatchSession::step(const EndSink& ended) {
     if (slots_[i].busy && slots_[i].control->cancelled()) ended(release(static_cast<int>(i), "cancelled"));
   }
 
+  // Images and audio the prompts have reached are decoded each on its own (their embeddings),
+  // after the text before them (decoded in an earlier step) and before the text after them.
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = slots_[i];
+    while (s.busy && s.next_media < s.media.size() && s.media[s.next_media].start == s.prompt_done) {
+      const MediaChunk& m = s.media[s.next_media];
+      auto r = options_.mm->decode(ctx_.get(), m.chunk, static_cast<int>(i), static_cast<int>(s.prompt_done),
+                                   static_cast<int>(llama_n_batch(ctx_.get())));
+      if (!r) {
+        ended(release(static_cast<int>(i), "error", r.error()));
+        break;
+      }
+      s.kv.insert(s.kv.end(), m.n_tokens, kMediaToken);
+      s.prompt_done += m.n_tokens;
+      ++s.next_media;
+    }
+  }
+
   // One token for every generating sequence, then prompt chunks in the room left.
   const int n_batch = static_cast<int>(llama_n_batch(ctx_.get()));
   batch_.n_tokens = 0;
@@ -231,7 +257,10 @@ void LlamaBatchSession::step(const EndSink& ended) {
     Slot& s = slots_[i];
     if (!s.busy || s.prompt_done == s.prompt.size()) continue;
     size_t room = static_cast<size_t>(n_batch - batch_.n_tokens);
-    size_t n = std::min(room, s.prompt.size() - s.prompt_done);
+    // Text up to the next image or audio (decoded at the next step's start).
+    size_t end = s.next_media < s.media.size() ? s.media[s.next_media].start : s.prompt.size();
+    size_t n = std::min(room, end - s.prompt_done);
+    if (n == 0) continue;
     for (size_t k = 0; k < n; ++k) {
       bool last = s.prompt_done + k + 1 == s.prompt.size();
       int idx = push(s.prompt[s.prompt_done + k], static_cast<int>(s.prompt_done + k), static_cast<int>(i), last);

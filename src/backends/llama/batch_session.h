@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/llama/llama_handles.h"
+#include "backends/llama/multimodal.h"
 #include "backends/llama/sampling.h"
 #include "backends/llama/text_output.h"
 #include "statim/backend.h"
@@ -23,6 +24,7 @@ struct ContextOptions {
   int threads = 0;            // 0: all cores
   std::string chat_template;  // manifest override
   ToolFormat tool_format = ToolFormat::kHermes;  // manifest params.tool_format, or the template's
+  std::shared_ptr<const Multimodal> mm;          // manifest params.mmproj: images / audio in chats
 };
 
 class LlamaBatchSession final : public BatchSession {
@@ -44,8 +46,12 @@ class LlamaBatchSession final : public BatchSession {
     bool busy = false;
     JobId id = 0;
     JobControl* control = nullptr;
-    std::vector<llama_token> prompt;
+    std::vector<llama_token> prompt;  // media positions hold kMediaToken
     size_t prompt_done = 0;  // prompt tokens already decoded (or found in the cache)
+    // Images / audio in the prompt: decoded each on its own when prompt_done reaches it.
+    std::vector<MediaChunk> media;
+    size_t next_media = 0;
+    std::shared_ptr<mtmd_input_chunks> chunks;  // owns media[i].chunk
     int cached = 0;          // prompt tokens whose KV the sequence still held from its last job
     // The tokens whose KV this sequence holds, in position order: kept when a job ends, so that
     // the next job whose prompt starts the same way (the next turn of a conversation, a shared

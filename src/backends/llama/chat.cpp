@@ -3,6 +3,7 @@
 #include "backends/llama/tokenize.h"
 #include "backends/llama/tools.h"
 
+#include <algorithm>
 #include <format>
 #include <vector>
 
@@ -35,8 +36,23 @@ Result<void> validateMessages(const nlohmann::json& params) {
                          f + ".role"));
     }
     auto content = m.find("content");
-    if (content == m.end() || !content->is_string()) {
-      return fail(Error::invalid(std::format("'{}.content' must be a string", f), f + ".content"));
+    if (content == m.end() || !(content->is_string() || content->is_array())) {
+      return fail(Error::invalid(std::format("'{}.content' must be a string or a list of parts", f), f + ".content"));
+    }
+    if (content->is_array()) {
+      for (size_t k = 0; k < content->size(); ++k) {
+        const auto& part = (*content)[k];
+        std::string g = std::format("{}.content[{}]", f, k);
+        std::string type = part.is_object() ? part.value("type", "") : "";
+        bool good = (type == "text" && part.contains("text") && part["text"].is_string()) ||
+                    ((type == "image" || type == "audio") && part.contains("input") && part["input"].is_string());
+        if (!good) {
+          return fail(Error::invalid(std::format("'{}' must be {{\"type\": \"text\", \"text\"}} or {{\"type\": "
+                                                 "\"image\" | \"audio\", \"input\": \"<an input file's name>\"}}",
+                                                 g),
+                                     g));
+        }
+      }
     }
     if (auto name = m.find("name"); name != m.end() && !name->is_string()) {
       return fail(Error::invalid(std::format("'{}.name' must be a string", f), f + ".name"));
@@ -96,13 +112,38 @@ Result<std::string> renderChat(const llama_model* model, const std::string& over
   return out;
 }
 
-Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const ContextOptions& options,
-                                                 std::string_view type, const std::string& prompt,
-                                                 const nlohmann::json& params) {
-  if (type != "chat") return tokenize(model, prompt);
-  auto rendered = renderChat(model, options.chat_template, messagesForTemplate(params, options.tool_format));
+Result<Prompt> jobPrompt(const llama_model* model, const ContextOptions& options, std::string_view type,
+                         const std::string& prompt, const nlohmann::json& params, const std::vector<JobFile>& inputs) {
+  Prompt out;
+  if (type != "chat") {
+    auto tokens = tokenize(model, prompt);
+    if (!tokens) return fail(tokens.error());
+    out.tokens = std::move(*tokens);
+    return out;
+  }
+  const auto& messages = params["messages"];
+  bool parts = std::ranges::any_of(messages, [](const auto& m) { return m.contains("content") && m["content"].is_array(); });
+  std::vector<MediaRef> media;
+  nlohmann::json flat;
+  if (parts) {
+    flat = params;
+    flat["messages"] = withMediaMarkers(messages, media);
+  }
+  auto rendered = renderChat(model, options.chat_template, messagesForTemplate(parts ? flat : params, options.tool_format));
   if (!rendered) return fail(rendered.error());
-  return tokenize(model, *rendered);
+  if (media.empty()) {
+    auto tokens = tokenize(model, *rendered);
+    if (!tokens) return fail(tokens.error());
+    out.tokens = std::move(*tokens);
+    return out;
+  }
+  if (!options.mm) {
+    return fail(Error::invalid(std::format("this model takes no {}: its manifest names no params.mmproj (the "
+                                           "projector GGUF of a multimodal model)",
+                                           media[0].kind == "image" ? "images" : "audio"),
+                               "messages"));
+  }
+  return options.mm->tokenize(*rendered, media, inputs);
 }
 
 }  // namespace statim::llama

@@ -13,7 +13,9 @@
 
 namespace statim::llama {
 
-// Checks params.messages: a non-empty list of {"role": system|user|assistant|tool, "content": string}.
+// Checks params.messages: a non-empty list of {"role": system|user|assistant|tool, "content"}, the
+// content a string or a list of parts: {"type": "text", "text"}, {"type": "image" | "audio",
+// "input": "<the name of one of the job's input files>"}.
 Result<void> validateMessages(const nlohmann::json& params);
 
 // `override_template` (manifest params.chat_template: a name such as "chatml" or a template)
@@ -21,10 +23,10 @@ Result<void> validateMessages(const nlohmann::json& params);
 Result<std::string> renderChat(const llama_model* model, const std::string& override_template,
                                const nlohmann::json& messages);
 
-// The tokens a completion or chat job feeds the model: its prompt, or its messages rendered
-// through the chat template (the manifest's, else the model's) with tools in the model's format.
-Result<std::vector<llama_token>> jobPromptTokens(const llama_model* model, const ContextOptions& options,
-                                                 std::string_view type, const std::string& prompt,
-                                                 const nlohmann::json& params);
+// What a completion or chat job feeds the model: its prompt, or its messages rendered through the
+// chat template (the manifest's, else the model's) with tools in the model's format, and the
+// images / audio its messages name among `inputs` (the job's input files).
+Result<Prompt> jobPrompt(const llama_model* model, const ContextOptions& options, std::string_view type,
+                         const std::string& prompt, const nlohmann::json& params, const std::vector<JobFile>& inputs);
 
 }  // namespace statim::llama

@@ -16,21 +16,21 @@
 namespace statim {
 namespace llama {
 
+void ggmlLogToOurs(ggml_log_level level, const char* text, void*) {
+  if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
+  std::string line = "llama: " + std::string(text);
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  if (level == GGML_LOG_LEVEL_ERROR)
+    log::error(line);
+  else
+    log::warn(line);
+}
+
 void initOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
     // libllama logs a lot at info level; keep warnings and errors, in our log.
-    llama_log_set(
-        [](ggml_log_level level, const char* text, void*) {
-          if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
-          std::string line = "llama: " + std::string(text);
-          while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
-          if (level == GGML_LOG_LEVEL_ERROR)
-            log::error(line);
-          else
-            log::warn(line);
-        },
-        nullptr);
+    llama_log_set(ggmlLogToOurs, nullptr);
     ggml_backend_load_all();
     llama_backend_init();
   });
@@ -72,7 +72,9 @@ class LlamaModel final : public LoadedModel {
     return std::unique_ptr<Session>(std::move(*s));
   }
   Result<std::vector<std::int32_t>> promptTokens(const NewJob& job) const override {
-    return jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
+    auto prompt = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
+    if (!prompt) return fail(prompt.error());
+    return std::move(prompt->tokens);
   }
   Result<std::vector<std::int32_t>> tokenize(const std::string& text, bool add_special) const override {
     return llama::tokenize(model_.get(), text, add_special);
@@ -93,12 +95,13 @@ class LlamaModel final : public LoadedModel {
   }
   Result<void> checkJob(const NewJob& job) const override {
     if (job.type == "embedding") return ok();
-    auto tokens = jobPromptTokens(model_.get(), options_, job.type, job.prompt, job.params);
-    if (!tokens) return fail(tokens.error());
-    if (static_cast<int>(tokens->size()) >= options_.n_ctx) {
+    // (Images and audio are read and preprocessed here too: one that is not what it claims is a 400.)
+    auto prompt = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
+    if (!prompt) return fail(prompt.error());
+    if (static_cast<int>(prompt->tokens.size()) >= options_.n_ctx) {
       return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
                                              "(manifest params.n_ctx); shorten the prompt",
-                                             tokens->size(), options_.n_ctx),
+                                             prompt->tokens.size(), options_.n_ctx),
                                  job.type == "chat" ? "messages" : "prompt"));
     }
     {
@@ -124,7 +127,8 @@ class LlamaModel final : public LoadedModel {
             {"n_vocab", llama_vocab_n_tokens(llama_model_get_vocab(model_.get()))},
             {"chat_template",
              !options_.chat_template.empty() || llama_model_chat_template(model_.get(), nullptr) != nullptr},
-            {"tool_format", toString(options_.tool_format)}};
+            {"tool_format", toString(options_.tool_format)},
+            {"input_media", {{"image", options_.mm && options_.mm->vision()}, {"audio", options_.mm && options_.mm->audio()}}}};
   }
 
  private:
@@ -158,6 +162,12 @@ class LlamaBackend final : public Backend {
     if (manifest_type == "embedding") return {"embedding"};
     return {"completion", "chat"};  // one generative model serves both
   }
+  // A chat's images and audio (models with params.mmproj), named by its messages' content parts.
+  std::vector<std::string> inputTypes(std::string_view type) const override {
+    if (type != "chat") return {};
+    return {"image/png", "image/jpeg", "audio/wav", "audio/mpeg", "audio/flac", "audio/ogg"};
+  }
+  bool inputsOptional(std::string_view) const override { return true; }
 
   nlohmann::json paramsSchema(std::string_view type, const nlohmann::json&) const override {
     // (An embedding job's `input` is the request's own field; messages and tools likewise.)
@@ -182,9 +192,14 @@ class LlamaBackend final : public Backend {
 
   Result<void> validateConfig(const ModelConfig& c) const override {
     if (c.file.empty()) return fail(Error::invalid("the llama backend needs 'file' (a GGUF model)", "file"));
-    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads", "chat_template", "tool_format"}, "params");
+    if (auto r = params::onlyKnown(c.params, {"n_ctx", "n_batch", "threads", "chat_template", "tool_format", "mmproj"},
+                                   "params");
         !r) {
       return r;
+    }
+    if (auto r = params::string(c.params, "mmproj", 4096, "params"); !r) return r;
+    if (c.type == "embedding" && c.params.contains("mmproj")) {
+      return fail(Error::invalid("'params.mmproj' is for chat models, not embedding models", "params.mmproj"));
     }
     if (auto f = c.params.find("tool_format");
         f != c.params.end() && (!f->is_string() || (*f != "auto" && !parseToolFormat(f->get<std::string>())))) {
@@ -220,6 +235,15 @@ class LlamaBackend final : public Backend {
                         .value_or(detectToolFormat(!o.chat_template.empty() ? o.chat_template
                                                    : own_template           ? own_template
                                                                             : ""));
+    // A multimodal model's projector (relative paths from the manifest's folder).
+    if (auto mmproj = c.params.find("mmproj"); mmproj != c.params.end()) {
+      std::filesystem::path path = mmproj->get<std::string>();
+      if (path.is_relative()) path = c.dir / path;
+      if (auto r = checkGguf(path); !r) return fail(r.error());
+      auto mm = Multimodal::load(path, raw, o.threads);
+      if (!mm) return fail(mm.error());
+      o.mm = std::move(*mm);
+    }
     // Make one context now: a model whose context cannot be made fails at load, not at its first
     // job; and libllama may round n_ctx up, which GET /models should show.
     if (c.type == "embedding") {

@@ -21,6 +21,9 @@ using ModelPtr = std::unique_ptr<llama_model, ModelDeleter>;
 using ContextPtr = std::unique_ptr<llama_context, ContextDeleter>;
 using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
+// libllama's and libmtmd's log, into ours: warnings and errors only.
+void ggmlLogToOurs(ggml_log_level level, const char* text, void* user_data);
+
 // Loads ggml's CPU backends and initialises libllama once per process; routes its log to ours.
 void initOnce();
 

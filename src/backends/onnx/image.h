@@ -1,4 +1,4 @@
-// Image input for the onnx backend: decoding (stb_image), the resize geometry (stretch or
+// Image input for the onnx backend: the resize geometry (stretch or
 // letterbox) and its inverse for mapping boxes back, and the declared pixel -> tensor transform.
 #pragma once
 
@@ -6,23 +6,16 @@
 #include <filesystem>
 #include <vector>
 
+#include "backends/media/image.h"
 #include "backends/onnx/onnx_config.h"
 #include "statim/error.h"
 
 namespace statim::onnx {
 
-// Interleaved 8-bit pixels, `channels` per pixel (1 gray, 3 RGB).
-struct Image {
-  int width = 0, height = 0, channels = 0;
-  std::vector<std::uint8_t> pixels;
-};
-
-// Reads width/height from the header only (no decode). Fails when the header is unreadable.
-Result<std::pair<int, int>> imageSize(const std::filesystem::path& file);
-
-// Decodes a PNG/JPEG into `channels` (1 or 3) channels. Refuses images over max_pixels
-// (kPayloadTooLarge) before decoding them; a corrupt file is kInvalidArgument with stb's reason.
-Result<Image> decodeImage(const std::filesystem::path& file, int channels, std::int64_t max_pixels);
+// Decoding is shared with the other backends (backends/media/image.h).
+using media::Image;
+using media::decodeImage;
+using media::imageSize;
 
 // Where the original image lands in the model's input: model = original * scale + pad.
 struct Geometry {

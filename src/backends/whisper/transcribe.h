@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <whisper.h>
 
-#include "backends/whisper/audio.h"
+#include "backends/media/audio.h"
 #include "statim/backend.h"
 
 namespace statim::whisper {

@@ -8,7 +8,7 @@
 #include <whisper.h>
 
 #include "backends/params.h"
-#include "backends/whisper/audio.h"
+#include "backends/media/audio.h"
 #include "backends/whisper/model_file.h"
 #include "backends/whisper/transcribe.h"
 #include "core/logging.h"

@@ -1,6 +1,6 @@
 // Audio decoding for the whisper backend: every container libsndfile writes here (WAV, FLAC,
 // OGG Vorbis, MP3) comes back mono at 16 kHz with the right length; bad files fail by name.
-#include "backends/whisper/audio.h"
+#include "backends/media/audio.h"
 
 #include <cmath>
 #include <numbers>

@@ -1,4 +1,4 @@
-#include "backends/whisper/audio.h"
+#include "backends/media/audio.h"
 
 #include <algorithm>
 #include <cmath>
