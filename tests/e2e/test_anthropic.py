@@ -135,7 +135,11 @@ def test_tool_results_in_the_history_reach_the_model(server):
      "invalid_request_error", "'messages.0.role' must be \"user\" or \"assistant\""),
     ({"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]}]}, 400,
-     "invalid_request_error", "'messages.0.content.0': image blocks are not supported"),
+     "invalid_request_error", "'messages.0.content.0.source.data' is not an image: PNG or JPEG expected"),
+    ({"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": 5}]}]}, 400,
+     "invalid_request_error", "'messages.0.content.0.type' must be text, image or tool_result (got none)"),
+    ({"model": "tiny", "max_tokens": 5, "system": [{"type": 5, "text": "x"}],
+      "messages": [{"role": "user", "content": "hi"}]}, 400, "invalid_request_error", "'system.0' must be a text block"),
     ({"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": 11}, 400,
      "invalid_request_error", "'temperature' must be between 0 and 10"),
     ({"model": "tiny", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [WEATHER],

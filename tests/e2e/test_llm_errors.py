@@ -168,11 +168,13 @@ def test_valid_edge_values_are_accepted(server):
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "wizard", "content": "x"}]}, 400,
      "messages[0].role", "'messages[0].role' must be one of"),
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-     400, "messages[0].content", "may only hold text parts"),
+     400, "messages[0].content[0].image_url", "'messages[0].content[0].image_url' must be {\"url\": \"data:"),
     pytest.param("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": [
-        {"type": "text", "text": 5}]}]}, 400, "messages[0].content", "text parts"),
+        {"type": "text", "text": 5}]}]}, 400, "messages[0].content[0].text",
+        "'messages[0].content[0].text' must be a string"),
     pytest.param("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": [
-        {"type": 5, "text": "a"}]}]}, 400, "messages[0].content", "text parts"),
+        {"type": "text", "text": "a"}, {"type": 5, "text": "a"}]}]}, 400, "messages[0].content[1]",
+        "must be a text, image_url or input_audio part (got no type)"),
     pytest.param("/v1/chat/completions", {"model": "tiny", "messages": HI, "stream": True,
                                           "stream_options": {"include_usage": "yes"}}, 400,
                  "stream_options.include_usage", "include_usage"),

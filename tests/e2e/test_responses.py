@@ -291,8 +291,11 @@ def test_input_items_page_in_either_order(server, client):
     ({"model": "nope", "input": "x"}, 404, "model", "unknown model 'nope'"),
     ({"model": "tiny", "input": "x", "frequency": 1}, 400, "frequency", "unsupported field 'frequency'"),
     ({"model": "tiny", "input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, 400, "input[0].content[0].image_url",
+     "'input[0].content[0].image_url' is not an image: PNG or JPEG expected"),
+    ({"model": "tiny", "input": [{"role": "assistant", "content": [
         {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, 400, "input[0].content[0].type",
-     "input_image parts are not supported"),
+     "input_image parts are read in user messages only"),
     ({"model": "tiny", "input": [{"type": "item_reference", "id": "msg_1"}]}, 400, "input[0].type",
      "item_reference is not supported"),
     ({"model": "tiny", "input": [{"role": "robot", "content": "x"}]}, 400, "input[0].role",

@@ -109,6 +109,7 @@ void registerAnthropicRoutes(const ApiContext& ctx) {
     if (!parsed) return cb(errorResponse(parsed.error()));
     NewJob job = parsed->job;
     if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
+    if (auto r = parsed->media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
     ctx.scheduler.submit(std::move(job), [&ctx, stream = parsed->stream, req, loop, cb = std::move(cb)](Result<Job> r) {
       loop->queueInLoop([&ctx, stream, req, r = std::move(r), cb] {
@@ -130,6 +131,8 @@ void registerAnthropicRoutes(const ApiContext& ctx) {
     if (!request.contains("max_tokens")) request["max_tokens"] = 1;  // (not part of this request)
     auto parsed = parseMessagesRequest(request);
     if (!parsed) return cb(errorResponse(parsed.error()));
+    // (Images are counted as the model will see them: stored like a job's, content-addressed.)
+    if (auto r = parsed->media.storeInto(ctx.blobs, parsed->job.inputs); !r) return cb(errorResponse(r.error()));
     withLoadedModel(ctx, *req, parsed->job.model, [job = parsed->job, cb](Result<std::shared_ptr<LoadedModel>> m) {
       if (!m) return cb(errorResponse(m.error()));
       auto tokens = (*m)->promptTokens(job);

@@ -120,6 +120,7 @@ void createResponse(const ApiContext& ctx, const HttpRequestPtr& req, Callback&&
   if (!parsed) return cb(errorResponse(parsed.error()));
   NewJob job = parsed->job;
   if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
+  if (auto r = parsed->media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
   trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
   ctx.scheduler.submit(
       std::move(job), [&ctx, stream = parsed->stream, background = parsed->background, req, loop, cb = std::move(cb)](

@@ -1,9 +1,11 @@
 #include "api/dto/anthropic_dto.h"
 
+#include <algorithm>
 #include <format>
 
 #include "api/dto/job_dto.h"
 #include "api/dto/openai_dto.h"
+#include "core/json_util.h"
 
 namespace statim::api {
 namespace {
@@ -29,7 +31,7 @@ Result<std::string> readSystem(const nlohmann::json& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     std::string where = std::format("system.{}", i);
-    if (!s[i].is_object() || s[i].value("type", "") != "text") {
+    if (!s[i].is_object() || stringAt(s[i], "type") != "text") {
       return fail(
           invalid(std::format("'{}' must be a text block ({{\"type\": \"text\", \"text\": ...}})", where), where));
     }
@@ -52,7 +54,7 @@ Result<std::string> toolResultText(const nlohmann::json& block, const std::strin
   std::string out;
   for (size_t i = 0; i < c->size(); ++i) {
     std::string w = std::format("{}.content.{}", where, i);
-    if (!(*c)[i].is_object() || (*c)[i].value("type", "") != "text") {
+    if (!(*c)[i].is_object() || stringAt((*c)[i], "type") != "text") {
       return fail(invalid(std::format("'{}' must be a text block (this model reads text only)", w), w));
     }
     auto text = textOf((*c)[i], w);
@@ -65,7 +67,8 @@ Result<std::string> toolResultText(const nlohmann::json& block, const std::strin
 // One Anthropic message as the chat messages the backend reads: a user turn's tool results become
 // "tool" messages (first, as they answer the previous turn's calls), an assistant turn's tool_use
 // blocks its tool_calls.
-Result<void> appendMessage(const nlohmann::json& m, size_t i, nlohmann::json& out, std::string& last_user_text) {
+Result<void> appendMessage(const nlohmann::json& m, size_t i, nlohmann::json& out, std::string& last_user_text,
+                           MediaParts& media) {
   std::string where = std::format("messages.{}", i);
   if (!m.is_object()) return fail(invalid(std::format("'{}' must be an object {{role, content}}", where), where));
   std::string role = m.value("role", "");
@@ -83,16 +86,35 @@ Result<void> appendMessage(const nlohmann::json& m, size_t i, nlohmann::json& ou
     return ok();
   }
   std::string text;
+  nlohmann::json parts = nlohmann::json::array();  // with images: the text and image parts, in order
   nlohmann::json calls = nlohmann::json::array();
   nlohmann::json results = nlohmann::json::array();
   for (size_t j = 0; j < content->size(); ++j) {
     const auto& b = (*content)[j];
     std::string w = std::format("{}.content.{}", where, j);
-    std::string type = b.is_object() ? b.value("type", "") : "";
+    std::string type = stringAt(b, "type");
     if (type == "text") {
       auto t = textOf(b, w);
       if (!t) return fail(t.error());
       text += *t;
+      parts.push_back({{"type", "text"}, {"text", *t}});
+    } else if (type == "image" && role == "user") {
+      // {"source": {"type": "base64", "media_type", "data"}}; nothing is fetched from a URL.
+      const auto source = b.value("source", nlohmann::json::object());
+      std::string kind = stringAt(source, "type");
+      if (kind == "url") {
+        return fail(invalid(std::format("'{}.source': image URLs are not fetched (the server makes no outgoing "
+                                        "requests for inputs); send the image as base64",
+                                        w),
+                            w + ".source"));
+      }
+      if (kind != "base64" || !source.contains("data") || !source["data"].is_string()) {
+        return fail(invalid(std::format("'{}.source' must be {{\"type\": \"base64\", \"media_type\", \"data\"}}", w),
+                            w + ".source"));
+      }
+      auto part = media.base64("image", source["data"].get<std::string>(), w + ".source.data");
+      if (!part) return fail(part.error());
+      parts.push_back(std::move(*part));
     } else if (type == "tool_use" && role == "assistant") {
       if (!b.contains("id") || !b["id"].is_string() || !b.contains("name") || !b["name"].is_string()) {
         return fail(invalid(std::format("'{}' needs 'id' and 'name' strings", w), w));
@@ -112,19 +134,19 @@ Result<void> appendMessage(const nlohmann::json& m, size_t i, nlohmann::json& ou
       if (!r) return fail(r.error());
       std::string body = b.value("is_error", false) ? "Error: " + *r : *r;
       results.push_back({{"role", "tool"}, {"tool_call_id", b["tool_use_id"]}, {"content", body}});
-    } else if (type == "image" || type == "document") {
-      return fail(
-          invalid(std::format("'{}': {} blocks are not supported (this model reads text)", w, type), w + ".type"));
+    } else if (type == "document") {
+      return fail(invalid(std::format("'{}': document blocks are not supported", w), w + ".type"));
     } else {
-      return fail(invalid(
-          std::format("'{}.type' must be {} (got {})", w, role == "user" ? "text or tool_result" : "text or tool_use",
-                      type.empty() ? "none" : "'" + type.substr(0, 32) + "'"),
-          w + ".type"));
+      return fail(invalid(std::format("'{}.type' must be {} (got {})", w,
+                                      role == "user" ? "text, image or tool_result" : "text or tool_use",
+                                      type.empty() ? "none" : "'" + type.substr(0, 32) + "'"),
+                          w + ".type"));
     }
   }
   for (auto& r : results) out.push_back(std::move(r));
-  if (role == "user" && (!text.empty() || results.empty())) {
-    out.push_back({{"role", "user"}, {"content", text}});
+  bool with_media = std::ranges::any_of(parts, [](const auto& p) { return p["type"] != "text"; });
+  if (role == "user" && (!text.empty() || with_media || results.empty())) {
+    out.push_back({{"role", "user"}, {"content", with_media ? parts : nlohmann::json(text)}});
     last_user_text = text;
   }
   if (role == "assistant") {
@@ -230,7 +252,7 @@ Result<AnthropicRequest> parseMessagesRequest(const nlohmann::json& body) {
   }
   std::string last_user;
   for (size_t i = 0; i < m->size(); ++i) {
-    if (auto r = appendMessage((*m)[i], i, messages, last_user); !r) return fail(r.error());
+    if (auto r = appendMessage((*m)[i], i, messages, last_user, req.media); !r) return fail(r.error());
   }
   req.job.params["messages"] = std::move(messages);
   req.job.prompt = last_user;

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/dto/media.h"
 #include "statim/error.h"
 #include "statim/job.h"
 
@@ -16,6 +17,7 @@ namespace statim::api {
 struct AnthropicRequest {
   NewJob job;
   bool stream = false;
+  MediaParts media;  // the messages' image blocks, to store as the job's inputs
 };
 
 // POST /v1/messages: {model, max_tokens, messages, system?, stop_sequences?, temperature?, top_p?,

@@ -53,7 +53,7 @@ Result<nlohmann::json> MediaParts::base64(std::string_view kind, std::string_vie
                                      : std::format("'{}' is not audio: WAV, MP3, FLAC or OGG expected", where),
                                where));
   }
-  std::string name = std::format("{}-{}", kind, files_.size() + 1);
+  std::string name = std::format("{}-{}", kind, taken_ + files_.size() + 1);
   files_.push_back({name, std::move(type), std::move(bytes)});
   return nlohmann::json{{"type", kind}, {"input", name}};
 }

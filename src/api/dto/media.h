@@ -19,6 +19,8 @@ namespace statim::api {
 
 class MediaParts {
  public:
+  // `taken`: input files the job has already (a continued conversation's); names follow them.
+  explicit MediaParts(size_t taken = 0) : taken_(taken) {}
   // An image given as a data: URL (an http(s) URL is refused: nothing is downloaded). Returns the
   // part to store in the message. `where` names the field in errors.
   Result<nlohmann::json> imageUrl(std::string_view url, const std::string& where);
@@ -32,6 +34,7 @@ class MediaParts {
   struct File {
     std::string name, content_type, bytes;
   };
+  size_t taken_ = 0;
   std::vector<File> files_;
 };
 

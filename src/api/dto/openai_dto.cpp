@@ -1,5 +1,6 @@
 #include "api/dto/openai_dto.h"
 #include "api/dto/job_dto.h"
+#include "core/json_util.h"
 
 #include <cstring>
 #include <format>
@@ -214,22 +215,32 @@ Result<nlohmann::json> chatContentParts(const nlohmann::json& content, const std
   for (size_t k = 0; k < content.size(); ++k) {
     const auto& part = content[k];
     std::string w = std::format("{}[{}]", where, k);
-    std::string type = part.is_object() ? part.value("type", "") : "";
-    if (type == "text" && part.contains("text") && part["text"].is_string()) {
+    std::string type = stringAt(part, "type");
+    if (type == "text") {
+      if (!part.contains("text") || !part["text"].is_string()) {
+        return fail(Error::invalid(std::format("'{}.text' must be a string", w), w + ".text"));
+      }
       text += part["text"].get<std::string>();
       parts.push_back({{"type", "text"}, {"text", part["text"]}});
       continue;
     }
     Result<nlohmann::json> media_part = fail(Error::invalid(""));
-    if (type == "image_url" && part.contains("image_url")) {
-      const auto& iu = part["image_url"];
+    if (type == "image_url") {
       // {"url": ...} (the API's form), or the URL itself (as some clients send it)
-      const nlohmann::json& url = iu.is_object() ? iu.value("url", nlohmann::json()) : iu;
-      if (!url.is_string()) return fail(Error::invalid(std::format("'{}.image_url.url' must be a string", w), w));
+      const auto iu = part.value("image_url", nlohmann::json());
+      const nlohmann::json url = iu.is_object() ? iu.value("url", nlohmann::json()) : iu;
+      if (!url.is_string()) {
+        return fail(Error::invalid(std::format("'{}.image_url' must be {{\"url\": \"data:image/png;base64,...\"}}", w),
+                                   w + ".image_url"));
+      }
       media_part = media.imageUrl(url.get<std::string>(), w + ".image_url.url");
-    } else if (type == "input_audio" && part.contains("input_audio") && part["input_audio"].is_object()) {
-      const auto& data = part["input_audio"].value("data", nlohmann::json());
-      if (!data.is_string()) return fail(Error::invalid(std::format("'{}.input_audio.data' must be a string", w), w));
+    } else if (type == "input_audio") {
+      const auto audio = part.value("input_audio", nlohmann::json());
+      const nlohmann::json data = audio.is_object() ? audio.value("data", nlohmann::json()) : nlohmann::json();
+      if (!data.is_string()) {
+        return fail(Error::invalid(std::format("'{}.input_audio' must be {{\"data\": \"<base64>\", \"format\"}}", w),
+                                   w + ".input_audio"));
+      }
       media_part = media.base64("audio", data.get<std::string>(), w + ".input_audio.data");
     } else {
       return fail(Error::invalid(

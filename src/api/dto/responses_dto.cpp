@@ -1,10 +1,12 @@
 #include "api/dto/responses_dto.h"
 
+#include <algorithm>
 #include <charconv>
 #include <format>
 
 #include "api/dto/job_dto.h"
 #include "api/dto/openai_dto.h"
+#include "core/json_util.h"
 
 namespace statim::api {
 namespace {
@@ -70,8 +72,11 @@ Result<std::string> contentText(const json& content, const std::string& where) {
       text += part["refusal"].get<std::string>();  // (an assistant's refusal, as history)
       continue;
     }
-    if (type == "input_image" || type == "input_file" || type == "input_audio") {
-      return fail(invalid(std::format("'{}': {} parts are not supported (this model reads text)", w, type), w + ".type"));
+    if (type == "input_image") {
+      return fail(invalid(std::format("'{}': input_image parts are read in user messages only", w), w + ".type"));
+    }
+    if (type == "input_file" || type == "input_audio") {
+      return fail(invalid(std::format("'{}': {} parts are not supported", w, type), w + ".type"));
     }
     if (type != "input_text" && type != "output_text") {
       return fail(invalid(std::format("'{}.type' must be input_text or output_text (got {})", w,
@@ -86,6 +91,31 @@ Result<std::string> contentText(const json& content, const std::string& where) {
   return text;
 }
 
+// A user message's content with images (input_image parts: data: URLs): the parts as stored
+// ({"type": "text" | "image", ...}); the images go to `media`.
+Result<json> contentWithImages(const json& content, const std::string& where, MediaParts& media) {
+  json parts = json::array();
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    std::string w = std::format("{}[{}]", where, i);
+    if (str(part, "type") != "input_image") {
+      auto text = contentText(json::array({part}), where);  // (its errors name the list; fine for one part)
+      if (!text) return fail(text.error());
+      parts.push_back({{"type", "text"}, {"text", *text}});
+      continue;
+    }
+    auto url = part.find("image_url");
+    if (url == part.end() || !url->is_string()) {
+      return fail(
+          invalid(std::format("'{}.image_url' must be a data: URL (file_id is not supported)", w), w + ".image_url"));
+    }
+    auto stored = media.imageUrl(url->get<std::string>(), w + ".image_url");
+    if (!stored) return fail(stored.error());
+    parts.push_back(std::move(*stored));
+  }
+  return parts;
+}
+
 Result<std::string> stringField(const json& item, const char* key, const std::string& where) {
   auto it = item.find(key);
   if (it == item.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
@@ -96,7 +126,7 @@ Result<std::string> stringField(const json& item, const char* key, const std::st
 
 // `input` as a list of items (a string is one user message), each as stored and listed by
 // input_items; and appended to `messages` as the chat messages the backend reads.
-Result<json> readInput(const json& input, json& messages, std::string& last_user_text) {
+Result<json> readInput(const json& input, json& messages, std::string& last_user_text, MediaParts& media) {
   json items = json::array();
   if (input.is_string()) {
     items.push_back(
@@ -118,7 +148,18 @@ Result<json> readInput(const json& input, json& messages, std::string& last_user
         return fail(invalid(std::format("'{}.role' must be user, assistant, system or developer", where),
                             where + ".role"));
       }
-      auto text = contentText(item.contains("content") ? item["content"] : json(), where + ".content");
+      const json& content = item.contains("content") ? item["content"] : json();
+      bool images = role == "user" && content.is_array() &&
+                    std::ranges::any_of(content, [](const json& p) { return str(p, "type") == "input_image"; });
+      if (images) {
+        auto parts = contentWithImages(content, where + ".content", media);
+        if (!parts) return fail(parts.error());
+        last_user_text.clear();
+        for (const auto& p : *parts) last_user_text += p.value("text", "");
+        messages.push_back({{"role", "user"}, {"content", std::move(*parts)}});
+        continue;
+      }
+      auto text = contentText(content, where + ".content");
       if (!text) return fail(text.error());
       messages.push_back({{"role", role == "developer" ? "system" : role}, {"content", *text}});
       if (role == "user") last_user_text = *text;
@@ -391,7 +432,10 @@ Result<ResponsesRequest> parseResponsesRequest(const json& body, const Job* prev
     return fail(invalid("'input' is required: a string or a list of input items", "input"));
   }
   std::string last_user = previous ? previous->prompt : "";
-  auto items = readInput(*input, messages, last_user);
+  // The images of the conversation so far stay the inputs of each response that continues it.
+  if (previous) req.job.inputs = previous->inputs;
+  req.media = MediaParts(req.job.inputs.size());
+  auto items = readInput(*input, messages, last_user, req.media);
   if (!items) return fail(items.error());
   response["input"] = std::move(*items);
   req.job.params["messages"] = std::move(messages);
@@ -559,7 +603,7 @@ json inputItems(const Job& job) {
   for (size_t i = 0; i < items.size(); ++i) {
     json& item = items[i];
     if (!item.contains("id")) item["id"] = std::format("in_{}_{}", job.id, i);
-    if (item.value("type", "") == "message" && item["content"].is_string()) {
+    if (stringAt(item, "type") == "message" && item["content"].is_string()) {
       item["content"] = json::array({{{"type", "input_text"}, {"text", item["content"]}}});
     }
     if (!item.contains("status")) item["status"] = "completed";

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/dto/media.h"
 #include "statim/error.h"
 #include "statim/job.h"
 
@@ -20,6 +21,7 @@ struct ResponsesRequest {
   NewJob job;
   bool stream = false;
   bool background = false;
+  MediaParts media;  // the input's images, to store as the job's inputs (after those it continues)
 };
 
 // "resp_12" <-> job 12. `field` names the id in errors.

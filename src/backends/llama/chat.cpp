@@ -2,6 +2,7 @@
 
 #include "backends/llama/tokenize.h"
 #include "backends/llama/tools.h"
+#include "core/json_util.h"
 
 #include <algorithm>
 #include <format>
@@ -43,7 +44,7 @@ Result<void> validateMessages(const nlohmann::json& params) {
       for (size_t k = 0; k < content->size(); ++k) {
         const auto& part = (*content)[k];
         std::string g = std::format("{}.content[{}]", f, k);
-        std::string type = part.is_object() ? part.value("type", "") : "";
+        std::string type = stringAt(part, "type");
         bool good = (type == "text" && part.contains("text") && part["text"].is_string()) ||
                     ((type == "image" || type == "audio") && part.contains("input") && part["input"].is_string());
         if (!good) {

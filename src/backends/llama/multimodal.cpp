@@ -7,6 +7,7 @@
 
 #include "backends/media/audio.h"
 #include "backends/media/image.h"
+#include "core/json_util.h"
 
 namespace statim::llama {
 namespace {
@@ -144,7 +145,7 @@ nlohmann::json withMediaMarkers(const nlohmann::json& messages, std::vector<Medi
     if (c == m.end() || !c->is_array()) continue;
     std::string text;
     for (const auto& part : *c) {
-      std::string type = part.value("type", "");
+      std::string type = stringAt(part, "type");
       if (type == "text") {
         text += part.value("text", "");
       } else {
