@@ -56,6 +56,7 @@ Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, F
     if (isTerminal(job->status) && job->result.is_object()) text = job->result.value("text", text);
     JobEvent state{id, "state", {{"text", text}}, *job};
     if (!sub.logprobs_so_far.empty()) state.data["logprobs"] = sub.logprobs_so_far;
+    if (!sub.choices_so_far.empty()) state.data["choices"] = sub.choices_so_far;
     if (isTerminal(job->status) && job->result.is_object() && job->result.contains("logprobs")) {
       state.data["logprobs"] = job->result["logprobs"];
     }

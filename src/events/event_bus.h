@@ -31,6 +31,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -66,6 +67,9 @@ class EventBus {
     // is still to come, so a follower that holds the job's state from before the subscription
     // need not read the store.
     bool ended = false;
+    // A job of several choices (params.n > 1): the text of choice i (i >= 1; its "choice_token"
+    // events, {"index", "text"}) before the subscription; text_so_far is choice 0's.
+    std::vector<std::string> choices_so_far;
   };
 
   virtual ~EventBus() = default;

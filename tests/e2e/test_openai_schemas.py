@@ -102,8 +102,12 @@ def test_chat_completions_and_their_chunks(server):
                                                    "tools": [TOOL], "tool_choice": "required"})
     assert called["choices"][0]["finish_reason"] == "tool_calls"
     conforms("CreateChatCompletionResponse", called)
+    several = post(server, "/v1/chat/completions", {"model": "tiny", "messages": HELLO, "max_tokens": 4, "n": 3,
+                                                    "logprobs": True})
+    assert [c["index"] for c in several["choices"]] == [0, 1, 2]
+    conforms("CreateChatCompletionResponse", several)
     for extra in ({}, {"logprobs": True, "top_logprobs": 1, "stream_options": {"include_usage": True}},
-                  {"tools": [TOOL], "tool_choice": "required", "max_tokens": 2000}):
+                  {"tools": [TOOL], "tool_choice": "required", "max_tokens": 2000}, {"n": 2}):
         events = stream(server, "POST", "/v1/chat/completions",
                         {"model": "tiny", "messages": HELLO, "max_tokens": 6, "stream": True, **extra})
         assert events[-1][1] == "[DONE]"

@@ -175,6 +175,34 @@ def test_streamed_completion(client):
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
+def test_n_choices_are_sampled_with_seed_plus_their_index(client):
+    # Choice i of a seeded request is what a one-choice request with seed + i answers.
+    several = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=1.2, seed=40,
+                                             n=3)
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    for i, choice in enumerate(several.choices):
+        alone = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=1.2,
+                                               seed=40 + i)
+        assert choice.message.content == alone.choices[0].message.content, i
+        assert choice.finish_reason == "length"
+    assert len({c.message.content for c in several.choices}) == 3
+    assert several.usage.completion_tokens == 24
+    assert several.usage.prompt_tokens == alone.usage.prompt_tokens  # the prompt counts once
+    # Streamed: each choice's chunks carry its index and add up to the same texts.
+    chunks = list(client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=8, temperature=1.2,
+                                                 seed=40, n=3, stream=True))
+    texts, finishes = ["", "", ""], [None, None, None]
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] += choice.delta.content or ""
+            finishes[choice.index] = choice.finish_reason or finishes[choice.index]
+    assert texts == [c.message.content for c in several.choices]
+    assert finishes == ["length"] * 3
+    # Completions too; greedy choices are all the same text.
+    done = client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=6, temperature=0, n=2)
+    assert len(done.choices) == 2 and done.choices[0].text == done.choices[1].text
+
+
 def test_json_schema_response_format(client):
     schema = {"type": "object", "additionalProperties": False, "required": ["ok", "color"],
               "properties": {"ok": {"type": "boolean"}, "color": {"enum": ["red", "green", "blue"]}}}
@@ -239,7 +267,7 @@ def test_bad_temperature_is_bad_request(client):
 
 
 @pytest.mark.parametrize("kwargs,param,message", [
-    ({"n": 2}, "n", "only 'n': 1 is supported"),
+    ({"n": 20}, "n", "'n' must be between 1 and 16"),
     ({"tools": [{"type": "function", "function": {"name": "bad name", "parameters": {"type": "object"}}}]},
      "tools[0].function.name", "'tools[0].function.name' must be 1 to 64 letters, digits, '_' or '-'"),
     ({"top_logprobs": 2}, "top_logprobs", "'top_logprobs' needs 'logprobs': true"),

@@ -1,5 +1,6 @@
 // The OpenAI-compatible API: GET /v1/models, POST /v1/completions, /v1/chat/completions,
 // /v1/embeddings. Each request is a normal durable job; the route waits for it (or streams it).
+#include <algorithm>
 #include <format>
 
 #include <trantor/net/EventLoop.h>
@@ -38,43 +39,65 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
   respondSse(
       http, std::move(cb),
       [&ctx, kind, req, job](std::shared_ptr<SseStream> stream) {
-        // `lp`: the token event's logprobs entries (null without); `offset`: where `text` starts.
-        auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish,
-                                 const nlohmann::json& lp = nullptr, size_t offset = 0) {
+        // `lp`: the token event's logprobs entries (null without); `offset`: where `text` starts;
+        // `index`: the choice (params.n > 1: the first choice's text comes in "token" events, the
+        // others' in "choice_token" events carrying their index).
+        auto chunk = [kind, job](const std::string& text, const nlohmann::json& finish, const nlohmann::json& lp,
+                                 size_t offset, int index) {
           return kind == Kind::kChat ? chatChunk(job,
                                                  text.empty() && finish.is_null()
                                                      ? nlohmann::json{{"role", "assistant"}, {"content", ""}}
                                                      : nlohmann::json{{"content", text}},
-                                                 finish, chatLogprobs(lp))
-                                     : completionChunk(job, text, finish, completionLogprobs(lp, offset));
+                                                 finish, chatLogprobs(lp), index)
+                                     : completionChunk(job, text, finish, completionLogprobs(lp, offset), index);
         };
-        if (kind == Kind::kChat) stream->send("", dump(chunk("", nullptr)));  // the role comes first
-        auto sent = std::make_shared<std::string>();                          // the text streamed so far
+        const int n = std::clamp(job.params.value("n", 1), 1, 128);
+        if (kind == Kind::kChat) {  // the role comes first
+          for (int i = 0; i < n; ++i) stream->send("", dump(chunk("", nullptr, nullptr, 0, i)));
+        }
+        auto sent = std::make_shared<std::vector<std::string>>(n);  // each choice's text streamed so far
         // A model's tool calls are not in its token events (the backend keeps them out); they go
         // out as one chunk at the end.
         auto r = followJob(
             ctx.store, ctx.scheduler.events(), job.id,
-            [stream, chunk, kind, req, job, sent](const JobEvent& e) {
+            [stream, chunk, kind, req, job, sent, n](const JobEvent& e) {
               bool open = true;
-              std::string text = e.type == "token" || e.type == "state" ? e.data.value("text", "") : "";
-              if (!text.empty()) {
+              bool text_event = e.type == "token" || e.type == "state" || e.type == "choice_token";
+              std::string text = text_event ? e.data.value("text", "") : "";
+              int index = e.type == "choice_token" ? e.data.value("index", 0) : 0;
+              if (!text.empty() && index >= 0 && index < n) {
                 auto lp = e.data.value("logprobs", nlohmann::json(nullptr));  // "state": those of the text so far
-                open = stream->send("", dump(chunk(text, nullptr, lp, sent->size())));
-                *sent += text;
+                open = stream->send("", dump(chunk(text, nullptr, lp, (*sent)[index].size(), index)));
+                (*sent)[index] += text;
+              }
+              // The other choices' text before the subscription (the first's is the state's "text").
+              if (auto c = e.data.find("choices"); e.type == "state" && c != e.data.end() && c->is_array()) {
+                for (size_t i = 1; i < c->size() && i < sent->size() && open; ++i) {
+                  std::string more = (*c)[i].is_string() ? (*c)[i].get<std::string>() : "";
+                  if (more.empty()) continue;
+                  open = stream->send("", dump(chunk(more, nullptr, nullptr, (*sent)[i].size(), static_cast<int>(i))));
+                  (*sent)[i] += more;
+                }
               }
               // The stream ends on the job's outcome ("result"), not waiting for its commit: the client
               // has had the text as it came anyway, and its next request may make the next step.
               if (e.type == "result" || e.terminal()) {
                 const Job& done = *e.job;
-                // A backend that reports no tokens (or whose last ones raced the end) still streams
-                // all of its text: whatever of result.text was not sent goes out before the end.
-                std::string final_text = done.result.is_object() ? done.result.value("text", "") : "";
-                if (final_text.size() > sent->size() && final_text.starts_with(*sent)) {
-                  stream->send("", dump(chunk(final_text.substr(sent->size()), nullptr)));
-                }
-                if (nlohmann::json calls = toolCalls(done); kind == Kind::kChat && !calls.is_null()) {
-                  for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
-                  stream->send("", dump(chatChunk(done, {{"tool_calls", std::move(calls)}}, nullptr)));
+                auto views = choiceViews(done);
+                for (size_t i = 0; i < views.size() && i < sent->size(); ++i) {
+                  const Job& one = views[i];
+                  const int at = static_cast<int>(i);
+                  // A backend that reports no tokens (or whose last ones raced the end) still streams
+                  // all of its text: whatever of result.text was not sent goes out before the end.
+                  std::string final_text = one.result.is_object() ? one.result.value("text", "") : "";
+                  const std::string& so_far = (*sent)[i];
+                  if (final_text.size() > so_far.size() && final_text.starts_with(so_far)) {
+                    stream->send("", dump(chunk(final_text.substr(so_far.size()), nullptr, nullptr, 0, at)));
+                  }
+                  if (nlohmann::json calls = toolCalls(one); kind == Kind::kChat && !calls.is_null()) {
+                    for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+                    stream->send("", dump(chatChunk(done, {{"tool_calls", std::move(calls)}}, nullptr, nullptr, at)));
+                  }
                 }
                 if (done.status == JobStatus::kFailed) {
                   Error err = unfinishedJobError(done);
@@ -84,10 +107,14 @@ void streamJob(const ApiContext& ctx, const HttpRequestPtr& http, Kind kind, Ope
                           {{"error",
                             {{"message", err.message}, {"type", "server_error"}, {"code", errorCodeName(err.code)}}}}));
                 } else {
-                  nlohmann::json last = kind == Kind::kChat
-                                            ? chatChunk(done, nlohmann::json::object(), finishReason(done))
-                                            : completionChunk(done, "", finishReason(done));
-                  stream->send("", dump(last));
+                  nlohmann::json last;
+                  for (size_t i = 0; i < views.size(); ++i) {
+                    const int at = static_cast<int>(i);
+                    last = kind == Kind::kChat
+                               ? chatChunk(done, nlohmann::json::object(), finishReason(views[i]), nullptr, at)
+                               : completionChunk(done, "", finishReason(views[i]), nullptr, at);
+                    stream->send("", dump(last));
+                  }
                   if (req.include_usage) {
                     nlohmann::json u = last;
                     u["choices"] = nlohmann::json::array();

@@ -59,9 +59,8 @@ Result<void> readGeneration(const nlohmann::json& body, OpenAiRequest& req,
   for (const char* k : {"max_tokens", "max_completion_tokens"}) {
     if (auto it = body.find(k); it != body.end() && !it->is_null()) req.job.params["max_tokens"] = *it;
   }
-  if (auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) {
-    return fail(Error::invalid("only 'n': 1 is supported", "n"));
-  }
+  // n > 1: several choices, each its own sequence (the backend checks the range).
+  if (auto n = body.find("n"); n != body.end() && !n->is_null() && *n != 1) req.job.params["n"] = *n;
   if (auto e = body.find("echo"); e != body.end() && !e->is_null() && *e != false) {
     return fail(Error::invalid("'echo' is not supported", "echo"));
   }
@@ -342,17 +341,37 @@ nlohmann::json resultLogprobs(const Job& job) {
 }
 }  // namespace
 
+std::vector<Job> choiceViews(const Job& job) {
+  auto it = job.result.is_object() ? job.result.find("choices") : job.result.end();
+  if (it == job.result.end() || !it->is_array()) return {job};
+  std::vector<Job> out;
+  for (const auto& c : *it) {
+    Job one = job;
+    for (const char* k : {"text", "finish_reason", "tool_calls", "logprobs"}) {
+      if (c.contains(k)) {
+        one.result[k] = c[k];
+      } else {
+        one.result.erase(k);
+      }
+    }
+    one.result.erase("choices");
+    out.push_back(std::move(one));
+  }
+  return out;
+}
+
 nlohmann::json completionResponse(const Job& job) {
-  return {{"id", std::format("cmpl-{}", job.id)},
-          {"object", "text_completion"},
-          {"created", createdSeconds(job)},
-          {"model", job.model},
-          {"choices",
-           {{{"index", 0},
-             {"text", job.result.value("text", "")},
-             {"logprobs", completionLogprobs(resultLogprobs(job), 0)},
-             {"finish_reason", finishReason(job)}}}},
-          {"usage", usage(job)}};
+  nlohmann::json choices = nlohmann::json::array();
+  auto views = choiceViews(job);
+  for (size_t i = 0; i < views.size(); ++i) {
+    choices.push_back({{"index", i},
+                       {"text", views[i].result.value("text", "")},
+                       {"logprobs", completionLogprobs(resultLogprobs(views[i]), 0)},
+                       {"finish_reason", finishReason(views[i])}});
+  }
+  return {{"id", std::format("cmpl-{}", job.id)}, {"object", "text_completion"},
+          {"created", createdSeconds(job)},       {"model", job.model},
+          {"choices", std::move(choices)},        {"usage", usage(job)}};
 }
 
 // The assistant's message: its text, and the tool calls it made (content null when it only called).
@@ -367,15 +386,19 @@ nlohmann::json chatMessage(const Job& job) {
 }
 
 nlohmann::json chatResponse(const Job& job) {
+  nlohmann::json choices = nlohmann::json::array();
+  auto views = choiceViews(job);
+  for (size_t i = 0; i < views.size(); ++i) {
+    choices.push_back({{"index", i},
+                       {"message", chatMessage(views[i])},
+                       {"logprobs", chatLogprobs(resultLogprobs(views[i]))},
+                       {"finish_reason", finishReason(views[i])}});
+  }
   return {{"id", std::format("chatcmpl-{}", job.id)},
           {"object", "chat.completion"},
           {"created", createdSeconds(job)},
           {"model", job.model},
-          {"choices",
-           {{{"index", 0},
-             {"message", chatMessage(job)},
-             {"logprobs", chatLogprobs(resultLogprobs(job))},
-             {"finish_reason", finishReason(job)}}}},
+          {"choices", std::move(choices)},
           {"usage", usage(job)}};
 }
 
@@ -404,21 +427,22 @@ nlohmann::json embeddingResponse(const Job& job, const std::string& encoding_for
 }
 
 nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason,
-                               const nlohmann::json& logprobs) {
+                               const nlohmann::json& logprobs, int index) {
   return {{"id", std::format("cmpl-{}", job.id)},
           {"object", "text_completion"},
           {"created", createdSeconds(job)},
           {"model", job.model},
-          {"choices", {{{"index", 0}, {"text", text}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
+          {"choices", {{{"index", index}, {"text", text}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
 }
 
 nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason,
-                         const nlohmann::json& logprobs) {
-  return {{"id", std::format("chatcmpl-{}", job.id)},
-          {"object", "chat.completion.chunk"},
-          {"created", createdSeconds(job)},
-          {"model", job.model},
-          {"choices", {{{"index", 0}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
+                         const nlohmann::json& logprobs, int index) {
+  return {
+      {"id", std::format("chatcmpl-{}", job.id)},
+      {"object", "chat.completion.chunk"},
+      {"created", createdSeconds(job)},
+      {"model", job.model},
+      {"choices", {{{"index", index}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", finish_reason}}}}};
 }
 
 }  // namespace statim::api

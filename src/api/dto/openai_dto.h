@@ -27,6 +27,9 @@ Result<OpenAiRequest> parseChatRequest(const nlohmann::json& body);
 Result<nlohmann::json> chatContentParts(const nlohmann::json& content, const std::string& where, MediaParts& media);
 Result<OpenAiRequest> parseEmbeddingRequest(const nlohmann::json& body);
 
+// A job of several choices (params.n > 1: result.choices) as one job per choice, each with that
+// choice's text, finish_reason, tool_calls and logprobs in its result; else the job itself.
+std::vector<Job> choiceViews(const Job& job);
 std::string finishReason(const Job& job);
 // The tool calls a chat job made (OpenAI's shape), or null.
 nlohmann::json toolCalls(const Job& job);
@@ -43,9 +46,10 @@ nlohmann::json completionLogprobs(const nlohmann::json& entries, size_t text_off
 
 // Streaming chunks. `delta` is new text; finish_reason null until the last chunk; `logprobs`
 // already in the route's shape (null without).
+// `index`: the choice.
 nlohmann::json completionChunk(const Job& job, const std::string& text, const nlohmann::json& finish_reason,
-                               const nlohmann::json& logprobs = nullptr);
+                               const nlohmann::json& logprobs = nullptr, int index = 0);
 nlohmann::json chatChunk(const Job& job, const nlohmann::json& delta, const nlohmann::json& finish_reason,
-                         const nlohmann::json& logprobs = nullptr);
+                         const nlohmann::json& logprobs = nullptr, int index = 0);
 
 }  // namespace statim::api

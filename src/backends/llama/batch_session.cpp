@@ -11,8 +11,11 @@
 namespace statim::llama {
 
 // A "token" event: new text, and with logprobs the entries of the tokens sampled since the last.
+// Choices after the first (params.n) report theirs as "choice_token" events with their index: the
+// job's "token" events (its text so far, result.text) are its first choice's.
 nlohmann::json LlamaBatchSession::tokenEvent(Slot& s, const std::string& text) {
-  nlohmann::json e = {{"type", "token"}, {"text", text}};
+  nlohmann::json e = {{"type", s.choice == 0 ? "token" : "choice_token"}, {"text", text}};
+  if (s.n > 1) e["index"] = s.choice;
   if (s.top_logprobs >= 0) {
     nlohmann::json fresh = nlohmann::json::array();
     for (; s.logprobs_sent < s.logprobs.size(); ++s.logprobs_sent) fresh.push_back(s.logprobs[s.logprobs_sent]);
@@ -64,7 +67,7 @@ LlamaBatchSession::~LlamaBatchSession() { llama_batch_free(batch_); }
 int LlamaBatchSession::contextPerSequence() const { return static_cast<int>(llama_n_ctx_seq(ctx_.get())); }
 
 int LlamaBatchSession::active() const {
-  return static_cast<int>(std::ranges::count_if(slots_, [](const Slot& s) { return s.busy; }));
+  return static_cast<int>(std::ranges::count_if(slots_, [](const Slot& s) { return s.busy; }) + waiting_.size());
 }
 
 std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llama_token>& prompt) const {
@@ -88,11 +91,28 @@ std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llam
 }
 
 Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
-  if (std::ranges::none_of(slots_, [](const Slot& s) { return !s.busy; })) {
-    return fail(Error::internal("batch is full"));
+  auto free = [&] { return std::ranges::any_of(slots_, [](const Slot& s) { return !s.busy; }); };
+  if (!free()) return fail(Error::internal("batch is full"));
+  const int n = job.params.value("n", 1);
+  if (n > 1) choices_[job.id] = Choices{.n = n, .results = std::vector<nlohmann::json>(static_cast<size_t>(n))};
+  if (auto r = start(job, control, 0); !r) {
+    choices_.erase(job.id);
+    return r;
   }
+  for (int choice = 1; choice < n; ++choice) {
+    if (!free()) {
+      waiting_.push_back({job, &control, choice});
+    } else if (auto r = start(job, control, choice); !r) {
+      (void)choiceEnded(job.id, choice, fail(r.error()));  // (the first choice has not ended: no outcome yet)
+    }
+  }
+  return ok();
+}
+
+Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int choice) {
   auto sampling = readSampling(job.params, options_.tool_format);
   if (!sampling) return fail(sampling.error());
+  sampling->seed += static_cast<std::uint32_t>(choice);
   auto prompt = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
   if (!prompt) return fail(prompt.error());
   std::vector<llama_token>* tokens = &prompt->tokens;
@@ -131,6 +151,8 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   s = Slot{};
   s.busy = true;
   s.id = job.id;
+  s.choice = choice;
+  s.n = job.params.value("n", 1);
   s.control = &control;
   s.prompt = std::move(*tokens);
   s.media = std::move(prompt->media);
@@ -150,7 +172,7 @@ Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
   return ok();
 }
 
-BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::optional<Error> error) {
+std::optional<BatchOutcome> LlamaBatchSession::release(int seq, std::string finish, std::optional<Error> error) {
   Slot& s = slots_[static_cast<size_t>(seq)];
   // What the sequence holds stays for the next job (the prompt cache), unless its state is unknown.
   std::vector<llama_token> kv = std::move(s.kv);
@@ -178,7 +200,8 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
     if (s.top_logprobs >= 0) (*out.result)["logprobs"] = std::move(s.logprobs);
     if (s.tools) {
       // The calls leave the text; a job that called ends with "tool_calls" (as OpenAI's do).
-      ParsedOutput parsed = parseToolCalls(s.output->text(), std::format("call_{}", s.id), options_.tool_format);
+      std::string call_id = s.choice == 0 ? std::format("call_{}", s.id) : std::format("call_{}_{}", s.id, s.choice);
+      ParsedOutput parsed = parseToolCalls(s.output->text(), call_id, options_.tool_format);
       if (!parsed.tool_calls.empty()) {
         auto& r = *out.result;
         r["text"] = parsed.text;
@@ -187,8 +210,43 @@ BatchOutcome LlamaBatchSession::release(int seq, std::string finish, std::option
       }
     }
   }
+  const int n = s.n, choice = s.choice;
   s = Slot{};
   s.kv = std::move(kv);
+  if (n == 1) return out;
+  return choiceEnded(out.id, choice, std::move(out.result));
+}
+
+std::optional<BatchOutcome> LlamaBatchSession::choiceEnded(JobId id, int choice, Result<nlohmann::json> result) {
+  Choices& c = choices_[id];
+  if (!result && !c.error) c.error = result.error();
+  if (result) c.results[static_cast<size_t>(choice)] = std::move(*result);
+  if (++c.ended < c.n) return std::nullopt;
+  BatchOutcome out{id, fail(Error::internal("unset"))};
+  if (c.error) {
+    out.result = fail(std::move(*c.error));
+  } else {
+    // The job's result is its first choice's, with every choice in "choices" and the tokens of all.
+    nlohmann::json r = c.results[0];
+    r["choices"] = nlohmann::json::array();
+    int tokens_out = 0;
+    double duration = 0;
+    for (int i = 0; i < c.n; ++i) {
+      const auto& one = c.results[static_cast<size_t>(i)];
+      nlohmann::json entry = {
+          {"index", i}, {"text", one.value("text", "")}, {"finish_reason", one.value("finish_reason", "stop")}};
+      for (const char* k : {"tool_calls", "logprobs"}) {
+        if (one.contains(k)) entry[k] = one[k];
+      }
+      r["choices"].push_back(std::move(entry));
+      tokens_out += one.value("tokens_out", 0);
+      duration = std::max(duration, one.value("duration_ms", 0.0));
+    }
+    r["tokens_out"] = tokens_out;
+    r["duration_ms"] = duration;
+    out.result = std::move(r);
+  }
+  choices_.erase(id);
   return out;
 }
 
@@ -212,9 +270,28 @@ void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, size_t start) 
 void LlamaBatchSession::step(const EndSink& ended) {
   const llama_vocab* vocab = llama_model_get_vocab(model_.get());
 
+  auto end = [&](std::optional<BatchOutcome> o) {
+    if (o) ended(std::move(*o));
+  };
   // Cancelled jobs leave before the step, with what they have.
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].busy && slots_[i].control->cancelled()) ended(release(static_cast<int>(i), "cancelled"));
+    if (slots_[i].busy && slots_[i].control->cancelled()) end(release(static_cast<int>(i), "cancelled"));
+  }
+  // Choices waiting for a sequence take the free ones first (a cancelled job's, none).
+  for (auto w = waiting_.begin(); w != waiting_.end();) {
+    if (w->control->cancelled()) {
+      nlohmann::json none = {{"text", ""}, {"finish_reason", "cancelled"}, {"tokens_out", 0}};
+      Waiting gone = std::move(*w);
+      w = waiting_.erase(w);
+      end(choiceEnded(gone.job.id, gone.choice, std::move(none)));
+      continue;
+    }
+    if (std::ranges::none_of(slots_, [](const Slot& s) { return !s.busy; })) break;
+    Waiting next = std::move(*w);
+    w = waiting_.erase(w);
+    if (auto r = start(next.job, *next.control, next.choice); !r) {
+      end(choiceEnded(next.job.id, next.choice, fail(r.error())));
+    }
   }
 
   // Images and audio the prompts have reached are decoded each on its own (their embeddings),
@@ -226,7 +303,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
       auto r = options_.mm->decode(ctx_.get(), m.chunk, static_cast<int>(i), static_cast<int>(s.prompt_done),
                                    static_cast<int>(llama_n_batch(ctx_.get())));
       if (!r) {
-        ended(release(static_cast<int>(i), "error", r.error()));
+        end(release(static_cast<int>(i), "error", r.error()));
         break;
       }
       s.kv.insert(s.kv.end(), m.n_tokens, kMediaToken);
@@ -276,9 +353,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
     // The batch's sequences are in an unknown state: end every job in it.
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (!slots_[i].busy) continue;
-      ended(release(static_cast<int>(i), "error",
-                             Error::backend(std::format("llama_decode failed (code {}{})", rc,
-                                                        rc == 1 ? ": no room in the KV cache" : ""))));
+      end(release(static_cast<int>(i), "error",
+                  Error::backend(
+                      std::format("llama_decode failed (code {}{})", rc, rc == 1 ? ": no room in the KV cache" : ""))));
     }
     return;
   }
@@ -302,7 +379,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
     llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
-      ended(release(static_cast<int>(i), "stop"));
+      end(release(static_cast<int>(i), "stop"));
       continue;
     }
     ++s.n_out;
@@ -315,9 +392,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
     if (s.deferred && !stopped) switchAtTrigger(s, tok, start);
     if (auto delta = s.output->takeStreamable(false); !delta.empty()) s.control->progress(tokenEvent(s, delta));
     if (stopped) {
-      ended(release(static_cast<int>(i), "stop"));
+      end(release(static_cast<int>(i), "stop"));
     } else if (s.n_out >= s.max_tokens) {
-      ended(release(static_cast<int>(i), "length"));
+      end(release(static_cast<int>(i), "length"));
     } else {
       s.pending = tok;
     }

@@ -1,10 +1,13 @@
-// Continuous batching over one llama_context: up to `capacity` jobs (one sequence each) advance
-// together, one llama_decode per step. Generating jobs contribute one token per step; a job's
-// prompt is fed in chunks that fill the rest of the step's batch, so a long prompt never stalls
+// Continuous batching over one llama_context: up to `capacity` sequences advance together, one
+// llama_decode per step; a job takes one sequence per choice (params.n; the choices a free
+// sequence cannot take yet wait in the session, counted as active, and start first). Generating jobs contribute one
+// token per step; a job's prompt is fed in chunks that fill the rest of the step's batch, so a long prompt never stalls
 // the jobs already generating. Each sequence has its own bounded share of the KV cache.
 #pragma once
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +48,8 @@ class LlamaBatchSession final : public BatchSession {
   struct Slot {
     bool busy = false;
     JobId id = 0;
+    int choice = 0;  // which of its job's choices (params.n) this sequence generates
+    int n = 1;
     JobControl* control = nullptr;
     std::vector<llama_token> prompt;  // media positions hold kMediaToken
     size_t prompt_done = 0;  // prompt tokens already decoded (or found in the cache)
@@ -77,8 +82,26 @@ class LlamaBatchSession final : public BatchSession {
     Clock::time_point start, first_token;
   };
 
+  // A job of several choices: what its ended choices produced, until all have.
+  struct Choices {
+    int n = 1, ended = 0;
+    std::vector<nlohmann::json> results;
+    std::optional<Error> error;
+  };
+  // A choice waiting for a free sequence.
+  struct Waiting {
+    Job job;
+    JobControl* control = nullptr;
+    int choice = 0;
+  };
+
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
-  BatchOutcome release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
+  // Starts one choice of the job on a free sequence.
+  Result<void> start(const Job& job, JobControl& control, int choice);
+  // Frees the sequence; the job's outcome when this was its last choice to end.
+  std::optional<BatchOutcome> release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
+  // A choice's result (or error) into its job's; the job's outcome once all its choices ended.
+  std::optional<BatchOutcome> choiceEnded(JobId id, int choice, Result<nlohmann::json> result);
   // The free slot whose cached tokens share the longest prefix with `prompt` (and that length).
   std::pair<size_t, size_t> bestFreeSlot(const std::vector<llama_token>& prompt) const;
   static nlohmann::json tokenEvent(Slot& s, const std::string& text);
@@ -91,6 +114,8 @@ class LlamaBatchSession final : public BatchSession {
   ContextOptions options_;
   llama_batch batch_;
   std::vector<Slot> slots_;
+  std::map<JobId, Choices> choices_;  // jobs of several choices, running
+  std::deque<Waiting> waiting_;
 };
 
 }  // namespace statim::llama

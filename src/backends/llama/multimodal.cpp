@@ -86,6 +86,11 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
     } else {
       auto pcm = audio::decodeFile(file->path, ref.input, mtmd_get_audio_sample_rate(ctx_), kMaxAudioSeconds);
       if (!pcm) return fail(pcm.error());
+      // (libmtmd aborts the process on a clip of one sample.)
+      if (pcm->samples.size() < static_cast<size_t>(pcm->rate / 100)) {
+        return fail(Error::invalid(std::format("input '{}' is too short: at least 10 ms of audio", ref.input),
+                                   "inputs." + ref.input));
+      }
       bitmap.reset(mtmd_bitmap_init_from_audio(pcm->samples.size(), pcm->samples.data()));
     }
     if (!bitmap) return fail(Error::backend(std::format("libmtmd could not take input '{}'", ref.input)));

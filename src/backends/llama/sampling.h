@@ -13,6 +13,9 @@
 
 namespace statim::llama {
 
+// The most choices (params.n) one job may ask for.
+inline constexpr int kMaxChoices = 16;
+
 struct Sampling {
   int max_tokens = 256;
   double temperature = 0.8;  // <= 0: greedy

@@ -5,6 +5,9 @@
 #include "core/logging.h"
 
 namespace statim {
+namespace {
+constexpr int kMaxTrackedChoices = 128;
+}  // namespace
 
 InProcessEventBus::Sub InProcessEventBus::makeSub(Listener listener, Executor on) {
   return {std::make_shared<Listener>(std::move(listener)), std::move(on), std::make_shared<std::atomic<bool>>(false)};
@@ -16,7 +19,7 @@ EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener
   Entry& e = jobs_[job];
   e.listeners.emplace(token, makeSub(std::move(listener), std::move(on)));
   tokens_.emplace(token, job);
-  return {token, e.text, e.logprobs, ended_.contains(job)};
+  return {token, e.text, e.logprobs, ended_.contains(job), e.choices};
 }
 
 EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on, Filter wants) {
@@ -92,6 +95,14 @@ void InProcessEventBus::publish(const JobEvent& event) {
   }
   if (it == jobs_.end()) return;
   if (event.type == eventName(JobStatus::kProcessing)) it->second.running = true;
+  if (event.type == "choice_token") {
+    int index = event.data.value("index", 0);
+    auto& choices = it->second.choices;
+    if (index > 0 && index < kMaxTrackedChoices) {
+      if (choices.size() <= static_cast<size_t>(index)) choices.resize(static_cast<size_t>(index) + 1);
+      choices[static_cast<size_t>(index)] += event.data.value("text", "");
+    }
+  }
   if (event.type == "token") {
     it->second.text += event.data.value("text", "");
     if (auto lp = event.data.find("logprobs"); lp != event.data.end() && lp->is_array()) {

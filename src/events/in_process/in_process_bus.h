@@ -32,6 +32,7 @@ class InProcessEventBus final : public EventBus {
   struct Entry {
     std::string text;
     nlohmann::json logprobs = nlohmann::json::array();  // of the token events that carried some
+    std::vector<std::string> choices;                   // "choice_token" texts by index (params.n > 1)
     bool running = false;  // between "started" and the terminal event
     std::map<Token, Sub> listeners;
   };

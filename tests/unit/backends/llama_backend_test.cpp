@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <format>
 #include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -148,6 +149,55 @@ TEST_F(LlamaBackendTest, CancellationStopsGeneration) {
   ASSERT_TRUE(r);
   EXPECT_EQ((*r)["finish_reason"], "cancelled");
   EXPECT_LT((*r)["tokens_out"].get<int>(), 200);
+}
+
+// params.n: each choice is its own sequence and samples with seed + its index, so choice i is what a
+// one-choice job with seed + i generates; with 2 sequences, the third choice waits for a free one.
+TEST_F(LlamaBackendTest, ChoicesAreSequencesSeededByTheirIndex) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
+  nlohmann::json p = {{"max_tokens", 10}, {"temperature", 1.3}, {"top_k", 0}, {"seed", 77}};
+  Job job{.id = 1, .model = "t", .type = "completion", .prompt = "Once upon a time", .params = p};
+  job.params["n"] = 3;
+  auto session = model->newBatchSession();
+  ASSERT_TRUE(session);
+  NoCancel control;
+  ASSERT_TRUE((*session)->add(job, control));
+  EXPECT_EQ((*session)->capacity(), 2);
+  EXPECT_EQ((*session)->active(), 3);  // two sequences, and the choice waiting for one
+  std::vector<BatchOutcome> outcomes;
+  while ((*session)->active() > 0) (*session)->step([&](BatchOutcome o) { outcomes.push_back(std::move(o)); });
+  ASSERT_EQ(outcomes.size(), 1u);  // one outcome for the job, once every choice has ended
+  ASSERT_TRUE(outcomes[0].result) << outcomes[0].result.error().message;
+  const auto& r = *outcomes[0].result;
+  ASSERT_EQ(r["choices"].size(), 3u);
+  std::set<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    nlohmann::json one = p;
+    one["seed"] = 77 + i;
+    auto alone = run(*model, "Once upon a time", one);
+    ASSERT_TRUE(alone);
+    EXPECT_EQ(r["choices"][i]["index"], i);
+    EXPECT_EQ(r["choices"][i]["text"], (*alone)["text"]) << "choice " << i;
+    EXPECT_EQ(r["choices"][i]["finish_reason"], "length");
+    texts.insert(r["choices"][i]["text"].get<std::string>());
+  }
+  EXPECT_EQ(texts.size(), 3u);
+  EXPECT_EQ(r["text"], r["choices"][0]["text"]);
+  EXPECT_EQ(r["tokens_out"], 30);
+}
+
+TEST_F(LlamaBackendTest, CancellingAJobOfSeveralChoicesEndsThemAllOnce) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
+  Job job{.id = 7, .model = "t", .type = "completion", .prompt = "Hello", .params = {{"max_tokens", 200}, {"n", 4}}};
+  std::vector<NoCancel> controls(1);
+  controls[0].cancel_after = 6;
+  auto r = runBatch(*model, {job}, &controls)[0];
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ((*r)["choices"].size(), 4u);
+  for (const auto& c : (*r)["choices"]) EXPECT_EQ(c["finish_reason"], "cancelled");
+  EXPECT_LT((*r)["tokens_out"].get<int>(), 400);
 }
 
 // Continuous batching must not change greedy results: 6 jobs decoded together (different
@@ -338,7 +388,7 @@ TEST_F(LlamaBackendTest, ParamValidationNamesTheField) {
             "'params.stop' must be a non-empty string or a list of at most 16 non-empty strings of at most 256 bytes"},
            {{{"bogus", 1}},
             "unknown field 'params.bogus' (allowed: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, "
-            "repeat_last_n, presence_penalty, frequency_penalty, seed, stop, grammar, logprobs, top_logprobs, "
+            "repeat_last_n, presence_penalty, frequency_penalty, seed, n, stop, grammar, logprobs, top_logprobs, "
             "response_format, user)"},
            {{{"min_p", 2}}, "'params.min_p' must be between 0 and 1"},
            {{{"presence_penalty", 3}}, "'params.presence_penalty' must be between -2 and 2"},
