@@ -62,6 +62,9 @@ def server(tmp_path_factory, tiny_gguf):
     s.add_model("vl", backend="llama", file=str(tiny_gguf), parallel=2,
                 params={"n_ctx": 512, "threads": 1, "mmproj": str(root / "mmproj.gguf")})
     s.add_model("text-only", backend="llama", file=str(tiny_gguf), params={"n_ctx": 512, "threads": 1})
+    make_fixture("make_tiny_mmproj.py", root / "audio.gguf", "--audio")
+    s.add_model("hear", backend="llama", file=str(tiny_gguf), params={"n_ctx": 512, "threads": 1,
+                                                                       "mmproj": str(root / "audio.gguf")})
     s.start(timeout=60)
     yield s
     s.cleanup()
@@ -190,6 +193,37 @@ def test_anthropic_image_blocks_and_count_tokens(server, client):
     r = server.post("/v1/messages", headers=headers, json={**body, "max_tokens": 4}, timeout=60)
     assert r.status_code == 400 and "image URLs are not fetched" in r.json()["error"]["message"], r.text
     assert r.json()["type"] == "error"
+
+
+def wav(samples: int, rate: int = 16000) -> bytes:
+    """A 440 Hz tone, mono 16-bit PCM."""
+    import math
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(samples))
+    return (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+            + b"data" + struct.pack("<I", len(pcm)) + pcm)
+
+
+def test_audio_reaches_a_model_whose_projector_hears(server, client):
+    def hear(data: bytes, fmt: str = "wav"):
+        return client.chat.completions.with_raw_response.create(model="hear", max_tokens=6, temperature=0, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "What is this sound?"},
+                                         {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(),
+                                                                                 "format": fmt}}]}])
+    clip = wav(16000)
+    raw = hear(clip)
+    out = raw.parse()
+    plain = client.chat.completions.create(model="hear", max_tokens=1, messages=[
+        {"role": "user", "content": "What is this sound?"}])
+    assert out.usage.prompt_tokens == plain.usage.prompt_tokens + 30  # one 30 s window: 30 embeddings
+    job = server.get(f"/job/{raw.headers['X-Statim-Job-Id']}").json()
+    assert [(f["name"], f["content_type"], f["bytes"]) for f in job["inputs"]] == [("audio-1", "audio/wav", len(clip))]
+    assert server.get("/models/hear").json()["details"]["input_media"] == {"image": False, "audio": True}
+    with pytest.raises(openai.BadRequestError) as e:
+        hear(wav(1))
+    assert "input 'audio-1' is too short: at least 10 ms of audio" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="hear", max_tokens=2, messages=image_message(RED))
+    assert "this model's projector takes no images (input 'image-1')" in e.value.message
 
 
 def test_images_that_are_not_images_and_models_without_a_projector(server, client):

@@ -2,6 +2,7 @@
 // random-weight LLaVA-style projector of make_tiny_mmproj.py. What the batch session generates
 // for a prompt with images must be what libmtmd's own reference evaluation of the same prompt
 // (mtmd_helper_eval_chunks into a fresh context, then greedy decoding) generates.
+#include <cmath>
 #include <cstdlib>
 #include <format>
 #include <fstream>
@@ -37,7 +38,8 @@ class LlamaMultimodalTest : public ::testing::Test {
     auto d = dir_->path().string();
     auto cmd = std::format(
         "python3 {0}/tests/fixtures/make_tiny_gguf.py {1}/tiny.gguf > {1}/gen.log 2>&1 && "
-        "python3 {0}/tests/fixtures/make_tiny_mmproj.py {1}/mmproj.gguf >> {1}/gen.log 2>&1",
+        "python3 {0}/tests/fixtures/make_tiny_mmproj.py {1}/mmproj.gguf >> {1}/gen.log 2>&1 && "
+        "python3 {0}/tests/fixtures/make_tiny_mmproj.py {1}/audio.gguf --audio >> {1}/gen.log 2>&1",
         STATIM_SOURCE_DIR, d);
     ok_ = std::system(cmd.c_str()) == 0;
   }
@@ -102,7 +104,7 @@ class LlamaMultimodalTest : public ::testing::Test {
 
   // libmtmd's reference: the job's rendered prompt and images through mtmd_helper_eval_chunks in
   // a fresh single-sequence context, then `n` greedy tokens, one llama_decode each.
-  static std::string reference(const Job& job, int n) {
+  static std::string reference(const Job& job, int n, const std::string& mmproj = "mmproj.gguf") {
     llama::initOnce();
     auto mp = llama_model_default_params();
     llama_model* model = llama_model_load_from_file((dir() / "tiny.gguf").c_str(), mp);
@@ -114,7 +116,7 @@ class LlamaMultimodalTest : public ::testing::Test {
     mcp.use_gpu = false;
     mcp.n_threads = 2;
     mcp.warmup = false;
-    mtmd_context* mtmd = mtmd_init_from_file((dir() / "mmproj.gguf").c_str(), model, mcp);
+    mtmd_context* mtmd = mtmd_init_from_file((dir() / mmproj).c_str(), model, mcp);
     // The prompt text as llama.cpp's own tools would write it: each image a marker.
     nlohmann::json messages = nlohmann::json::array();
     std::vector<mtmd_bitmap*> bitmaps;
@@ -197,6 +199,43 @@ TEST_F(LlamaMultimodalTest, ImagePromptsGenerateWhatLibmtmdsReferenceGenerates) 
   EXPECT_EQ((*together.at(1))["tokens_in"].get<int>(), (*together.at(4))["tokens_in"].get<int>() + 16);
   // Another image, another answer.
   EXPECT_NE((*together.at(1))["text"], (*together.at(2))["text"]);
+}
+
+// 1 s of a 440 Hz tone, 16 kHz mono 16-bit PCM, as a WAV file.
+std::string toneWav(int samples = 16000) {
+  std::string pcm;
+  for (int i = 0; i < samples; ++i) {
+    auto v = static_cast<std::int16_t>(8000 * std::sin(2 * 3.14159265 * 440 * i / 16000.0));
+    pcm.append(reinterpret_cast<const char*>(&v), 2);
+  }
+  auto u32 = [](std::uint32_t x) { return std::string(reinterpret_cast<const char*>(&x), 4); };
+  auto u16 = [](std::uint16_t x) { return std::string(reinterpret_cast<const char*>(&x), 2); };
+  return "RIFF" + u32(36 + static_cast<std::uint32_t>(pcm.size())) + "WAVEfmt " + u32(16) + u16(1) + u16(1) +
+         u32(16000) + u32(32000) + u16(2) + u16(16) + "data" + u32(static_cast<std::uint32_t>(pcm.size())) + pcm;
+}
+
+TEST_F(LlamaMultimodalTest, AudioPromptsGenerateWhatLibmtmdsReferenceGenerates) {
+  ASSERT_TRUE(ok_);
+  auto m = load({{"n_ctx", 256}, {"threads", 2}, {"mmproj", "audio.gguf"}}, 2);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->describe()["input_media"], (nlohmann::json{{"image", false}, {"audio", true}}));
+  nlohmann::json text = {{"type", "text"}, {"text", "What do you hear?"}};
+  Job heard = chat(1, {text, {{"type", "audio"}, {"input", "clip"}}}, {file("clip", toneWav())});
+  Job plain = chat(2, {text}, {});
+  auto together = runTogether(*m, {heard, plain});
+  ASSERT_TRUE(together.at(1)) << together.at(1).error().message;
+  ASSERT_TRUE(together.at(2));
+  // 30 embeddings per (started) 30 s window of audio, in place of nothing.
+  EXPECT_EQ((*together.at(1))["tokens_in"].get<int>(), (*together.at(2))["tokens_in"].get<int>() + 30);
+  EXPECT_EQ((*together.at(1))["text"], reference(heard, 10, "audio.gguf"));
+  // An image to an audio-only projector; a clip of one sample (libmtmd would abort on it).
+  NewJob n{.model = "vl", .type = "chat"};
+  n.params = chat(3, {text, {{"type", "image"}, {"input", "photo"}}}, {}).params;
+  n.inputs = {image("photo", 1)};
+  EXPECT_NE(m->checkJob(n).error().message.find("this model's projector takes no images"), std::string::npos);
+  n.params = heard.params;
+  n.inputs = {file("clip", toneWav(1))};
+  EXPECT_NE(m->checkJob(n).error().message.find("input 'clip' is too short"), std::string::npos);
 }
 
 TEST_F(LlamaMultimodalTest, TheCacheStopsBeforeAnImage) {
