@@ -85,6 +85,14 @@ class BatchSession {
   // time to join the next step. `ended` must not call the session.
   using EndSink = std::function<void(BatchOutcome)>;
   virtual void step(const EndSink& ended) = 0;
+  // Where the steps' time went since the last call (GET /metrics: statim_batch_step_seconds_total):
+  // seconds by phase ("decode", "sample", ...), and how many steps and tokens. Empty: not kept.
+  struct StepTimes {
+    int steps = 0;
+    int tokens = 0;  // decoded (prompt and generated)
+    std::vector<std::pair<std::string, double>> seconds;
+  };
+  virtual StepTimes takeStepTimes() { return {}; }
 };
 
 class Session {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/metrics.h"
+#include "statim/backend.h"
 #include "statim/job.h"
 
 namespace statim {
@@ -13,6 +14,8 @@ class JobMetrics {
   void submitted(const Job& job);
   void started(const Job& job);   // job as claimed (started_at set)
   void finished(const Job& job);  // the final job (COMPLETED, FAILED or CANCELLED)
+  // A batch session's steps since the last call: their time by phase, the steps and tokens.
+  void stepped(const std::string& model, const BatchSession::StepTimes& times);
 
  private:
   Metrics& m_;

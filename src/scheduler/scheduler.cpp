@@ -559,6 +559,7 @@ void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
     }
     try {
       compute(q, use, [&] { batch->step(ended); });
+      if (options_.metrics) options_.metrics->stepped(q.id, batch->takeStepTimes());
     } catch (const std::exception& e) {
       // A throwing step leaves the session's sequences in an unknown state: fail the batch's
       // jobs and go on with a new session.

@@ -214,6 +214,18 @@ def test_generated_tokens_follow_a_llama_job(srv):
         before.get("statim_generation_tokens_per_second_count", model="tiny") == 1
     # Echo jobs produce no tokens.
     assert not after.has("statim_generated_tokens_total", model="echo")
+    # The batch's steps: one to read the prompt and one per token after the first (the last token
+    # is sampled, not decoded), their tokens, and where their time went.
+    def delta(name, **labels):
+        return after.get(name, **labels) - before.get(name, **labels)
+    prompt = job["result"]["tokens_in"] - job["result"]["tokens_cached"]
+    assert delta("statim_batch_steps_total", model="tiny") == 1 + (tokens - 1)
+    assert delta("statim_batch_step_tokens_total", model="tiny") == prompt + tokens - 1
+    phases = {p: delta("statim_batch_step_seconds_total", model="tiny", phase=p)
+              for p in ("decode", "sample", "text", "events", "media")}
+    assert phases["decode"] > 0 and phases["sample"] > 0 and phases["text"] > 0, phases
+    assert phases["media"] < phases["decode"], phases
+    assert sum(phases.values()) < job["result"]["duration_ms"] / 1000, (phases, job["result"])
 
 
 def test_idempotent_replays_are_not_new_submissions(srv):

@@ -273,6 +273,13 @@ void LlamaBatchSession::step(const EndSink& ended) {
   auto end = [&](std::optional<BatchOutcome> o) {
     if (o) ended(std::move(*o));
   };
+  // The time since the last lap goes to `phase`.
+  Clock::time_point t = Clock::now();
+  auto lap = [&](Phase phase) {
+    Clock::time_point now = Clock::now();
+    phase_s_[phase] += std::chrono::duration<double>(now - t).count();
+    t = now;
+  };
   // Cancelled jobs leave before the step, with what they have.
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (slots_[i].busy && slots_[i].control->cancelled()) end(release(static_cast<int>(i), "cancelled"));
@@ -294,6 +301,8 @@ void LlamaBatchSession::step(const EndSink& ended) {
     }
   }
 
+  lap(kEvents);
+
   // Images and audio the prompts have reached are decoded each on its own (their embeddings),
   // after the text before them (decoded in an earlier step) and before the text after them.
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -311,6 +320,8 @@ void LlamaBatchSession::step(const EndSink& ended) {
       ++s.next_media;
     }
   }
+
+  lap(kMedia);
 
   // One token for every generating sequence, then prompt chunks in the room left.
   const int n_batch = static_cast<int>(llama_n_batch(ctx_.get()));
@@ -349,6 +360,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
   if (batch_.n_tokens == 0) return;
 
   int rc = llama_decode(ctx_.get(), batch_);
+  ++steps_;
+  step_tokens_ += batch_.n_tokens;
+  lap(kDecode);
   if (rc != 0) {
     // The batch's sequences are in an unknown state: end every job in it.
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -379,7 +393,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
     llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
+      lap(kSample);
       end(release(static_cast<int>(i), "stop"));
+      lap(kEvents);
       continue;
     }
     ++s.n_out;
@@ -387,10 +403,13 @@ void LlamaBatchSession::step(const EndSink& ended) {
       s.logprobs.push_back(tokenLogprob(vocab, llama_get_logits_ith(ctx_.get(), s.logits_index),
                                         llama_vocab_n_tokens(vocab), tok, s.top_logprobs));
     }
+    lap(kSample);
     size_t start = s.output->text().size();
     bool stopped = s.output->append(tokenPiece(vocab, tok));
     if (s.deferred && !stopped) switchAtTrigger(s, tok, start);
-    if (auto delta = s.output->takeStreamable(false); !delta.empty()) s.control->progress(tokenEvent(s, delta));
+    std::string delta = s.output->takeStreamable(false);
+    lap(kText);
+    if (!delta.empty()) s.control->progress(tokenEvent(s, delta));
     if (stopped) {
       end(release(static_cast<int>(i), "stop"));
     } else if (s.n_out >= s.max_tokens) {
@@ -398,7 +417,17 @@ void LlamaBatchSession::step(const EndSink& ended) {
     } else {
       s.pending = tok;
     }
+    lap(kEvents);
   }
+}
+
+BatchSession::StepTimes LlamaBatchSession::takeStepTimes() {
+  static constexpr const char* kNames[kPhases] = {"media", "decode", "sample", "text", "events"};
+  StepTimes out{steps_, step_tokens_, {}};
+  for (int p = 0; p < kPhases; ++p) out.seconds.emplace_back(kNames[p], phase_s_[static_cast<size_t>(p)]);
+  phase_s_ = {};
+  steps_ = step_tokens_ = 0;
+  return out;
 }
 
 }  // namespace statim::llama

@@ -5,6 +5,7 @@
 // the jobs already generating. Each sequence has its own bounded share of the KV cache.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -40,6 +41,7 @@ class LlamaBatchSession final : public BatchSession {
   int active() const override;
   Result<void> add(const Job& job, JobControl& control) override;
   void step(const EndSink& ended) override;
+  StepTimes takeStepTimes() override;
 
   int contextPerSequence() const;
 
@@ -116,6 +118,12 @@ class LlamaBatchSession final : public BatchSession {
   std::vector<Slot> slots_;
   std::map<JobId, Choices> choices_;  // jobs of several choices, running
   std::deque<Waiting> waiting_;
+  // The steps' time by phase since takeStepTimes(): media (encoding images and audio), decode
+  // (llama_decode), sample, text (detokenizing, stop strings, tool-call triggers), events
+  // (progress events and the jobs that ended).
+  enum Phase { kMedia, kDecode, kSample, kText, kEvents, kPhases };
+  std::array<double, kPhases> phase_s_{};
+  int steps_ = 0, step_tokens_ = 0;
 };
 
 }  // namespace statim::llama
