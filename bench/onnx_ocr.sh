@@ -26,10 +26,10 @@ DIRECT=.bench/ort_detect
 log() { echo "bench: $*" >&2; }
 [ -x "$BIN" ] || { log "no $BIN (run make build first)"; exit 1; }
 mkdir -p .bench
-if [ ! -x "$DIRECT" ] || [ bench/ort_detect.cpp -nt "$DIRECT" ] || [ src/backends/onnx/image.cpp -nt "$DIRECT" ]; then
+if [ ! -x "$DIRECT" ] || [ bench/ort_detect.cpp -nt "$DIRECT" ] || [ src/backends/onnx/image.cpp -nt "$DIRECT" ] || [ src/backends/media/image.cpp -nt "$DIRECT" ]; then
   log "building $DIRECT"
   g++ -std=c++23 -O2 -Wall -Isrc -Iinclude -I/usr/include/onnxruntime -o "$DIRECT" bench/ort_detect.cpp \
-    src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp -lonnxruntime
+    src/backends/media/image.cpp src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp -lonnxruntime
 fi
 
 WORK=$(mktemp -d /tmp/statim-bench-onnx.XXXXXX)

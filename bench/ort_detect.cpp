@@ -5,7 +5,8 @@
 // into BGR 416x416 and grid-decoded with NMS, using statim's own preprocessing/decoding code.
 //
 //   g++ -std=c++23 -O2 -Isrc -Iinclude -I/usr/include/onnxruntime -o .bench/ort_detect \
-//       bench/ort_detect.cpp src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp -lonnxruntime
+//       bench/ort_detect.cpp src/backends/media/image.cpp src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp
+//       -lonnxruntime
 //   .bench/ort_detect MODEL.onnx IMAGE.jpg JOBS_PER_CLIENT CLIENTS THREADS
 // Prints `RESULT jobs=.. jobs_per_s=.. p50_ms=.. p90_ms=.. detections=..`.
 #include <algorithm>

@@ -106,6 +106,18 @@ def test_an_image_reaches_the_model_and_is_stored_as_the_jobs_input(server, clie
     assert model["details"]["input_media"] == {"image": True, "audio": False}
 
 
+def test_the_next_turn_of_a_chat_about_a_picture_comes_from_the_prompt_cache(server, client):
+    first = ask(client, RED).parse()
+    messages = image_message(RED) + [{"role": "assistant", "content": first.choices[0].message.content},
+                                     {"role": "user", "content": "And the colours?"}]
+    second = client.chat.completions.create(model="vl", messages=messages, max_tokens=4, temperature=0)
+    # The picture (16 embeddings), the question and the answer were all in the sequence's cache.
+    assert second.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens
+    # Another picture in the same place: the cache stops before it.
+    other = client.chat.completions.create(model="vl", messages=image_message(BLUE), max_tokens=1, temperature=0)
+    assert other.usage.prompt_tokens_details.cached_tokens < other.usage.prompt_tokens - IMAGE_TOKENS
+
+
 def test_streaming_a_chat_with_an_image_streams_the_same_text(server, client):
     expected = ask(client, RED).parse().choices[0].message.content
     stream = client.chat.completions.create(model="vl", messages=image_message(RED), max_tokens=12, temperature=0,

@@ -76,10 +76,7 @@ std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llam
     if (slots_[i].busy) continue;
     const auto& kv = slots_[i].kv;
     size_t common = 0;
-    while (common < kv.size() && common < prompt.size() && kv[common] == prompt[common] &&
-           prompt[common] != kMediaToken) {
-      ++common;
-    }
+    while (common < kv.size() && common < prompt.size() && kv[common] == prompt[common]) ++common;
     // The longest shared prefix; among equals, the slot holding the least (it loses the least).
     if (best == slots_.size() || common > best_common ||
         (common == best_common && kv.size() < slots_[best].kv.size())) {
@@ -131,6 +128,16 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   // tail (recurrent layers) starts from an empty sequence.
   auto [slot_index, common] = bestFreeSlot(*tokens);
   common = std::min(common, tokens->size() - 1);
+  // Images and audio are decoded whole: a prefix that ends inside one (it cannot, but for hash
+  // collisions) stops before it; those inside the prefix are in the cache already.
+  size_t next_media = 0;
+  for (const MediaChunk& m : prompt->media) {
+    if (m.start + m.n_tokens <= common) {
+      ++next_media;
+    } else if (m.start < common) {
+      common = m.start;
+    }
+  }
   llama_memory_t mem = llama_get_memory(ctx_.get());
   const int seq = static_cast<int>(slot_index);
   std::vector<llama_token> kv = std::move(slots_[slot_index].kv);
@@ -144,7 +151,7 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   if (sampling->grammar.empty() &&
       (sampling->repeat_penalty != 1.0 || sampling->presence_penalty != 0.0 || sampling->frequency_penalty != 0.0)) {
     for (llama_token t : *tokens) {
-      if (t != kMediaToken) llama_sampler_accept(sampler->get(), t);
+      if (!isMediaToken(t)) llama_sampler_accept(sampler->get(), t);
     }
   }
   Slot& s = slots_[slot_index];
@@ -157,6 +164,7 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   s.prompt = std::move(*tokens);
   s.media = std::move(prompt->media);
   s.chunks = std::move(prompt->chunks);
+  s.next_media = next_media;
   s.kv = std::move(kv);
   s.prompt_done = common;
   s.n_past = static_cast<int>(common);
@@ -315,7 +323,8 @@ void LlamaBatchSession::step(const EndSink& ended) {
         end(release(static_cast<int>(i), "error", r.error()));
         break;
       }
-      s.kv.insert(s.kv.end(), m.n_tokens, kMediaToken);
+      s.kv.insert(s.kv.end(), s.prompt.begin() + static_cast<long>(m.start),
+                  s.prompt.begin() + static_cast<long>(m.start + m.n_tokens));
       s.prompt_done += m.n_tokens;
       ++s.next_media;
     }

@@ -53,7 +53,7 @@ class LlamaBatchSession final : public BatchSession {
     int choice = 0;  // which of its job's choices (params.n) this sequence generates
     int n = 1;
     JobControl* control = nullptr;
-    std::vector<llama_token> prompt;  // media positions hold kMediaToken
+    std::vector<llama_token> prompt;  // media positions hold placeholders (mediaToken)
     size_t prompt_done = 0;  // prompt tokens already decoded (or found in the cache)
     // Images / audio in the prompt: decoded each on its own when prompt_done reaches it.
     std::vector<MediaChunk> media;

@@ -20,7 +20,28 @@ struct BitmapDeleter {
 };
 using BitmapPtr = std::unique_ptr<mtmd_bitmap, BitmapDeleter>;
 
+// FNV-1a, 64 bits.
+std::uint64_t fnv1a(std::string_view bytes, std::uint64_t h = 14695981039346656037ull) {
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// What identifies a medium's content: its input's SHA-256 (stored files always have one), else
+// a hash of the decoded samples.
+std::uint64_t contentHash(const JobFile& f, std::string_view decoded) {
+  return f.sha256.empty() ? fnv1a(decoded) : fnv1a(f.sha256);
+}
+
 }  // namespace
+
+llama_token mediaToken(std::uint64_t content_hash, size_t position) {
+  // splitmix64 of (hash, position): a different id at each position of each medium.
+  std::uint64_t z = content_hash + 0x9e3779b97f4a7c15ull * (position + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return -1 - static_cast<llama_token>(z & 0x3fffffff);
+}
 
 Result<std::shared_ptr<Multimodal>> Multimodal::load(const std::filesystem::path& mmproj, const llama_model* model,
                                                      int threads) {
@@ -58,6 +79,7 @@ const char* Multimodal::marker() { return mtmd_default_marker(); }
 Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<MediaRef>& media,
                                     const std::vector<JobFile>& inputs) const {
   std::vector<BitmapPtr> bitmaps;
+  std::uint64_t hash = 0;  // the content's, for the chunks' ids
   for (const MediaRef& ref : media) {
     auto file = std::ranges::find(inputs, ref.input, &JobFile::name);
     if (file == inputs.end()) {
@@ -83,6 +105,8 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
       }
       bitmap.reset(mtmd_bitmap_init(static_cast<uint32_t>(decoded->width), static_cast<uint32_t>(decoded->height),
                                     decoded->pixels.data()));
+      hash = contentHash(
+          *file, std::string_view(reinterpret_cast<const char*>(decoded->pixels.data()), decoded->pixels.size()));
     } else {
       auto pcm = audio::decodeFile(file->path, ref.input, mtmd_get_audio_sample_rate(ctx_), kMaxAudioSeconds);
       if (!pcm) return fail(pcm.error());
@@ -92,8 +116,12 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
                                    "inputs." + ref.input));
       }
       bitmap.reset(mtmd_bitmap_init_from_audio(pcm->samples.size(), pcm->samples.data()));
+      hash = contentHash(*file, std::string_view(reinterpret_cast<const char*>(pcm->samples.data()),
+                                                 pcm->samples.size() * sizeof(float)));
     }
     if (!bitmap) return fail(Error::backend(std::format("libmtmd could not take input '{}'", ref.input)));
+    // (Every chunk libmtmd makes of it - some projectors cut an image in slices - carries this id.)
+    mtmd_bitmap_set_id(bitmap.get(), std::format("{:016x}", hash).c_str());
     bitmaps.push_back(std::move(bitmap));
   }
   std::vector<const mtmd_bitmap*> ptrs;
@@ -123,11 +151,14 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
       continue;
     }
     size_t k = mtmd_input_chunk_get_n_tokens(c);
+    const char* id = mtmd_input_chunk_get_id(c);
+    // (The chunk's ordinal too: the slices of one image are different content.)
+    const std::uint64_t chunk_hash = fnv1a(id ? id : "") ^ (0xff51afd7ed558ccdull * (out.media.size() + 1));
     out.media.push_back({out.tokens.size(), k, c});
-    out.tokens.insert(out.tokens.end(), k, kMediaToken);
+    for (size_t j = 0; j < k; ++j) out.tokens.push_back(mediaToken(chunk_hash, j));
   }
   // The last prompt position gives the logits of the first generated token: it must be text.
-  if (out.tokens.empty() || out.tokens.back() == kMediaToken) {
+  if (out.tokens.empty() || isMediaToken(out.tokens.back())) {
     return fail(Error::invalid("the prompt ends with an image or audio; the chat template must add text after it",
                                "messages"));
   }

@@ -3,11 +3,12 @@
 // a clip of audio into embeddings of the text model) takes chat content parts
 // {"type": "image" | "audio", "input": "<name of one of the job's input files>"}.
 //
-// A prompt with media is a token list in which each media chunk holds kMediaToken placeholders
+// A prompt with media is a token list in which each media chunk holds placeholders (mediaToken)
 // (as many as the embeddings it becomes); the batch session decodes the text as usual and each
 // media chunk on its own (mtmd encodes it, then its embeddings are decoded into the sequence).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -23,12 +24,15 @@
 
 namespace statim::llama {
 
-// A prompt position held by a media embedding, not a token (never equal to a real token, so the
-// prompt cache stops before it).
-inline constexpr llama_token kMediaToken = -1;
+// A prompt position held by a media embedding is a negative id, a hash of the medium's content and
+// the position within it: never a real token, equal only where the same image (or clip) sits, so
+// the prompt cache reuses the KV of an image it has seen (the next turn of a chat about it) and
+// stops before any other.
+inline bool isMediaToken(llama_token t) { return t < 0; }
+llama_token mediaToken(std::uint64_t content_hash, size_t position);
 
 struct MediaChunk {
-  size_t start = 0;     // index of its first position in Prompt::tokens
+  size_t start = 0;     // index of its first position in Prompt::tokens (its placeholders: mediaToken)
   size_t n_tokens = 0;  // positions it takes
   const mtmd_input_chunk* chunk = nullptr;
 };

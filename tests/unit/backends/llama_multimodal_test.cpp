@@ -238,38 +238,55 @@ TEST_F(LlamaMultimodalTest, AudioPromptsGenerateWhatLibmtmdsReferenceGenerates) 
   EXPECT_NE(m->checkJob(n).error().message.find("input 'clip' is too short"), std::string::npos);
 }
 
-TEST_F(LlamaMultimodalTest, TheCacheStopsBeforeAnImage) {
+// The prompt cache and images: a sequence's KV is reused up to where its prompt and the new one
+// differ, an image counting as the same only when it is the same picture; the next turn of a chat
+// about a picture decodes neither the picture nor the earlier turns again, and answers as a fresh
+// session does.
+TEST_F(LlamaMultimodalTest, TheCacheReusesAnImageOnlyWhenItIsTheSamePicture) {
   ASSERT_TRUE(ok_);
   auto m = load({{"n_ctx", 256}, {"threads", 2}, {"mmproj", "mmproj.gguf"}});
   ASSERT_TRUE(m);
   auto session = m->newBatchSession();
   ASSERT_TRUE(session);
   nlohmann::json text = {{"type", "text"}, {"text", "A long question about the picture that follows it"}};
+  nlohmann::json photo = {{"type", "image"}, {"input", "photo"}};
   auto red = image("photo", 1), blue = image("photo", 2);
-  std::vector<nlohmann::json> results;
-  for (auto& f : {red, blue, red}) {
+  auto run = [&](Job job) {
     Quiet q;
-    ASSERT_TRUE((*session)->add(chat(1, {text, {{"type", "image"}, {"input", "photo"}}}, {f}), q));
+    nlohmann::json out;
+    EXPECT_TRUE((*session)->add(job, q));
     while ((*session)->active() > 0) {
       (*session)->step([&](BatchOutcome o) {
-        ASSERT_TRUE(o.result) << o.result.error().message;
-        results.push_back(*o.result);
+        EXPECT_TRUE(o.result) << o.result.error().message;
+        if (o.result) out = *o.result;
       });
     }
-  }
-  ASSERT_EQ(results.size(), 3u);
-  // The text before the image is reused; the image (whatever it is) and what follows are not.
-  Job first = chat(1, {text, {{"type", "image"}, {"input", "photo"}}}, {red});
-  NewJob n{.model = "vl", .type = "chat", .params = first.params, .inputs = first.inputs};
+    return out;
+  };
+  auto r0 = run(chat(1, {text, photo}, {red}));
+  auto r1 = run(chat(2, {text, photo}, {blue}));
+  auto r2 = run(chat(3, {text, photo}, {red}));
+  Job next = chat(4, {text, photo}, {red});
+  next.params["messages"].push_back({{"role", "assistant"}, {"content", r2["text"]}});
+  next.params["messages"].push_back({{"role", "user"}, {"content", "And the colours?"}});
+  auto r3 = run(next);
+
+  NewJob n{.model = "vl", .type = "chat", .params = chat(1, {text, photo}, {red}).params, .inputs = {red}};
   auto tokens = m->promptTokens(n);
   ASSERT_TRUE(tokens);
-  auto before_image = std::ranges::find(*tokens, -1) - tokens->begin();
+  auto before_image = std::ranges::find_if(*tokens, [](int t) { return t < 0; }) - tokens->begin();
   EXPECT_GT(before_image, 5);
-  EXPECT_EQ(results[0]["tokens_cached"], 0);
-  EXPECT_EQ(results[1]["tokens_cached"], before_image);
-  EXPECT_EQ(results[2]["tokens_cached"], before_image);
-  EXPECT_NE(results[0]["text"], results[1]["text"]);
-  EXPECT_EQ(results[0]["text"], results[2]["text"]);
+  EXPECT_EQ(r0["tokens_cached"], 0);
+  EXPECT_EQ(r1["tokens_cached"], before_image);  // another picture: up to it
+  EXPECT_EQ(r2["tokens_cached"], before_image);  // (the sequence held the blue one)
+  EXPECT_NE(r0["text"], r1["text"]);
+  EXPECT_EQ(r0["text"], r2["text"]);
+  // The next turn: the picture, the question and the answer come from the cache.
+  EXPECT_GE(r3["tokens_cached"].get<int>(), r2["tokens_in"].get<int>());
+  auto fresh = runTogether(*m, {next}).at(4);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ((*fresh)["tokens_cached"], 0);
+  EXPECT_EQ(r3["text"], (*fresh)["text"]);
 }
 
 TEST_F(LlamaMultimodalTest, MediaErrorsNameTheProblem) {
