@@ -230,9 +230,8 @@ def test_audio_reaches_a_model_whose_projector_hears(server, client):
     job = server.get(f"/job/{raw.headers['X-Statim-Job-Id']}").json()
     assert [(f["name"], f["content_type"], f["bytes"]) for f in job["inputs"]] == [("audio-1", "audio/wav", len(clip))]
     assert server.get("/models/hear").json()["details"]["input_media"] == {"image": False, "audio": True}
-    with pytest.raises(openai.BadRequestError) as e:
-        hear(wav(1))
-    assert "input 'audio-1' is too short: at least 10 ms of audio" in e.value.message
+    # A clip of one sample (libmtmd would abort the process on it) is padded with silence.
+    assert hear(wav(1)).parse().usage.prompt_tokens == out.usage.prompt_tokens
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="hear", max_tokens=2, messages=image_message(RED))
     assert "this model's projector takes no images (input 'image-1')" in e.value.message

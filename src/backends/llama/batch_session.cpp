@@ -88,39 +88,50 @@ std::pair<size_t, size_t> LlamaBatchSession::bestFreeSlot(const std::vector<llam
 }
 
 Result<void> LlamaBatchSession::add(const Job& job, JobControl& control) {
-  auto free = [&] { return std::ranges::any_of(slots_, [](const Slot& s) { return !s.busy; }); };
-  if (!free()) return fail(Error::internal("batch is full"));
+  // What every choice shares, checked once: the prompt (images decoded and preprocessed once) and
+  // that it fits; the sampling params.
+  if (auto sampling = readSampling(job.params, options_.tool_format); !sampling) return fail(sampling.error());
+  auto made = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
+  if (!made) return fail(made.error());
+  const int n_ctx = contextPerSequence();
+  if (static_cast<int>(made->tokens.size()) >= n_ctx) {
+    return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
+                                           "(manifest params.n_ctx); shorten the prompt",
+                                           made->tokens.size(), n_ctx),
+                               "prompt"));
+  }
+  auto prompt = std::make_shared<const Prompt>(std::move(*made));
   const int n = job.params.value("n", 1);
   if (n > 1) choices_[job.id] = Choices{.n = n, .results = std::vector<nlohmann::json>(static_cast<size_t>(n))};
-  if (auto r = start(job, control, 0); !r) {
-    choices_.erase(job.id);
-    return r;
-  }
-  for (int choice = 1; choice < n; ++choice) {
-    if (!free()) {
-      waiting_.push_back({job, &control, choice});
-    } else if (auto r = start(job, control, choice); !r) {
-      (void)choiceEnded(job.id, choice, fail(r.error()));  // (the first choice has not ended: no outcome yet)
+  for (int choice = 0; choice < n; ++choice) {
+    // Choices take free sequences in the order they came: behind those waiting already.
+    if (!waiting_.empty() || std::ranges::none_of(slots_, [](const Slot& s) { return !s.busy; })) {
+      waiting_.push_back({job, &control, choice, prompt});
+      continue;
+    }
+    if (auto r = start(job, control, choice, *prompt); !r) {
+      if (choice == 0) {  // nothing of the job runs: it fails at once
+        choices_.erase(job.id);
+        return r;
+      }
+      (void)choiceEnded(job.id, choice, fail(r.error()));  // (choice 0 runs: no outcome yet)
     }
   }
   return ok();
 }
 
-Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int choice) {
+bool LlamaBatchSession::choiceFailed(JobId id) const {
+  auto it = choices_.find(id);
+  return it != choices_.end() && it->second.error.has_value();
+}
+
+Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int choice, const Prompt& prompt) {
   auto sampling = readSampling(job.params, options_.tool_format);
   if (!sampling) return fail(sampling.error());
   sampling->seed += static_cast<std::uint32_t>(choice);
-  auto prompt = jobPrompt(model_.get(), options_, job.type, job.prompt, job.params, job.inputs);
-  if (!prompt) return fail(prompt.error());
-  std::vector<llama_token>* tokens = &prompt->tokens;
+  const std::vector<llama_token>* tokens = &prompt.tokens;
   const int n_ctx = contextPerSequence();
   const int n_prompt = static_cast<int>(tokens->size());
-  if (n_prompt >= n_ctx) {
-    return fail(Error::invalid(std::format("the prompt is {} tokens but the model's context holds {} per job "
-                                           "(manifest params.n_ctx); shorten the prompt",
-                                           n_prompt, n_ctx),
-                               "prompt"));
-  }
   auto sampler = makeSampler(model_.get(), *sampling);
   if (!sampler) return fail(sampler.error());
   // The prompt cache: reuse what a free sequence holds of this prompt; at least the last prompt
@@ -129,14 +140,9 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   auto [slot_index, common] = bestFreeSlot(*tokens);
   common = std::min(common, tokens->size() - 1);
   // Images and audio are decoded whole: a prefix that ends inside one (it cannot, but for hash
-  // collisions) stops before it; those inside the prefix are in the cache already.
-  size_t next_media = 0;
-  for (const MediaChunk& m : prompt->media) {
-    if (m.start + m.n_tokens <= common) {
-      ++next_media;
-    } else if (m.start < common) {
-      common = m.start;
-    }
+  // collisions) stops before it.
+  for (const MediaChunk& m : prompt.media) {
+    if (m.start < common && common < m.start + m.n_tokens) common = m.start;
   }
   llama_memory_t mem = llama_get_memory(ctx_.get());
   const int seq = static_cast<int>(slot_index);
@@ -146,6 +152,12 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
     common = 0;
   }
   kv.resize(common);
+  // The media inside the reused prefix are in the cache already.
+  size_t next_media = 0;
+  while (next_media < prompt.media.size() &&
+         prompt.media[next_media].start + prompt.media[next_media].n_tokens <= common) {
+    ++next_media;
+  }
   // Repetition penalties count the prompt too, as llama-server's do. (Not with a grammar in the
   // chain: the prompt is no part of the constrained output.)
   if (sampling->grammar.empty() &&
@@ -161,9 +173,9 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   s.choice = choice;
   s.n = job.params.value("n", 1);
   s.control = &control;
-  s.prompt = std::move(*tokens);
-  s.media = std::move(prompt->media);
-  s.chunks = std::move(prompt->chunks);
+  s.prompt = *tokens;
+  s.media = prompt.media;
+  s.chunks = prompt.chunks;
   s.next_media = next_media;
   s.kv = std::move(kv);
   s.prompt_done = common;
@@ -226,7 +238,9 @@ std::optional<BatchOutcome> LlamaBatchSession::release(int seq, std::string fini
 }
 
 std::optional<BatchOutcome> LlamaBatchSession::choiceEnded(JobId id, int choice, Result<nlohmann::json> result) {
-  Choices& c = choices_[id];
+  auto found = choices_.find(id);
+  if (found == choices_.end()) return BatchOutcome{id, std::move(result)};  // a job of one choice
+  Choices& c = found->second;
   if (!result && !c.error) c.error = result.error();
   if (result) c.results[static_cast<size_t>(choice)] = std::move(*result);
   if (++c.ended < c.n) return std::nullopt;
@@ -288,13 +302,15 @@ void LlamaBatchSession::step(const EndSink& ended) {
     phase_s_[phase] += std::chrono::duration<double>(now - t).count();
     t = now;
   };
-  // Cancelled jobs leave before the step, with what they have.
+  // Cancelled jobs leave before the step, with what they have; so do the other choices of a job
+  // one of whose choices failed (its outcome is that error).
   for (size_t i = 0; i < slots_.size(); ++i) {
-    if (slots_[i].busy && slots_[i].control->cancelled()) end(release(static_cast<int>(i), "cancelled"));
+    const Slot& s = slots_[i];
+    if (s.busy && (s.control->cancelled() || choiceFailed(s.id))) end(release(static_cast<int>(i), "cancelled"));
   }
   // Choices waiting for a sequence take the free ones first (a cancelled job's, none).
   for (auto w = waiting_.begin(); w != waiting_.end();) {
-    if (w->control->cancelled()) {
+    if (w->control->cancelled() || choiceFailed(w->job.id)) {
       nlohmann::json none = {{"text", ""}, {"finish_reason", "cancelled"}, {"tokens_out", 0}};
       Waiting gone = std::move(*w);
       w = waiting_.erase(w);
@@ -304,7 +320,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
     if (std::ranges::none_of(slots_, [](const Slot& s) { return !s.busy; })) break;
     Waiting next = std::move(*w);
     w = waiting_.erase(w);
-    if (auto r = start(next.job, *next.control, next.choice); !r) {
+    if (auto r = start(next.job, *next.control, next.choice, *next.prompt); !r) {
       end(choiceEnded(next.job.id, next.choice, fail(r.error())));
     }
   }

@@ -95,11 +95,14 @@ class LlamaBatchSession final : public BatchSession {
     Job job;
     JobControl* control = nullptr;
     int choice = 0;
+    std::shared_ptr<const Prompt> prompt;  // made once for all the job's choices
   };
 
   LlamaBatchSession(std::shared_ptr<llama_model> model, ContextPtr ctx, ContextOptions options, int capacity);
   // Starts one choice of the job on a free sequence.
-  Result<void> start(const Job& job, JobControl& control, int choice);
+  Result<void> start(const Job& job, JobControl& control, int choice, const Prompt& prompt);
+  // Whether the job has several choices and one of them failed (the others then stop).
+  bool choiceFailed(JobId id) const;
   // Frees the sequence; the job's outcome when this was its last choice to end.
   std::optional<BatchOutcome> release(int seq, std::string finish, std::optional<Error> error = std::nullopt);
   // A choice's result (or error) into its job's; the job's outcome once all its choices ended.

@@ -45,8 +45,12 @@ Result<void> validateMessages(const nlohmann::json& params) {
         const auto& part = (*content)[k];
         std::string g = std::format("{}.content[{}]", f, k);
         std::string type = stringAt(part, "type");
+        bool media = type == "image" || type == "audio";
+        if (media && role->get<std::string>() != "user") {
+          return fail(Error::invalid(std::format("'{}': images and audio go in user messages", g), g));
+        }
         bool good = (type == "text" && part.contains("text") && part["text"].is_string()) ||
-                    ((type == "image" || type == "audio") && part.contains("input") && part["input"].is_string());
+                    (media && part.contains("input") && part["input"].is_string());
         if (!good) {
           return fail(Error::invalid(std::format("'{}' must be {{\"type\": \"text\", \"text\"}} or {{\"type\": "
                                                  "\"image\" | \"audio\", \"input\": \"<an input file's name>\"}}",

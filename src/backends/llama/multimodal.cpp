@@ -12,7 +12,10 @@
 namespace statim::llama {
 namespace {
 
-constexpr std::int64_t kMaxPixels = 50'000'000;  // a bigger image is refused before it is decoded
+// Bigger images are refused before they are decoded (a small PNG can decode to gigabytes):
+// 16 MP is 4,000 x 4,000, and projectors read a few hundred thousand pixels at most.
+constexpr std::int64_t kMaxPixels = 16'000'000;
+constexpr std::int64_t kMaxPixelsPerPrompt = 64'000'000;
 constexpr double kMaxAudioSeconds = 30 * 60;
 
 struct BitmapDeleter {
@@ -80,6 +83,7 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
                                     const std::vector<JobFile>& inputs) const {
   std::vector<BitmapPtr> bitmaps;
   std::uint64_t hash = 0;  // the content's, for the chunks' ids
+  std::int64_t pixels_left = kMaxPixelsPerPrompt;
   for (const MediaRef& ref : media) {
     auto file = std::ranges::find(inputs, ref.input, &JobFile::name);
     if (file == inputs.end()) {
@@ -96,13 +100,14 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
     }
     BitmapPtr bitmap;
     if (image) {
-      auto decoded = media::decodeImage(file->path, 3, kMaxPixels);
+      auto decoded = media::decodeImage(file->path, 3, std::min(kMaxPixels, pixels_left));
       if (!decoded) {
         return fail(Error{decoded.error().code,
                           std::format("input '{}' is not an image this model reads (PNG or JPEG): {}", ref.input,
                                       decoded.error().message),
                           "inputs." + ref.input});
       }
+      pixels_left -= static_cast<std::int64_t>(decoded->width) * decoded->height;
       bitmap.reset(mtmd_bitmap_init(static_cast<uint32_t>(decoded->width), static_cast<uint32_t>(decoded->height),
                                     decoded->pixels.data()));
       hash = contentHash(
@@ -110,11 +115,10 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
     } else {
       auto pcm = audio::decodeFile(file->path, ref.input, mtmd_get_audio_sample_rate(ctx_), kMaxAudioSeconds);
       if (!pcm) return fail(pcm.error());
-      // (libmtmd aborts the process on a clip of one sample.)
-      if (pcm->samples.size() < static_cast<size_t>(pcm->rate / 100)) {
-        return fail(Error::invalid(std::format("input '{}' is too short: at least 10 ms of audio", ref.input),
-                                   "inputs." + ref.input));
-      }
+      // A clip shorter than a second is padded with silence to one: libmtmd's preprocessors abort
+      // the process on clips of a few samples (whisper-style encoders pad to 30 s anyway).
+      if (pcm->samples.size() < static_cast<size_t>(pcm->rate))
+        pcm->samples.resize(static_cast<size_t>(pcm->rate), 0.0f);
       bitmap.reset(mtmd_bitmap_init_from_audio(pcm->samples.size(), pcm->samples.data()));
       hash = contentHash(*file, std::string_view(reinterpret_cast<const char*>(pcm->samples.data()),
                                                  pcm->samples.size() * sizeof(float)));
@@ -137,9 +141,7 @@ Result<Prompt> Multimodal::tokenize(const std::string& text, const std::vector<M
                                            marker()),
                                "messages"));
   }
-  std::unique_lock lock(mu_);
-  int rc = mtmd_tokenize(ctx_, out.chunks.get(), &in, ptrs.data(), ptrs.size());
-  lock.unlock();
+  int rc = mtmd_tokenize(ctx_, out.chunks.get(), &in, ptrs.data(), ptrs.size());  // (thread-safe, says mtmd.h)
   if (rc != 0) return fail(Error::invalid("an image or audio input could not be preprocessed (see the log)", "inputs"));
   const size_t n = mtmd_input_chunks_size(out.chunks.get());
   for (size_t i = 0; i < n; ++i) {

@@ -54,7 +54,8 @@ struct MediaRef {
   std::string input;  // the job input's name
 };
 
-// The model's projector. Its calls are serialised: libmtmd's context is not made for threads.
+// The model's projector. tokenize() may run on any thread (mtmd_tokenize is thread-safe on a
+// shared context); decode() calls are serialised.
 class Multimodal {
  public:
   static Result<std::shared_ptr<Multimodal>> load(const std::filesystem::path& mmproj, const llama_model* model,

@@ -187,6 +187,30 @@ TEST_F(LlamaBackendTest, ChoicesAreSequencesSeededByTheirIndex) {
   EXPECT_EQ(r["tokens_out"], 30);
 }
 
+// A job added while other jobs' choices fill the batch waits for a sequence (the scheduler adds
+// while capacity() > active(), counting jobs, not choices): it is not refused.
+TEST_F(LlamaBackendTest, AJobAddedWhileChoicesFillTheBatchWaitsForASequence) {
+  ASSERT_FALSE(tiny_.empty());
+  auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
+  auto session = model->newBatchSession();
+  ASSERT_TRUE(session);
+  Job a{.id = 1, .model = "t", .type = "completion", .prompt = "Hello", .params = {{"max_tokens", 6}, {"n", 2}}};
+  Job b{
+      .id = 2, .model = "t", .type = "completion", .prompt = "Once", .params = {{"max_tokens", 6}, {"temperature", 0}}};
+  NoCancel ca, cb;
+  ASSERT_TRUE((*session)->add(a, ca));
+  ASSERT_TRUE((*session)->add(b, cb));
+  EXPECT_EQ((*session)->active(), 3);
+  std::map<JobId, Result<nlohmann::json>> out;
+  while ((*session)->active() > 0) (*session)->step([&](BatchOutcome o) { out.emplace(o.id, std::move(o.result)); });
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_TRUE(out.at(1) && out.at(2));
+  EXPECT_EQ((*out.at(1))["choices"].size(), 2u);
+  auto alone = run(*model, "Once", b.params);
+  ASSERT_TRUE(alone);
+  EXPECT_EQ((*out.at(2))["text"], (*alone)["text"]);
+}
+
 TEST_F(LlamaBackendTest, CancellingAJobOfSeveralChoicesEndsThemAllOnce) {
   ASSERT_FALSE(tiny_.empty());
   auto model = load(tiny_, {{"n_ctx", 256}, {"threads", 2}}, 2);
