@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <format>
+#include <optional>
 
+#include <gguf.h>
 #include <mtmd-helper.h>
 
 #include "backends/media/audio.h"
@@ -35,6 +37,24 @@ std::uint64_t contentHash(const JobFile& f, std::string_view decoded) {
   return f.sha256.empty() ? fnv1a(decoded) : fnv1a(f.sha256);
 }
 
+// The size of the embeddings the projector makes (its GGUF's projection_dim), when it says; read
+// before libmtmd opens it, which on a mismatch fails without freeing what it loaded.
+std::optional<std::uint32_t> projectionDim(const std::filesystem::path& mmproj) {
+  gguf_init_params params{.no_alloc = true, .ctx = nullptr};
+  gguf_context* g = gguf_init_from_file(mmproj.c_str(), params);
+  if (!g) return std::nullopt;
+  std::optional<std::uint32_t> dim;
+  for (const char* key : {"clip.vision.projection_dim", "clip.audio.projection_dim"}) {
+    int64_t k = gguf_find_key(g, key);
+    if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_UINT32) {
+      dim = gguf_get_val_u32(g, k);
+      break;
+    }
+  }
+  gguf_free(g);
+  return dim;
+}
+
 }  // namespace
 
 llama_token mediaToken(std::uint64_t content_hash, size_t position) {
@@ -51,6 +71,12 @@ Result<std::shared_ptr<Multimodal>> Multimodal::load(const std::filesystem::path
   std::error_code ec;
   if (!std::filesystem::exists(mmproj, ec)) {
     return fail(Error::backend(std::format("projector file not found: {} (params.mmproj)", mmproj.string())));
+  }
+  if (auto dim = projectionDim(mmproj); dim && static_cast<int>(*dim) != llama_model_n_embd_inp(model)) {
+    return fail(
+        Error::backend(std::format("the projector {} makes embeddings of {} values but this model reads {} "
+                                   "(an mmproj made for another model)",
+                                   mmproj.string(), *dim, llama_model_n_embd_inp(model))));
   }
   mtmd_helper_log_set(ggmlLogToOurs, nullptr);
   auto p = mtmd_context_params_default();
