@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """File jobs (OCR, detection) through statim's job API from N concurrent clients.
 
-    file_jobs.py --port P --model m --file IMAGE --jobs-per-client 20 --clients 2 [--poll-ms 5]
+    file_jobs.py --port P --model m --file IMAGE --jobs-per-client 20 --clients 2 [--wait 60 | --poll-ms 5]
     file_jobs.py --command "tesseract IMAGE stdout ..." --jobs-per-client 20 --clients 2
 
 With --command, each job is that command run to its end instead (the direct baseline: no server).
 
-Each client loops: POST /job (multipart, the image) then GET /job/{id} every --poll-ms until
-COMPLETED. Per job it records wall = POST sent -> COMPLETED seen, and server = the job's
+Each client loops: POST /job?wait=SECONDS (multipart, the image), whose answer is the ended job;
+or, with --wait 0, POST /job then GET /job/{id} every --poll-ms until COMPLETED. Per job it
+records wall = POST sent -> COMPLETED seen, and server = the job's
 created_at -> finished_at (the store's commits, the queue and the backend, without the client's
 polling). One warm-up job first. Prints `RESULT jobs=.. jobs_per_s=.. p50_ms=.. p90_ms=..
 server_p50_ms=.. server_p90_ms=..` (jobs_per_s: all jobs / the wall time of the whole run).
@@ -22,16 +23,17 @@ import urllib.request
 import uuid
 
 
-def post_file(port, model, name, data):
+def post_file(port, model, name, data, wait):
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/job", data=body, method="POST",
+    query = f"?wait={wait:g}" if wait > 0 else ""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/job{query}", data=body, method="POST",
                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        assert r.status == 202, r.status
-        return json.loads(r.read())["id"]
+    with urllib.request.urlopen(req, timeout=max(60, wait + 30)) as r:
+        assert r.status in (200, 202), r.status  # 200: the job ended within the wait
+        return json.loads(r.read())
 
 
 def get_job(port, id):
@@ -51,15 +53,13 @@ def one_job(args, data):
             raise SystemExit(f"file_jobs: {args.command} -> {r.returncode}: {r.stderr.decode()[-500:]}")
         wall = (time.perf_counter() - t0) * 1000
         return wall, wall
-    id = post_file(args.port, args.model, args.file, data)
-    while True:
+    job = post_file(args.port, args.model, args.file, data, args.wait)
+    while job["status"] not in ("COMPLETED", "FAILED", "CANCELLED"):
         time.sleep(args.poll_ms / 1000)
-        job = get_job(args.port, id)
-        if job["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
-            break
+        job = get_job(args.port, job["id"])
     wall = (time.perf_counter() - t0) * 1000
     if job["status"] != "COMPLETED":
-        raise SystemExit(f"file_jobs: job {id} {job['status']}: {job.get('error')}")
+        raise SystemExit(f"file_jobs: job {job['id']} {job['status']}: {job.get('error')}")
     return wall, (seconds(job["finished_at"]) - seconds(job["created_at"])) * 1000
 
 
@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--command")
     ap.add_argument("--jobs-per-client", type=int, default=20)
     ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--wait", type=float, default=0, help="seconds the POST waits for the end (0: poll)")
     ap.add_argument("--poll-ms", type=float, default=5)
     args = ap.parse_args()
     data = open(args.file, "rb").read() if args.file else b""

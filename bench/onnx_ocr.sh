@@ -8,6 +8,7 @@
 #
 #   bench/onnx_ocr.sh
 # Knobs: STATIM_BIN (build/statim), BENCH_JOBS (jobs per client, 20), BENCH_THREADS (ORT threads, 2),
+#   BENCH_WAIT (seconds a statim client's POST /job?wait= waits for the end, 60; 0: poll every 5 ms),
 #   STATIM_SHARED_MODELS (../shared/models).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +17,7 @@ if [ -z "${STATIM_IN_ENV:-}" ]; then exec scripts/in-env bench/onnx_ocr.sh "$@";
 BIN=${STATIM_BIN:-build/statim}
 JOBS=${BENCH_JOBS:-20}
 THREADS=${BENCH_THREADS:-2}
+WAIT=${BENCH_WAIT:-60}
 SHARED=$(realpath "${STATIM_SHARED_MODELS:-../shared/models}")
 OCR_IMG=$SHARED/ocr/ocr-test-hello-world.png
 DOG=$SHARED/onnx/yolox-test-dog.jpg
@@ -61,7 +63,7 @@ ROWS=()
 declare -A RATE
 for c in 1 2; do
   log "OCR via statim, $c client(s)"
-  r=$(python3 bench/file_jobs.py --port "$PORT" --model ocr-tesseract --file "$OCR_IMG" --jobs-per-client "$JOBS" --clients "$c")
+  r=$(python3 bench/file_jobs.py --port "$PORT" --model ocr-tesseract --file "$OCR_IMG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
   RATE[ocr_statim_$c]=$(field jobs_per_s "$r")
   ROWS+=("| OCR | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
   log "OCR via the tesseract CLI, $c client(s)"
@@ -70,7 +72,7 @@ for c in 1 2; do
   RATE[ocr_direct_$c]=$(field jobs_per_s "$r")
   ROWS+=("| OCR | tesseract CLI | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | a process per job (loads eng.traineddata each time) |")
   log "detection via statim, $c client(s)"
-  r=$(python3 bench/file_jobs.py --port "$PORT" --model yolox-nano --file "$DOG" --jobs-per-client "$JOBS" --clients "$c")
+  r=$(python3 bench/file_jobs.py --port "$PORT" --model yolox-nano --file "$DOG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
   RATE[det_statim_$c]=$(field jobs_per_s "$r")
   ROWS+=("| detection | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
   log "detection via ort_detect, $c client(s)"

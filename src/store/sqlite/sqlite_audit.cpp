@@ -6,6 +6,8 @@
 
 namespace statim {
 
+// Sync::kLater: the row is written after the response anyway; a power loss may undo the rows
+// committed since the last fsync (the next job's commit syncs them), a crash of statim does not.
 void SqliteStore::appendAudit(AuditEntry e) {
   auto entry = std::make_shared<AuditEntry>(std::move(e));
   enqueue({[entry](SqliteDb& db) {
@@ -31,7 +33,8 @@ void SqliteStore::appendAudit(AuditEntry e) {
                log::error("audit: row not written",
                           {{"error", err->message}, {"request_id", entry->request_id}, {"path", entry->path}});
              }
-           }});
+           },
+           Sync::kLater});
 }
 
 Result<AuditPage> SqliteStore::listAudit(const AuditFilter& f) {

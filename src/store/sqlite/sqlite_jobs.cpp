@@ -277,8 +277,9 @@ Result<JobPage> SqliteStore::list(const JobFilter& f) {
   return finish(Result<JobPage>(std::move(page)));
 }
 
+// Sync::kLater: a power loss may undo a claim; the job is then queued again and runs again.
 Result<std::vector<Job>> SqliteStore::claim(const std::string& model, const LeaseRequest& lease, int max) {
-  return write<std::vector<Job>>([&](SqliteDb& db) -> Result<std::vector<Job>> {
+  return writeLater<std::vector<Job>>([&](SqliteDb& db) -> Result<std::vector<Job>> {
     Micros now = nowMicros();
     const JobTransition& started = transition(JobStep::kStarted);
     // One job per statement, best first, all in this write's transaction. (One statement with
@@ -315,7 +316,7 @@ Result<std::vector<Job>> SqliteStore::claim(const std::string& model, const Leas
 }
 
 Result<bool> SqliteStore::heartbeat(JobId id, const std::string& owner, Micros lease) {
-  return write<bool>([&](SqliteDb& db) -> Result<bool> {
+  return writeLater<bool>([&](SqliteDb& db) -> Result<bool> {
     auto st = db.prepare(
         "UPDATE jobs SET lease_expires_at = ?1 WHERE id = ?2 AND status = 'PROCESSING' AND lease_owner = ?3"
         " RETURNING cancel_requested");

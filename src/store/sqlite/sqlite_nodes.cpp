@@ -5,7 +5,7 @@
 namespace statim {
 
 Result<void> SqliteStore::heartbeatNode(const NodeRecord& node) {
-  return write<void>([&](SqliteDb& db) -> Result<void> {
+  return writeLater<void>([&](SqliteDb& db) -> Result<void> {
     auto st = db.prepare(
         "INSERT INTO nodes (id, role, version, models, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
         " ON CONFLICT (id) DO UPDATE SET role = ?2, version = ?3, models = ?4, heartbeat_at = ?5");

@@ -185,10 +185,21 @@ void SqliteStore::writerLoop() {
       continue;
     }
     SqliteDb& db = *writer_db_;
+    // See Sync: a batch with one kFsync write is fsynced at its commit, and so is all before it.
+    bool lazy = std::ranges::all_of(batch, [](const WriteOp& op) { return op.sync == Sync::kLater; });
+    std::optional<Error> commit_error;
+    if (lazy != writer_lazy_) {
+      if (auto r = db.exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"); r) {
+        writer_lazy_ = lazy;
+      } else if (!lazy) {
+        commit_error = r.error();  // never commit a write that must be fsynced without it
+      }
+    }
     std::vector<std::optional<Error>> op_errors(batch.size());    // delivered (exceptions)
     std::vector<std::optional<Error>> op_failures(batch.size());  // delivered by the op itself
-    std::optional<Error> commit_error;
-    if (auto r = db.exec("BEGIN IMMEDIATE"); !r) {
+    if (commit_error) {
+      // as below: nothing of the batch ran
+    } else if (auto r = db.exec("BEGIN IMMEDIATE"); !r) {
       commit_error = r.error();
     } else {
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -293,6 +304,7 @@ bool SqliteStore::openWriter() {
     return false;
   }
   writer_db_ = std::move(*db);
+  writer_lazy_ = false;  // a new connection: synchronous=FULL
   readers_read_only_ = false;
   return true;
 }

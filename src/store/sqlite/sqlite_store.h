@@ -81,11 +81,18 @@ class SqliteStore final : public Store {
   std::optional<Error> writeProblem() const override;
 
  private:
+  // When a write's commit reaches the disk. kFsync: before anyone hears of it (a job accepted,
+  // ended or cancelled, a key made). kLater: committed, so visible and kept if statim itself
+  // crashes, but fsynced with the next kFsync commit or checkpoint (PRAGMA synchronous=NORMAL),
+  // so a power loss may undo it: for writes the store redoes by itself, a claim (the job is
+  // queued again and runs again) and a lease or node heartbeat. Saves an fsync per job.
+  enum class Sync { kFsync, kLater };
   struct WriteOp {
     // Runs inside the batch transaction on the writer connection; an error rolls back this op.
     std::function<Result<void>(SqliteDb&)> apply;
     // Runs after the batch commits (commit_error null) or fails to (commit_error set).
     std::function<void(const Error* commit_error)> deliver;
+    Sync sync = Sync::kFsync;  // a batch of kLater writes only is committed without an fsync
   };
 
   // Without a writer: opened read-only, serving from read_only_reader, writes failing with write_problem.
@@ -98,10 +105,14 @@ class SqliteStore final : public Store {
   // Runs `fn` (SqliteDb& -> Result<T>) on the writer inside a batch; `done` gets its result
   // after the commit (or the commit's error), on the writer thread.
   template <typename T, typename Fn>
-  void writeAsync(Fn fn, std::function<void(Result<T>)> done);
+  void writeAsync(Fn fn, std::function<void(Result<T>)> done, Sync sync = Sync::kFsync);
   // The same, waiting for the commit.
   template <typename T, typename Fn>
-  Result<T> write(Fn fn);
+  Result<T> write(Fn fn, Sync sync = Sync::kFsync);
+  template <typename T, typename Fn>
+  Result<T> writeLater(Fn fn) {  // a write the store can redo (Sync::kLater)
+    return write<T>(std::move(fn), Sync::kLater);
+  }
 
   struct ReaderLease {
     SqliteStore* store;
@@ -129,6 +140,7 @@ class SqliteStore final : public Store {
   std::chrono::steady_clock::time_point last_probe_;  // writer thread only
   bool probeWrite();
   std::string last_open_error_;  // writer thread only: openWriter's last failure
+  bool writer_lazy_ = false;     // writer thread only: writer_db_ is at synchronous=NORMAL (Sync::kLater)
   std::thread writer_;
 
   std::mutex readers_mu_;
@@ -140,7 +152,7 @@ class SqliteStore final : public Store {
 };
 
 template <typename T, typename Fn>
-void SqliteStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
+void SqliteStore::writeAsync(Fn fn, std::function<void(Result<T>)> done, Sync sync) {
   auto result = std::make_shared<std::optional<Result<T>>>();
   enqueue({[fn = std::move(fn), result](SqliteDb& db) mutable {
              result->emplace(fn(db));
@@ -151,14 +163,16 @@ void SqliteStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
                done(std::unexpected(*err));
              else
                done(std::move(**result));
-           }});
+           },
+           sync});
 }
 
 template <typename T, typename Fn>
-Result<T> SqliteStore::write(Fn fn) {
+Result<T> SqliteStore::write(Fn fn, Sync sync) {
   std::promise<Result<T>> promise;
   auto future = promise.get_future();
-  writeAsync<T>(std::move(fn), [&promise](Result<T> r) { promise.set_value(std::move(r)); });
+  writeAsync<T>(
+      std::move(fn), [&promise](Result<T> r) { promise.set_value(std::move(r)); }, sync);
   return future.get();
 }
 

@@ -3,6 +3,7 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <format>
 #include <mutex>
 #include <set>
@@ -59,6 +60,148 @@ TEST_F(SqliteJobStoreTest, ClaimOfSeveralJobsIsOneCommit) {
   ASSERT_TRUE(jobs) << jobs.error().message;
   EXPECT_EQ(jobs->size(), 3u);
   EXPECT_EQ(store_->commitCount() - before, 5);  // four creates, one claim
+}
+
+// A VFS over SQLite's default one that counts xSync (fsync / fdatasync) calls, made the default
+// while it lives, so a store opened meanwhile syncs through it.
+class SyncCountingVfs {
+ public:
+  SyncCountingVfs() {
+    base_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *base_;
+    vfs_.zName = "statim-sync-counter";
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + base_->szOsFile;
+    vfs_.pNext = nullptr;
+    vfs_.xOpen = &open;
+    sqlite3_vfs_register(&vfs_, 1);
+  }
+  ~SyncCountingVfs() {
+    sqlite3_vfs_register(base_, 1);
+    sqlite3_vfs_unregister(&vfs_);
+  }
+  static int syncs() { return syncs_.load(); }
+
+ private:
+  struct File {
+    sqlite3_file file;  // first: SQLite passes this pointer back
+    sqlite3_file* real;
+  };
+  static sqlite3_file* real(sqlite3_file* f) { return reinterpret_cast<File*>(f)->real; }
+  static int open(sqlite3_vfs* vfs, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+    auto* file = reinterpret_cast<File*>(f);
+    file->real = reinterpret_cast<sqlite3_file*>(file + 1);
+    file->file.pMethods = nullptr;
+    (void)vfs;
+    int rc = base_->xOpen(base_, name, file->real, flags, out_flags);
+    if (rc == SQLITE_OK && file->real->pMethods) file->file.pMethods = methods();
+    return rc;
+  }
+  static const sqlite3_io_methods* methods() {
+    static const sqlite3_io_methods m = [] {
+      sqlite3_io_methods x{};
+      x.iVersion = 3;
+      x.xClose = [](sqlite3_file* f) { return real(f)->pMethods->xClose(real(f)); };
+      x.xRead = [](sqlite3_file* f, void* p, int n, sqlite3_int64 o) {
+        return real(f)->pMethods->xRead(real(f), p, n, o);
+      };
+      x.xWrite = [](sqlite3_file* f, const void* p, int n, sqlite3_int64 o) {
+        return real(f)->pMethods->xWrite(real(f), p, n, o);
+      };
+      x.xTruncate = [](sqlite3_file* f, sqlite3_int64 n) { return real(f)->pMethods->xTruncate(real(f), n); };
+      x.xSync = [](sqlite3_file* f, int flags) {
+        ++syncs_;
+        return real(f)->pMethods->xSync(real(f), flags);
+      };
+      x.xFileSize = [](sqlite3_file* f, sqlite3_int64* n) { return real(f)->pMethods->xFileSize(real(f), n); };
+      x.xLock = [](sqlite3_file* f, int l) { return real(f)->pMethods->xLock(real(f), l); };
+      x.xUnlock = [](sqlite3_file* f, int l) { return real(f)->pMethods->xUnlock(real(f), l); };
+      x.xCheckReservedLock = [](sqlite3_file* f, int* r) { return real(f)->pMethods->xCheckReservedLock(real(f), r); };
+      x.xFileControl = [](sqlite3_file* f, int op, void* a) { return real(f)->pMethods->xFileControl(real(f), op, a); };
+      x.xSectorSize = [](sqlite3_file* f) { return real(f)->pMethods->xSectorSize(real(f)); };
+      x.xDeviceCharacteristics = [](sqlite3_file* f) { return real(f)->pMethods->xDeviceCharacteristics(real(f)); };
+      x.xShmMap = [](sqlite3_file* f, int i, int n, int w, void volatile** p) {
+        return real(f)->pMethods->xShmMap(real(f), i, n, w, p);
+      };
+      x.xShmLock = [](sqlite3_file* f, int o, int n, int fl) { return real(f)->pMethods->xShmLock(real(f), o, n, fl); };
+      x.xShmBarrier = [](sqlite3_file* f) { real(f)->pMethods->xShmBarrier(real(f)); };
+      x.xShmUnmap = [](sqlite3_file* f, int d) { return real(f)->pMethods->xShmUnmap(real(f), d); };
+      x.xFetch = [](sqlite3_file* f, sqlite3_int64 o, int n, void** p) {
+        return real(f)->pMethods->xFetch(real(f), o, n, p);
+      };
+      x.xUnfetch = [](sqlite3_file* f, sqlite3_int64 o, void* p) { return real(f)->pMethods->xUnfetch(real(f), o, p); };
+      return x;
+    }();
+    return &m;
+  }
+  static inline sqlite3_vfs* base_ = nullptr;
+  sqlite3_vfs vfs_{};
+  static inline std::atomic<int> syncs_{0};
+};
+
+// A job's creation and its end are fsynced before they are answered; a claim, a lease
+// heartbeat and audit rows are committed without an fsync of their own (Sync::kLater).
+TEST(SqliteStoreSync, OnlyWritesTheStoreCannotRedoWaitForTheDisk) {
+  testing::TempDir dir;
+  SyncCountingVfs vfs;
+  JobId id = 0;
+  {
+    auto store = SqliteStore::open(dir.path() / "jobs.db");
+    ASSERT_TRUE(store) << store.error().message;
+    int before = SyncCountingVfs::syncs();
+    auto job = (*store)->create(newJob("p"));
+    ASSERT_TRUE(job) << job.error().message;
+    id = job->id;
+    int after_create = SyncCountingVfs::syncs();
+    EXPECT_GE(after_create - before, 1) << "a job's creation is fsynced";
+    auto claimed = (*store)->claim("m", {"w", kLease}, 1);
+    ASSERT_TRUE(claimed) << claimed.error().message;
+    ASSERT_EQ(claimed->size(), 1u);
+    (*store)->appendAudit({.time = 1, .method = "POST", .route = "/job", .path = "/job", .status = 202});
+    auto beat = (*store)->heartbeat(id, "w", kLease);  // after the audit row's batch (one writer, in order)
+    ASSERT_TRUE(beat) << beat.error().message;
+    EXPECT_EQ(SyncCountingVfs::syncs(), after_create) << "a claim, an audit row, a heartbeat: no fsync";
+    auto seen = (*store)->get(id);
+    ASSERT_TRUE(seen);
+    EXPECT_EQ(seen->status, JobStatus::kProcessing);  // committed all the same
+    // The next write that must be durable is synced again, and its fsync covers the earlier ones.
+    ASSERT_TRUE((*store)->create(newJob("q")));
+    EXPECT_GE(SyncCountingVfs::syncs() - after_create, 1) << "synchronous=FULL is back after a lazy batch";
+    int before_finish = SyncCountingVfs::syncs();
+    ASSERT_TRUE((*store)->complete(id, "w", {{"text", "done"}}));
+    EXPECT_GE(SyncCountingVfs::syncs() - before_finish, 1) << "a job's end is fsynced";
+    auto page = (*store)->listAudit({.limit = 10});
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->total, 1);
+  }
+  auto reopened = SqliteStore::open(dir.path() / "jobs.db");
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  auto job = (*reopened)->get(id);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->status, JobStatus::kCompleted);
+  EXPECT_EQ(job->attempts, 1);
+  EXPECT_EQ(job->result["text"], "done");
+}
+
+// A claim committed without its fsync is kept when statim dies right after it (no close, no
+// checkpoint): the attempt counts, so a job that kills the process is failed after max_attempts.
+TEST(SqliteStoreSyncDeathTest, AClaimOutlivesACrashOfTheProcess) {
+  testing::TempDir dir;
+  auto path = dir.path() / "jobs.db";
+  EXPECT_EXIT(
+      {
+        auto store = SqliteStore::open(path);
+        bool ok = store && (*store)->create(newJob("p")) && (*store)->claim("m", {"w", kLease}, 1);
+        std::_Exit(ok ? 0 : 1);  // no destructors: the WAL is neither synced nor checkpointed
+      },
+      ::testing::ExitedWithCode(0), "");
+  auto store = SqliteStore::open(path);
+  ASSERT_TRUE(store) << store.error().message;
+  auto page = (*store)->list({.limit = 10});
+  ASSERT_TRUE(page) << page.error().message;
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].status, JobStatus::kProcessing);
+  EXPECT_EQ(page->jobs[0].attempts, 1);
+  EXPECT_EQ(page->jobs[0].lease_owner, "w");
 }
 
 TEST_F(SqliteJobStoreTest, OpeningAFileThatIsNotADatabaseFails) {
