@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """File jobs (OCR, detection) through statim's job API from N concurrent clients.
 
-    file_jobs.py --port P --model m --file IMAGE --jobs-per-client 20 --clients 2 [--wait 60 | --poll-ms 5]
+    file_jobs.py --port P --model m --file IMAGE --jobs-per-client 20 --clients 2 [--wait 30 | --poll-ms 5]
     file_jobs.py --command "tesseract IMAGE stdout ..." --jobs-per-client 20 --clients 2
 
 With --command, each job is that command run to its end instead (the direct baseline: no server).

@@ -8,7 +8,7 @@
 #
 #   bench/onnx_ocr.sh
 # Knobs: STATIM_BIN (build/statim), BENCH_JOBS (jobs per client, 20), BENCH_THREADS (ORT threads, 2),
-#   BENCH_WAIT (seconds a statim client's POST /job?wait= waits for the end, 60; 0: poll every 5 ms),
+#   BENCH_WAIT (seconds a statim client's POST /job?wait= waits for the end, 30 (jobs.max_wait_seconds); 0: poll every 5 ms),
 #   STATIM_SHARED_MODELS (../shared/models).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +17,7 @@ if [ -z "${STATIM_IN_ENV:-}" ]; then exec scripts/in-env bench/onnx_ocr.sh "$@";
 BIN=${STATIM_BIN:-build/statim}
 JOBS=${BENCH_JOBS:-20}
 THREADS=${BENCH_THREADS:-2}
-WAIT=${BENCH_WAIT:-60}
+WAIT=${BENCH_WAIT:-30}
 SHARED=$(realpath "${STATIM_SHARED_MODELS:-../shared/models}")
 OCR_IMG=$SHARED/ocr/ocr-test-hello-world.png
 DOG=$SHARED/onnx/yolox-test-dog.jpg
