@@ -6,7 +6,7 @@
 
 With --command, each job is that command run to its end instead (the direct baseline: no server).
 
-Each client loops: POST /job?wait=SECONDS (multipart, the image), whose answer is the ended job;
+Each client (one keep-alive connection) loops: POST /job?wait=SECONDS (multipart, the image), whose answer is the ended job;
 or, with --wait 0, POST /job then GET /job/{id} every --poll-ms until COMPLETED. Per job it
 records wall = POST sent -> COMPLETED seen, and server = the job's
 created_at -> finished_at (the store's commits, the queue and the backend, without the client's
@@ -15,12 +15,32 @@ server_p50_ms=.. server_p90_ms=..` (jobs_per_s: all jobs / the wall time of the 
 """
 import argparse
 import datetime
+import http.client
 import json
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
+
+_local = threading.local()
+
+
+def connection(port):
+    """One keep-alive connection per client thread, as an HTTP client library keeps."""
+    local = _local.__dict__
+    if local.get("port") != port:
+        local["conn"], local["port"] = http.client.HTTPConnection("127.0.0.1", port, timeout=90), port
+    return local["conn"]
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = connection(port)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status not in (200, 202):
+        raise SystemExit(f"file_jobs: {method} {path} -> {r.status}: {data[:500]!r}")
+    return json.loads(data)
 
 
 def post_file(port, model, name, data, wait):
@@ -28,17 +48,12 @@ def post_file(port, model, name, data, wait):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    query = f"?wait={wait:g}" if wait > 0 else ""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/job{query}", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req, timeout=max(60, wait + 30)) as r:
-        assert r.status in (200, 202), r.status  # 200: the job ended within the wait
-        return json.loads(r.read())
+    query = f"?wait={wait:g}" if wait > 0 else ""  # 200: the job ended within the wait; 202: poll
+    return request(port, "POST", f"/job{query}", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
 def get_job(port, id):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/job/{id}", timeout=60) as r:
-        return json.loads(r.read())
+    return request(port, "GET", f"/job/{id}")
 
 
 def seconds(text):

@@ -161,7 +161,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="statim-pgbench."))
     work.chmod(0o755)
     pgdir = work / "pg"
-    env = dict(os.environ, STATIM_PG_OPTIONS="-c fsync=on")
+    env = dict(os.environ, STATIM_PG_OPTIONS=os.environ.get("BENCH_PG_OPTIONS", "-c fsync=on"))
     url = subprocess.run([str(ROOT / "scripts/pg-test-server"), "start", str(pgdir)], capture_output=True, text=True,
                          env=env, check=True).stdout.strip()
     rows = []

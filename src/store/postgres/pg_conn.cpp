@@ -117,7 +117,7 @@ bool PgResult::boolean(int row, int col) const {
   return s && (*s == 't' || *s == '1');
 }
 
-Result<std::unique_ptr<PgConn>> PgConn::connect(const std::string& url) {
+Result<std::unique_ptr<PgConn>> PgConn::connect(const std::string& url, std::string setup) {
   PGconn* c = PQconnectdb(url.c_str());
   if (!c) return statim::fail(ErrorCode::kStorageUnavailable, "PostgreSQL: out of memory creating a connection");
   if (PQstatus(c) != CONNECTION_OK) {
@@ -126,10 +126,13 @@ Result<std::unique_ptr<PgConn>> PgConn::connect(const std::string& url) {
     return statim::fail(ErrorCode::kStorageUnavailable,
                         std::format("cannot connect to PostgreSQL ({}): {}", redactPgUrl(url), msg));
   }
-  auto conn = std::unique_ptr<PgConn>(new PgConn(c));
+  auto conn = std::unique_ptr<PgConn>(new PgConn(c, std::move(setup)));
   // Times are microseconds computed by the database (statim_now_us()); keep notices out of stderr.
   PQsetNoticeProcessor(
       c, [](void*, const char*) {}, nullptr);
+  if (!conn->setup_.empty()) {
+    if (auto r = conn->run(conn->setup_); !r) return statim::fail(r.error());
+  }
   return conn;
 }
 
@@ -147,6 +150,7 @@ Result<void> PgConn::reset() {
     return statim::fail(ErrorCode::kStorageUnavailable,
                         "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
   }
+  if (!setup_.empty()) return run(setup_);
   return ok();
 }
 

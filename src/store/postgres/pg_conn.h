@@ -83,9 +83,10 @@ class PgResult {
 
 class PgConn {
  public:
-  // Connects to `url` (a postgresql:// URI or a conninfo string). Failure: kStorageUnavailable,
-  // with libpq's message (the password, if any, is not in it).
-  static Result<std::unique_ptr<PgConn>> connect(const std::string& url);
+  // Connects to `url` (a postgresql:// URI or a conninfo string), then runs `setup` (session
+  // settings, run again after a reset). Failure: kStorageUnavailable, with libpq's message (the
+  // password, if any, is not in it).
+  static Result<std::unique_ptr<PgConn>> connect(const std::string& url, std::string setup = {});
   ~PgConn();
   PgConn(const PgConn&) = delete;
   PgConn& operator=(const PgConn&) = delete;
@@ -103,9 +104,10 @@ class PgConn {
   pg_conn* raw() { return conn_; }
 
  private:
-  explicit PgConn(pg_conn* c) : conn_(c) {}
+  PgConn(pg_conn* c, std::string setup) : conn_(c), setup_(std::move(setup)) {}
   Error errorOf(pg_result* r, std::string_view what);
   pg_conn* conn_;
+  std::string setup_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
   std::string last_state_;
   // Set by a failure that did not come from the server (no SQLSTATE: the socket closed, an

@@ -237,7 +237,8 @@ Result<PostgresStore::ReaderLease> PostgresStore::reader() {
     }
     ++open_readers_;
   }
-  auto c = PgConn::connect(options_.url);
+  // Reads commit nothing; a claim (statement()) need not wait for the WAL flush.
+  auto c = PgConn::connect(options_.url, "SET synchronous_commit = off");
   if (!c) {
     std::lock_guard lock(readers_mu_);
     --open_readers_;

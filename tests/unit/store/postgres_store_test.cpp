@@ -194,7 +194,37 @@ TEST_F(PostgresStoreTest, LeasesAreTheDatabasesTime) {
   EXPECT_LE(*j.started_at, db_now->int64(0, 0));
 }
 
+// A claim (a statement on the pool's sessions) commits without waiting for the WAL flush; the
+// submissions and ends go through the writers' sessions, which keep the server's durable
+// default. A pool session that is replaced, or reset, gets the setting again.
+TEST_F(PostgresStoreTest, OnlyThePoolsClaimsSkipTheWalFlush) {
+  auto n = node();
+  auto pool = n->query("SHOW synchronous_commit");
+  ASSERT_TRUE(pool) << pool.error().message;
+  EXPECT_EQ(pool->text(0, 0), "off");
+  auto plain = PgConn::connect(url_);  // as the writers connect
+  ASSERT_TRUE(plain) << plain.error().message;
+  auto server_default = (*plain)->exec("SHOW synchronous_commit");
+  ASSERT_TRUE(server_default) << server_default.error().message;
+  EXPECT_EQ(server_default->text(0, 0), "on");
+  EXPECT_FALSE(n->query("SELECT pg_terminate_backend(pg_backend_pid())"));  // the pool's session ends
+  auto again = n->query("SHOW synchronous_commit");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->text(0, 0), "off");
+  auto c = PgConn::connect(url_, "SET synchronous_commit = off");  // the pool's setup
+  ASSERT_TRUE(c) << c.error().message;
+  auto pid = (*c)->exec("SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid) << pid.error().message;
+  ASSERT_TRUE((*plain)->exec("SELECT pg_terminate_backend($1::int)", PgParams(pid->int64(0, 0))));
+  EXPECT_FALSE((*c)->exec("SELECT 1"));
+  ASSERT_TRUE((*c)->reset());
+  auto after_reset = (*c)->exec("SHOW synchronous_commit");
+  ASSERT_TRUE(after_reset) << after_reset.error().message;
+  EXPECT_EQ(after_reset->text(0, 0), "off");
+}
+
 }  // namespace
+
 TEST(PgParamsTest, CleanTextKeepsValidUtf8AndReplacesWhatPostgresqlRefuses) {
   EXPECT_EQ(PgParams::cleanText("plain /job/1?x=y"), "plain /job/1?x=y");
   EXPECT_EQ(PgParams::cleanText("caf\u00e9 \u2713 \U0001F600"), "caf\u00e9 \u2713 \U0001F600");
