@@ -148,8 +148,8 @@ class PostgresStore final : public Store {
   // submissions). A connection gone stale is replaced once, as for reads. The pool's sessions
   // have synchronous_commit off: such a statement's commit does not wait for the
   // WAL flush, so a crash of the database server (not of statim) may undo it; the store redoes
-  // what it may lose (an undone claim leaves the job queued: it runs again, and the first run's
-  // end is refused by the fence on owner and attempt).
+  // what it may lose (an undone claim leaves the job queued: it runs again, and the fence on owner
+  // and attempt keeps one run's end).
   template <typename T, typename Fn>
   Result<T> statement(Fn fn) {
     return read<T>(std::move(fn));
