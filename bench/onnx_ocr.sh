@@ -65,7 +65,7 @@ for c in 1 2; do
   log "OCR via statim, $c client(s)"
   r=$(python3 bench/file_jobs.py --port "$PORT" --model ocr-tesseract --file "$OCR_IMG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
   RATE[ocr_statim_$c]=$(field jobs_per_s "$r")
-  ROWS+=("| OCR | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
+  ROWS+=("| OCR | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r"), run $(field run_p50_ms "$r") |")
   log "OCR via the tesseract CLI, $c client(s)"
   r=$(python3 bench/file_jobs.py --command "tesseract $OCR_IMG stdout --tessdata-dir $TESSDATA -l eng --oem 1 --psm 3" \
     --jobs-per-client "$JOBS" --clients "$c")
@@ -74,7 +74,7 @@ for c in 1 2; do
   log "detection via statim, $c client(s)"
   r=$(python3 bench/file_jobs.py --port "$PORT" --model yolox-nano --file "$DOG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
   RATE[det_statim_$c]=$(field jobs_per_s "$r")
-  ROWS+=("| detection | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r") |")
+  ROWS+=("| detection | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r"), run $(field run_p50_ms "$r") |")
   log "detection via ort_detect, $c client(s)"
   r=$("$DIRECT" "$YOLOX" "$DOG" "$JOBS" "$c" "$THREADS" 2>"$WORK/ort_detect.err")  # libonnx duplicate-schema noise
   RATE[det_direct_$c]=$(field jobs_per_s "$r")
