@@ -35,12 +35,19 @@ def connection(port):
 
 
 def request(port, method, path, body=None, headers=None):
-    conn = connection(port)
-    conn.request(method, path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
+    for attempt in (1, 2):
+        conn = connection(port)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            break
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            _local.__dict__.clear()  # the server closed the idle connection: open another, once
+            if attempt == 2:
+                raise
     if r.status not in (200, 202):
-        raise SystemExit(f"file_jobs: {method} {path} -> {r.status}: {data[:500]!r}")
+        raise RuntimeError(f"{method} {path} -> {r.status}: {data[:500]!r}")
     return json.loads(data)
 
 
@@ -75,7 +82,7 @@ def one_job(args, data):
         job = get_job(args.port, job["id"])
     wall = (time.perf_counter() - t0) * 1000
     if job["status"] != "COMPLETED":
-        raise SystemExit(f"file_jobs: job {job['id']} {job['status']}: {job.get('error')}")
+        raise RuntimeError(f"job {job['id']} {job['status']}: {job.get('error')}")
     server = (seconds(job["finished_at"]) - seconds(job["created_at"])) * 1000
     return wall, server, (job.get("result") or {}).get("duration_ms", server)
 
@@ -100,13 +107,19 @@ def main():
     one_job(args, data)  # warm-up
     walls, servers, runs, lock = [], [], [], threading.Lock()
 
+    errors = []
+
     def client():
-        for _ in range(args.jobs_per_client):
-            w, s, r = one_job(args, data)
+        try:
+            for _ in range(args.jobs_per_client):
+                w, s, r = one_job(args, data)
+                with lock:
+                    walls.append(w)
+                    servers.append(s)
+                    runs.append(r)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread, which fails the run
             with lock:
-                walls.append(w)
-                servers.append(s)
-                runs.append(r)
+                errors.append(f"{type(e).__name__}: {e}")
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
@@ -115,6 +128,8 @@ def main():
     for t in threads:
         t.join()
     secs = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"file_jobs: {len(errors)} client(s) failed: {errors[0]}")
     print(f"RESULT jobs={len(walls)} jobs_per_s={len(walls) / secs:.2f} p50_ms={quantile(walls, .5):.2f} "
           f"p90_ms={quantile(walls, .9):.2f} server_p50_ms={quantile(servers, .5):.2f} "
           f"server_p90_ms={quantile(servers, .9):.2f} run_p50_ms={quantile(runs, .5):.2f}")

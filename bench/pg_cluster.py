@@ -12,7 +12,8 @@ created_at -> started_at, from the rows) p50/p99. Then the time for a job on a k
 again on another one (lease 2 s).
 
 PostgreSQL runs with fsync on (durable commits, like SQLite's synchronous=FULL): started by
-scripts/pg-test-server with STATIM_PG_OPTIONS="-c fsync=on".
+scripts/pg-test-server with STATIM_PG_OPTIONS="-c fsync=on"; BENCH_PG_OPTIONS adds server settings
+(e.g. "-c synchronous_commit=off", an upper bound that is not durable).
 
   bench/pg_cluster.py [--seconds 10] [--clients 1,32,256]     (re-runs itself in scripts/in-env)
 Prints a markdown table (and the raw RESULT lines on stderr).
@@ -161,7 +162,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="statim-pgbench."))
     work.chmod(0o755)
     pgdir = work / "pg"
-    env = dict(os.environ, STATIM_PG_OPTIONS=os.environ.get("BENCH_PG_OPTIONS", "-c fsync=on"))
+    env = dict(os.environ, STATIM_PG_OPTIONS=("-c fsync=on " + os.environ.get("BENCH_PG_OPTIONS", "")).strip())
     url = subprocess.run([str(ROOT / "scripts/pg-test-server"), "start", str(pgdir)], capture_output=True, text=True,
                          env=env, check=True).stdout.strip()
     rows = []

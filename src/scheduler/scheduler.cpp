@@ -409,6 +409,14 @@ std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
   if (jobs) {
     for (auto& job : *jobs) {
       if (q.queued > 0) --q.queued;
+      if (running_.contains(job.id)) {
+        // Running here already: the database undid its claim (a crash of its server: claims do
+        // not wait for the WAL flush) and this node claimed it again, with the same owner and
+        // attempt. The run in progress is its run; its end passes the store's fence.
+        log::warn("scheduler: claimed a job this node is running (its claim was undone)",
+                  {{"job_id", job.id}, {"model", q.id}});
+        continue;
+      }
       ++q.running;
       out.push_back(hold(q, std::move(job)));
     }

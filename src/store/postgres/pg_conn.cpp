@@ -150,7 +150,12 @@ Result<void> PgConn::reset() {
     return statim::fail(ErrorCode::kStorageUnavailable,
                         "cannot reconnect to PostgreSQL: " + trimmed(PQerrorMessage(conn_)));
   }
-  if (!setup_.empty()) return run(setup_);
+  if (!setup_.empty()) {
+    if (auto r = run(setup_); !r) {
+      broken_ = true;  // not usable without its setup: the next use resets it again
+      return r;
+    }
+  }
   return ok();
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "../test_util.h"
 #include "backends/echo/echo_backend.h"
@@ -401,6 +402,40 @@ TEST_F(SchedulerTest, CancelQueuedAndRunningJobs) {
   auto unknown = scheduler_->cancel(4242);
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+// A claim the database undoes (PostgreSQL's claims do not wait for the WAL flush, so a crash of
+// its server can) leaves the job queued with its attempt count as before; when the node that is
+// still running it claims it again (same owner, same attempt), it does not start a second run:
+// the run in progress ends the job, once.
+TEST_F(SchedulerTest, AJobClaimedAgainWhileItRunsHereIsNotRunTwice) {
+  poll_ = 20ms;  // the idle worker looks at the queue soon after the claim is undone
+  start({echoEntry("echo", 2, 10)});
+  auto job = submit("echo", "once", {{"delay_ms", 600}});
+  ASSERT_TRUE(job) << job.error().message;
+  waitRunning("echo", 1);
+  {
+    // What the database server's crash recovery leaves: the claim is gone.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() / "jobs.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    auto sql = std::format(
+        "UPDATE jobs SET status = 'QUEUED', status_message = 'queued', attempts = attempts - 1, started_at = NULL,"
+        " lease_owner = '', lease_expires_at = NULL WHERE id = {}",
+        job->id);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  auto again = waitFor(job->id, JobStatus::kProcessing);  // the other worker claimed it again
+  EXPECT_EQ(again.attempts, 1);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(scheduler_->stats("echo").running, 1) << "a second run of the same job started";
+  auto done = waitFor(job->id, JobStatus::kCompleted);
+  EXPECT_EQ(done.result["text"], "once");
+  EXPECT_EQ(done.attempts, 1);
+  waitRunning("echo", 0);
 }
 
 // A job of a batch ends inside the step: its "result" (the final job) is published before its end

@@ -185,8 +185,14 @@ TEST(SqliteStoreSync, OnlyWritesTheStoreCannotRedoWaitForTheDisk) {
 // A claim committed without its fsync is kept when statim dies right after it (no close, no
 // checkpoint): the attempt counts, so a job that kills the process is failed after max_attempts.
 TEST(SqliteStoreSyncDeathTest, AClaimOutlivesACrashOfTheProcess) {
+  // "threadsafe": the child is this binary run again for this test alone (no other test's
+  // threads forked mid-lock); it runs this body up to EXPECT_EXIT, and finds the parent's
+  // database through the environment.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   testing::TempDir dir;
-  auto path = dir.path() / "jobs.db";
+  const char* parents = std::getenv("STATIM_TEST_CRASH_DB");
+  std::filesystem::path path = parents ? std::filesystem::path(parents) : dir.path() / "jobs.db";
+  ::setenv("STATIM_TEST_CRASH_DB", path.c_str(), 1);
   EXPECT_EXIT(
       {
         auto store = SqliteStore::open(path);
@@ -194,6 +200,7 @@ TEST(SqliteStoreSyncDeathTest, AClaimOutlivesACrashOfTheProcess) {
         std::_Exit(ok ? 0 : 1);  // no destructors: the WAL is neither synced nor checkpointed
       },
       ::testing::ExitedWithCode(0), "");
+  ::unsetenv("STATIM_TEST_CRASH_DB");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store) << store.error().message;
   auto page = (*store)->list({.limit = 10});
