@@ -225,7 +225,8 @@ def test_generated_tokens_follow_a_llama_job(srv):
               for p in ("decode", "sample", "text", "events", "media")}
     assert phases["decode"] > 0 and phases["sample"] > 0 and phases["text"] > 0, phases
     assert phases["media"] < phases["decode"], phases
-    assert sum(phases.values()) < job["result"]["duration_ms"] / 1000, (phases, job["result"])
+    # (Not compared with the job's duration_ms: the step that ends a job goes on after the job's
+    # clock stops, publishing its end; under ASan that alone took 2 of a 3.3 ms job.)
 
 
 def test_idempotent_replays_are_not_new_submissions(srv):
