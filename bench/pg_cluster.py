@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--wait", action="store_true",
                     help="clients POST /job?wait=30 (the answer is the ended job) instead of polling GET /job/{id}")
     ap.add_argument("--cpu", action="store_true", help="print the CPU seconds of statim and of PostgreSQL per row")
+    ap.add_argument("--parallel", type=int, default=2, help="the echo model's parallel on every node that runs it")
     args = ap.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     CLIENT.parent.mkdir(exist_ok=True)
@@ -181,17 +182,17 @@ def main() -> None:
                 db = None
                 lw = work / f"{layout}-{c}"
                 if layout == "sqlite":
-                    nodes.append(Node(lw, "node", {}))
+                    nodes.append(Node(lw, "node", {}, parallel=args.parallel))
                 else:
                     db = new_db()
                     shared = {"STATIM_STORE_URL": db, "STATIM_STORE_FILES_DIR": str(lw / "files"),
                               "STATIM_WEBHOOKS_SECRET": "bench"}
                     if layout == "pg-1node":
-                        nodes.append(Node(lw, "node", shared))
+                        nodes.append(Node(lw, "node", shared, parallel=args.parallel))
                     else:
                         nodes.append(Node(lw, "api", shared, role="api"))
-                        nodes.append(Node(lw, "w1", shared, role="worker"))
-                        nodes.append(Node(lw, "w2", shared, role="worker"))
+                        nodes.append(Node(lw, "w1", shared, role="worker", parallel=args.parallel))
+                        nodes.append(Node(lw, "w2", shared, role="worker", parallel=args.parallel))
                 try:
                     cpu0 = cpu_seconds(nodes, pgdir)
                     r = jobclient(nodes[0].port, c, args.seconds, args.wait)
