@@ -11,6 +11,7 @@
 
 #include "backends/registry.h"
 #include "core/logging.h"
+#include "core/openmp.h"
 
 namespace statim {
 
@@ -254,6 +255,7 @@ Result<ModelEntry> ModelRegistry::requestLoad(const std::string& id) {
 }
 
 void ModelRegistry::loaderLoop() {
+  confineOpenMpToThisThread();  // a backend's load must not give this thread an OpenMP pool
   std::unique_lock lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stop_loading_ || !to_load_.empty(); });

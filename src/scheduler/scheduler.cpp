@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/logging.h"
+#include "core/openmp.h"
 
 namespace statim {
 
@@ -458,6 +459,7 @@ void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
 }
 
 void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
+  confineOpenMpToThisThread();  // OpenMP calls go through the compute budget's thread
   auto session = model->newSession();
   if (!session) {
     log::error("scheduler: worker could not open a session",
@@ -505,6 +507,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
 }
 
 void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
+  confineOpenMpToThisThread();  // OpenMP calls go through the compute budget's thread
   auto open = [&]() -> std::unique_ptr<BatchSession> {
     auto session = model->newBatchSession();
     std::lock_guard lock(mu_);

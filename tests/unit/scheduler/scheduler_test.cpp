@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <sqlite3.h>
 
 #include "../test_util.h"
@@ -31,6 +32,18 @@ ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
 // default; each step takes 2 ms) and ends with {"text": prompt, "joined": k, "ended": n}: the
 // number of steps its session had taken when it joined, and the step it ended in. A job with
 // params.throw makes every step it is in throw.
+// The size of the team a parallel region without a thread count of its own gets on this thread,
+// as a library opens it (ggml's AMX weight conversion when a model loads).
+int defaultOpenMpTeam() {
+  int team = 0;
+#pragma omp parallel
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+  }
+  return team;
+}
+
 class StepSession final : public BatchSession {
  public:
   explicit StepSession(int capacity) : capacity_(capacity) {}
@@ -76,9 +89,11 @@ class StepModel final : public LoadedModel {
   bool batched() const override { return true; }
   Result<std::unique_ptr<BatchSession>> newBatchSession() override {
     ++sessions;
+    session_team = defaultOpenMpTeam();
     return std::unique_ptr<BatchSession>(std::make_unique<StepSession>(capacity_));
   }
   std::atomic<int> sessions = 0;
+  std::atomic<int> session_team = 0;  // the OpenMP team a default-sized region got on the batch thread
 
  private:
   int capacity_;
@@ -90,11 +105,13 @@ class StepBackend final : public Backend {
   std::vector<std::string> jobTypes() const override { return {"completion"}; }
   Result<void> validateParams(std::string_view, const nlohmann::json&) const override { return ok(); }
   Result<std::shared_ptr<LoadedModel>> load(const ModelConfig& config) const override {
+    load_team = defaultOpenMpTeam();
     auto model = std::make_shared<StepModel>(config.parallel);
     loaded = model;
     return std::shared_ptr<LoadedModel>(model);
   }
   mutable std::shared_ptr<StepModel> loaded;
+  mutable std::atomic<int> load_team = 0;  // the same, on the loader thread
 };
 
 ModelEntry stepEntry(const StepBackend& backend, std::string id, int parallel) {
@@ -402,6 +419,23 @@ TEST_F(SchedulerTest, CancelQueuedAndRunningJobs) {
   auto unknown = scheduler_->cancel(4242);
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+// A library's parallel region without a thread count of its own, opened while a model loads (as
+// ggml converts weights for AMX) or on a model's own thread, runs on that thread alone: a team
+// there would give the process a second OpenMP pool, which throttles the compute thread's for good
+// (an LLM at a quarter of its speed on an AMX Xeon).
+TEST_F(SchedulerTest, ModelThreadsGetNoOpenMpTeamOfTheirOwn) {
+  if (omp_get_max_threads() < 2) GTEST_SKIP() << "one CPU: every default team has one thread anyway";
+  StepBackend backend;
+  start({stepEntry(backend, "steps", 4)});
+  EXPECT_EQ(backend.load_team.load(), 1) << "the loader thread opened an OpenMP team";
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (backend.loaded->session_team == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(backend.loaded->session_team.load(), 1) << "the batch thread opened an OpenMP team";
+  EXPECT_GE(defaultOpenMpTeam(), 2) << "this test thread keeps the default";
 }
 
 // A claim the database undoes (PostgreSQL's claims do not wait for the WAL flush, so a crash of
