@@ -1,6 +1,7 @@
 // The direct baseline for the detection benchmark (bench/README.md, "ONNX detection and OCR"):
 // YOLOX-Nano on one image with ONNX Runtime and nothing else. Same work as a statim `detection`
-// job on models/yolox-nano.toml: one Ort::Session with the same options and intra-op threads,
+// job on models/yolox-nano.toml: one Ort::Session with statim's options and intra-op threads
+// (less session.force_spinning_stop: a bare program keeps ORT's default spinning),
 // shared by the client threads; per job the image file is read and decoded, letterboxed top-left
 // into BGR 416x416 and grid-decoded with NMS, using statim's own preprocessing/decoding code.
 //
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
   const std::string model = argv[1], image = argv[2];
   const int jobs = std::atoi(argv[3]), clients = std::atoi(argv[4]), threads = std::atoi(argv[5]);
   Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "ort_detect");
-  Ort::SessionOptions options;  // as src/backends/onnx/ort_model.cpp
+  Ort::SessionOptions options;  // as src/backends/ort/ort_session.cpp, less force_spinning_stop
   options.SetIntraOpNumThreads(threads);
   options.SetInterOpNumThreads(1);
   options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
