@@ -1,6 +1,7 @@
 #include "core/openmp.h"
 
-#include <omp.h>
+// libgomp's, declared here rather than through <omp.h>: the clang builds (fuzzing) have no omp.h.
+extern "C" void omp_set_num_threads(int n);
 
 namespace statim {
 
