@@ -142,6 +142,15 @@ Result<HostTensor> imageTensor(const BoundModel& m, const Job& job, Geometry& g)
   return t;
 }
 
+// The model run on the job's image; g gets the image's geometry.
+Result<std::vector<HostTensor>> runOnImage(const BoundModel& m, const Job& job, Geometry& g) {
+  auto in = imageTensor(m, job, g);
+  if (!in) return fail(in.error());
+  std::vector<HostTensor> inputs;
+  inputs.push_back(std::move(*in));  // not `{*in}`: that copies the image's floats (2 MB at 416x416)
+  return m.ort->run(inputs, m.outputs);
+}
+
 const std::vector<float>& floats(const HostTensor& t) { return std::get<std::vector<float>>(t.data); }
 
 }  // namespace
@@ -186,11 +195,7 @@ Result<std::vector<HostTensor>> tensorJobInputs(const BoundModel& m, const std::
 
 Result<nlohmann::json> runClassification(const BoundModel& m, const Job& job) {
   Geometry g;
-  auto in = imageTensor(m, job, g);
-  if (!in) return fail(in.error());
-  std::vector<HostTensor> inputs;
-  inputs.push_back(std::move(*in));  // not `{*in}`: that copies the image's floats (2 MB at 416x416)
-  auto out = m.ort->run(inputs, m.outputs);
+  auto out = runOnImage(m, job, g);
   if (!out) return fail(out.error());
   const auto& logits = floats(out->front());
   std::vector<float> scores = m.config.softmax ? softmax(logits) : logits;
@@ -203,11 +208,7 @@ Result<nlohmann::json> runClassification(const BoundModel& m, const Job& job) {
 
 Result<nlohmann::json> runDetection(const BoundModel& m, const Job& job) {
   Geometry g;
-  auto in = imageTensor(m, job, g);
-  if (!in) return fail(in.error());
-  std::vector<HostTensor> inputs;
-  inputs.push_back(std::move(*in));  // not `{*in}`: that copies the image's floats (2 MB at 416x416)
-  auto out = m.ort->run(inputs, m.outputs);
+  auto out = runOnImage(m, job, g);
   if (!out) return fail(out.error());
   float threshold = job.params.value("score_threshold", m.config.score_threshold);
   std::vector<Detection> dets;

@@ -96,7 +96,7 @@ Result<std::unique_ptr<PostgresEventBus>> PostgresEventBus::open(PostgresEventBu
   // A NOTIFY's transaction need not wait for the WAL flush: notifications are not kept through a
   // crash of the server anyway (the polling fallback covers a lost one), and each flush cost
   // an fsync per NOTIFY.
-  auto send = PgConn::connect(options.url, "SET synchronous_commit = off");
+  auto send = PgConn::connect(options.url, std::string(kPgNoFlushWait));
   if (!send) return fail(send.error());
   auto listen = PgConn::connect(options.url);
   if (!listen) return fail(listen.error());

@@ -22,6 +22,9 @@ namespace statim {
 inline constexpr std::string_view kPgUniqueViolation = "23505";
 inline constexpr std::string_view kPgDeadlock = "40P01";
 inline constexpr std::string_view kPgSerialization = "40001";
+// The session setup of connections whose commits need not wait for the WAL flush (claims,
+// notifications): a crash of the database server may undo their last commits.
+inline constexpr std::string_view kPgNoFlushWait = "SET synchronous_commit = off";
 
 // Query parameters, sent as text; an empty optional is NULL.
 class PgParams {

@@ -238,7 +238,7 @@ Result<PostgresStore::ReaderLease> PostgresStore::reader() {
     ++open_readers_;
   }
   // Reads commit nothing; a claim (statement()) need not wait for the WAL flush.
-  auto c = PgConn::connect(options_.url, "SET synchronous_commit = off");
+  auto c = PgConn::connect(options_.url, std::string(kPgNoFlushWait));
   if (!c) {
     std::lock_guard lock(readers_mu_);
     --open_readers_;

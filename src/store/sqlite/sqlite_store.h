@@ -84,8 +84,9 @@ class SqliteStore final : public Store {
   // When a write's commit reaches the disk. kFsync: before anyone hears of it (a job accepted,
   // ended or cancelled, a key made). kLater: committed, so visible and kept if statim itself
   // crashes, but fsynced with the next kFsync commit or checkpoint (PRAGMA synchronous=NORMAL),
-  // so a power loss may undo it: for writes the store redoes by itself, a claim (the job is
-  // queued again and runs again) and a lease or node heartbeat. Saves an fsync per job.
+  // so a power loss may undo it: for writes the store can do without, a claim (the job is
+  // queued again and runs again), a lease or node heartbeat, an audit row (written after the
+  // response anyway). Saves an fsync per job.
   enum class Sync { kFsync, kLater };
   struct WriteOp {
     // Runs inside the batch transaction on the writer connection; an error rolls back this op.

@@ -28,10 +28,6 @@ ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
   return e;
 }
 
-// A batched backend for the scheduler's batch loop. A job runs params.steps steps (1 by
-// default; each step takes 2 ms) and ends with {"text": prompt, "joined": k, "ended": n}: the
-// number of steps its session had taken when it joined, and the step it ended in. A job with
-// params.throw makes every step it is in throw.
 // The size of the team a parallel region without a thread count of its own gets on this thread,
 // as a library opens it (ggml's AMX weight conversion when a model loads).
 int defaultOpenMpTeam() {
@@ -44,6 +40,10 @@ int defaultOpenMpTeam() {
   return team;
 }
 
+// A batched backend for the scheduler's batch loop. A job runs params.steps steps (1 by
+// default; each step takes 2 ms) and ends with {"text": prompt, "joined": k, "ended": n}: the
+// number of steps its session had taken when it joined, and the step it ended in. A job with
+// params.throw makes every step it is in throw.
 class StepSession final : public BatchSession {
  public:
   explicit StepSession(int capacity) : capacity_(capacity) {}

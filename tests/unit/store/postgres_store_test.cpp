@@ -213,7 +213,7 @@ TEST_F(PostgresStoreTest, OnlyThePoolsClaimsSkipTheWalFlush) {
   auto again = n->query("SHOW synchronous_commit");
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again->text(0, 0), "off");
-  auto c = PgConn::connect(url_, "SET synchronous_commit = off");  // the pool's setup
+  auto c = PgConn::connect(url_, std::string(kPgNoFlushWait));  // the pool's setup
   ASSERT_TRUE(c) << c.error().message;
   auto pid = (*c)->exec("SELECT pg_backend_pid()");
   ASSERT_TRUE(pid) << pid.error().message;
