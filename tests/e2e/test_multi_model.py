@@ -17,6 +17,7 @@ import math
 import statistics
 import struct
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def test_an_llm_is_as_fast_after_every_other_kind_of_model_ran(srv):
         for _ in range(2):
             if ratios[model] >= floor:
                 break
+            time.sleep(1)  # a burst of load elsewhere passes; the defect does not
             ratios[model] = max(ratios[model], llm_speed(srv) / solo)
     slow = {m: round(r, 2) for m, r in ratios.items() if r < floor}
     assert not slow, f"'lm' ran at {solo:.0f} tokens/s alone; after other models, ratios {ratios}"
