@@ -62,6 +62,22 @@ describe("without keys (auth off)", () => {
     expectClean(problems);
   });
 
+  test("what is typed in the search box as soon as the page shows is kept and searched", async () => {
+    // Preact runs effects after the next frame, or 100 ms without one: with no frames, text typed
+    // in that window used to be erased by the box's first effect (CI saw it once).
+    const { page, problems } = await openPage(browser, s);
+    await page.addInitScript(() => {
+      window.requestAnimationFrame = () => 0;
+    });
+    await page.goto(`${s.url}/ui/jobs`);
+    await page.getByLabel("Prompt contains").fill("number 137");
+    await page.getByLabel("Prompt contains").press("Enter");
+    await page.locator(".pager .count", { hasText: "1–1 of 1" }).waitFor({ timeout: 5_000 });
+    assert.equal(await page.getByLabel("Prompt contains").inputValue(), "number 137");
+    assert.equal(await page.locator("table.jobs tbody td.prompt").textContent(), "cat number 137");
+    expectClean(problems);
+  });
+
   test("queued jobs show where they stand in their model's queue", async () => {
     // echo runs two jobs at a time: two long ones keep it busy while three wait.
     const blocker = await s.api("POST", "/job", { model: "echo", prompt: "hold", params: { delay_ms: 20000 } });

@@ -44,9 +44,14 @@ export function JobsPage({ me: _me }: { me: Me }) {
   const now = useNow();
   const [live, setLive] = useState<"connecting" | "live" | "off">("connecting");
   const action = useAction();
-  // The search box as typed; it follows the URL when that changes (back, "Clear filters").
+  // The search box as typed; it follows the URL when that changes (back, "Clear filters"). Not
+  // on the first render: that effect runs after paint and would erase what was typed before it.
   const [search, setSearch] = useState(query.get("q") ?? "");
-  useEffect(() => setSearch(query.get("q") ?? ""), [query.get("q")]);
+  const mounted = useRef(false);
+  useEffect(() => {
+    if (mounted.current) setSearch(query.get("q") ?? "");
+    mounted.current = true;
+  }, [query.get("q")]);
 
   // Live: each lifecycle event updates its row at once; the page is read again at most once a
   // second (new jobs, and what an event cannot tell).
