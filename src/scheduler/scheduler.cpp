@@ -25,6 +25,12 @@ struct Scheduler::ModelQueue {
                                  // worker has not yet ended (an ended job may still be committing)
   int starting = 0;              // of those, claimed at submission and not yet taken by a worker
   std::deque<Claimed> ready;     // claimed at submission, for the next free worker
+  std::deque<Claimed> ahead;     // claimed by a worker beyond its own job (claimSize), for the next free
+                                 // worker; not counted in `running` until one takes it
+  // Moving averages, in µs, of a worker's claim round trip and of a job's run (workers only; a
+  // lost update is harmless). 0: not measured yet.
+  std::atomic<double> claim_us = 0;
+  std::atomic<double> run_us = 0;
   bool retiring = false;         // stopModel: its workers end once idle, and claim nothing more
   std::condition_variable cv;
   std::vector<std::thread> workers;
@@ -109,6 +115,15 @@ Result<void> checkInputs(const ModelEntry& entry, const NewJob& job) {
     }
   }
   return ok();
+}
+
+// At most this many jobs claimed ahead of a free slot (see Scheduler::claimSize).
+constexpr int kMaxClaimAhead = 32;
+
+void addSample(std::atomic<double>& average, std::chrono::steady_clock::duration took) {
+  double us = std::chrono::duration<double, std::micro>(took).count();
+  double was = average.load(std::memory_order_relaxed);
+  average.store(was == 0 ? us : 0.8 * was + 0.2 * us, std::memory_order_relaxed);
 }
 
 // When a worker should try to claim from the queue, which costs a commit: when a queued
@@ -208,8 +223,12 @@ int Scheduler::retireModel(const std::string& model_id, bool force) {
   q->retiring = true;
   q->capacity = 0;  // nothing more is claimed at submission: new jobs queue
   if (force) {
+    // Jobs claimed ahead are not cancelled: they are short by design and run before the
+    // workers end (they would have stayed queued but for the claim).
+    std::set<JobId> ahead;
+    for (auto& c : q->ahead) ahead.insert(c.job.id);
     for (auto& [id, held] : running_) {
-      if (held.owner == q->owner) held.control->requestCancel();
+      if (held.owner == q->owner && !ahead.contains(id)) held.control->requestCancel();
     }
   }
   q->cv.notify_all();
@@ -310,7 +329,7 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
   {
     std::lock_guard lock(mu_);
     q = queues_.at(job.model).get();
-    if (q->capacity > 0 && q->queued == 0 && q->running < q->capacity) {
+    if (q->capacity > 0 && q->queued == 0 && q->ahead.empty() && q->running < q->capacity) {
       start_now = true;
       ++q->running;  // the slot is reserved before the write, as the queue place below
       ++q->starting;
@@ -437,11 +456,24 @@ std::vector<Scheduler::Claimed> Scheduler::takeReady(ModelQueue& q, int max, std
     q.ready.pop_front();
     --q.starting;
   }
+  while (!hard_stop_ && !q.ahead.empty() && static_cast<int>(out.size()) < max) {
+    out.push_back(std::move(q.ahead.front()));
+    q.ahead.pop_front();
+    ++q.running;
+  }
   return out;
 }
 
+int Scheduler::claimSize(const ModelQueue& q) const {
+  double claim_us = q.claim_us.load(std::memory_order_relaxed);
+  double run_us = q.run_us.load(std::memory_order_relaxed);
+  if (claim_us <= 0 || run_us <= 0) return 1;
+  double meanwhile = q.capacity * claim_us / run_us;  // jobs the slots would run during one claim
+  return 1 + static_cast<int>(std::min<double>(kMaxClaimAhead, meanwhile));
+}
+
 bool Scheduler::drainedLocked(const ModelQueue& q) const {
-  return hard_stop_ || ((stopping_ || q.retiring) && q.starting == 0);
+  return hard_stop_ || ((stopping_ || q.retiring) && q.starting == 0 && q.ahead.empty());
 }
 
 bool Scheduler::claimsLocked(const ModelQueue& q) const { return !stopping_ && !q.retiring; }
@@ -453,9 +485,8 @@ bool Scheduler::drained(ModelQueue& q) {
 
 void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
   std::unique_lock lock(mu_);
-  q.cv.wait_for(lock, options_.poll_interval, [&] {
-    return drainedLocked(q) || q.generation != seen || !q.ready.empty();
-  });
+  q.cv.wait_for(lock, options_.poll_interval,
+                [&] { return drainedLocked(q) || q.generation != seen || !q.ready.empty() || !q.ahead.empty(); });
 }
 
 void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
@@ -474,14 +505,28 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     auto next = takeReady(q, 1);
     std::uint64_t seen;
     bool want_claim;
+    int want = 1;
     {
       std::lock_guard lock(mu_);
       seen = q.generation;
       want_claim = next.empty() && claimsLocked(q) && gate.open(seen);
+      if (want_claim) want = claimSize(q);
     }
     if (want_claim) {
-      next = claim(q, 1);
-      if (next.empty()) gate.sawEmpty(seen, options_.poll_interval);
+      auto claimed_at = std::chrono::steady_clock::now();
+      next = claim(q, want);
+      addSample(q.claim_us, std::chrono::steady_clock::now() - claimed_at);
+      if (static_cast<int>(next.size()) < want) gate.sawEmpty(seen, options_.poll_interval);
+      if (next.size() > 1) {
+        // The rest wait for the next free worker (this one, or another woken for them).
+        std::lock_guard lock(mu_);
+        for (auto it = next.begin() + 1; it != next.end(); ++it) {
+          --q.running;
+          q.ahead.push_back(std::move(*it));
+        }
+        next.resize(1);
+        q.cv.notify_all();
+      }
     }
     if (next.empty()) {
       if (drained(q)) return;
@@ -494,6 +539,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     if (control->cancelled()) {
       result = fail(Error::internal("cancelled before it started"));  // recorded as CANCELLED
     } else {
+      auto started_at = std::chrono::steady_clock::now();
       compute(q, use, [&] {
         try {
           result = (*session)->run(job, *control);
@@ -501,6 +547,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
           result = fail(Error::internal(std::format("backend threw: {}", e.what())));
         }
       });
+      addSample(q.run_us, std::chrono::steady_clock::now() - started_at);
     }
     finish(q, job, *control, std::move(result));
   }
@@ -826,6 +873,8 @@ bool Scheduler::shutdown(std::chrono::milliseconds grace) {
     for (auto& c : q->ready) release(*q, c.job.id);
     q->ready.clear();
     q->starting = 0;
+    for (auto& c : q->ahead) running_.erase(c.job.id);
+    q->ahead.clear();
   }
   return finished;
 }

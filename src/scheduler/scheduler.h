@@ -8,7 +8,8 @@
 // Commits stay off the workers' critical path: a job submitted while its model has a free slot
 // and nothing queued is stored already claimed (one commit, no claim of its own) and handed to
 // the next free worker; a job's end is committed on the store's writer while its worker goes on,
-// and observers hear of the end (the terminal event) from that commit's callback.
+// and observers hear of the end (the terminal event) from that commit's callback. A model whose
+// jobs take less time than a claim's round trip claims several queued jobs at once (claimSize).
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -147,9 +148,14 @@ class Scheduler {
   void batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model);
   // Claims up to `max` queued jobs of q from the store (a commit; store errors are logged).
   std::vector<Claimed> claim(ModelQueue& q, int max);
-  // Takes up to `max` of the jobs claimed for q at submission (none after a hard stop). With a
-  // `wait`, when none is ready but one is being committed, waits up to that long for it
-  // (options_.join_wait).
+  // How many jobs a free worker of q claims at once (mu_ held): one, and for a model whose jobs
+  // run much faster than a claim's round trip, as many more as its slots would run during one
+  // claim (at most kMaxClaimAhead), so that its slots do not spend more time waiting on the store
+  // than running jobs. Those wait PROCESSING on this node, about one claim's time, for a worker.
+  int claimSize(const ModelQueue& q) const;
+  // Takes up to `max` of the jobs claimed for q at submission, then of those claimed ahead by a
+  // worker (none after a hard stop). With a `wait`, when none is ready but one is being
+  // committed, waits up to that long for it (options_.join_wait).
   std::vector<Claimed> takeReady(ModelQueue& q, int max,
                                  std::chrono::microseconds wait = std::chrono::microseconds::zero());
   // Registers a claimed job as held (mu_ held).

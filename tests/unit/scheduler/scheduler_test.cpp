@@ -242,6 +242,51 @@ TEST_F(SchedulerTest, ABusyModelQueuesAndTheQueueKeepsItsOrder) {
   EXPECT_LE(*a.finished_at, *b.started_at);
 }
 
+// Jobs that run faster than a claim's round trip are claimed several at once (they share their
+// started_at, the claim's time), still best first; slow ones one at a time, when a slot is free.
+TEST_F(SchedulerTest, ShortJobsAreClaimedSeveralAtOnceAndSlowOnesOneByOne) {
+  poll_ = 60s;
+  start({echoEntry("echo", 1, 1000)});
+  auto startedAt = [&](const std::vector<JobId>& ids) {
+    std::vector<Micros> at;
+    for (JobId id : ids) {
+      auto j = waitFor(id, JobStatus::kCompleted, 30s);
+      EXPECT_EQ(j.result["text"], j.prompt);
+      EXPECT_EQ(j.attempts, 1);
+      at.push_back(j.started_at.value_or(0));
+    }
+    return at;
+  };
+  auto distinct = [](std::vector<Micros> v) {
+    std::ranges::sort(v);
+    return std::ranges::distance(v.begin(), std::ranges::unique(v).begin());
+  };
+
+  auto blocker = submit("echo", "block", {{"delay_ms", 300}});
+  ASSERT_EQ(blocker->status, JobStatus::kProcessing);
+  std::vector<JobId> quick;
+  for (int i = 0; i < 300; ++i) {
+    auto j = submit("echo", std::format("quick {}", i));
+    ASSERT_TRUE(j) << j.error().message;
+    ASSERT_EQ(j->status, JobStatus::kQueued);
+    quick.push_back(j->id);
+  }
+  auto quick_at = startedAt(quick);
+  EXPECT_TRUE(std::ranges::is_sorted(quick_at)) << "claimed oldest first";
+  // One claim per job until the worker has seen that they run in less than a claim (the
+  // blocker's 300 ms fade from the average within a few dozen jobs), then up to 33 per claim.
+  EXPECT_LT(distinct(quick_at), 150);
+
+  blocker = submit("echo", "block", {{"delay_ms", 300}});
+  ASSERT_EQ(blocker->status, JobStatus::kProcessing);
+  std::vector<JobId> slow;
+  for (int i = 0; i < 6; ++i) slow.push_back(submit("echo", std::format("slow {}", i), {{"delay_ms", 50}})->id);
+  auto slow_at = startedAt(slow);
+  EXPECT_EQ(distinct(slow_at), 6) << "each claimed when the slot is free";
+  EXPECT_TRUE(std::ranges::is_sorted(slow_at));
+  EXPECT_EQ(scheduler_->stats("echo").queued, 0);
+}
+
 TEST_F(SchedulerTest, UnknownModelListsTheAvailableOnes) {
   start({echoEntry("a", 1, 10), echoEntry("b", 1, 10)});
   auto r = submit("c", "x");
