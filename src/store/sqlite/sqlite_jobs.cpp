@@ -339,9 +339,12 @@ void SqliteStore::finishAsync(Job job, const std::string& owner, JobOutcome outc
   // The final job is built here, not read back: the writer thread is the store's one serial
   // resource, and the caller's copy is the row but for what this write changes.
   std::int64_t attempt = job.attempts;  // as claimed; 0: any (the blocking forms know only the id)
+  // A claimed job says whether it has a webhook; one known by its id only may have one.
+  bool maybe_hooked = job.webhook.has_value() || job.model.empty();
   job = endedJob(std::move(job), std::move(outcome));
   writeAsync<Job>(
-      [owner, attempt, result = std::move(result), job = std::move(job)](SqliteDb& db) mutable -> Result<Job> {
+      [owner, attempt, maybe_hooked, result = std::move(result),
+       job = std::move(job)](SqliteDb& db) mutable -> Result<Job> {
         // Fenced on the lease's owner and attempt: an earlier run cannot overwrite a newer one.
         auto st = db.prepare(
             "UPDATE jobs SET status = ?1, status_message = ?2, result = ?3, error = ?4, finished_at = ?5,"
@@ -357,7 +360,9 @@ void SqliteStore::finishAsync(Job job, const std::string& owner, JobOutcome outc
         if (auto r = s.run(); !r) return statim::fail(r.error());
         if (db.changes() == 0) return statim::fail(conflict(job.id, owner));
         if (auto r = insertFiles(db, job.id, "artifact", job.artifacts); !r) return statim::fail(r.error());
-        if (auto r = enqueueWebhook(db, job.id, eventName(job.status), now); !r) return statim::fail(r.error());
+        if (maybe_hooked) {
+          if (auto r = enqueueWebhook(db, job.id, eventName(job.status), now); !r) return statim::fail(r.error());
+        }
         job.finished_at = now;
         return std::move(job);
       },
