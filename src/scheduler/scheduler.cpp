@@ -652,6 +652,7 @@ void Scheduler::finish(ModelQueue& q, const Job& job, Control& control, Result<n
     return;
   }
   JobOutcome outcome;
+  outcome.ended_at = nowMicros();  // before its slot is freed
   if (control.cancelRequested()) {
     outcome.status = JobStatus::kCancelled;
     if (result) outcome.result = std::move(*result);

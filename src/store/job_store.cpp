@@ -109,6 +109,7 @@ Job endedJob(Job job, JobOutcome outcome) {
   job.artifacts = std::move(outcome.artifacts);
   job.lease_owner.clear();
   job.lease_expires_at.reset();
+  if (outcome.ended_at) job.finished_at = outcome.ended_at;
   if (outcome.status == JobStatus::kCancelled) job.cancel_requested = true;
   return job;
 }

@@ -80,6 +80,11 @@ struct JobOutcome {
   nlohmann::json result;                     // kCompleted: the result; kCancelled: the partial one (may be null)
   std::string error;                         // kFailed: why
   std::vector<JobFile> artifacts;            // kCompleted: files already in the blob store
+  // When the job ended on its worker, before its slot was freed. The SQLite store records it as
+  // finished_at, so a job that takes the freed slot never seems to start before this one ended
+  // (the end's commit may come after the next job's). 0: the commit's time. PostgreSQL records
+  // the database's time at the commit, as for every other timestamp.
+  Micros ended_at = 0;
 };
 
 // The QUEUED job a store creates from `request`: the job's own fields are moved out of it; what
@@ -94,7 +99,8 @@ std::string likeContaining(const std::string& text);
 Result<std::optional<Job>> replayOf(std::optional<std::pair<Job, std::string>> earlier, const NewJob& request);
 
 // `job` (PROCESSING) as finishAsync stores it with `outcome` applied: status, status_message,
-// result, error, artifacts, the lease dropped. All but finished_at, which the commit sets.
+// result, error, artifacts, the lease dropped, and finished_at when the outcome has ended_at
+// (else the commit sets it).
 Job endedJob(Job job, JobOutcome outcome);
 
 // Text stored in a database must be valid UTF-8 JSON; invalid bytes become U+FFFD.

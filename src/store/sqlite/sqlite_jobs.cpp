@@ -352,7 +352,7 @@ void SqliteStore::finishAsync(Job job, const std::string& owner, JobOutcome outc
             " AND (?8 = 0 OR attempts = ?8)");
         if (!st) return statim::fail(st.error());
         auto& s = **st;
-        Micros now = nowMicros();
+        Micros now = job.finished_at.value_or(nowMicros());  // the outcome's ended_at, if any
         std::string_view status = toString(job.status);
         s.bind(1, status).bind(2, job.status_message).bind(4, job.error).bind(5, now).bind(6, job.id).bind(7, owner);
         s.bind(8, attempt);

@@ -31,10 +31,12 @@ ModelEntry echoEntry(std::string id, int parallel, std::int64_t max_queue) {
 // The size of the team a parallel region without a thread count of its own gets on this thread,
 // as a library opens it (ggml's AMX weight conversion when a model loads).
 int defaultOpenMpTeam() {
+  // Written by the calling thread itself (the team's primary): TSan does not see libgomp's
+  // barriers, and would call another team thread's write to this stack a race.
   int team = 0;
 #pragma omp parallel
   {
-#pragma omp single
+#pragma omp masked
     team = omp_get_num_threads();
   }
   return team;
