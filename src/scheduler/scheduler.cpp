@@ -210,6 +210,9 @@ void Scheduler::startModel(const std::string& model_id) {
     return;
   }
   q.capacity = entry->manifest.parallel;
+  // Measured afresh for this load of the model (its settings, and so its speed, may differ).
+  q.claim_us = 0;
+  q.run_us = 0;
   for (int i = 0; i < entry->manifest.parallel; ++i) {
     q.workers.emplace_back([this, &q, loaded = entry->loaded, i] { workerLoop(q, loaded, i); });
   }
@@ -232,7 +235,7 @@ int Scheduler::retireModel(const std::string& model_id, bool force) {
     }
   }
   q->cv.notify_all();
-  return q->running;
+  return q->running + static_cast<int>(q->ahead.size());
 }
 
 int Scheduler::stopModel(const std::string& model_id, bool force) {
@@ -411,7 +414,7 @@ void Scheduler::release(ModelQueue& q, JobId id) {
   idle_cv_.notify_all();
 }
 
-std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
+std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max, int keep, int* got) {
   {
     // Counted until the jobs are held (or the claim comes back empty), so shutdown never
     // mistakes a job between the store and running_ for an idle worker.
@@ -426,6 +429,7 @@ std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
   std::vector<Claimed> out;
   std::lock_guard lock(mu_);
   --claiming_;
+  if (got) *got = jobs ? static_cast<int>(jobs->size()) : 0;
   if (jobs) {
     for (auto& job : *jobs) {
       if (q.queued > 0) --q.queued;
@@ -437,9 +441,14 @@ std::vector<Scheduler::Claimed> Scheduler::claim(ModelQueue& q, int max) {
                   {{"job_id", job.id}, {"model", q.id}});
         continue;
       }
-      ++q.running;
-      out.push_back(hold(q, std::move(job)));
+      if (static_cast<int>(out.size()) < keep) {
+        ++q.running;
+        out.push_back(hold(q, std::move(job)));
+      } else {
+        q.ahead.push_back(hold(q, std::move(job)));  // for the next free worker
+      }
     }
+    if (!q.ahead.empty()) q.cv.notify_all();
   }
   idle_cv_.notify_all();
   return out;
@@ -514,19 +523,10 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
     }
     if (want_claim) {
       auto claimed_at = std::chrono::steady_clock::now();
-      next = claim(q, want);
+      int got = 0;
+      next = claim(q, want, 1, &got);  // the rest wait in q.ahead for the next free worker
       addSample(q.claim_us, std::chrono::steady_clock::now() - claimed_at);
-      if (static_cast<int>(next.size()) < want) gate.sawEmpty(seen, options_.poll_interval);
-      if (next.size() > 1) {
-        // The rest wait for the next free worker (this one, or another woken for them).
-        std::lock_guard lock(mu_);
-        for (auto it = next.begin() + 1; it != next.end(); ++it) {
-          --q.running;
-          q.ahead.push_back(std::move(*it));
-        }
-        next.resize(1);
-        q.cv.notify_all();
-      }
+      if (got < want) gate.sawEmpty(seen, options_.poll_interval);
     }
     if (next.empty()) {
       if (drained(q)) return;
@@ -885,7 +885,9 @@ ModelQueueStats Scheduler::stats(const std::string& model_id) const {
   auto it = queues_.find(model_id);
   if (it == queues_.end()) return {};
   auto& q = *it->second;
-  return {q.queued, q.running, static_cast<int>(q.workers.size()), q.capacity, q.max_queue};
+  // Jobs claimed ahead count as running: they are PROCESSING here, and start within about a claim.
+  return {q.queued, q.running + static_cast<int>(q.ahead.size()), static_cast<int>(q.workers.size()), q.capacity,
+          q.max_queue};
 }
 
 }  // namespace statim

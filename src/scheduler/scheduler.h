@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -146,8 +147,10 @@ class Scheduler {
   };
   void workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index);
   void batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model);
-  // Claims up to `max` queued jobs of q from the store (a commit; store errors are logged).
-  std::vector<Claimed> claim(ModelQueue& q, int max);
+  // Claims up to `max` queued jobs of q from the store (a commit; store errors are logged) and
+  // returns the first `keep`; the rest go to q.ahead, in the same hold of mu_. `got`: how many
+  // the store gave.
+  std::vector<Claimed> claim(ModelQueue& q, int max, int keep = std::numeric_limits<int>::max(), int* got = nullptr);
   // How many jobs a free worker of q claims at once (mu_ held): one, and for a model whose jobs
   // run much faster than a claim's round trip, as many more as its slots would run during one
   // claim (at most kMaxClaimAhead), so that its slots do not spend more time waiting on the store

@@ -81,8 +81,9 @@ struct JobOutcome {
   std::string error;                         // kFailed: why
   std::vector<JobFile> artifacts;            // kCompleted: files already in the blob store
   // When the job ended on its worker, before its slot was freed. The SQLite store records it as
-  // finished_at, so a job that takes the freed slot never seems to start before this one ended
-  // (the end's commit may come after the next job's). 0: the commit's time. PostgreSQL records
+  // finished_at, so a job that takes the freed slot (at submission, or claimed then) never seems
+  // to start before this one ended: the end's commit may come after the next job's. (A job
+  // claimed ahead has the claim's time as started_at.) 0: the commit's time. PostgreSQL records
   // the database's time at the commit, as for every other timestamp.
   Micros ended_at = 0;
 };

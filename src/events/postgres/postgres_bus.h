@@ -38,7 +38,9 @@ struct PostgresEventBusOptions {
   std::string url;
   std::string node_id;                            // this node's events are not delivered back to it
   std::chrono::milliseconds poll_interval{1000};  // followed jobs are re-read this often
-  std::chrono::microseconds batch_delay{2000};    // at most one NOTIFY this often (events share it)
+  // Under load, at most one NOTIFY this often (events share it); after a NOTIFY of a few events,
+  // a part of it (see senderLoop).
+  std::chrono::microseconds batch_delay{2000};
   // Whether another node may be listening (NodePresence::hasPeers); unset: always. A node alone
   // sends no notification; a node that starts says hello on the channel, so that the others
   // notify at once, before they read its record.
