@@ -39,6 +39,12 @@ def cluster(pg, make_server, tmp_path):
     return node
 
 
+def running_on(node: Server) -> int:
+    """statim_jobs_running of one node, summed over models."""
+    return sum(int(float(m.group(1))) for line in node.get("/metrics").text.splitlines()
+               if (m := re.match(r'statim_jobs_running\{.*\} (\S+)', line)))
+
+
 def finished_by_status(node: Server) -> dict[str, int]:
     """statim_jobs_finished_total of one node, summed over models, by status."""
     out: dict[str, int] = collections.Counter()
@@ -472,8 +478,11 @@ def test_a_response_run_by_a_worker_streams_and_resumes_on_the_api_node(cluster,
 def test_a_worker_killed_under_load_loses_no_job_and_none_ends_twice(pg, cluster):
     api, workers = api_and_workers(cluster, {"w1": ["echo"], "w2": ["echo"], "w3": ["echo"]}, lease="2",
                                    parallel=2, max_queue=10000)
-    ids = [api.submit("echo", f"job {i}", params={"delay_ms": 30})["id"] for i in range(240)]
-    wait_until(lambda: finished_by_status(workers["w1"])["completed"] >= 5, 30, "w1 to run some jobs")
+    # 100 ms jobs: the six slots take 4 s for them, so the queue is still long when w1 is killed
+    # (with 30 ms jobs, a slow submitter could see the workers drain it first).
+    ids = [api.submit("echo", f"job {i}", params={"delay_ms": 100})["id"] for i in range(240)]
+    wait_until(lambda: finished_by_status(workers["w1"])["completed"] >= 5 and running_on(workers["w1"]) >= 1, 30,
+               "w1 to run some jobs, and hold some")
     workers["w1"].kill9()
     ids += [api.submit("echo", f"late {i}", params={"delay_ms": 5})["id"] for i in range(60)]
     wait_until(lambda: pg.sql("SELECT count(*) FROM jobs WHERE status IN ('QUEUED', 'PROCESSING')", cluster.url)
