@@ -101,10 +101,15 @@ int serve(const Config& config) {
   NodePresence* presence_ptr = nullptr;  // set below, once the presence exists
   std::unique_ptr<EventBus> events;
   if (opened->shared) {
-    auto bus = PostgresEventBus::open({.url = config.store_url,
-                                       .node_id = node_id,
-                                       .peers = [&presence_ptr] { return !presence_ptr || presence_ptr->hasPeers(); }},
-                                      *store);
+    auto bus = PostgresEventBus::open(
+        {.url = config.store_url,
+         .node_id = node_id,
+         .peers = [&presence_ptr] { return !presence_ptr || presence_ptr->hasPeers(); },
+         .only_types = config.node_role == "worker"
+                           ? std::vector<std::string>{std::string(transition(JobStep::kQueued).event),
+                                                      std::string(kCancellingEvent)}
+                           : std::vector<std::string>{}},
+        *store);
     if (!bus) {
       log::error("cannot listen for other nodes' events", {{"error", bus.error().message}});
       return 1;

@@ -12,6 +12,7 @@
 #include "backends/registry.h"
 #include "core/logging.h"
 #include "core/openmp.h"
+#include "core/thread_name.h"
 
 namespace statim {
 
@@ -255,6 +256,7 @@ Result<ModelEntry> ModelRegistry::requestLoad(const std::string& id) {
 }
 
 void ModelRegistry::loaderLoop() {
+  nameThisThread("model-loader");
   confineOpenMpToThisThread();  // a backend's load must not give this thread an OpenMP pool
   std::unique_lock lock(mu_);
   while (true) {

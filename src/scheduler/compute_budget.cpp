@@ -1,4 +1,5 @@
 #include "scheduler/compute_budget.h"
+#include "core/thread_name.h"
 
 #include <algorithm>
 #include <chrono>
@@ -104,6 +105,7 @@ void ComputeBudget::release(Call& call, double seconds) {
 }
 
 void ComputeBudget::threadLoop() {
+  nameThisThread("compute");
   std::unique_lock lock(mu_);
   while (true) {
     thread_cv_.wait(lock, [&] { return for_thread_ != nullptr || stop_; });

@@ -4,6 +4,7 @@
 
 #include "core/clock.h"
 #include "core/logging.h"
+#include "core/thread_name.h"
 
 namespace statim {
 namespace {
@@ -16,6 +17,7 @@ Housekeeping::Housekeeping(JobStore& jobs, AuditStore& audit, RetentionOptions o
     : jobs_(jobs), audit_(audit), options_(std::move(options)) {
   if (options_.jobs_days <= 0 && options_.audit_days <= 0 && !options_.blobs) return;  // nothing to do
   thread_ = std::thread([this] {
+    nameThisThread("housekeeping");
     std::unique_lock lock(mu_);
     while (!stopping_) {
       lock.unlock();

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/logging.h"
+#include "core/thread_name.h"
 
 namespace statim {
 namespace {
@@ -84,6 +85,7 @@ Result<ModelEntry> ModelLifecycle::unload(const std::string& id, bool force) {
 }
 
 void ModelLifecycle::threadLoop() {
+  nameThisThread("model-idle");
   std::unique_lock lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, options_.sweep_interval, [&] { return stop_ || !to_unload_.empty(); });

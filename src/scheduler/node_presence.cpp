@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/logging.h"
+#include "core/thread_name.h"
 
 namespace statim {
 
@@ -10,6 +11,7 @@ NodePresence::NodePresence(NodeStore& store, ModelRegistry& models, Scheduler& s
     : store_(store), models_(models), scheduler_(scheduler), options_(std::move(options)) {
   beat();
   thread_ = std::thread([this] {
+    nameThisThread("node-heartbeat");
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, options_.interval, [&] { return stopping_; })) {
       lock.unlock();

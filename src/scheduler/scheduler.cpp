@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/logging.h"
 #include "core/openmp.h"
+#include "core/thread_name.h"
 
 namespace statim {
 
@@ -499,6 +500,7 @@ void Scheduler::waitForWork(ModelQueue& q, std::uint64_t seen) {
 }
 
 void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, int index) {
+  nameThisThread("run:" + q.id);
   confineOpenMpToThisThread();  // OpenMP calls go through the compute budget's thread
   auto session = model->newSession();
   if (!session) {
@@ -554,6 +556,7 @@ void Scheduler::workerLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model, in
 }
 
 void Scheduler::batchLoop(ModelQueue& q, std::shared_ptr<LoadedModel> model) {
+  nameThisThread("batch:" + q.id);
   confineOpenMpToThisThread();  // OpenMP calls go through the compute budget's thread
   auto open = [&]() -> std::unique_ptr<BatchSession> {
     auto session = model->newBatchSession();
@@ -775,6 +778,7 @@ void Scheduler::actOnOtherNodes() {
 }
 
 void Scheduler::leaseLoop() {
+  nameThisThread("leases");
   const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
   // With a shared store the admission counters are re-read more often than leases are renewed:
   // other nodes claim (and submit) jobs of the same queues.

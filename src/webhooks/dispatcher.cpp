@@ -6,6 +6,7 @@
 #include "core/clock.h"
 #include "core/crypto.h"
 #include "core/logging.h"
+#include "core/thread_name.h"
 
 namespace statim {
 namespace {
@@ -34,6 +35,7 @@ double WebhookDispatcher::backoffSeconds(const WebhookOptions& o, int attempt) {
 }
 
 void WebhookDispatcher::loop() {
+  nameThisThread("webhook-queue");
   std::string outbox_error;  // the last error claiming from the outbox, until a claim succeeds
   std::unique_lock lock(inbox_->mu);
   while (!inbox_->stopping) {

@@ -45,6 +45,10 @@ struct PostgresEventBusOptions {
   // sends no notification; a node that starts says hello on the channel, so that the others
   // notify at once, before they read its record.
   std::function<bool()> peers;
+  // The other nodes' events this node reads; empty: all of them. A worker node serves no client
+  // that follows a job, so it reads only what its scheduler acts on ("queued", "cancelling"): a
+  // notification that names none of these is dropped unparsed.
+  std::vector<std::string> only_types;
 };
 
 class PostgresEventBus final : public EventBus {
@@ -78,6 +82,7 @@ class PostgresEventBus final : public EventBus {
   bool markEndedLocked(JobId job);  // follow_mu_ held
 
   PostgresEventBusOptions options_;
+  std::string own_prefix_;  // how a notification this node sent begins: dropped unparsed
   JobStore& store_;
   InProcessEventBus local_;
 

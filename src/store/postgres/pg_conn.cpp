@@ -145,6 +145,7 @@ bool PgConn::healthy() const { return !broken_ && PQstatus(conn_) == CONNECTION_
 Result<void> PgConn::reset() {
   prepared_.clear();
   broken_ = false;
+  begin_pending_ = false;
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) {
     return statim::fail(ErrorCode::kStorageUnavailable,
@@ -190,8 +191,12 @@ Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (auto& v : params.values()) values.push_back(v ? v->c_str() : nullptr);
-  PGresult* r =
-      PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0);
+  PGresult* r = nullptr;
+  if (std::exchange(begin_pending_, false)) {
+    r = pipelinedWithBegin(it->second, values);
+  } else {
+    r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0);
+  }
   auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Error e = errorOf(r, "query");
@@ -201,9 +206,45 @@ Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
   return PgResult(r);
 }
 
+PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::vector<const char*>& values) {
+  // BEGIN, the statement, one Sync: the server answers both at once. Its results come in that
+  // order; a failed BEGIN makes the statement's result PGRES_PIPELINE_ABORTED (an error here).
+  if (!PQenterPipelineMode(conn_)) {
+    if (PGresult* b = PQexec(conn_, "BEGIN")) PQclear(b);
+    return PQexecPrepared(conn_, statement.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr,
+                          0);
+  }
+  bool sent = PQsendQueryParams(conn_, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) &&
+              PQsendQueryPrepared(conn_, statement.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                                  nullptr, 0) &&
+              PQpipelineSync(conn_);
+  PGresult* begin = nullptr;
+  PGresult* result = nullptr;
+  if (sent) {
+    // Each query's result is followed by a NULL; the Sync's by nothing.
+    for (PGresult** slot : {&begin, &result}) {
+      *slot = PQgetResult(conn_);
+      if (!*slot) break;
+      while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+    }
+    while (PGresult* rest = PQgetResult(conn_)) {
+      bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
+      PQclear(rest);
+      if (sync) break;
+    }
+  }
+  if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
+  if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK && result && PQresultStatus(result) != PGRES_TUPLES_OK &&
+      PQresultStatus(result) != PGRES_COMMAND_OK) {
+    std::swap(begin, result);  // the BEGIN's error is the one to report
+  }
+  if (begin) PQclear(begin);
+  return result;
+}
+
 Result<void> PgConn::run(std::string_view sql) {
   last_state_.clear();
-  std::string s(sql);
+  std::string s = std::exchange(begin_pending_, false) ? std::format("BEGIN; {}", sql) : std::string(sql);
   PGresult* r = PQexec(conn_, s.c_str());
   auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {

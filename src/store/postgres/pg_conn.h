@@ -98,6 +98,10 @@ class PgConn {
   Result<PgResult> exec(std::string_view sql, const PgParams& params = {});
   // Runs one or more statements without parameters (simple query protocol).
   Result<void> run(std::string_view sql);
+  // Opens a transaction with the next exec or run, in the same round trip (a pipeline of BEGIN
+  // and that statement): a write batch of one statement then costs two round trips, not three.
+  // A BEGIN that fails fails that statement.
+  void beginWithNext() { begin_pending_ = true; }
   // The SQLSTATE of the last failed exec/run ("" when it did not come from the server).
   const std::string& lastSqlState() const { return last_state_; }
   // False once the connection is lost (the server restarted, the backend was terminated).
@@ -109,6 +113,7 @@ class PgConn {
  private:
   PgConn(pg_conn* c, std::string setup) : conn_(c), setup_(std::move(setup)) {}
   Error errorOf(pg_result* r, std::string_view what);
+  pg_result* pipelinedWithBegin(const std::string& statement, const std::vector<const char*>& values);
   pg_conn* conn_;
   std::string setup_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
@@ -116,6 +121,7 @@ class PgConn {
   // Set by a failure that did not come from the server (no SQLSTATE: the socket closed, an
   // administrator command ended the session): libpq may still say CONNECTION_OK.
   bool broken_ = false;
+  bool begin_pending_ = false;  // beginWithNext()
 };
 
 // A connection URL with its password (if any) replaced by "***", for logs and messages.

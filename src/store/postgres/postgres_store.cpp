@@ -4,6 +4,7 @@
 #include <format>
 
 #include "core/logging.h"
+#include "core/thread_name.h"
 #include "store/migrations/migration.h"
 
 namespace statim {
@@ -121,6 +122,7 @@ std::optional<Error> PostgresStore::writeProblem() const {
 }
 
 void PostgresStore::writerLoop(PgConn& conn) {
+  nameThisThread("store-writer");
   while (true) {
     std::vector<WriteOp> batch;
     {
@@ -152,7 +154,7 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
     // Fast path: no savepoints (one round trip less per write). When a write fails, the batch is
     // rolled back and, unless that write was alone, run again with a SAVEPOINT around each.
     auto plain = [&]() -> Result<bool> {
-      if (auto r = conn.run("BEGIN"); !r) return std::unexpected(r.error());
+      conn.beginWithNext();  // with the first write's first statement
       for (auto& op : batch) {
         if (auto r = op.apply(conn); !r) {
           if (!conn.healthy()) return std::unexpected(r.error());

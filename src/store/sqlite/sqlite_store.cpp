@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/logging.h"
+#include "core/thread_name.h"
 #include "store/migrations/migration.h"
 
 namespace statim {
@@ -149,6 +150,7 @@ void SqliteStore::enqueue(WriteOp op) {
 }
 
 void SqliteStore::writerLoop() {
+  nameThisThread("store-writer");
   while (true) {
     std::vector<WriteOp> batch;
     bool probe = false;

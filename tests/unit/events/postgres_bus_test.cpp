@@ -161,6 +161,29 @@ TEST_F(PostgresEventBusTest, EventsCrossToTheOtherNodeInOrderWithTheStoredJobAtT
   b->unsubscribe(late.token);
 }
 
+// A node that reads only some types (a worker: what its scheduler acts on) gets those from the
+// other nodes and nothing else, whether they came alone or in one notification with others.
+TEST_F(PostgresEventBusTest, ANodeThatReadsOnlySomeTypesGetsThoseAndNothingElse) {
+  auto api = node("api"), full = node("full");
+  auto w = PostgresEventBus::open({.url = url_, .node_id = "w", .only_types = {"queued", "cancelling"}}, *store_);
+  ASSERT_TRUE(w) << w.error().message;
+  Seen on_w, on_full;
+  (*w)->subscribeAll(on_w.listener());
+  full->subscribeAll(on_full.listener());
+  api->publish({7, "started", {{"attempt", 1}}});  // alone: this notification is not parsed on w
+  ASSERT_TRUE(eventually([&] { return on_full.types().size() == 1; }));
+  api->publish({7, "token", {{"text", "queued"}}});  // names "queued", but only as text
+  api->publish({8, "queued", {{"model", "m"}, {"claimed", false}}});
+  api->publish({7, "cancelling", nlohmann::json::object()});
+  ASSERT_TRUE(eventually([&] { return on_full.types().size() == 4; })) << on_full.types().size();
+  ASSERT_TRUE(eventually([&] { return on_w.types().size() == 2; })) << on_w.types().size();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(on_w.types(), (std::vector<std::string>{"queued", "cancelling"}));
+  EXPECT_EQ(on_w.events[0].job_id, 8);
+  EXPECT_TRUE(on_w.events[0].remote);
+  EXPECT_EQ((*w)->eventsReceived(), 2);
+}
+
 // A late subscriber on the other node gets the text so far (its bus tracked the running job).
 TEST_F(PostgresEventBusTest, ALateFollowerOnAnotherNodeGetsTheTextSoFar) {
   auto a = node("a"), b = node("b");

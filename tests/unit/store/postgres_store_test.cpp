@@ -225,6 +225,57 @@ TEST_F(PostgresStoreTest, OnlyThePoolsClaimsSkipTheWalFlush) {
   EXPECT_EQ(after_reset->text(0, 0), "off");
 }
 
+// beginWithNext() opens the transaction in the next statement's round trip: what follows runs
+// inside it (a ROLLBACK undoes it), an error is the statement's own (or BEGIN's), and the
+// connection carries on after either.
+TEST_F(PostgresStoreTest, ABeginSentWithTheNextStatementOpensTheTransaction) {
+  auto n = node();  // the schema
+  auto c = PgConn::connect(url_);
+  ASSERT_TRUE(c) << c.error().message;
+  PgConn& conn = **c;
+  ASSERT_TRUE(conn.run("CREATE TEMP TABLE t (v int PRIMARY KEY)"));
+  auto count = [&] { return conn.exec("SELECT count(*) FROM t")->int64(0, 0); };
+
+  conn.beginWithNext();
+  auto inserted = conn.exec("INSERT INTO t VALUES ($1) RETURNING v", PgParams(1));
+  ASSERT_TRUE(inserted) << inserted.error().message;
+  EXPECT_EQ(inserted->int64(0, 0), 1) << "the statement's own result";
+  auto in_tx = conn.exec("SELECT now() = statement_timestamp()");
+  ASSERT_TRUE(in_tx);
+  EXPECT_FALSE(in_tx->boolean(0, 0)) << "inside a transaction that began earlier";
+  ASSERT_TRUE(conn.run("ROLLBACK"));
+  EXPECT_EQ(count(), 0) << "the ROLLBACK undid the insert: it ran inside the BEGIN";
+
+  conn.beginWithNext();
+  ASSERT_TRUE(conn.exec("INSERT INTO t VALUES ($1)", PgParams(2)));
+  ASSERT_TRUE(conn.run("COMMIT"));
+  EXPECT_EQ(count(), 1);
+
+  conn.beginWithNext();
+  auto dup = conn.exec("INSERT INTO t VALUES ($1)", PgParams(2));
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(conn.lastSqlState(), kPgUniqueViolation);
+  EXPECT_NE(dup.error().message.find("duplicate key"), std::string::npos) << dup.error().message;
+  EXPECT_TRUE(conn.healthy());
+  auto aborted = conn.exec("SELECT 1");
+  ASSERT_FALSE(aborted) << "the failed statement left its transaction aborted";
+  EXPECT_NE(aborted.error().message.find("current transaction is aborted"), std::string::npos)
+      << aborted.error().message;
+  ASSERT_TRUE(conn.run("ROLLBACK"));
+  EXPECT_EQ(count(), 1);
+
+  conn.beginWithNext();  // with a simple-protocol statement
+  ASSERT_TRUE(conn.run("INSERT INTO t VALUES (3)"));
+  ASSERT_TRUE(conn.run("ROLLBACK"));
+  EXPECT_EQ(count(), 1);
+
+  ASSERT_TRUE(conn.run("BEGIN"));
+  conn.beginWithNext();  // a BEGIN inside a transaction only warns: the statement still runs
+  ASSERT_TRUE(conn.exec("INSERT INTO t VALUES ($1)", PgParams(4)));
+  ASSERT_TRUE(conn.run("COMMIT"));
+  EXPECT_EQ(count(), 2);
+}
+
 }  // namespace
 
 TEST(PgParamsTest, CleanTextKeepsValidUtf8AndReplacesWhatPostgresqlRefuses) {
