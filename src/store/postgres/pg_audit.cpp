@@ -17,48 +17,55 @@ void PostgresStore::appendAudit(AuditEntry e) {
     audit_pending_.push_back(std::move(e));
     if (audit_pending_.size() > 1) return;  // the queued write takes it
   }
-  // Taken from the pending rows on the first apply, kept for a rerun of the batch.
+  // Taken from the pending rows when first sent, kept for a rerun of the batch.
   auto rows = std::make_shared<std::optional<std::vector<AuditEntry>>>();
-  enqueue({[this, rows](PgConn& c) -> Result<void> {
-             if (!*rows) {
-               std::lock_guard lock(audit_mu_);
-               *rows = std::exchange(audit_pending_, {});
-             }
-             std::vector<std::int64_t> time;
-             std::vector<std::optional<std::int64_t>> key_id, job_id, status;
-             std::vector<std::string> key_name, remote, method, route, path, request_id;
-             for (const AuditEntry& a : **rows) {
-               time.push_back(a.time);
-               key_id.push_back(a.key_id);
-               key_name.push_back(PgParams::cleanText(a.key_name));
-               remote.push_back(PgParams::cleanText(a.remote));
-               method.push_back(PgParams::cleanText(a.method));
-               route.push_back(PgParams::cleanText(a.route));
-               path.push_back(PgParams::cleanText(a.path));
-               job_id.push_back(a.job_id);
-               status.push_back(a.status);
-               request_id.push_back(PgParams::cleanText(a.request_id));
-             }
-             auto r = c.exec(
-                 "INSERT INTO audit_log (time, key_id, key_name, remote, method, route, path, job_id, status,"
-                 " request_id) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
-                 " $6::text[], $7::text[], $8::bigint[], $9::integer[], $10::text[])",
-                 PgParams()
-                     .addArray(time)
-                     .addArray(key_id)
-                     .addArray(key_name)
-                     .addArray(remote)
-                     .addArray(method)
-                     .addArray(route)
-                     .addArray(path)
-                     .addArray(job_id)
-                     .addArray(status)
-                     .addArray(request_id));
-             if (!r) {
-               log::error("audit: rows not written", {{"error", r.error().message}, {"rows", (*rows)->size()}});
-               return statim::fail(r.error());
-             }
-             return ok();
+  auto one = std::make_shared<OneStatement>(OneStatement{
+      [this, rows] {
+        if (!*rows) {
+          std::lock_guard lock(audit_mu_);
+          *rows = std::exchange(audit_pending_, {});
+        }
+        std::vector<std::int64_t> time;
+        std::vector<std::optional<std::int64_t>> key_id, job_id, status;
+        std::vector<std::string> key_name, remote, method, route, path, request_id;
+        for (const AuditEntry& a : **rows) {
+          time.push_back(a.time);
+          key_id.push_back(a.key_id);
+          key_name.push_back(PgParams::cleanText(a.key_name));
+          remote.push_back(PgParams::cleanText(a.remote));
+          method.push_back(PgParams::cleanText(a.method));
+          route.push_back(PgParams::cleanText(a.route));
+          path.push_back(PgParams::cleanText(a.path));
+          job_id.push_back(a.job_id);
+          status.push_back(a.status);
+          request_id.push_back(PgParams::cleanText(a.request_id));
+        }
+        return PgStatement{
+            "INSERT INTO audit_log (time, key_id, key_name, remote, method, route, path, job_id, status,"
+            " request_id) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[], $7::text[], $8::bigint[], $9::integer[], $10::text[])",
+            PgParams()
+                .addArray(time)
+                .addArray(key_id)
+                .addArray(key_name)
+                .addArray(remote)
+                .addArray(method)
+                .addArray(route)
+                .addArray(path)
+                .addArray(job_id)
+                .addArray(status)
+                .addArray(request_id)};
+      },
+      [rows](Result<PgResult> r) -> Result<void> {
+        if (!r) {
+          log::error("audit: rows not written", {{"error", r.error().message}, {"rows", (*rows)->size()}});
+          return statim::fail(r.error());
+        }
+        return ok();
+      }});
+  enqueue({[one](PgConn& c) -> Result<void> {
+             auto s = one->build();
+             return one->take(c.exec(s.sql, s.params));
            },
            [this, rows](const Error* err) {
              if (!err) return;
@@ -70,7 +77,8 @@ void PostgresStore::appendAudit(AuditEntry e) {
                log::error("audit: row not written",
                           {{"error", err->message}, {"request_id", a.request_id}, {"path", a.path}});
              }
-           }});
+           },
+           one});
 }
 
 // Newest first by time (rows of one multi-row INSERT are in the order they were appended).

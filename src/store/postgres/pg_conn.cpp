@@ -1,9 +1,11 @@
 #include "store/postgres/pg_conn.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <format>
 #include <regex>
+#include <utility>
 
 #include <libpq-fe.h>
 
@@ -173,29 +175,43 @@ Error PgConn::errorOf(PGresult* r, std::string_view what) {
           {}};
 }
 
-Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
-  last_state_.clear();
-  std::string key(sql);
-  auto it = prepared_.find(key);
+Result<const std::string*> PgConn::prepared(const std::string& sql) {
+  auto it = prepared_.find(sql);
   if (it == prepared_.end()) {
     std::string name = std::format("s{}", prepared_.size());
-    PGresult* r = PQprepare(conn_, name.c_str(), key.c_str(), 0, nullptr);
+    PGresult* r = PQprepare(conn_, name.c_str(), sql.c_str(), 0, nullptr);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
       Error e = errorOf(r, "prepare");
       if (r) PQclear(r);
       return statim::fail(std::move(e));
     }
     PQclear(r);
-    it = prepared_.emplace(std::move(key), std::move(name)).first;
+    it = prepared_.emplace(sql, std::move(name)).first;
   }
+  return &it->second;
+}
+
+namespace {
+
+std::vector<const char*> valuesOf(const PgParams& params) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (auto& v : params.values()) values.push_back(v ? v->c_str() : nullptr);
+  return values;
+}
+
+}  // namespace
+
+Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
+  last_state_.clear();
+  auto name = prepared(std::string(sql));
+  if (!name) return statim::fail(name.error());
+  auto values = valuesOf(params);
   PGresult* r = nullptr;
   if (std::exchange(begin_pending_, false)) {
-    r = pipelinedWithBegin(it->second, values);
+    r = pipelinedWithBegin(**name, values);
   } else {
-    r = PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0);
+    r = PQexecPrepared(conn_, (*name)->c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0);
   }
   auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
@@ -240,6 +256,78 @@ PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::ve
   }
   if (begin) PQclear(begin);
   return result;
+}
+
+Result<std::vector<Result<PgResult>>> PgConn::transaction(const std::vector<PgStatement>& statements,
+                                                          bool* maybe_committed) {
+  last_state_.clear();
+  begin_pending_ = false;
+  if (maybe_committed) *maybe_committed = false;
+  std::vector<const std::string*> names;
+  for (auto& s : statements) {
+    auto name = prepared(s.sql);
+    if (!name) return statim::fail(name.error());
+    names.push_back(*name);
+  }
+  if (!PQenterPipelineMode(conn_)) return statim::fail(errorOf(nullptr, "pipeline"));
+  bool sent = PQsendQueryParams(conn_, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0);
+  for (size_t i = 0; sent && i < statements.size(); ++i) {
+    auto values = valuesOf(statements[i].params);
+    sent = PQsendQueryPrepared(conn_, names[i]->c_str(), static_cast<int>(values.size()), values.data(), nullptr,
+                               nullptr, 0);
+  }
+  sent = sent && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) && PQpipelineSync(conn_);
+  // One result per query (BEGIN, the statements, COMMIT), each followed by a NULL, then the Sync's.
+  std::vector<PGresult*> results;
+  while (sent && results.size() < statements.size() + 2) {
+    PGresult* r = PQgetResult(conn_);
+    if (!r) break;  // the connection failed
+    results.push_back(r);
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  }
+  if (results.size() == statements.size() + 2) {
+    while (PGresult* rest = PQgetResult(conn_)) {
+      bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
+      PQclear(rest);
+      if (sync) break;
+    }
+  }
+  if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
+  auto ok_status = [](PGresult* r) {
+    auto st = PQresultStatus(r);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+  };
+  Result<std::vector<Result<PgResult>>> out = std::vector<Result<PgResult>>{};
+  auto failed_result = [&](PGresult* r) {
+    auto st = PQresultStatus(r);
+    return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+  };
+  if (results.size() < statements.size() + 2) {
+    // The connection failed. Unless an answer already says the transaction failed, the server may
+    // have run it all, COMMIT included, before the answers were lost.
+    if (maybe_committed) *maybe_committed = std::ranges::none_of(results, failed_result);
+    out = statim::fail(errorOf(nullptr, "pipeline"));
+  } else if (!ok_status(results.front())) {
+    out = statim::fail(errorOf(results.front(), "BEGIN"));
+  } else {
+    bool failed = false;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      PGresult*& r = results[i + 1];
+      if (ok_status(r)) {
+        out->push_back(PgResult(std::exchange(r, nullptr)));
+      } else if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+        out->push_back(statim::fail(Error::storage("PostgreSQL: not run, an earlier statement failed")));
+      } else {
+        failed = true;
+        out->push_back(statim::fail(errorOf(r, "query")));
+      }
+    }
+    if (!failed && !ok_status(results.back())) out = statim::fail(errorOf(results.back(), "COMMIT"));
+  }
+  for (PGresult* r : results) {
+    if (r) PQclear(r);
+  }
+  return out;
 }
 
 Result<void> PgConn::run(std::string_view sql) {

@@ -64,6 +64,12 @@ class PgParams {
   std::vector<std::optional<std::string>> values_;
 };
 
+// A statement and its parameters (PgConn::transaction).
+struct PgStatement {
+  std::string sql;
+  PgParams params;
+};
+
 // A query's rows (text format).
 class PgResult {
  public:
@@ -102,6 +108,13 @@ class PgConn {
   // and that statement): a write batch of one statement then costs two round trips, not three.
   // A BEGIN that fails fails that statement.
   void beginWithNext() { begin_pending_ = true; }
+  // BEGIN, `statements` and COMMIT in one round trip (a pipeline with one Sync). The error: the
+  // connection failed, or BEGIN or COMMIT did; `maybe_committed` then says whether the COMMIT
+  // may have run (the connection failed after the statements were sent with no error seen).
+  // Otherwise each statement's own result, in order; after a failed statement the others and the
+  // COMMIT did not run, and the transaction is left aborted for the caller to roll back.
+  Result<std::vector<Result<PgResult>>> transaction(const std::vector<PgStatement>& statements,
+                                                    bool* maybe_committed = nullptr);
   // The SQLSTATE of the last failed exec/run ("" when it did not come from the server).
   const std::string& lastSqlState() const { return last_state_; }
   // False once the connection is lost (the server restarted, the backend was terminated).
@@ -114,6 +127,8 @@ class PgConn {
   PgConn(pg_conn* c, std::string setup) : conn_(c), setup_(std::move(setup)) {}
   Error errorOf(pg_result* r, std::string_view what);
   pg_result* pipelinedWithBegin(const std::string& statement, const std::vector<const char*>& values);
+  // The name of `sql` prepared on this connection (prepared now if it is new).
+  Result<const std::string*> prepared(const std::string& sql);
   pg_conn* conn_;
   std::string setup_;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name

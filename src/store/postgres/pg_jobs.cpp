@@ -150,18 +150,10 @@ Result<void> checkMaxQueued(PgConn& c, const JobOwner& owner) {
                                   owner.key_name, queued, *owner.max_queued));
 }
 
-// The insert of createAsync: returns the stored job, or the earlier one its idempotency key names.
-Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::optional<LeaseRequest>& start) {
-  std::int64_t owner = request.owner ? request.owner->key_id : 0;
+// The job's row, as submitted (claimed by start->owner when start is set).
+PgStatement insertStatement(const Job& queued, const NewJob& request, const std::optional<LeaseRequest>& start) {
+  Job job = queued;
   bool idempotent = !request.idempotency_key.empty();
-  if (idempotent) {
-    auto earlier = replay(c, owner, request);
-    if (!earlier) return statim::fail(earlier.error());
-    if (*earlier) return std::move(**earlier);
-  }
-  if (request.owner) {
-    if (auto r = checkMaxQueued(c, *request.owner); !r) return statim::fail(r.error());
-  }
   if (start) {
     job.status = transition(JobStep::kStarted).status;
     job.status_message = transition(JobStep::kStarted).message;
@@ -175,7 +167,7 @@ Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::opti
   p.add(job.webhook ? std::optional<std::string>(job.webhook->url) : std::nullopt);
   p.add(job.webhook ? std::optional<std::string>(eventList(job.webhook->events)) : std::nullopt);
   p.add(start.has_value()).add(job.attempts).add(job.lease_owner).add(start ? start->duration : Micros{0});
-  auto r = c.exec(
+  return {
       "INSERT INTO jobs (model, type, prompt, params, priority, status, status_message, owner_key_id,"
       " idempotency_key, request_hash, webhook_url, webhook_events, created_at, started_at, attempts, lease_owner,"
       " lease_expires_at)"
@@ -184,7 +176,40 @@ Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::opti
       " CASE WHEN $13::bool THEN t.now + $16::bigint END FROM (SELECT statim_now_us() AS now) t"
       " ON CONFLICT ((COALESCE(owner_key_id, 0)), idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
       " RETURNING id, created_at",
-      p);
+      std::move(p)};
+}
+
+// The job as stored by insertStatement's row `r` (one row: RETURNING id, created_at).
+Job inserted(Job job, const PgResult& r, const std::optional<LeaseRequest>& start) {
+  if (start) {
+    job.status = transition(JobStep::kStarted).status;
+    job.status_message = transition(JobStep::kStarted).message;
+    job.attempts = 1;
+    job.lease_owner = start->owner;
+  }
+  job.id = r.int64(0, 0);
+  job.created_at = r.int64(0, 1);
+  if (start) {
+    job.started_at = job.created_at;
+    job.lease_expires_at = job.created_at + start->duration;
+  }
+  return job;
+}
+
+// The insert of createAsync: returns the stored job, or the earlier one its idempotency key names.
+Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::optional<LeaseRequest>& start) {
+  std::int64_t owner = request.owner ? request.owner->key_id : 0;
+  bool idempotent = !request.idempotency_key.empty();
+  if (idempotent) {
+    auto earlier = replay(c, owner, request);
+    if (!earlier) return statim::fail(earlier.error());
+    if (*earlier) return std::move(**earlier);
+  }
+  if (request.owner) {
+    if (auto r = checkMaxQueued(c, *request.owner); !r) return statim::fail(r.error());
+  }
+  PgStatement insert = insertStatement(job, request, start);
+  auto r = c.exec(insert.sql, insert.params);
   if (!r) return statim::fail(r.error());
   if (r->rows() == 0) {
     // Another node created a job with this key meanwhile (and has committed it).
@@ -193,12 +218,7 @@ Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::opti
     if (!*earlier) return statim::fail(Error::storage("insert returned no id"));
     return std::move(**earlier);
   }
-  job.id = r->int64(0, 0);
-  job.created_at = r->int64(0, 1);
-  if (start) {
-    job.started_at = job.created_at;
-    job.lease_expires_at = job.created_at + start->duration;
-  }
+  job = inserted(std::move(job), *r, start);
   if (auto f = insertFiles(c, job.id, "input", request.inputs); !f) return statim::fail(f.error());
   job.inputs = request.inputs;
   if (job.webhook) {
@@ -239,6 +259,17 @@ Result<void> deleteJobRows(PgConn& c, DeletedJobs& out) {
 
 void PostgresStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, CreateCallback done) {
   Job job = queuedJob(nj);
+  if (nj.inputs.empty() && !job.webhook && nj.idempotency_key.empty() && !(nj.owner && nj.owner->max_queued)) {
+    // The row alone: no files, webhook rows, key or per-key limit to check.
+    auto statement = std::make_shared<PgStatement>(insertStatement(job, nj, start));
+    writeOneAsync<Job>([statement] { return *statement; },
+                       [job = std::move(job), start](PgResult& r) -> Result<Job> {
+                         if (r.rows() != 1) return statim::fail(Error::storage("insert returned no id"));
+                         return inserted(job, r, start);
+                       },
+                       std::move(done));
+    return;
+  }
   auto request = std::make_shared<NewJob>(std::move(nj));  // what the checks need besides the job
   writeAsync<Job>([job = std::move(job), request,
                    start = std::move(start)](PgConn& c) -> Result<Job> { return insertJob(c, job, *request, start); },
@@ -383,24 +414,35 @@ void PostgresStore::finishAsync(Job job, const std::string& owner, JobOutcome ou
   // A claimed job says whether it has a webhook; one known by its id only may have one.
   bool maybe_hooked = job.webhook.has_value() || job.model.empty();
   job = endedJob(std::move(job), std::move(outcome));
+  // Fenced on the lease's owner and attempt: a node whose lease expired (and whose job was
+  // claimed again, maybe by itself) cannot overwrite the new run's outcome.
+  auto update = std::make_shared<PgStatement>(PgStatement{
+      "UPDATE jobs SET status = $1, status_message = $2, result = $3, error = $4, finished_at = statim_now_us(),"
+      " lease_owner = '', lease_expires_at = NULL WHERE id = $5 AND status = 'PROCESSING' AND lease_owner = $6"
+      " AND ($7::int = 0 OR attempts = $7::int) RETURNING finished_at",
+      PgParams(toString(job.status), job.status_message, result, job.error, job.id, owner, attempt)});
+  auto ended = [owner](Job job, const PgResult& r) -> Result<Job> {
+    if (r.rows() == 0) return statim::fail(conflict(job.id, owner));  // changed nothing
+    job.finished_at = r.int64(0, 0);
+    return job;
+  };
+  if (job.artifacts.empty() && !maybe_hooked) {
+    // The row alone: no artifact or webhook rows.
+    writeOneAsync<Job>([update] { return *update; },
+                       [ended, job = std::move(job)](PgResult& r) { return ended(job, r); }, std::move(done));
+    return;
+  }
   writeAsync<Job>(
-      [owner, attempt, maybe_hooked, result = std::move(result), job = std::move(job)](PgConn& c) -> Result<Job> {
-        // Fenced on the lease's owner and attempt: a node whose lease expired (and whose job was
-        // claimed again, maybe by itself) cannot overwrite the new run's outcome.
-        auto r = c.exec(
-            "UPDATE jobs SET status = $1, status_message = $2, result = $3, error = $4, finished_at = statim_now_us(),"
-            " lease_owner = '', lease_expires_at = NULL WHERE id = $5 AND status = 'PROCESSING' AND lease_owner = $6"
-            " AND ($7::int = 0 OR attempts = $7::int) RETURNING finished_at",
-            PgParams(toString(job.status), job.status_message, result, job.error, job.id, owner, attempt));
+      [update, ended, maybe_hooked, job = std::move(job)](PgConn& c) -> Result<Job> {
+        auto r = c.exec(update->sql, update->params);
         if (!r) return statim::fail(r.error());
-        if (r->rows() == 0) return statim::fail(conflict(job.id, owner));
-        Job ended = job;
-        ended.finished_at = r->int64(0, 0);
-        if (auto f = insertFiles(c, ended.id, "artifact", ended.artifacts); !f) return statim::fail(f.error());
+        auto e = ended(job, *r);
+        if (!e) return e;
+        if (auto f = insertFiles(c, e->id, "artifact", e->artifacts); !f) return statim::fail(f.error());
         if (maybe_hooked) {
-          if (auto w = enqueueWebhook(c, ended.id, eventName(ended.status)); !w) return statim::fail(w.error());
+          if (auto w = enqueueWebhook(c, e->id, eventName(e->status)); !w) return statim::fail(w.error());
         }
-        return ended;
+        return e;
       },
       std::move(done));
 }

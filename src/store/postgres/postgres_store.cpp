@@ -1,5 +1,6 @@
 #include "store/postgres/postgres_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <format>
 
@@ -154,6 +155,9 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
     // Fast path: no savepoints (one round trip less per write). When a write fails, the batch is
     // rolled back and, unless that write was alone, run again with a SAVEPOINT around each.
     auto plain = [&]() -> Result<bool> {
+      if (std::ranges::all_of(batch, [](const WriteOp& op) { return op.one != nullptr; })) {
+        return runInOneTrip(conn, batch, commit_sent);
+      }
       conn.beginWithNext();  // with the first write's first statement
       for (auto& op : batch) {
         if (auto r = op.apply(conn); !r) {
@@ -215,6 +219,21 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
   }
   if (commit_error) log::error("store: PostgreSQL write failed", {{"error", commit_error->message}});
   for (auto& op : batch) op.deliver(commit_error ? &*commit_error : nullptr);
+}
+
+Result<bool> PostgresStore::runInOneTrip(PgConn& conn, std::vector<WriteOp>& batch, bool& maybe_committed) {
+  std::vector<PgStatement> statements;
+  statements.reserve(batch.size());
+  for (auto& op : batch) statements.push_back(op.one->build());
+  auto results = conn.transaction(statements, &maybe_committed);
+  if (!results) return std::unexpected(results.error());
+  bool all_ran = std::ranges::all_of(*results, [](const Result<PgResult>& r) { return r.has_value(); });
+  // Each write's answer (a refusal is its own). After a failed statement a batch of several runs
+  // again write by write, which answers; a write alone has its error for an answer.
+  if (all_ran || batch.size() == 1) {
+    for (size_t i = 0; i < batch.size(); ++i) (void)batch[i].one->take(std::move((*results)[i]));
+  }
+  return all_ran;
 }
 
 PostgresStore::ReaderLease::~ReaderLease() {

@@ -113,11 +113,20 @@ class PostgresStore final : public Store {
   Result<PgResult> query(std::string_view sql, const PgParams& params = {});
 
  private:
+  // A write that is one statement and what to make of its result. A batch of only such writes
+  // goes to the server with its BEGIN and COMMIT in one round trip (PgConn::transaction).
+  struct OneStatement {
+    std::function<PgStatement()> build;  // right before it is sent (again if the batch runs again)
+    // Makes the write's answer of the statement's result (or error); an error fails the write. It
+    // may refuse only a statement that changed nothing: the batch commits around it.
+    std::function<Result<void>(Result<PgResult>)> take;
+  };
   struct WriteOp {
     // Runs inside the batch transaction on a writer connection; an error rolls back this op.
     std::function<Result<void>(PgConn&)> apply;
     // Runs after the batch commits (commit_error null) or fails to (commit_error set).
     std::function<void(const Error* commit_error)> deliver;
+    std::shared_ptr<OneStatement> one;  // set when the write is one statement (apply runs it)
   };
 
   PostgresStore(PostgresStoreOptions options, int version);
@@ -128,6 +137,13 @@ class PostgresStore final : public Store {
   void writeAsync(Fn fn, std::function<void(Result<T>)> done);
   template <typename T, typename Fn>
   Result<T> write(Fn fn);
+  // writeAsync for a write of one statement: `take` makes the answer of its result.
+  template <typename T>
+  void writeOneAsync(std::function<PgStatement()> build, std::function<Result<T>(PgResult&)> take,
+                     std::function<void(Result<T>)> done);
+  // Runs a batch of one-statement writes in one round trip; false: a statement failed (the
+  // transaction is rolled back), so the batch must run again write by write.
+  Result<bool> runInOneTrip(PgConn& conn, std::vector<WriteOp>& batch, bool& maybe_committed);
 
   // A reader connection, returned to the pool when the lease ends.
   struct ReaderLease {
@@ -190,6 +206,28 @@ void PostgresStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
              else
                done(std::move(**result));
            }});
+}
+
+template <typename T>
+void PostgresStore::writeOneAsync(std::function<PgStatement()> build, std::function<Result<T>(PgResult&)> take,
+                                  std::function<void(Result<T>)> done) {
+  auto result = std::make_shared<std::optional<Result<T>>>();
+  auto one = std::make_shared<OneStatement>(
+      OneStatement{std::move(build), [take = std::move(take), result](Result<PgResult> r) {
+                     result->emplace(r ? take(*r) : Result<T>(statim::fail(r.error())));
+                     return **result ? Result<void>() : Result<void>(statim::fail((*result)->error()));
+                   }});
+  enqueue({[one](PgConn& c) -> Result<void> {
+             auto s = one->build();
+             return one->take(c.exec(s.sql, s.params));
+           },
+           [result, done = std::move(done)](const Error* err) {
+             if (err)
+               done(std::unexpected(*err));
+             else
+               done(std::move(**result));
+           },
+           one});
 }
 
 template <typename T, typename Fn>

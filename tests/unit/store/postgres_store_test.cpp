@@ -4,6 +4,7 @@
 #include "store/postgres/postgres_store.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <format>
 #include <mutex>
 #include <set>
@@ -240,9 +241,9 @@ TEST_F(PostgresStoreTest, ABeginSentWithTheNextStatementOpensTheTransaction) {
   auto inserted = conn.exec("INSERT INTO t VALUES ($1) RETURNING v", PgParams(1));
   ASSERT_TRUE(inserted) << inserted.error().message;
   EXPECT_EQ(inserted->int64(0, 0), 1) << "the statement's own result";
-  auto in_tx = conn.exec("SELECT now() = statement_timestamp()");
-  ASSERT_TRUE(in_tx);
-  EXPECT_FALSE(in_tx->boolean(0, 0)) << "inside a transaction that began earlier";
+  auto status = conn.exec("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+  ASSERT_TRUE(status) << status.error().message;
+  EXPECT_TRUE(status->boolean(0, 0)) << "the insert's transaction is still open";
   ASSERT_TRUE(conn.run("ROLLBACK"));
   EXPECT_EQ(count(), 0) << "the ROLLBACK undid the insert: it ran inside the BEGIN";
 
@@ -274,6 +275,90 @@ TEST_F(PostgresStoreTest, ABeginSentWithTheNextStatementOpensTheTransaction) {
   ASSERT_TRUE(conn.exec("INSERT INTO t VALUES ($1)", PgParams(4)));
   ASSERT_TRUE(conn.run("COMMIT"));
   EXPECT_EQ(count(), 2);
+}
+
+// transaction(): BEGIN, the statements and COMMIT in one round trip. A failed statement stops
+// the rest and leaves the transaction for the caller to roll back; a failed COMMIT (a deferred
+// constraint) is the error, and nothing is stored.
+TEST_F(PostgresStoreTest, ATransactionInOneRoundTripCommitsAllOrTellsWhatFailed) {
+  auto n = node();
+  auto c = PgConn::connect(url_);
+  ASSERT_TRUE(c) << c.error().message;
+  PgConn& conn = **c;
+  ASSERT_TRUE(conn.run("CREATE TEMP TABLE t (v int PRIMARY KEY)"));
+  auto count = [&](const char* table) { return conn.exec(std::format("SELECT count(*) FROM {}", table))->int64(0, 0); };
+  auto insert = [](int v) { return PgStatement{"INSERT INTO t VALUES ($1) RETURNING v * 10", PgParams(v)}; };
+
+  auto both = conn.transaction({insert(1), insert(2)});
+  ASSERT_TRUE(both) << both.error().message;
+  ASSERT_EQ(both->size(), 2u);
+  ASSERT_TRUE((*both)[1]);
+  EXPECT_EQ((*both)[1]->int64(0, 0), 20) << "each statement's own result";
+  EXPECT_EQ(count("t"), 2);
+  auto open = conn.exec("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+  ASSERT_TRUE(open) << open.error().message;
+  EXPECT_FALSE(open->boolean(0, 0)) << "committed: no transaction left open";
+
+  auto dup = conn.transaction({insert(3), insert(1), insert(4)});
+  ASSERT_TRUE(dup) << dup.error().message;
+  EXPECT_TRUE((*dup)[0]);
+  ASSERT_FALSE((*dup)[1]);
+  EXPECT_NE((*dup)[1].error().message.find("duplicate key"), std::string::npos) << (*dup)[1].error().message;
+  EXPECT_EQ(conn.lastSqlState(), kPgUniqueViolation);
+  ASSERT_FALSE((*dup)[2]);
+  EXPECT_NE((*dup)[2].error().message.find("not run"), std::string::npos) << (*dup)[2].error().message;
+  EXPECT_TRUE(conn.healthy());
+  ASSERT_TRUE(conn.run("ROLLBACK"));
+  EXPECT_EQ(count("t"), 2) << "nothing of the failed transaction";
+
+  ASSERT_TRUE(conn.run("CREATE TEMP TABLE d (v int UNIQUE DEFERRABLE INITIALLY DEFERRED)"));
+  PgStatement twice{"INSERT INTO d VALUES (1)", {}};
+  auto at_commit = conn.transaction({twice, twice});
+  ASSERT_FALSE(at_commit);
+  EXPECT_NE(at_commit.error().message.find("COMMIT"), std::string::npos) << at_commit.error().message;
+  EXPECT_NE(at_commit.error().message.find("duplicate key"), std::string::npos) << at_commit.error().message;
+  EXPECT_TRUE(conn.healthy());
+  EXPECT_EQ(count("d"), 0);
+  ASSERT_TRUE(conn.transaction({insert(5)}));
+  EXPECT_EQ(count("t"), 3) << "the connection carries on";
+}
+
+// Submissions that are one statement each go to the server together; one that the server
+// refuses (text that is not UTF-8) fails alone, and the others of its batch are stored.
+TEST_F(PostgresStoreTest, AWriteTheServerRefusesFailsAloneAndTheRestOfItsBatchIsStored) {
+  auto n = node();
+  auto before = n->commitCount();
+  constexpr int kJobs = 40, kBad = 17;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<Result<Job>>> got(kJobs);
+  int answered = 0;
+  for (int i = 0; i < kJobs; ++i) {
+    std::string prompt = i == kBad ? std::string("not utf-8 \xff") : std::format("job {}", i);
+    n->createAsync({.model = "m", .type = "completion", .prompt = prompt}, std::nullopt, [&, i](Result<Job> r) {
+      std::lock_guard lock(mu);
+      got[i] = std::move(r);
+      ++answered;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered == kJobs; }));
+  std::set<JobId> ids;
+  for (int i = 0; i < kJobs; ++i) {
+    if (i == kBad) {
+      ASSERT_FALSE(*got[i]);
+      EXPECT_NE(got[i]->error().message.find("UTF8"), std::string::npos) << got[i]->error().message;
+      continue;
+    }
+    ASSERT_TRUE(*got[i]) << i << ": " << got[i]->error().message;
+    auto stored = n->get((*got[i])->id);
+    ASSERT_TRUE(stored) << stored.error().message;
+    EXPECT_EQ(stored->prompt, std::format("job {}", i));
+    ids.insert(stored->id);
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kJobs - 1));
+  EXPECT_LT(n->commitCount() - before, kJobs) << "the submissions shared commits";
 }
 
 }  // namespace
