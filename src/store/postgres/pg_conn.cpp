@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <format>
 #include <regex>
+#include <span>
 #include <utility>
 
 #include <libpq-fe.h>
@@ -226,7 +227,9 @@ PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::ve
   // BEGIN, the statement, one Sync: the server answers both at once. Its results come in that
   // order; a failed BEGIN makes the statement's result PGRES_PIPELINE_ABORTED (an error here).
   if (!PQenterPipelineMode(conn_)) {
-    if (PGresult* b = PQexec(conn_, "BEGIN")) PQclear(b);
+    PGresult* b = PQexec(conn_, "BEGIN");
+    if (!b || PQresultStatus(b) != PGRES_COMMAND_OK) return b;  // the BEGIN's error is the statement's
+    PQclear(b);
     return PQexecPrepared(conn_, statement.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr,
                           0);
   }
@@ -250,10 +253,7 @@ PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::ve
     }
   }
   if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
-  if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK && result && PQresultStatus(result) != PGRES_TUPLES_OK &&
-      PQresultStatus(result) != PGRES_COMMAND_OK) {
-    std::swap(begin, result);  // the BEGIN's error is the one to report
-  }
+  if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK) std::swap(begin, result);  // the BEGIN's error is the one
   if (begin) PQclear(begin);
   return result;
 }
@@ -276,54 +276,68 @@ Result<std::vector<Result<PgResult>>> PgConn::transaction(const std::vector<PgSt
     sent = PQsendQueryPrepared(conn_, names[i]->c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                                nullptr, 0);
   }
-  sent = sent && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) && PQpipelineSync(conn_);
+  // Once the COMMIT is queued, some of it may reach the server even if the flush fails.
+  bool commit_queued = sent && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0);
+  sent = commit_queued && PQpipelineSync(conn_);
   // One result per query (BEGIN, the statements, COMMIT), each followed by a NULL, then the Sync's.
+  const size_t n = statements.size();
   std::vector<PGresult*> results;
-  while (sent && results.size() < statements.size() + 2) {
+  while (sent && results.size() < n + 2) {
     PGresult* r = PQgetResult(conn_);
-    if (!r) break;  // the connection failed
+    if (!r) break;
     results.push_back(r);
     while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
   }
-  if (results.size() == statements.size() + 2) {
+  if (results.size() == n + 2) {
     while (PGresult* rest = PQgetResult(conn_)) {
       bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
       PQclear(rest);
       if (sync) break;
     }
   }
-  if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
-  auto ok_status = [](PGresult* r) {
+  auto ran = [](PGresult* r) {
     auto st = PQresultStatus(r);
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
   };
-  Result<std::vector<Result<PgResult>>> out = std::vector<Result<PgResult>>{};
-  auto failed_result = [&](PGresult* r) {
-    auto st = PQresultStatus(r);
-    return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+  // The server's own "no" carries a SQLSTATE; a result libpq makes up for a lost connection does
+  // not, and says nothing of what the server did.
+  auto refused = [&](PGresult* r) {
+    return !ran(r) && PQresultStatus(r) != PGRES_PIPELINE_ABORTED && PQresultErrorField(r, PG_DIAG_SQLSTATE);
   };
-  if (results.size() < statements.size() + 2) {
-    // The connection failed. Unless an answer already says the transaction failed, the server may
-    // have run it all, COMMIT included, before the answers were lost.
-    if (maybe_committed) *maybe_committed = std::ranges::none_of(results, failed_result);
-    out = statim::fail(errorOf(nullptr, "pipeline"));
-  } else if (!ok_status(results.front())) {
+  const size_t answered_before_commit = std::min(results.size(), n + 1);
+  const bool refused_before_commit = std::ranges::any_of(std::span(results).first(answered_before_commit), refused);
+  const bool complete = results.size() == n + 2 && std::ranges::all_of(results, [&](PGresult* r) {
+                          return ran(r) || refused(r) || PQresultStatus(r) == PGRES_PIPELINE_ABORTED;
+                        });
+  Result<std::vector<Result<PgResult>>> out = std::vector<Result<PgResult>>{};
+  if (!results.empty() && refused(results.front())) {
     out = statim::fail(errorOf(results.front(), "BEGIN"));
-  } else {
-    bool failed = false;
-    for (size_t i = 0; i < statements.size(); ++i) {
-      PGresult*& r = results[i + 1];
-      if (ok_status(r)) {
-        out->push_back(PgResult(std::exchange(r, nullptr)));
-      } else if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
-        out->push_back(statim::fail(Error::storage("PostgreSQL: not run, an earlier statement failed")));
-      } else {
-        failed = true;
+  } else if (refused_before_commit) {
+    // A statement failed: it has its error, those after it did not run, nor did the COMMIT.
+    for (size_t i = 0; i < n; ++i) {
+      PGresult* r = i + 1 < results.size() ? results[i + 1] : nullptr;
+      if (r && ran(r)) {
+        out->push_back(PgResult(std::exchange(results[i + 1], nullptr)));
+      } else if (r && refused(r)) {
         out->push_back(statim::fail(errorOf(r, "query")));
+      } else {
+        out->push_back(statim::fail(Error::storage("PostgreSQL: not run, an earlier statement failed")));
       }
     }
-    if (!failed && !ok_status(results.back())) out = statim::fail(errorOf(results.back(), "COMMIT"));
+  } else if (!complete) {
+    // The connection failed with no "no" from the server: it may have run it all, COMMIT
+    // included, before the answers were lost (unless the COMMIT never left this process).
+    if (maybe_committed) *maybe_committed = commit_queued;
+    out = statim::fail(errorOf(nullptr, "pipeline"));
+  } else if (!ran(results.back())) {
+    out = statim::fail(errorOf(results.back(), "COMMIT"));
+    // A connection ended by the server during its COMMIT (a shutdown) may have committed.
+    if (maybe_committed) *maybe_committed = !healthy();
+  } else {
+    for (size_t i = 0; i < n; ++i) out->push_back(PgResult(std::exchange(results[i + 1], nullptr)));
   }
+  // After the errors are read: a failed exit adds a message of its own.
+  if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
   for (PGresult* r : results) {
     if (r) PQclear(r);
   }

@@ -228,6 +228,11 @@ Result<bool> PostgresStore::runInOneTrip(PgConn& conn, std::vector<WriteOp>& bat
   auto results = conn.transaction(statements, &maybe_committed);
   if (!results) return std::unexpected(results.error());
   bool all_ran = std::ranges::all_of(*results, [](const Result<PgResult>& r) { return r.has_value(); });
+  if (!all_ran && !conn.healthy()) {
+    // The failed statement ended the connection (a server shutdown): that is the batch's error.
+    auto failed = std::ranges::find_if(*results, [](const Result<PgResult>& r) { return !r.has_value(); });
+    return std::unexpected(failed->error());
+  }
   // Each write's answer (a refusal is its own). After a failed statement a batch of several runs
   // again write by write, which answers; a write alone has its error for an answer.
   if (all_ran || batch.size() == 1) {

@@ -3,8 +3,15 @@
 // store does is in the conformance tests: store_test.h.) Skipped, saying why, without a server.
 #include "store/postgres/postgres_store.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
+#include <filesystem>
 #include <format>
 #include <mutex>
 #include <set>
@@ -359,6 +366,136 @@ TEST_F(PostgresStoreTest, AWriteTheServerRefusesFailsAloneAndTheRestOfItsBatchIs
   }
   EXPECT_EQ(ids.size(), static_cast<size_t>(kJobs - 1));
   EXPECT_LT(n->commitCount() - before, kJobs) << "the submissions shared commits";
+}
+
+// A unix-socket proxy in front of the test server that can cut a connection after the server ran
+// what was sent: once armed, the next connection to send anything has the server's answer
+// dropped and both ends closed. The client then cannot know whether its COMMIT ran; it did.
+class CuttingProxy {
+ public:
+  CuttingProxy(std::filesystem::path server_socket, const std::filesystem::path& dir)
+      : server_(std::move(server_socket)), path_(dir / ".s.PGSQL.5432") {
+    listen_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a = address(path_);
+    ok_ = ::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listen_, 16) == 0;
+    accepter_ = std::thread([this] { acceptLoop(); });
+  }
+  ~CuttingProxy() {
+    stopping_ = true;
+    ::shutdown(listen_, SHUT_RDWR);
+    accepter_.join();
+    for (auto& t : connections_) t.join();
+    ::close(listen_);
+  }
+  bool ok() const { return ok_; }
+  void arm() { armed_ = true; }
+  bool cut() const { return cut_; }
+
+ private:
+  static sockaddr_un address(const std::filesystem::path& p) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", p.c_str());
+    return a;
+  }
+  void acceptLoop() {
+    while (!stopping_) {
+      int client = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;
+      connections_.emplace_back([this, client] { forward(client); });
+    }
+  }
+  void forward(int client) {
+    int server = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a = address(server_);
+    if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(client);
+      ::close(server);
+      return;
+    }
+    bool cutting = false;
+    char buf[65536];
+    while (!stopping_) {
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(fds, 2, 100) <= 0) continue;
+      if (fds[0].revents) {
+        ssize_t n = ::read(client, buf, sizeof buf);
+        if (n <= 0) break;
+        if (armed_.exchange(false)) cutting = true;
+        if (::write(server, buf, static_cast<size_t>(n)) != n) break;
+      }
+      if (fds[1].revents) {
+        ssize_t n = ::read(server, buf, sizeof buf);
+        if (n <= 0) break;
+        if (cutting) {
+          // The server answers at the Sync, after it ran everything before it (COMMIT included).
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          cut_ = true;
+          break;
+        }
+        if (::write(client, buf, static_cast<size_t>(n)) != n) break;
+      }
+    }
+    ::close(client);
+    ::close(server);
+  }
+  std::filesystem::path server_, path_;
+  int listen_ = -1;
+  bool ok_ = false;
+  std::atomic<bool> stopping_{false}, armed_{false}, cut_{false};
+  std::thread accepter_;
+  std::vector<std::thread> connections_;  // accepter_'s only, joined after it
+};
+
+// The URL's server socket folder (host=/dir), or "" when it is not a unix socket.
+std::string socketDir(const std::string& url) {
+  auto at = url.find("host=/");
+  if (at == std::string::npos) return "";
+  auto end = url.find('&', at);
+  return url.substr(at + 5, end == std::string::npos ? std::string::npos : end - at - 5);
+}
+
+// A batch sent in one round trip whose connection is lost after the server committed it is not
+// run again: the job is stored once, and the submission is told the store was unavailable.
+// (Run again, it would be stored twice.) The connection is then replaced and the store carries on.
+TEST_F(PostgresStoreTest, ABatchWhoseConnectionIsLostAfterItsCommitIsNotRunAgain) {
+  std::string host = socketDir(url_);
+  if (host.empty()) GTEST_SKIP() << "the test server is not on a unix socket";
+  testing::TempDir proxy_dir;
+  CuttingProxy proxy(std::filesystem::path(host) / ".s.PGSQL.5432", proxy_dir.path());
+  ASSERT_TRUE(proxy.ok());
+  std::string via_proxy = url_;
+  via_proxy.replace(via_proxy.find(host), host.size(), proxy_dir.path().string());
+  auto direct = node();
+  auto count = [&](const std::string& prompt) {
+    return direct->query("SELECT count(*) FROM jobs WHERE prompt = $1", PgParams(prompt))->int64(0, 0);
+  };
+
+  auto c = PgConn::connect(via_proxy);
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_TRUE((*c)->run("CREATE TABLE cut_t (v int)"));
+  ASSERT_TRUE((*c)->exec("INSERT INTO cut_t VALUES ($1)", PgParams(0)));  // prepared before the cut
+  proxy.arm();
+  bool maybe_committed = false;
+  auto r = (*c)->transaction({{"INSERT INTO cut_t VALUES ($1)", PgParams(1)}}, &maybe_committed);
+  ASSERT_TRUE(proxy.cut());
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(maybe_committed) << r.error().message;
+  EXPECT_FALSE((*c)->healthy());
+  EXPECT_EQ(direct->query("SELECT count(*) FROM cut_t WHERE v = 1")->int64(0, 0), 1) << "the server did commit it";
+
+  auto store = PostgresStore::open({.url = via_proxy, .files_dir = dir_.path() / "files"});
+  ASSERT_TRUE(store) << store.error().message;
+  ASSERT_TRUE((*store)->create({.model = "m", .type = "completion", .prompt = "before"}));  // statements prepared
+  proxy.arm();
+  auto lost = (*store)->create({.model = "m", .type = "completion", .prompt = "committed, answer lost"});
+  ASSERT_TRUE(proxy.cut());
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, ErrorCode::kStorageUnavailable) << lost.error().message;
+  EXPECT_EQ(count("committed, answer lost"), 1) << "stored once, not run again";
+  auto next = (*store)->create({.model = "m", .type = "completion", .prompt = "after"});
+  ASSERT_TRUE(next) << next.error().message;
+  EXPECT_EQ(count("after"), 1);
 }
 
 }  // namespace
