@@ -220,6 +220,7 @@ Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
     if (r) PQclear(r);
     return statim::fail(std::move(e));
   }
+  last_answer_ = std::chrono::steady_clock::now();
   return PgResult(r);
 }
 
@@ -335,6 +336,7 @@ Result<std::vector<Result<PgResult>>> PgConn::transaction(const std::vector<PgSt
     if (maybe_committed) *maybe_committed = !healthy();
   } else {
     for (size_t i = 0; i < n; ++i) out->push_back(PgResult(std::exchange(results[i + 1], nullptr)));
+    last_answer_ = std::chrono::steady_clock::now();
   }
   // After the errors are read: a failed exit adds a message of its own.
   if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
@@ -355,6 +357,7 @@ Result<void> PgConn::run(std::string_view sql) {
     return statim::fail(std::move(e));
   }
   PQclear(r);
+  last_answer_ = std::chrono::steady_clock::now();
   return ok();
 }
 

@@ -3,6 +3,7 @@
 // Not thread-safe: one PgConn is used by one thread at a time (the store hands them out).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -119,6 +120,9 @@ class PgConn {
   const std::string& lastSqlState() const { return last_state_; }
   // False once the connection is lost (the server restarted, the backend was terminated).
   bool healthy() const;
+  // When the server last answered on this connection (a connection idle for long may have been
+  // dropped on the way without a word: a firewall, a NAT).
+  std::chrono::steady_clock::time_point lastAnswer() const { return last_answer_; }
   // Reconnects a lost connection; prepared statements are prepared again as they are used.
   Result<void> reset();
   pg_conn* raw() { return conn_; }
@@ -137,6 +141,7 @@ class PgConn {
   // administrator command ended the session): libpq may still say CONNECTION_OK.
   bool broken_ = false;
   bool begin_pending_ = false;  // beginWithNext()
+  std::chrono::steady_clock::time_point last_answer_ = std::chrono::steady_clock::now();
 };
 
 // A connection URL with its password (if any) replaced by "***", for logs and messages.

@@ -155,7 +155,11 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
     // Fast path: no savepoints (one round trip less per write). When a write fails, the batch is
     // rolled back and, unless that write was alone, run again with a SAVEPOINT around each.
     auto plain = [&]() -> Result<bool> {
-      if (std::ranges::all_of(batch, [](const WriteOp& op) { return op.one != nullptr; })) {
+      // Not on a connection that has been quiet for a while: if it was dropped on the way without
+      // a word, a batch sent whole could not tell whether its COMMIT ran, and would not be run
+      // again; sent in two trips, it fails before its COMMIT and runs again on a new connection.
+      bool lively = std::chrono::steady_clock::now() - conn.lastAnswer() < options_.quiet_connection;
+      if (lively && std::ranges::all_of(batch, [](const WriteOp& op) { return op.one != nullptr; })) {
         return runInOneTrip(conn, batch, commit_sent);
       }
       conn.beginWithNext();  // with the first write's first statement

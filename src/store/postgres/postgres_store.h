@@ -19,6 +19,7 @@
 // pg_webhooks.cpp; this header and postgres_store.cpp hold the machinery.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -43,6 +44,10 @@ struct PostgresStoreOptions {
   // another may commit first); measured no faster on 2 cores (bench/pg_cluster.py).
   int writers = 1;
   int max_readers = 8;              // reader connections, opened as needed
+  // A writer connection quiet this long sends its next batch in two round trips, not one: a
+  // connection dropped on the way without a word (a firewall, a NAT) then fails before the
+  // batch's COMMIT, and the batch runs again on a new connection.
+  std::chrono::milliseconds quiet_connection{10'000};
 };
 
 class PostgresStore final : public Store {

@@ -496,6 +496,19 @@ TEST_F(PostgresStoreTest, ABatchWhoseConnectionIsLostAfterItsCommitIsNotRunAgain
   auto next = (*store)->create({.model = "m", .type = "completion", .prompt = "after"});
   ASSERT_TRUE(next) << next.error().message;
   EXPECT_EQ(count("after"), 1);
+
+  // A writer connection that has been quiet sends its batch in two trips: cut after the first
+  // (BEGIN and the statement, not the COMMIT), the batch runs again on a new connection, and the
+  // submission succeeds, stored once.
+  auto careful = PostgresStore::open(
+      {.url = via_proxy, .files_dir = dir_.path() / "files", .quiet_connection = std::chrono::milliseconds(0)});
+  ASSERT_TRUE(careful) << careful.error().message;
+  ASSERT_TRUE((*careful)->create({.model = "m", .type = "completion", .prompt = "warm"}));
+  proxy.arm();
+  auto rerun = (*careful)->create({.model = "m", .type = "completion", .prompt = "run again"});
+  ASSERT_TRUE(proxy.cut());
+  ASSERT_TRUE(rerun) << rerun.error().message;
+  EXPECT_EQ(count("run again"), 1);
 }
 
 }  // namespace
