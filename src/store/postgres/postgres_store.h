@@ -198,6 +198,18 @@ class PostgresStore final : public Store {
   int open_readers_ = 0;                               // guarded by readers_mu_
 };
 
+// A write's deliver: the commit's error, or else the write's own answer.
+template <typename T>
+std::function<void(const Error*)> answerTo(std::shared_ptr<std::optional<Result<T>>> result,
+                                           std::function<void(Result<T>)> done) {
+  return [result = std::move(result), done = std::move(done)](const Error* err) {
+    if (err)
+      done(std::unexpected(*err));
+    else
+      done(std::move(**result));
+  };
+}
+
 template <typename T, typename Fn>
 void PostgresStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
   auto result = std::make_shared<std::optional<Result<T>>>();
@@ -205,12 +217,7 @@ void PostgresStore::writeAsync(Fn fn, std::function<void(Result<T>)> done) {
              result->emplace(fn(c));
              return **result ? Result<void>() : Result<void>(statim::fail((*result)->error()));
            },
-           [result, done = std::move(done)](const Error* err) {
-             if (err)
-               done(std::unexpected(*err));
-             else
-               done(std::move(**result));
-           }});
+           answerTo(result, std::move(done))});
 }
 
 template <typename T>
@@ -226,13 +233,7 @@ void PostgresStore::writeOneAsync(std::function<PgStatement()> build, std::funct
              auto s = one->build();
              return one->take(c.exec(s.sql, s.params));
            },
-           [result, done = std::move(done)](const Error* err) {
-             if (err)
-               done(std::unexpected(*err));
-             else
-               done(std::move(**result));
-           },
-           one});
+           answerTo(result, std::move(done)), one});
 }
 
 template <typename T, typename Fn>
