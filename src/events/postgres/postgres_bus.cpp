@@ -324,7 +324,6 @@ void PostgresEventBus::receive(const std::string& payload) {
   for (auto& e : events) {
     if (!e.is_array() || e.size() != 4 || !e[0].is_string() || !e[1].is_number_integer() || !e[2].is_string()) continue;
     if (e[0].get<std::string>() == options_.node_id) continue;  // our own, delivered at publish
-    heard_from_peer_ = std::chrono::steady_clock::now().time_since_epoch().count();
     if (e[2] == "hello") continue;
     if (!options_.only_types.empty() &&
         std::ranges::find(options_.only_types, e[2].get_ref<const std::string&>()) == options_.only_types.end()) {

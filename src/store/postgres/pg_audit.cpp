@@ -63,22 +63,16 @@ void PostgresStore::appendAudit(AuditEntry e) {
         }
         return ok();
       }});
-  enqueue({[one](PgConn& c) -> Result<void> {
-             auto s = one->build();
-             return one->take(c.exec(s.sql, s.params));
-           },
-           [this, rows](const Error* err) {
-             if (!err) return;
-             if (!*rows) {  // never applied (the store is stopping)
-               std::lock_guard lock(audit_mu_);
-               *rows = std::exchange(audit_pending_, {});
-             }
-             for (const AuditEntry& a : **rows) {
-               log::error("audit: row not written",
-                          {{"error", err->message}, {"request_id", a.request_id}, {"path", a.path}});
-             }
-           },
-           one});
+  enqueue(writeOf(std::move(one), [this, rows](const Error* err) {
+    if (!err) return;
+    if (!*rows) {  // never applied (the store is stopping)
+      std::lock_guard lock(audit_mu_);
+      *rows = std::exchange(audit_pending_, {});
+    }
+    for (const AuditEntry& a : **rows) {
+      log::error("audit: row not written", {{"error", err->message}, {"request_id", a.request_id}, {"path", a.path}});
+    }
+  }));
 }
 
 // Newest first by time (rows of one multi-row INSERT are in the order they were appended).

@@ -224,6 +224,24 @@ Result<PgResult> PgConn::exec(std::string_view sql, const PgParams& params) {
   return PgResult(r);
 }
 
+std::vector<PGresult*> PgConn::pipelineAnswers(size_t queries) {
+  std::vector<PGresult*> answers;
+  while (answers.size() < queries) {
+    PGresult* r = PQgetResult(conn_);
+    if (!r) break;  // the connection failed
+    answers.push_back(r);
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);  // each query's answer ends with a NULL
+  }
+  if (answers.size() == queries) {
+    while (PGresult* rest = PQgetResult(conn_)) {  // the Sync's, with no NULL after it
+      bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
+      PQclear(rest);
+      if (sync) break;
+    }
+  }
+  return answers;
+}
+
 PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::vector<const char*>& values) {
   // BEGIN, the statement, one Sync: the server answers both at once. Its results come in that
   // order; a failed BEGIN makes the statement's result PGRES_PIPELINE_ABORTED (an error here).
@@ -238,21 +256,9 @@ PGresult* PgConn::pipelinedWithBegin(const std::string& statement, const std::ve
               PQsendQueryPrepared(conn_, statement.c_str(), static_cast<int>(values.size()), values.data(), nullptr,
                                   nullptr, 0) &&
               PQpipelineSync(conn_);
-  PGresult* begin = nullptr;
-  PGresult* result = nullptr;
-  if (sent) {
-    // Each query's result is followed by a NULL; the Sync's by nothing.
-    for (PGresult** slot : {&begin, &result}) {
-      *slot = PQgetResult(conn_);
-      if (!*slot) break;
-      while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
-    }
-    while (PGresult* rest = PQgetResult(conn_)) {
-      bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
-      PQclear(rest);
-      if (sync) break;
-    }
-  }
+  auto answers = sent ? pipelineAnswers(2) : std::vector<PGresult*>{};
+  PGresult* begin = !answers.empty() ? answers[0] : nullptr;
+  PGresult* result = answers.size() > 1 ? answers[1] : nullptr;
   if (!PQexitPipelineMode(conn_)) broken_ = true;  // results left unread: start over on a new connection
   if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK) std::swap(begin, result);  // the BEGIN's error is the one
   if (begin) PQclear(begin);
@@ -280,22 +286,9 @@ Result<std::vector<Result<PgResult>>> PgConn::transaction(const std::vector<PgSt
   // Once the COMMIT is queued, some of it may reach the server even if the flush fails.
   bool commit_queued = sent && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0);
   sent = commit_queued && PQpipelineSync(conn_);
-  // One result per query (BEGIN, the statements, COMMIT), each followed by a NULL, then the Sync's.
+  // One answer per query: BEGIN, the statements, COMMIT.
   const size_t n = statements.size();
-  std::vector<PGresult*> results;
-  while (sent && results.size() < n + 2) {
-    PGresult* r = PQgetResult(conn_);
-    if (!r) break;
-    results.push_back(r);
-    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
-  }
-  if (results.size() == n + 2) {
-    while (PGresult* rest = PQgetResult(conn_)) {
-      bool sync = PQresultStatus(rest) == PGRES_PIPELINE_SYNC;
-      PQclear(rest);
-      if (sync) break;
-    }
-  }
+  auto results = sent ? pipelineAnswers(n + 2) : std::vector<PGresult*>{};
   auto ran = [](PGresult* r) {
     auto st = PQresultStatus(r);
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;

@@ -131,6 +131,9 @@ class PgConn {
   PgConn(pg_conn* c, std::string setup) : conn_(c), setup_(std::move(setup)) {}
   Error errorOf(pg_result* r, std::string_view what);
   pg_result* pipelinedWithBegin(const std::string& statement, const std::vector<const char*>& values);
+  // The answers of a pipeline of `queries` queries and one Sync, in order (fewer if the
+  // connection failed); the Sync's own result is read and dropped. The caller clears them.
+  std::vector<pg_result*> pipelineAnswers(size_t queries);
   // The name of `sql` prepared on this connection (prepared now if it is new).
   Result<const std::string*> prepared(const std::string& sql);
   pg_conn* conn_;

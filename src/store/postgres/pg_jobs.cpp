@@ -150,16 +150,20 @@ Result<void> checkMaxQueued(PgConn& c, const JobOwner& owner) {
                                   owner.key_name, queued, *owner.max_queued));
 }
 
-// The job's row, as submitted (claimed by start->owner when start is set).
-PgStatement insertStatement(const Job& queued, const NewJob& request, const std::optional<LeaseRequest>& start) {
-  Job job = queued;
-  bool idempotent = !request.idempotency_key.empty();
+// The queued job as submitted: claimed by start->owner when start is set.
+Job asSubmitted(Job job, const std::optional<LeaseRequest>& start) {
   if (start) {
     job.status = transition(JobStep::kStarted).status;
     job.status_message = transition(JobStep::kStarted).message;
     job.attempts = 1;
     job.lease_owner = start->owner;
   }
+  return job;
+}
+
+// The row of `job` (asSubmitted).
+PgStatement insertStatement(const Job& job, const NewJob& request, const std::optional<LeaseRequest>& start) {
+  bool idempotent = !request.idempotency_key.empty();
   PgParams p(job.model, job.type, job.prompt, dumpJson(job.params), job.priority, toString(job.status),
              job.status_message, job.owner_key_id);
   p.add(idempotent ? std::optional<std::string>(request.idempotency_key) : std::nullopt);
@@ -179,14 +183,8 @@ PgStatement insertStatement(const Job& queued, const NewJob& request, const std:
       std::move(p)};
 }
 
-// The job as stored by insertStatement's row `r` (one row: RETURNING id, created_at).
+// The job (asSubmitted) as stored by insertStatement's row `r` (RETURNING id, created_at).
 Job inserted(Job job, const PgResult& r, const std::optional<LeaseRequest>& start) {
-  if (start) {
-    job.status = transition(JobStep::kStarted).status;
-    job.status_message = transition(JobStep::kStarted).message;
-    job.attempts = 1;
-    job.lease_owner = start->owner;
-  }
   job.id = r.int64(0, 0);
   job.created_at = r.int64(0, 1);
   if (start) {
@@ -208,6 +206,7 @@ Result<Job> insertJob(PgConn& c, Job job, const NewJob& request, const std::opti
   if (request.owner) {
     if (auto r = checkMaxQueued(c, *request.owner); !r) return statim::fail(r.error());
   }
+  job = asSubmitted(std::move(job), start);
   PgStatement insert = insertStatement(job, request, start);
   auto r = c.exec(insert.sql, insert.params);
   if (!r) return statim::fail(r.error());
@@ -261,6 +260,7 @@ void PostgresStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Cr
   Job job = queuedJob(nj);
   if (nj.inputs.empty() && !job.webhook && nj.idempotency_key.empty() && !(nj.owner && nj.owner->max_queued)) {
     // The row alone: no files, webhook rows, key or per-key limit to check.
+    job = asSubmitted(std::move(job), start);
     auto statement = std::make_shared<PgStatement>(insertStatement(job, nj, start));
     writeOneAsync<Job>([statement] { return *statement; },
                        [job = std::move(job), start](PgResult& r) -> Result<Job> {

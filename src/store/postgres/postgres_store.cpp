@@ -225,6 +225,15 @@ void PostgresStore::runBatch(PgConn& conn, std::vector<WriteOp>& batch) {
   for (auto& op : batch) op.deliver(commit_error ? &*commit_error : nullptr);
 }
 
+PostgresStore::WriteOp PostgresStore::writeOf(std::shared_ptr<OneStatement> one,
+                                              std::function<void(const Error*)> deliver) {
+  auto apply = [one](PgConn& c) -> Result<void> {
+    auto s = one->build();
+    return one->take(c.exec(s.sql, s.params));
+  };
+  return {std::move(apply), std::move(deliver), std::move(one)};
+}
+
 Result<bool> PostgresStore::runInOneTrip(PgConn& conn, std::vector<WriteOp>& batch, bool& maybe_committed) {
   std::vector<PgStatement> statements;
   statements.reserve(batch.size());

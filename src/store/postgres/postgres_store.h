@@ -146,6 +146,8 @@ class PostgresStore final : public Store {
   template <typename T>
   void writeOneAsync(std::function<PgStatement()> build, std::function<Result<T>(PgResult&)> take,
                      std::function<void(Result<T>)> done);
+  // The write of `one`: apply runs its statement alone (a batch that is not all such writes).
+  static WriteOp writeOf(std::shared_ptr<OneStatement> one, std::function<void(const Error*)> deliver);
   // Runs a batch of one-statement writes in one round trip; false: a statement failed (the
   // transaction is rolled back), so the batch must run again write by write.
   Result<bool> runInOneTrip(PgConn& conn, std::vector<WriteOp>& batch, bool& maybe_committed);
@@ -229,11 +231,7 @@ void PostgresStore::writeOneAsync(std::function<PgStatement()> build, std::funct
                      result->emplace(r ? take(*r) : Result<T>(statim::fail(r.error())));
                      return **result ? Result<void>() : Result<void>(statim::fail((*result)->error()));
                    }});
-  enqueue({[one](PgConn& c) -> Result<void> {
-             auto s = one->build();
-             return one->take(c.exec(s.sql, s.params));
-           },
-           answerTo(result, std::move(done)), one});
+  enqueue(writeOf(std::move(one), answerTo(result, std::move(done))));
 }
 
 template <typename T, typename Fn>
