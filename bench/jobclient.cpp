@@ -9,6 +9,8 @@
 //       ended job (200), no polls (a 202, when the wait ran out, falls back to polling). Latency of a job = POST sent
 //       -> COMPLETED seen. Polls back off from poll-min to poll-max (doubling), so the latency is quantised by up to
 //       one poll delay; the server's own view (the job's created_at -> finished_at) is reported beside it.
+//   With --file PATH, each POST is multipart/form-data instead: the model, the params when given, and
+//   the file's bytes as the form field --file-field (default image), as an HTTP client uploads a file job.
 //   jobclient batch --port P --clients N --jobs M [...]
 //       Submits M jobs over N connections as fast as 202s come back, then polls GET /models until
 //       the model has nothing queued or running: jobs/s = M / (first POST -> queue drained).
@@ -25,13 +27,16 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <format>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <print>
@@ -64,6 +69,8 @@ struct Options {
   double poll_min_ms = 1;
   double poll_max_ms = 16;
   std::string wait;  // POST /job?wait=<this> when set
+  std::string file;  // multipart upload of this file when set
+  std::string file_field = "image";
 };
 
 Options parseArgs(int argc, char** argv) {
@@ -85,6 +92,10 @@ Options parseArgs(int argc, char** argv) {
     else if (a == "--poll-max-ms") o.poll_max_ms = std::atof(v);
     else if (a == "--wait")
       o.wait = v;
+    else if (a == "--file")
+      o.file = v;
+    else if (a == "--file-field")
+      o.file_field = v;
     else die(std::format("unknown option {}", a));
   }
   if (o.mode != "loop" && o.mode != "batch") die("mode must be loop or batch");
@@ -204,10 +215,27 @@ class Bench {
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     std::string body = std::format(R"({{"model":"{}","prompt":"{}","params":{}}})", jsonEscape(o_.model),
                                    jsonEscape(o_.prompt), o_.params);
+    std::string type = "application/json";
+    if (!o_.file.empty()) {
+      std::ifstream in(o_.file, std::ios::binary);
+      if (!in) die(std::format("cannot read {}", o_.file));
+      std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      const std::string b = "jobclient-4f9a1c";
+      auto field = [&](std::string_view name, std::string_view value) {
+        return std::format("--{}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{}\r\n", b, name, value);
+      };
+      std::string name = std::filesystem::path(o_.file).filename().string();
+      body = field("model", o_.model) + (o_.params == "{}" ? "" : field("params", o_.params)) +
+             std::format(
+                 "--{}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n",
+                 b, o_.file_field, name) +
+             bytes + std::format("\r\n--{}--\r\n", b);
+      type = "multipart/form-data; boundary=" + b;
+    }
     std::string target = o_.wait.empty() ? "/job" : std::format("/job?wait={}", o_.wait);
-    post_ = std::format(
-        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}", target,
-        body.size(), body);
+    post_ = std::format("POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{}",
+                        target, type, body.size(), body);
     conns_.resize(static_cast<size_t>(o_.clients));
     for (size_t i = 0; i < conns_.size(); ++i) {
       conns_[i].fd = connectTo(o_.port);

@@ -29,7 +29,7 @@ struct Follower {
 }  // namespace
 
 Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink, EventBus::Executor on,
-                                  const Job* known) {
+                                  const Job* known, EventBus::Filter wants) {
   auto f = std::make_shared<Follower>();
   f->sink = std::move(sink);
   auto sub = events.subscribe(
@@ -42,7 +42,7 @@ Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, F
         }
         return f->deliver(e);
       },
-      std::move(on));
+      std::move(on), wants ? [wants](const JobEvent& e) { return e.terminal() || wants(e); } : EventBus::Filter{});
   Result<Job> job = known && !sub.ended ? Result<Job>(*known) : store.get(id);
   if (!job) {
     events.unsubscribe(sub.token);
@@ -94,7 +94,9 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
         w->done(*e.job);
         return false;
       },
-      [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); }, known);
+      [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); }, known,
+      // Only the end matters here: the job's other events do not wake the connection's loop.
+      [](const JobEvent& e) { return e.terminal(); });
   if (!token) return fail(token.error());
   if (w->answered) return ok();
   w->token = *token;
@@ -128,7 +130,7 @@ void answerWhenEnded(JobStore& store, EventBus& events, const Job& job, RenderJo
         }
         return false;
       },
-      {}, &job);
+      {}, &job, [](const JobEvent& e) { return e.terminal(); });
   if (!r) cb(errorResponse(r.error()));
 }
 

@@ -21,10 +21,11 @@ namespace statim::api {
 // them (workers, the store's writer). Returns the subscription, which the caller may end early
 // with `events.unsubscribe` (harmless once the job has ended). `known`: the job as the caller
 // just had it from the store (as submitted); the first state is then built from it, not read
-// again, unless the job has ended meanwhile.
+// again, unless the job has ended meanwhile. `wants`: which live events the sink gets (default:
+// all); the first state and the terminal event come whatever it says.
 using FollowSink = std::function<bool(const JobEvent&)>;
 Result<EventBus::Token> followJob(JobStore& store, EventBus& events, JobId id, FollowSink sink,
-                                  EventBus::Executor on = {}, const Job* known = nullptr);
+                                  EventBus::Executor on = {}, const Job* known = nullptr, EventBus::Filter wants = {});
 
 // Waits for the job to end, at most `seconds`, without blocking `loop` (the client connection's
 // loop, which this must be called on). `done` is called once, on `loop`: with the ended job as

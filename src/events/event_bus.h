@@ -73,11 +73,13 @@ class EventBus {
   };
 
   virtual ~EventBus() = default;
-  // The events of one job, from now until its terminal event.
-  virtual Subscription subscribe(JobId job, Listener listener, Executor on = {}) = 0;
-  // Which events a subscription to all jobs wants: asked on the publisher's thread, under the
-  // bus's lock, before the event is copied to the subscriber's loop (cheap; must not call the bus).
+  // Which events a subscription wants: asked on the publisher's thread, under the bus's lock,
+  // before the event is copied to the subscriber's loop (cheap; must not call the bus). An event
+  // it does not want costs the subscriber nothing: no copy, no wake-up of its loop.
   using Filter = std::function<bool(const JobEvent&)>;
+  // The events of one job, from now until its terminal event; with `wants`, only those (the
+  // subscription still ends with the job's terminal event, wanted or not).
+  virtual Subscription subscribe(JobId job, Listener listener, Executor on = {}, Filter wants = {}) = 0;
   // The events of every job (a live job list), until unsubscribed; with `wants`, only those.
   virtual Token subscribeAll(Listener listener, Executor on = {}, Filter wants = {}) = 0;
   virtual void unsubscribe(Token token) = 0;

@@ -123,7 +123,9 @@ class JobStore {
   using CreateCallback = std::function<void(Result<Job>)>;
   // Stores a new QUEUED job, or with `start` a PROCESSING one held under that lease. `done` runs
   // after the commit, on a store thread: it must not block. Concurrent writes share one commit
-  // (group commit).
+  // (group commit). The commit is on disk when `done` runs, unless job.answered_at_end: then it
+  // is visible, and survives a crash of statim, but a power loss may undo it until the next
+  // flushed commit (the job's end, a syncAsync, any other job's end).
   virtual void createAsync(NewJob job, std::optional<LeaseRequest> start, CreateCallback done) = 0;
   void createAsync(NewJob job, CreateCallback done) { createAsync(std::move(job), std::nullopt, std::move(done)); }
   Result<Job> create(NewJob job);  // blocking convenience over createAsync
@@ -182,6 +184,11 @@ class JobStore {
   // Why writes fail now (a full or read-only disk), while they do: the last commit failed so,
   // and no write or probe has succeeded since. /readyz turns not-ready on it.
   virtual std::optional<Error> writeProblem() const { return std::nullopt; }
+
+  // `done` runs (on a store thread; it must not block) once every commit made so far is on disk,
+  // those of creations with answered_at_end included. At once for a store whose every commit is
+  // flushed before it returns.
+  virtual void syncAsync(std::function<void(Result<void>)> done) { done(ok()); }
 
  private:
   Result<void> finish(JobId id, const std::string& owner, JobOutcome outcome);  // the blocking forms' core

@@ -145,3 +145,41 @@ def test_many_clients_waiting_at_once_each_get_their_own_job(echo_server):
         t.join(120 * SLOW)
     assert not errors, errors[:3]
     assert len(results) == 240 and all(j["status"] == "COMPLETED" for j in results.values())
+
+
+def test_a_waited_job_outlives_a_crash_of_the_server_and_runs_after_restart(make_server):
+    # A waiting client hears of its job only at the end, so the job's creation is committed
+    # without an fsync of its own (the end's commit flushes it). Committed is enough to outlive a
+    # crash of statim itself: the job is there after kill -9 and runs again.
+    s = make_server("waitcrash")
+    s.add_model("echo", parallel=1)
+    s.start()
+    body = json.dumps({"model": "echo", "prompt": "outlives", "params": {"delay_ms": 1500}}).encode()
+    with socket.create_connection(("127.0.0.1", s.port)) as sock:
+        sock.sendall(b"POST /job?wait=30 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        job = wait_until(lambda: (p := s.get("/job").json())["total"] == 1 and p["jobs"][0], 10 * SLOW,
+                         "the waited job to be stored")
+        s.wait_running(job["id"])
+        s.kill9()
+    s.start()
+    done = s.wait_job(job["id"], timeout=30)
+    assert done["status"] == "COMPLETED" and done["result"] == {"text": "outlives"}, done
+    assert done["attempts"] == 2, done
+
+
+def test_a_wait_that_runs_out_answers_an_id_the_store_keeps(make_server):
+    # The 202 of a wait that ran out names the job, so that answer waits for a flush of the
+    # store (SqliteStoreSync.ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync counts it); here:
+    # that path answers, and the job it names is kept across a restart.
+    s = make_server("waitsync")
+    s.add_model("echo", parallel=1)
+    s.start()
+    r = s.post("/job?wait=0.3", json={"model": "echo", "prompt": "kept", "params": {"delay_ms": 60000}})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "PROCESSING" and job["result"] is None, job
+    assert s.stop() == 0
+    s.start()
+    again = s.job(job["id"])
+    assert again["prompt"] == "kept" and again["status"] in ("QUEUED", "PROCESSING"), again

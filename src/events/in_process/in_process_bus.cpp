@@ -9,15 +9,16 @@ namespace {
 constexpr int kMaxTrackedChoices = 128;
 }  // namespace
 
-InProcessEventBus::Sub InProcessEventBus::makeSub(Listener listener, Executor on) {
-  return {std::make_shared<Listener>(std::move(listener)), std::move(on), std::make_shared<std::atomic<bool>>(false)};
+InProcessEventBus::Sub InProcessEventBus::makeSub(Listener listener, Executor on, Filter wants) {
+  return {std::make_shared<Listener>(std::move(listener)), std::move(on), std::make_shared<std::atomic<bool>>(false),
+          std::move(wants)};
 }
 
-EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener, Executor on) {
+EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener, Executor on, Filter wants) {
   std::lock_guard lock(mu_);
   Token token = next_token_++;
   Entry& e = jobs_[job];
-  e.listeners.emplace(token, makeSub(std::move(listener), std::move(on)));
+  e.listeners.emplace(token, makeSub(std::move(listener), std::move(on), std::move(wants)));
   tokens_.emplace(token, job);
   return {token, e.text, e.logprobs, ended_.contains(job), e.choices};
 }
@@ -25,9 +26,7 @@ EventBus::Subscription InProcessEventBus::subscribe(JobId job, Listener listener
 EventBus::Token InProcessEventBus::subscribeAll(Listener listener, Executor on, Filter wants) {
   std::lock_guard lock(mu_);
   Token token = next_token_++;
-  Sub sub = makeSub(std::move(listener), std::move(on));
-  sub.wants = std::move(wants);
-  all_.emplace(token, std::move(sub));
+  all_.emplace(token, makeSub(std::move(listener), std::move(on), std::move(wants)));
   return token;
 }
 
@@ -56,6 +55,7 @@ bool InProcessEventBus::deliver(const Listener& listener, const JobEvent& event)
 }
 
 bool InProcessEventBus::dispatch(Token token, const Sub& sub, const JobEvent& event) {
+  if (sub.wants && !sub.wants(event)) return true;  // not for this one: kept, not called
   if (!sub.on) {
     if (deliver(*sub.listener, event)) return true;
     *sub.done = true;
@@ -82,10 +82,6 @@ void InProcessEventBus::publish(const JobEvent& event) {
     }
   }
   for (auto l = all_.begin(); l != all_.end();) {
-    if (l->second.wants && !l->second.wants(event)) {
-      ++l;
-      continue;
-    }
     l = dispatch(l->first, l->second, event) ? std::next(l) : all_.erase(l);
   }
   auto it = jobs_.find(event.job_id);

@@ -16,7 +16,7 @@ namespace statim {
 
 class InProcessEventBus final : public EventBus {
  public:
-  Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
+  Subscription subscribe(JobId job, Listener listener, Executor on = {}, Filter wants = {}) override;
   Token subscribeAll(Listener listener, Executor on = {}, Filter wants = {}) override;
   void unsubscribe(Token token) override;
   void publish(const JobEvent& event) override;
@@ -27,7 +27,7 @@ class InProcessEventBus final : public EventBus {
     std::shared_ptr<Listener> listener;
     Executor on;                              // empty: run on the publisher's thread
     std::shared_ptr<std::atomic<bool>> done;  // it returned false (or threw): call it no more
-    Filter wants;                             // subscriptions to all jobs: empty = every event
+    Filter wants;                             // empty: every event
   };
   struct Entry {
     std::string text;
@@ -36,7 +36,7 @@ class InProcessEventBus final : public EventBus {
     bool running = false;  // between "started" and the terminal event
     std::map<Token, Sub> listeners;
   };
-  static Sub makeSub(Listener listener, Executor on);
+  static Sub makeSub(Listener listener, Executor on, Filter wants);
   // Calls a listener; false when it is to be removed (it said so, or it threw).
   static bool deliver(const Listener& listener, const JobEvent& event);
   // Delivers `event` to `sub` (mu_ held): at once, or through its executor. False: remove it now.

@@ -137,12 +137,12 @@ PostgresEventBus::~PostgresEventBus() {
   if (listener_.joinable()) listener_.join();
 }
 
-EventBus::Subscription PostgresEventBus::subscribe(JobId job, Listener listener, Executor on) {
+EventBus::Subscription PostgresEventBus::subscribe(JobId job, Listener listener, Executor on, Filter wants) {
   // Under follow_mu_, as receive() decides that nobody follows an ended job and publishes its
   // id-and-status end: a subscription comes before that (and gets the stored job) or after it
   // (and is told `ended` by the local bus). Lock order: follow_mu_, then the local bus's.
   std::lock_guard lock(follow_mu_);
-  auto sub = local_.subscribe(job, std::move(listener), std::move(on));
+  auto sub = local_.subscribe(job, std::move(listener), std::move(on), std::move(wants));
   followed_tokens_[sub.token] = job;
   ++followed_[job];
   return sub;

@@ -57,7 +57,7 @@ class PostgresEventBus final : public EventBus {
   static Result<std::unique_ptr<PostgresEventBus>> open(PostgresEventBusOptions options, JobStore& store);
   ~PostgresEventBus() override;
 
-  Subscription subscribe(JobId job, Listener listener, Executor on = {}) override;
+  Subscription subscribe(JobId job, Listener listener, Executor on = {}, Filter wants = {}) override;
   Token subscribeAll(Listener listener, Executor on = {}, Filter wants = {}) override;
   void unsubscribe(Token token) override;
   void publish(const JobEvent& event) override;

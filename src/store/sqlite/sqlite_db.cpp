@@ -169,6 +169,19 @@ SqliteDb::~SqliteDb() {
 
 bool SqliteDb::inTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
 
+Result<void> SqliteDb::syncLog() {
+  sqlite3_file* log = nullptr;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_JOURNAL_POINTER, &log) != SQLITE_OK) {
+    return fail(Error::storage(std::format("cannot reach the write-ahead log: {}", lastError())));
+  }
+  // No log open yet: nothing was written through this connection, so nothing is waiting for a flush.
+  if (!log || !log->pMethods) return ok();
+  if (int rc = log->pMethods->xSync(log, SQLITE_SYNC_FULL); rc != SQLITE_OK) {
+    return fail(Error::storage(std::format("cannot flush the write-ahead log: {}", sqlite3_errstr(rc))));
+  }
+  return ok();
+}
+
 Result<void> SqliteDb::exec(std::string_view sql) {
   char* err = nullptr;
   std::string s(sql);

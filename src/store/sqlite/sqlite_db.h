@@ -68,6 +68,9 @@ class SqliteDb {
   std::string lastError() const;
   // False once SQLite has rolled a transaction back by itself (a full disk, an I/O error).
   bool inTransaction() const;
+  // Flushes the write-ahead log to disk: every commit so far is then durable, those made at
+  // synchronous=NORMAL included (which SQLite itself flushes only at the next checkpoint).
+  Result<void> syncLog();
 
  private:
   explicit SqliteDb(sqlite3* db) : db_(db) {}

@@ -201,13 +201,15 @@ Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job) {
 
 void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, CreateCallback done) {
   Job job = queuedJob(nj);
+  // See NewJob::answered_at_end: the commit of the job's end (kFsync) flushes this one too.
+  const Sync sync = nj.answered_at_end ? Sync::kLater : Sync::kFsync;
   auto request = std::make_shared<NewJob>(std::move(nj));  // what the checks need besides the job
   writeAsync<Job>(
       [job = std::move(job), request, start = std::move(start)](SqliteDb& db) mutable -> Result<Job> {
         if (auto r = insertJob(db, job, *request, start); !r) return statim::fail(r.error());
         return std::move(job);
       },
-      std::move(done));
+      std::move(done), sync);
 }
 
 Result<Job> SqliteStore::get(JobId id) {

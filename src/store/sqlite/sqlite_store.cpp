@@ -260,6 +260,11 @@ std::optional<Error> SqliteStore::writeProblem() const {
   return write_problem_;
 }
 
+void SqliteStore::syncAsync(std::function<void(Result<void>)> done) {
+  // On the writer, after every commit before it: it flushes them (its own batch needs no flush).
+  writeAsync<void>([](SqliteDb& db) { return db.syncLog(); }, std::move(done), Sync::kLater);
+}
+
 // A 1 MiB write beside the database, synced and removed: the disk has room again (a margin
 // over what one batch of jobs takes) and takes writes.
 bool SqliteStore::probeWrite() {

@@ -79,6 +79,7 @@ class SqliteStore final : public Store {
   // Number of transactions the writer committed (tests check that group commit groups).
   std::int64_t commitCount() const;
   std::optional<Error> writeProblem() const override;
+  void syncAsync(std::function<void(Result<void>)> done) override;
 
  private:
   // When a write's commit reaches the disk. kFsync: before anyone hears of it (a job accepted,

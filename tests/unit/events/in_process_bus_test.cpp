@@ -182,5 +182,37 @@ TEST(InProcessEventBus, AnExecutorRunsTheListenerThereInOrderUntilItSaysNoMore) 
   EXPECT_TRUE(loop.empty());
 }
 
+// A subscription to one job that wants only some events: the others are not handed to its loop
+// at all (no task, so no wake-up), and it still ends with the job's end.
+TEST(InProcessEventBus, AJobSubscriptionThatWantsOnlySomeEventsIsNotWokenByTheOthers) {
+  InProcessEventBus hub;
+  std::deque<std::function<void()>> loop;
+  auto on = [&loop](std::function<void()> task) { loop.push_back(std::move(task)); };
+  std::vector<std::string> seen;
+  hub.subscribe(
+      5,
+      [&](const JobEvent& e) {
+        seen.push_back(e.type);
+        return true;
+      },
+      on, [](const JobEvent& e) { return e.type == "progress"; });
+  hub.publish({5, "started"});
+  hub.publish({5, "token", {{"text", "a"}}});
+  hub.publish({5, "progress", {{"fraction", 0.5}}});
+  hub.publish({5, "result"});
+  EXPECT_EQ(loop.size(), 1u);  // only "progress" was handed over
+  Job done;
+  done.id = 5;
+  done.status = JobStatus::kCompleted;
+  hub.publish({5, "completed", {}, done});  // not wanted either: the subscription ends all the same
+  EXPECT_EQ(hub.listeners(), 0u);
+  while (!loop.empty()) {
+    auto task = std::move(loop.front());
+    loop.pop_front();
+    task();
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"progress"}));
+}
+
 }  // namespace
 }  // namespace statim

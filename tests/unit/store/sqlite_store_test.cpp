@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <format>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -180,6 +181,59 @@ TEST(SqliteStoreSync, OnlyWritesTheStoreCannotRedoWaitForTheDisk) {
   EXPECT_EQ(job->status, JobStatus::kCompleted);
   EXPECT_EQ(job->attempts, 1);
   EXPECT_EQ(job->result["text"], "done");
+}
+
+// A job whose submitter hears of it only at its end (POST /job?wait=) is created without an fsync
+// of its own: the commit of its end flushes it, and so does a sync (a wait that runs out answers
+// the job's id only after one).
+TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync) {
+  testing::TempDir dir;
+  SyncCountingVfs vfs;
+  JobId waited = 0, timed_out = 0;
+  auto sync = [](JobStore& store) {
+    std::promise<Result<void>> done;
+    store.syncAsync([&done](Result<void> r) { done.set_value(std::move(r)); });
+    return done.get_future().get();
+  };
+  {
+    auto store = SqliteStore::open(dir.path() / "jobs.db");
+    ASSERT_TRUE(store) << store.error().message;
+    ASSERT_TRUE(sync(**store)) << "nothing written yet: nothing to flush, and no error";
+    NewJob a = newJob("a");
+    a.answered_at_end = true;
+    int before = SyncCountingVfs::syncs();
+    auto job = (*store)->create(a);
+    ASSERT_TRUE(job) << job.error().message;
+    waited = job->id;
+    EXPECT_EQ(SyncCountingVfs::syncs(), before) << "no fsync of its own";
+    ASSERT_TRUE((*store)->claim("m", {"w", kLease}, 1));
+    ASSERT_TRUE((*store)->complete(waited, "w", {{"text", "done"}}));
+    EXPECT_GE(SyncCountingVfs::syncs() - before, 1) << "its end is fsynced, and with it the creation";
+
+    NewJob b = newJob("b");
+    b.answered_at_end = true;
+    auto second = (*store)->create(b);
+    ASSERT_TRUE(second) << second.error().message;
+    timed_out = second->id;
+    int after_create = SyncCountingVfs::syncs();
+    auto synced = sync(**store);
+    ASSERT_TRUE(synced) << synced.error().message;
+    EXPECT_GE(SyncCountingVfs::syncs() - after_create, 1) << "syncAsync flushes the log";
+    // Without answered_at_end a creation is flushed before it is answered, as ever.
+    int before_plain = SyncCountingVfs::syncs();
+    ASSERT_TRUE((*store)->create(newJob("c")));
+    EXPECT_GE(SyncCountingVfs::syncs() - before_plain, 1);
+  }
+  auto reopened = SqliteStore::open(dir.path() / "jobs.db");
+  ASSERT_TRUE(reopened) << reopened.error().message;
+  auto a = (*reopened)->get(waited);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->status, JobStatus::kCompleted);
+  EXPECT_EQ(a->prompt, "a");
+  auto b = (*reopened)->get(timed_out);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->status, JobStatus::kQueued);
+  EXPECT_EQ(b->prompt, "b");
 }
 
 // A claim committed without its fsync is kept when statim dies right after it (no close, no
