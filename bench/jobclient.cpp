@@ -414,10 +414,11 @@ class Bench {
     if (o_.mode == "loop") {
       size_t n = latency_ms_.size();
       double jobs_s = static_cast<double>(n) / (msSince(start_, last_completion_) / 1000.0);
-      std::println("RESULT mode=loop clients={} jobs={} seconds={:.3f} jobs_per_s={:.1f} p50_ms={:.3f} p99_ms={:.3f} "
+      std::println("RESULT mode=loop clients={} jobs={} seconds={:.3f} jobs_per_s={:.1f} p50_ms={:.3f} p90_ms={:.3f} p99_ms={:.3f} "
                    "server_p50_ms={:.3f} server_p99_ms={:.3f} submit_p50_ms={:.3f} submit_p99_ms={:.3f} gets_per_job={:.2f} "
                    "errors={} client_cpu_pct={:.1f}",
-                   o_.clients, n, wall_s, jobs_s, percentile(latency_ms_, 50), percentile(latency_ms_, 99),
+                   o_.clients, n, wall_s, jobs_s, percentile(latency_ms_, 50), percentile(latency_ms_, 90),
+                   percentile(latency_ms_, 99),
                    percentile(server_ms_, 50), percentile(server_ms_, 99),
                    percentile(submit_ms_, 50), percentile(submit_ms_, 99),
                    n ? static_cast<double>(polls_per_job_) / static_cast<double>(n) : 0.0, errors_, 100.0 * cpu / wall_s);

@@ -31,9 +31,9 @@ TensorSpec specOf(std::string name, const Ort::TypeInfo& info) {
 }
 
 template <typename T>
-std::vector<T> copyOut(const Ort::Value& v, size_t n) {
-  const T* p = v.GetTensorData<T>();
-  return std::vector<T>(p, p + n);
+std::vector<T> copyOut(const OutputView& v) {
+  const T* p = static_cast<const T*>(v.data);
+  return std::vector<T>(p, p + v.count);
 }
 
 }  // namespace
@@ -93,8 +93,8 @@ const TensorSpec* OrtModel::findOutput(std::string_view name) const {
   return nullptr;
 }
 
-Result<std::vector<HostTensor>> OrtModel::run(const std::vector<HostTensor>& inputs,
-                                              const std::vector<std::string>& output_names) const {
+Result<void> OrtModel::runInPlace(const std::vector<HostTensor>& inputs, const std::vector<std::string>& output_names,
+                                  const UseOutputs& use) const {
   try {
     std::vector<const char*> in_names, out_names;
     std::vector<Ort::Value> values;
@@ -118,30 +118,44 @@ Result<std::vector<HostTensor>> OrtModel::run(const std::vector<HostTensor>& inp
     for (auto& n : names) out_names.push_back(n.c_str());
     auto outs = impl_->session.Run(Ort::RunOptions{nullptr}, in_names.data(), values.data(), values.size(),
                                    out_names.data(), out_names.size());
-    std::vector<HostTensor> result;
+    std::vector<OutputView> views;
     for (size_t i = 0; i < outs.size(); ++i) {
       auto info = outs[i].GetTensorTypeAndShapeInfo();
+      DType dtype = fromOrt(info.GetElementType());
+      views.push_back({names[i], info.GetShape(), dtype, dtype == DType::kOther ? nullptr : outs[i].GetTensorRawData(),
+                       info.GetElementCount()});
+    }
+    return use(views);
+  } catch (const Ort::Exception& e) {
+    return fail(Error::backend(std::format("ONNX Runtime failed: {}", e.what())));
+  }
+}
+
+Result<std::vector<HostTensor>> OrtModel::run(const std::vector<HostTensor>& inputs,
+                                              const std::vector<std::string>& output_names) const {
+  std::vector<HostTensor> result;
+  auto r = runInPlace(inputs, output_names, [&result](std::span<const OutputView> outs) -> Result<void> {
+    for (auto& o : outs) {
       HostTensor t;
-      t.name = names[i];
-      t.shape = info.GetShape();
-      t.dtype = fromOrt(info.GetElementType());
-      size_t n = info.GetElementCount();
+      t.name = std::string(o.name);
+      t.shape = o.shape;
+      t.dtype = o.dtype;
       switch (t.dtype) {
-        case DType::kFloat: t.data = copyOut<float>(outs[i], n); break;
-        case DType::kDouble: t.data = copyOut<double>(outs[i], n); break;
-        case DType::kInt64: t.data = copyOut<std::int64_t>(outs[i], n); break;
-        case DType::kInt32: t.data = copyOut<std::int32_t>(outs[i], n); break;
+        case DType::kFloat: t.data = copyOut<float>(o); break;
+        case DType::kDouble: t.data = copyOut<double>(o); break;
+        case DType::kInt64: t.data = copyOut<std::int64_t>(o); break;
+        case DType::kInt32: t.data = copyOut<std::int32_t>(o); break;
         case DType::kBool:
-        case DType::kUint8: t.data = copyOut<std::uint8_t>(outs[i], n); break;
+        case DType::kUint8: t.data = copyOut<std::uint8_t>(o); break;
         case DType::kOther:
           return fail(Error::backend(std::format("output '{}' has an element type statim cannot read", t.name)));
       }
       result.push_back(std::move(t));
     }
-    return result;
-  } catch (const Ort::Exception& e) {
-    return fail(Error::backend(std::format("ONNX Runtime failed: {}", e.what())));
-  }
+    return ok();
+  });
+  if (!r) return fail(r.error());
+  return result;
 }
 
 }  // namespace statim::onnx

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -35,6 +37,19 @@ struct HostTensor {
   DType dtype = DType::kFloat;
 };
 
+// An output as ONNX Runtime holds it after a Run: valid only during the call that is handed it.
+struct OutputView {
+  std::string_view name;
+  std::vector<std::int64_t> shape;
+  DType dtype = DType::kOther;
+  const void* data = nullptr;
+  size_t count = 0;  // elements
+  // The elements of a float32 output (empty for another type).
+  std::span<const float> floats() const {
+    return dtype == DType::kFloat ? std::span(static_cast<const float*>(data), count) : std::span<const float>{};
+  }
+};
+
 class OrtModel {
  public:
   // Opens the .onnx with `threads` intra-op threads (0: ORT's default). A file ORT cannot load is
@@ -51,6 +66,11 @@ class OrtModel {
   // Thread-safe.
   Result<std::vector<HostTensor>> run(const std::vector<HostTensor>& inputs,
                                       const std::vector<std::string>& output_names) const;
+  // As run, but hands `use` the outputs where ORT put them, without copying them out (a
+  // detector's output is a megabyte or more); `use`'s result is the call's. Thread-safe.
+  using UseOutputs = std::function<Result<void>(std::span<const OutputView>)>;
+  Result<void> runInPlace(const std::vector<HostTensor>& inputs, const std::vector<std::string>& output_names,
+                          const UseOutputs& use) const;
 
  private:
   struct Impl;

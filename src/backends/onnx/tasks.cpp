@@ -142,16 +142,15 @@ Result<HostTensor> imageTensor(const BoundModel& m, const Job& job, Geometry& g)
   return t;
 }
 
-// The model run on the job's image; g gets the image's geometry.
-Result<std::vector<HostTensor>> runOnImage(const BoundModel& m, const Job& job, Geometry& g) {
+// The model run on the job's image; g gets the image's geometry, `use` the outputs where ORT
+// holds them (not copied out: a detector's output is a megabyte or more).
+Result<void> runOnImage(const BoundModel& m, const Job& job, Geometry& g, const OrtModel::UseOutputs& use) {
   auto in = imageTensor(m, job, g);
   if (!in) return fail(in.error());
   std::vector<HostTensor> inputs;
   inputs.push_back(std::move(*in));  // not `{*in}`: that copies the image's floats (2 MB at 416x416)
-  return m.ort->run(inputs, m.outputs);
+  return m.ort->runInPlace(inputs, m.outputs, use);
 }
-
-const std::vector<float>& floats(const HostTensor& t) { return std::get<std::vector<float>>(t.data); }
 
 }  // namespace
 
@@ -195,39 +194,43 @@ Result<std::vector<HostTensor>> tensorJobInputs(const BoundModel& m, const std::
 
 Result<nlohmann::json> runClassification(const BoundModel& m, const Job& job) {
   Geometry g;
-  auto out = runOnImage(m, job, g);
-  if (!out) return fail(out.error());
-  const auto& logits = floats(out->front());
-  std::vector<float> scores = m.config.softmax ? softmax(logits) : logits;
   nlohmann::json labels = nlohmann::json::array();
-  for (auto [i, s] : topK(scores, job.params.value("top_k", m.config.top_k))) {
-    labels.push_back({{"label", m.label(i)}, {"index", i}, {"score", s}});
-  }
+  auto r = runOnImage(m, job, g, [&](std::span<const OutputView> out) -> Result<void> {
+    auto logits = out.front().floats();
+    std::vector<float> scores = m.config.softmax ? softmax(logits) : std::vector<float>(logits.begin(), logits.end());
+    for (auto [i, s] : topK(scores, job.params.value("top_k", m.config.top_k))) {
+      labels.push_back({{"label", m.label(i)}, {"index", i}, {"score", s}});
+    }
+    return ok();
+  });
+  if (!r) return fail(r.error());
   return nlohmann::json{{"labels", std::move(labels)}, {"width", g.src_w}, {"height", g.src_h}};
 }
 
 Result<nlohmann::json> runDetection(const BoundModel& m, const Job& job) {
   Geometry g;
-  auto out = runOnImage(m, job, g);
-  if (!out) return fail(out.error());
   float threshold = job.params.value("score_threshold", m.config.score_threshold);
   std::vector<Detection> dets;
-  if (m.config.decoder == Decoder::kYolox) {
-    const auto& o = out->front();
-    if (o.shape.size() != 3)
-      return fail(Error::backend(std::format("output '{}' is {}, not rank 3", o.name, shapeText(o.shape))));
-    auto d = decodeYolox(floats(o), o.shape[1], o.shape[2], m.in_w, m.in_h, m.config.strides, threshold);
-    if (!d) return fail(d.error());
-    dets = std::move(*d);
-  } else {
-    const auto &s = (*out)[0], &b = (*out)[1];
+  auto r = runOnImage(m, job, g, [&](std::span<const OutputView> out) -> Result<void> {
+    if (m.config.decoder == Decoder::kYolox) {
+      const auto& o = out.front();
+      if (o.shape.size() != 3)
+        return fail(Error::backend(std::format("output '{}' is {}, not rank 3", o.name, shapeText(o.shape))));
+      auto d = decodeYolox(o.floats(), o.shape[1], o.shape[2], m.in_w, m.in_h, m.config.strides, threshold);
+      if (!d) return fail(d.error());
+      dets = std::move(*d);
+      return ok();
+    }
+    const auto &s = out[0], &b = out[1];
     if (s.shape.size() != 3 || b.shape.size() != 3 || b.shape[1] != s.shape[1] || b.shape[2] != 4) {
       return fail(
           Error::backend(std::format("outputs {} {} and {} {} are not [1, N, classes] scores and [1, N, 4] boxes",
                                      s.name, shapeText(s.shape), b.name, shapeText(b.shape))));
     }
-    dets = decodeUltraface(floats(s), floats(b), s.shape[1], s.shape[2], m.in_w, m.in_h, threshold);
-  }
+    dets = decodeUltraface(s.floats(), b.floats(), s.shape[1], s.shape[2], m.in_w, m.in_h, threshold);
+    return ok();
+  });
+  if (!r) return fail(r.error());
   dets = nms(std::move(dets), job.params.value("nms_iou", m.config.nms_iou),
              job.params.value("max_detections", m.config.max_detections));
   nlohmann::json list = nlohmann::json::array();
