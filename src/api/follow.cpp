@@ -92,6 +92,7 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
         w->answered = true;
         if (w->timer) loop->invalidateTimer(w->timer);
         w->done(*e.job);
+        w->done = nullptr;  // what it holds (the request, its body) goes now, not when the timer would have fired
         return false;
       },
       [loop](std::function<void()> task) { loop->queueInLoop(std::move(task)); }, known,
@@ -100,11 +101,15 @@ Result<void> awaitJobEnd(JobStore& store, EventBus& events, JobId id, double sec
   if (!token) return fail(token.error());
   if (w->answered) return ok();
   w->token = *token;
-  w->timer = loop->runAfter(seconds, [w, &store, &events, id] {
-    if (w->answered) return;
+  // trantor keeps an invalidated timer, and what its callback holds, until the time it was set
+  // for: a weak hold, or every answered wait would keep its request for `seconds`.
+  w->timer = loop->runAfter(seconds, [weak = std::weak_ptr(w), &store, &events, id] {
+    auto w = weak.lock();
+    if (!w || w->answered) return;
     w->answered = true;
     events.unsubscribe(w->token);
     w->done(store.get(id));
+    w->done = nullptr;
   });
   return ok();
 }
