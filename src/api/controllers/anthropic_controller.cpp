@@ -108,6 +108,7 @@ void registerAnthropicRoutes(const ApiContext& ctx) {
     auto parsed = parseMessagesRequest(*body);
     if (!parsed) return cb(errorResponse(parsed.error()));
     NewJob job = parsed->job;
+    job.answered_at_end = !parsed->stream;  // the answer (and its X-Statim-Job-Id) comes at the end
     if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
     if (auto r = parsed->media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();

@@ -146,6 +146,7 @@ auto generationRoute(const ApiContext& ctx, Kind kind, Parse parse) {
     if (!parsed) return cb(errorResponse(parsed.error()));
     OpenAiRequest request = std::move(*parsed);
     NewJob job = request.job;
+    job.answered_at_end = !request.stream;  // the answer (and its X-Statim-Job-Id) comes at the end
     if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
     if (auto r = request.media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
     // The commit is reported on the store's writer thread; the rest runs back on this request's

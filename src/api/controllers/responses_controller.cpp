@@ -119,6 +119,8 @@ void createResponse(const ApiContext& ctx, const HttpRequestPtr& req, Callback&&
   auto parsed = parseResponsesRequest(*body, previous ? &*previous : nullptr);
   if (!parsed) return cb(errorResponse(parsed.error()));
   NewJob job = parsed->job;
+  // Without stream or background the answer (and the response's id) comes at the end.
+  job.answered_at_end = !parsed->stream && !parsed->background;
   if (auto r = bindToCaller(*req, job); !r) return cb(errorResponse(r.error()));
   if (auto r = parsed->media.storeInto(ctx.blobs, job.inputs); !r) return cb(errorResponse(r.error()));
   trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();

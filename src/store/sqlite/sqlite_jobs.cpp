@@ -207,6 +207,10 @@ void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, Crea
   writeAsync<Job>(
       [job = std::move(job), request, start = std::move(start)](SqliteDb& db) mutable -> Result<Job> {
         if (auto r = insertJob(db, job, *request, start); !r) return statim::fail(r.error());
+        // A replay names the earlier job now: flush it, in case its own client waits for its end.
+        if (job.replayed && !request->answered_at_end) {
+          if (auto r = db.syncLog(); !r) return statim::fail(r.error());
+        }
         return std::move(job);
       },
       std::move(done), sync);

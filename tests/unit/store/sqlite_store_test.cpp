@@ -223,6 +223,22 @@ TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync) {
     int before_plain = SyncCountingVfs::syncs();
     ASSERT_TRUE((*store)->create(newJob("c")));
     EXPECT_GE(SyncCountingVfs::syncs() - before_plain, 1);
+
+    // A retry with the same Idempotency-Key that is answered at once names the earlier job: it
+    // flushes it, though the retry itself writes nothing.
+    NewJob keyed = newJob("d");
+    keyed.idempotency_key = "k";
+    keyed.request_hash = "h";
+    keyed.answered_at_end = true;
+    auto first = (*store)->create(keyed);
+    ASSERT_TRUE(first) << first.error().message;
+    int before_retry = SyncCountingVfs::syncs();
+    keyed.answered_at_end = false;
+    auto retry = (*store)->create(keyed);
+    ASSERT_TRUE(retry) << retry.error().message;
+    EXPECT_TRUE(retry->replayed);
+    EXPECT_EQ(retry->id, first->id);
+    EXPECT_GE(SyncCountingVfs::syncs() - before_retry, 1) << "the replay flushes the job it names";
   }
   auto reopened = SqliteStore::open(dir.path() / "jobs.db");
   ASSERT_TRUE(reopened) << reopened.error().message;
