@@ -356,7 +356,12 @@ void Scheduler::submit(NewJob job, SubmitCallback done) {
     auto replayed = replayOf(std::move(*earlier), job);
     if (!replayed) return done(fail(replayed.error()));
     if (!*replayed) return done(fail(std::move(*replay_when_full)));
-    return done(std::move(**replayed));
+    if (job.answered_at_end) return done(std::move(**replayed));
+    // Answered now, it names the earlier job: flushed first, as a replay through the store is.
+    return store_.syncAsync([done = std::move(done), replay = std::move(**replayed)](Result<void> synced) mutable {
+      if (!synced) return done(fail(synced.error()));
+      done(std::move(replay));
+    });
   }
   std::optional<LeaseRequest> start;
   if (start_now) start = LeaseRequest{q->owner, leaseMicros()};

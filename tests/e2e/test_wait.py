@@ -148,9 +148,9 @@ def test_many_clients_waiting_at_once_each_get_their_own_job(echo_server):
 
 
 def test_a_waited_job_outlives_a_crash_of_the_server_and_runs_after_restart(make_server):
-    # A waiting client hears of its job only at the end, so the job's creation is committed
-    # without an fsync of its own (the end's commit flushes it). Committed is enough to outlive a
-    # crash of statim itself: the job is there after kill -9 and runs again.
+    # A waiting client hears of its job only at the end, so the job's worker starts it as soon as
+    # its creation is committed, while the log is flushed. The job is there after kill -9 and runs
+    # again.
     s = make_server("waitcrash")
     s.add_model("echo", parallel=1)
     s.start()
@@ -170,9 +170,9 @@ def test_a_waited_job_outlives_a_crash_of_the_server_and_runs_after_restart(make
 
 def test_a_wait_that_runs_out_answers_an_id_the_store_keeps(make_server):
     # The 202 of a wait that ran out names the job, so that answer waits for a flush of the
-    # store (SqliteStoreSync.ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync counts it); here:
+    # store (SqliteStoreSync.ACreationAnsweredAtItsEndIsDeliveredThenFlushed counts one); here:
     # that path answers, and the job it names is kept across a restart.
-    s = make_server("waitsync")
+    s = make_server("waitsync", env={"STATIM_JOBS_SHUTDOWN_GRACE_SECONDS": "0.3"})
     s.add_model("echo", parallel=1)
     s.start()
     r = s.post("/job?wait=0.3", json={"model": "echo", "prompt": "kept", "params": {"delay_ms": 60000}})

@@ -201,8 +201,9 @@ Result<void> loadJobFiles(SqliteDb& db, const BlobStore& blobs, Job& job) {
 
 void SqliteStore::createAsync(NewJob nj, std::optional<LeaseRequest> start, CreateCallback done) {
   Job job = queuedJob(nj);
-  // See NewJob::answered_at_end: the commit of the job's end (kFsync) flushes this one too.
-  const Sync sync = nj.answered_at_end ? Sync::kLater : Sync::kFsync;
+  // See NewJob::answered_at_end: its client is told nothing before the job ends, so its worker
+  // may start it before the commit is flushed (which follows at once).
+  const Sync sync = nj.answered_at_end ? Sync::kAfterDelivery : Sync::kFsync;
   auto request = std::make_shared<NewJob>(std::move(nj));  // what the checks need besides the job
   writeAsync<Job>(
       [job = std::move(job), request, start = std::move(start)](SqliteDb& db) mutable -> Result<Job> {

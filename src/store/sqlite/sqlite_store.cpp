@@ -188,7 +188,8 @@ void SqliteStore::writerLoop() {
     }
     SqliteDb& db = *writer_db_;
     // See Sync: a batch with one kFsync write is fsynced at its commit, and so is all before it.
-    bool lazy = std::ranges::all_of(batch, [](const WriteOp& op) { return op.sync == Sync::kLater; });
+    bool lazy = std::ranges::all_of(batch, [](const WriteOp& op) { return op.sync != Sync::kFsync; });
+    bool flush_after = std::ranges::any_of(batch, [](const WriteOp& op) { return op.sync == Sync::kAfterDelivery; });
     std::optional<Error> commit_error;
     if (lazy != writer_lazy_) {
       if (auto r = db.exec(lazy ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"); r) {
@@ -251,6 +252,11 @@ void SqliteStore::writerLoop() {
     for (size_t i = 0; i < batch.size(); ++i) {
       const Error* err = commit_error ? &*commit_error : op_errors[i] ? &*op_errors[i] : nullptr;
       batch[i].deliver(err);
+    }
+    // See Sync::kAfterDelivery (a batch committed at synchronous=FULL was flushed by its commit).
+    if (flush_after && lazy && !commit_error) {
+      if (auto r = db.syncLog(); !r)
+        log::error("store: cannot flush the write-ahead log", {{"error", r.error().message}});
     }
   }
 }

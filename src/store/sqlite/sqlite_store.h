@@ -87,8 +87,11 @@ class SqliteStore final : public Store {
   // crashes, but fsynced with the next kFsync commit or checkpoint (PRAGMA synchronous=NORMAL),
   // so a power loss may undo it: for writes the store can do without, a claim (the job is
   // queued again and runs again), a lease or node heartbeat, an audit row (written after the
-  // response anyway). Saves an fsync per job.
-  enum class Sync { kFsync, kLater };
+  // response anyway). Saves an fsync per job. kAfterDelivery: committed without an fsync and
+  // delivered, then fsynced before the writer takes the next batch: for a job's creation whose
+  // client hears of it only at its end (NewJob::answered_at_end), so that its worker starts it
+  // while the log is flushed.
+  enum class Sync { kFsync, kLater, kAfterDelivery };
   struct WriteOp {
     // Runs inside the batch transaction on the writer connection; an error rolls back this op.
     std::function<Result<void>(SqliteDb&)> apply;

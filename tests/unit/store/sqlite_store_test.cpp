@@ -183,10 +183,11 @@ TEST(SqliteStoreSync, OnlyWritesTheStoreCannotRedoWaitForTheDisk) {
   EXPECT_EQ(job->result["text"], "done");
 }
 
-// A job whose submitter hears of it only at its end (POST /job?wait=) is created without an fsync
-// of its own: the commit of its end flushes it, and so does a sync (a wait that runs out answers
-// the job's id only after one).
-TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync) {
+// A job whose submitter hears of it only at its end (POST /job?wait=) is handed to its worker as
+// soon as its creation is committed, and the flush to disk follows at once, with no other write to
+// wait for. A sync flushes everything committed so far (a wait that runs out answers the job's id
+// only after one).
+TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsDeliveredThenFlushed) {
   testing::TempDir dir;
   SyncCountingVfs vfs;
   JobId waited = 0, timed_out = 0;
@@ -195,6 +196,13 @@ TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync) {
     store.syncAsync([&done](Result<void> r) { done.set_value(std::move(r)); });
     return done.get_future().get();
   };
+  auto syncsReach = [](int n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (SyncCountingVfs::syncs() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return SyncCountingVfs::syncs() >= n;
+  };
   {
     auto store = SqliteStore::open(dir.path() / "jobs.db");
     ASSERT_TRUE(store) << store.error().message;
@@ -202,19 +210,27 @@ TEST(SqliteStoreSync, ACreationAnsweredAtItsEndIsFlushedByTheEndOrBySync) {
     NewJob a = newJob("a");
     a.answered_at_end = true;
     int before = SyncCountingVfs::syncs();
-    auto job = (*store)->create(a);
+    std::promise<std::pair<Result<Job>, int>> delivered;
+    (*store)->createAsync(a, [&delivered](Result<Job> r) {
+      delivered.set_value({std::move(r), SyncCountingVfs::syncs()});
+    });
+    auto [job, syncs_then] = delivered.get_future().get();
     ASSERT_TRUE(job) << job.error().message;
     waited = job->id;
-    EXPECT_EQ(SyncCountingVfs::syncs(), before) << "no fsync of its own";
+    EXPECT_EQ(syncs_then, before) << "delivered before its flush";
+    EXPECT_TRUE(syncsReach(before + 1)) << "then flushed, with no other write";
     ASSERT_TRUE((*store)->claim("m", {"w", kLease}, 1));
+    int before_end = SyncCountingVfs::syncs();
     ASSERT_TRUE((*store)->complete(waited, "w", {{"text", "done"}}));
-    EXPECT_GE(SyncCountingVfs::syncs() - before, 1) << "its end is fsynced, and with it the creation";
+    EXPECT_GE(SyncCountingVfs::syncs() - before_end, 1) << "its end is fsynced before it is answered";
 
     NewJob b = newJob("b");
     b.answered_at_end = true;
+    int before_b = SyncCountingVfs::syncs();
     auto second = (*store)->create(b);
     ASSERT_TRUE(second) << second.error().message;
     timed_out = second->id;
+    ASSERT_TRUE(syncsReach(before_b + 1));
     int after_create = SyncCountingVfs::syncs();
     auto synced = sync(**store);
     ASSERT_TRUE(synced) << synced.error().message;
