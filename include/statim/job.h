@@ -96,9 +96,9 @@ struct NewJob {
   // other means), over the manifest's keep_alive (Ollama's keep_alive). Not stored with the job.
   std::optional<double> keep_alive;
   // Its submitter hears of the job only when it has ended (POST /job?wait=, a non-streaming
-  // OpenAI or Anthropic request), or else after a JobStore::syncAsync: the store may commit its
-  // creation without a flush to disk of its own, since the commit of its end (or the sync)
-  // flushes it. Not stored with the job.
+  // OpenAI or Anthropic request), or else after a JobStore::syncAsync: the store may hand the job
+  // to its worker before its creation is flushed to disk (the flush follows at once). Not stored
+  // with the job.
   bool answered_at_end = false;
 };
 

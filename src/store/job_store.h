@@ -124,9 +124,8 @@ class JobStore {
   // Stores a new QUEUED job, or with `start` a PROCESSING one held under that lease. `done` runs
   // after the commit, on a store thread: it must not block. Concurrent writes share one commit
   // (group commit). The commit is on disk when `done` runs, unless job.answered_at_end: then it
-  // is visible, and survives a crash of statim, but a power loss may undo it until the next
-  // flushed commit (the job's end, a syncAsync, any other job's end, a replay of it answered at
-  // once: an Idempotency-Key retry without answered_at_end).
+  // is committed (visible, and kept if statim crashes) and its flush to disk follows at once,
+  // before the store's next write; syncAsync waits for it.
   virtual void createAsync(NewJob job, std::optional<LeaseRequest> start, CreateCallback done) = 0;
   void createAsync(NewJob job, CreateCallback done) { createAsync(std::move(job), std::nullopt, std::move(done)); }
   Result<Job> create(NewJob job);  // blocking convenience over createAsync

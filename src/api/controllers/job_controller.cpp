@@ -99,8 +99,9 @@ void registerJobRoutes(const ApiContext& ctx) {
     // (202, the job as it is then, as without wait).
     auto wait = queryWait(*req, ctx.config.jobs_max_wait_seconds);
     if (!wait) return cb(errorResponse(wait.error()));
-    // A client that waits hears of the job at its end, whose commit flushes the creation too; a
-    // wait that runs out flushes it (syncAsync) before the job's id is answered.
+    // A client that waits hears of the job at its end: the job may start before its creation is
+    // flushed (which follows at once); a wait that runs out waits for that flush (syncAsync)
+    // before the job's id is answered.
     job->answered_at_end = *wait > 0;
     trantor::EventLoop* loop = trantor::EventLoop::getEventLoopOfCurrentThread();
     ctx.scheduler.submit(std::move(*job), [&ctx, loop, req, wait = *wait, cb = std::move(cb)](Result<Job> r) {
@@ -119,7 +120,7 @@ void registerJobRoutes(const ApiContext& ctx) {
             ctx.store, ctx.scheduler.events(), r->id, wait, loop,
             [&ctx, loop, respond, cb](Result<Job> now) {
               if (!now) return cb(errorResponse(now.error()));
-              if (isTerminal(now->status)) return respond(*now);  // its end's commit was flushed
+              if (isTerminal(now->status)) return respond(*now);  // its end's commit was fsynced
               ctx.store.syncAsync([loop, respond, cb, now = std::move(*now)](Result<void> synced) {
                 loop->queueInLoop([respond, cb, synced, now] {
                   if (!synced) return cb(errorResponse(synced.error()));
