@@ -43,9 +43,10 @@ struct ModelConfig {
 // compute budget: every such call waits for `threads` cores to be free before it runs.
 struct ComputeUse {
   int threads = 1;      // cores the call keeps busy; 0: it computes nothing worth counting (echo)
-  bool openmp = false;  // it calls into an OpenMP library (ggml: llama, whisper; tesseract): such
-                        // calls all run on the budget's one compute thread, so that the process
-                        // holds a single OpenMP thread pool (see scheduler/compute_budget.h)
+  bool openmp = false;  // it wants an OpenMP team (ggml's graphs: llama, whisper): such calls
+                        // all run on the budget's one compute thread, so that the process holds
+                        // a single OpenMP thread pool (see scheduler/compute_budget.h). Any other
+                        // call runs on a thread where OpenMP regions get no team (tesseract)
 };
 
 // Handed to Session::run for one job. Called only from the session's own thread.

@@ -5,12 +5,13 @@
 // - The budget is a number of cores. A call holds as many of them as it keeps busy (its model's
 //   thread count) while it runs; calls wait in one first-come-first-served line, and a call never
 //   overtakes an earlier one, so a 16-sequence LLM step cannot starve an OCR page, nor the reverse.
-// - Calls into OpenMP libraries (ggml for llama and whisper, tesseract) all run on the budget's one
-//   compute thread. libgomp keeps one thread pool per thread that opens a parallel region, and once
+// - Calls that want an OpenMP team (ggml's graphs, for llama and whisper) all run on the budget's
+//   one compute thread. libgomp keeps one thread pool per thread that opens a parallel region, and once
 //   the process holds more OpenMP threads than cores it stops spinning at barriers for good: every
 //   graph node then waits on a futex (a 4-5x slowdown of every LLM in the process). With one
 //   calling thread there is one pool, sized to the call at hand.
-// - Other calls (ONNX Runtime, espeak) run on their caller's own thread once their cores are held.
+// - Other calls (ONNX Runtime, espeak, tesseract) run on their caller's own thread once their cores
+//   are held; the scheduler's threads give OpenMP regions no team (core/openmp.h).
 //
 // Thread-safety: run() may be called from any thread, concurrently. The budget must outlive every
 // call; the destructor finishes the calls already admitted and refuses none (callers are the

@@ -4,8 +4,9 @@ Debian's ggml (llama, whisper) and tesseract are built with OpenMP. libgomp keep
 threads per thread that opens a parallel region, and once the process holds more OpenMP threads
 than cores it stops spinning at barriers for good: every graph node then waits on a futex. Before
 the compute budget (docs/compute.md), an LLM of this test's shape ran at 0.44x its solo speed
-after one OCR page (and 0.13x for a smaller one), until restart. The budget runs every OpenMP call
-on one compute thread, so there is one pool whatever the number of models.
+after one OCR page (and 0.13x for a smaller one), until restart. The budget runs every ggml graph
+on one compute thread, so there is one pool whatever the number of models, and every other thread
+that calls into such a library (the OCR workers, the model loader) gets no team at all.
 
 The speed is each job's own `tokens_per_s` (decode time only, measured by the server), median of
 several jobs, compared with the same model's solo speed in the same process: a ratio, not a
@@ -149,3 +150,38 @@ def test_every_kind_of_model_answers_right_while_an_llm_is_busy(srv):
     # The same prompt, greedy: the text does not depend on what ran beside it.
     again = srv.wait_job(srv.submit("lm", "Story 0", {"temperature": 0, "max_tokens": 64})["id"], timeout=60)
     assert again["result"]["text"] == results["lm"][0]["result"]["text"]
+
+
+def thread_names(pid: int) -> list[str]:
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:
+            pass  # the thread ended while we listed
+    return names
+
+
+def test_ocr_pages_open_no_openmp_team(srv):
+    """tesseract's LSTM opens 4-thread OpenMP regions. A page runs single-threaded on its OCR worker
+    (core/openmp.h): no team there, and none on the compute thread either, whose team stays the
+    size of the largest ggml call (2 threads here). A 4-thread team would put more OpenMP threads
+    in the process than this machine's 2 cores, which throttles every LLM (the issue #7 defect);
+    on the compute thread it also ran each page ~10x slower."""
+    if "ocr" not in srv.models():
+        pytest.skip(f"no tesseract data or page under {shared_models_dir() / 'ocr'}")
+    done = srv.wait_job(srv.submit("lm", "Hello", {"max_tokens": 8})["id"], timeout=60)
+    assert done["status"] == "COMPLETED", done
+    pages = []
+    workers = [threading.Thread(target=lambda: pages.append(upload(srv, "ocr", "page", PAGE))) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert [p["status"] for p in pages] == ["COMPLETED"] * 3
+    assert all("Hello World" in p["result"]["text"] for p in pages), [p["result"]["text"] for p in pages]
+    names = thread_names(srv.proc.pid)
+    # The compute thread and its OpenMP team carry the name "compute": the thread and one more
+    # (one alone where the budget is one core). Before the fix: 4.
+    assert names.count("compute") <= 2, sorted(names)
+    assert names.count("run:ocr") == 1, sorted(names)  # its one worker (parallel 1), with no team

@@ -97,9 +97,11 @@ class OcrModel final : public LoadedModel {
     return std::make_unique<OcrSession>(std::move(api));
   }
   nlohmann::json describe() const override { return {{"language", language_}, {"engine", "tesseract LSTM"}}; }
-  // Debian's libtesseract is built with OpenMP (its LSTM opens parallel regions): on the compute
-  // thread, with the ggml models, so that the process keeps one OpenMP pool.
-  ComputeUse computeUse() const override { return {.threads = 1, .openmp = true}; }
+  // Debian's libtesseract is built with OpenMP: its LSTM opens 4-thread regions. A page runs on
+  // its own worker, whose regions all run on that thread alone (confineOpenMpToThisThread): one
+  // core per page, no OpenMP pool, and `parallel` pages at once. On the compute thread its teams
+  // took ~10x longer per page on 2 cores, and pages ran one at a time.
+  ComputeUse computeUse() const override { return {.threads = 1, .openmp = false}; }
 
  private:
   std::string tessdata_, language_;

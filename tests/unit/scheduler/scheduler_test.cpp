@@ -42,6 +42,17 @@ int defaultOpenMpTeam() {
   return team;
 }
 
+// The same for a region that names its thread count, as tesseract's LSTM does (4 threads).
+int namedOpenMpTeam(int threads) {
+  int team = 0;
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp masked
+    team = omp_get_num_threads();
+  }
+  return team;
+}
+
 // A batched backend for the scheduler's batch loop. A job runs params.steps steps (1 by
 // default; each step takes 2 ms) and ends with {"text": prompt, "joined": k, "ended": n}: the
 // number of steps its session had taken when it joined, and the step it ended in. A job with
@@ -91,11 +102,13 @@ class StepModel final : public LoadedModel {
   bool batched() const override { return true; }
   Result<std::unique_ptr<BatchSession>> newBatchSession() override {
     ++sessions;
-    session_team = defaultOpenMpTeam();
+    session_named_team = namedOpenMpTeam(4);
+    session_team = defaultOpenMpTeam();  // last: the test waits for it
     return std::unique_ptr<BatchSession>(std::make_unique<StepSession>(capacity_));
   }
   std::atomic<int> sessions = 0;
   std::atomic<int> session_team = 0;  // the OpenMP team a default-sized region got on the batch thread
+  std::atomic<int> session_named_team = 0;  // and a region that asks for 4 threads
 
  private:
   int capacity_;
@@ -108,12 +121,14 @@ class StepBackend final : public Backend {
   Result<void> validateParams(std::string_view, const nlohmann::json&) const override { return ok(); }
   Result<std::shared_ptr<LoadedModel>> load(const ModelConfig& config) const override {
     load_team = defaultOpenMpTeam();
+    load_named_team = namedOpenMpTeam(4);
     auto model = std::make_shared<StepModel>(config.parallel);
     loaded = model;
     return std::shared_ptr<LoadedModel>(model);
   }
   mutable std::shared_ptr<StepModel> loaded;
   mutable std::atomic<int> load_team = 0;  // the same, on the loader thread
+  mutable std::atomic<int> load_named_team = 0;
 };
 
 ModelEntry stepEntry(const StepBackend& backend, std::string id, int parallel) {
@@ -468,10 +483,10 @@ TEST_F(SchedulerTest, CancelQueuedAndRunningJobs) {
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
 }
 
-// A library's parallel region without a thread count of its own, opened while a model loads (as
-// ggml converts weights for AMX) or on a model's own thread, runs on that thread alone: a team
-// there would give the process a second OpenMP pool, which throttles the compute thread's for good
-// (an LLM at a quarter of its speed on an AMX Xeon).
+// A library's parallel region, opened while a model loads (as ggml converts weights for AMX) or on
+// a model's own thread (tesseract's LSTM, 4 threads), runs on that thread alone, whether or not it
+// names a thread count: a team there would give the process a second OpenMP pool, which throttles
+// the compute thread's for good (an LLM at a quarter of its speed on an AMX Xeon).
 TEST_F(SchedulerTest, ModelThreadsGetNoOpenMpTeamOfTheirOwn) {
   if (omp_get_max_threads() < 2) GTEST_SKIP() << "one CPU: every default team has one thread anyway";
   StepBackend backend;
@@ -482,7 +497,11 @@ TEST_F(SchedulerTest, ModelThreadsGetNoOpenMpTeamOfTheirOwn) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(backend.loaded->session_team.load(), 1) << "the batch thread opened an OpenMP team";
+  // Regions that name their thread count (tesseract's) get no team there either.
+  EXPECT_EQ(backend.load_named_team.load(), 1) << "the loader thread opened a 4-thread OpenMP team";
+  EXPECT_EQ(backend.loaded->session_named_team.load(), 1) << "the batch thread opened a 4-thread OpenMP team";
   EXPECT_GE(defaultOpenMpTeam(), 2) << "this test thread keeps the default";
+  EXPECT_EQ(namedOpenMpTeam(4), 4) << "this test thread keeps its teams";
 }
 
 // A claim the database undoes (PostgreSQL's claims do not wait for the WAL flush, so a crash of
