@@ -50,6 +50,10 @@ def test_reads_the_sample_exactly_from_a_multipart_upload(server):
         assert w["confidence"] > 80, w
         assert 0 <= b["x"] and b["x"] + b["width"] <= res["width"] and 0 <= b["y"] and b["y"] + b["height"] <= res["height"]
     assert words["Hello"]["box"]["x"] < words["World"]["box"]["x"], "boxes are in image coordinates"
+    # The server's log (JSON lines) carries no line of Tesseract's own ("Estimating resolution as
+    # 445" went to stderr for every page without a DPI).
+    stray = [line for line in server.log_text().splitlines() if line and not line.startswith("{")]
+    assert stray == [], stray[:5]
 
 
 def test_base64_inputs_give_the_same_answer(server):

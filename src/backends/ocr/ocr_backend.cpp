@@ -94,6 +94,9 @@ class OcrModel final : public LoadedModel {
     if (api->Init(tessdata_.c_str(), language_.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
       return fail(Error::backend(std::format("tesseract could not load language '{}' from {}", language_, tessdata_)));
     }
+    // Tesseract's own messages ("Estimating resolution as 445" for every page without a DPI) go
+    // to stderr, one unstructured line per job in the server's log: a page's outcome is its job.
+    api->SetVariable("debug_file", "/dev/null");
     return std::make_unique<OcrSession>(std::move(api));
   }
   nlohmann::json describe() const override { return {{"language", language_}, {"engine", "tesseract LSTM"}}; }
