@@ -64,7 +64,7 @@ if want onnx; then
   for c in 1 2; do
     line=$(grep "throughput ratio statim/direct, $c client" "$W/onnx.out")
     row "YOLOX-Nano detection jobs/s, $c client(s), statim / ORT direct" "$(sed -n 's/.*detection \([0-9.]*\).*/\1/p' <<<"$line")" ">=0.9"
-    row "OCR jobs/s, $c client(s), statim / tesseract CLI" "$(sed -n 's/.*OCR \([0-9.]*\),.*/\1/p' <<<"$line")" ">=0.9"
+    row "OCR jobs/s, $c client(s), statim / libtesseract direct" "$(sed -n 's/.*: OCR \([0-9.]*\) .*/\1/p' <<<"$line")" ">=0.9"
   done
 fi
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # File-job benchmarks (see bench/README.md, "ONNX detection and OCR"): per-job latency (p50/p90)
 # and jobs/s at 1 and 2 concurrent clients for
-#   OCR:       statim `ocr-tesseract` on ocr-test-hello-world.png  vs  the tesseract CLI
+#   OCR:       statim `ocr-tesseract` on ocr-test-hello-world.png  vs  bench/tess_ocr.cpp (libtesseract direct)
+#              and, for reference, the tesseract CLI (a process per page)
 #   detection: statim `yolox-nano` on yolox-test-dog.jpg           vs  bench/ort_detect.cpp (ORT direct)
 # Starts its own server on a free port with a temp data dir; manifests as models/ but parallel = 2.
 # Runs inside the build environment (scripts/in-env). Prints a markdown table.
 #
 #   bench/onnx_ocr.sh
-# Knobs: STATIM_BIN (build/statim), BENCH_JOBS (OCR jobs per client, 20), BENCH_THREADS (ORT threads, 2),
-#   BENCH_ROUNDS (alternating detection pairs, statim then ort_detect, 3), BENCH_SECONDS (per statim detection run, 5),
+# Knobs: STATIM_BIN (build/statim), BENCH_JOBS (tesseract CLI jobs per client, and file_jobs.py's with
+#   BENCH_CLIENT=python, 20), BENCH_THREADS (ORT threads, 2),
+#   BENCH_ROUNDS (alternating pairs, statim then the direct program, 3), BENCH_SECONDS (per statim run, 5),
 #   BENCH_CLIENT (jobclient: bench/jobclient.cpp, one epoll thread in C++; python: bench/file_jobs.py),
-#   BENCH_DIRECT_JOBS (ort_detect's jobs per run, 200),
+#   BENCH_DIRECT_JOBS (ort_detect's and tess_ocr's jobs per run, 200),
 #   BENCH_WAIT (seconds a statim client's POST /job?wait= waits for the end, 30 (jobs.max_wait_seconds); 0: poll every 5 ms),
 #   STATIM_SHARED_MODELS (../shared/models).
 set -euo pipefail
@@ -22,7 +24,7 @@ JOBS=${BENCH_JOBS:-20}
 THREADS=${BENCH_THREADS:-2}
 WAIT=${BENCH_WAIT:-30}
 ROUNDS=${BENCH_ROUNDS:-3}
-DIRECT_JOBS=${BENCH_DIRECT_JOBS:-200}  # ort_detect's jobs per run, shared by its clients
+DIRECT_JOBS=${BENCH_DIRECT_JOBS:-200}  # ort_detect's and tess_ocr's jobs per run, shared by their clients
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 CLIENT=${BENCH_CLIENT:-jobclient}
 JOBCLIENT=.bench/jobclient
@@ -32,6 +34,7 @@ DOG=$SHARED/onnx/yolox-test-dog.jpg
 YOLOX=$SHARED/onnx/yolox_nano.onnx
 TESSDATA=$SHARED/ocr/tesseract
 DIRECT=.bench/ort_detect
+TESS_DIRECT=.bench/tess_ocr
 
 log() { echo "bench: $*" >&2; }
 [ -x "$BIN" ] || { log "no $BIN (run make build first)"; exit 1; }
@@ -40,6 +43,12 @@ if [ ! -x "$DIRECT" ] || [ bench/ort_detect.cpp -nt "$DIRECT" ] || [ src/backend
   log "building $DIRECT"
   g++ -std=c++23 -O2 -Wall -Isrc -Iinclude -I/usr/include/onnxruntime -o "$DIRECT" bench/ort_detect.cpp \
     src/backends/media/image.cpp src/backends/onnx/image.cpp src/backends/onnx/postprocess.cpp -lonnxruntime
+fi
+
+if [ ! -x "$TESS_DIRECT" ] || [ bench/tess_ocr.cpp -nt "$TESS_DIRECT" ]; then
+  log "building $TESS_DIRECT"
+  # shellcheck disable=SC2046
+  g++ -std=c++23 -O2 -Wall -o "$TESS_DIRECT" bench/tess_ocr.cpp -fopenmp $(pkg-config --cflags --libs tesseract lept)
 fi
 
 if [ ! -x "$JOBCLIENT" ] || [ bench/jobclient.cpp -nt "$JOBCLIENT" ]; then
@@ -74,46 +83,66 @@ done
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
 ROWS=()
 declare -A RATE
+# One statim run of `model` on `file` at c clients: a table row's cells after "how | clients", and
+# the rate in $STATIM_RATE.
+statim_run() {
+  local model=$1 file=$2 c=$3 r notes
+  if [ "$CLIENT" = python ]; then
+    r=$(python3 bench/file_jobs.py --port "$PORT" --model "$model" --file "$file" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
+    notes="server $(field server_p50_ms "$r") / $(field server_p90_ms "$r"), run $(field run_p50_ms "$r"); Python client"
+  else
+    local waiting=()
+    [ "$WAIT" != 0 ] && waiting=(--wait "$WAIT")  # else it polls GET /job/{id}
+    r=$("$JOBCLIENT" loop --port "$PORT" --clients "$c" --seconds "$SECONDS_PER_RUN" --model "$model" --file "$file" \
+      "${waiting[@]}")
+    notes="server $(field server_p50_ms "$r") / p99 $(field server_p99_ms "$r"); C++ client (jobclient)"
+  fi
+  STATIM_RATE=$(field jobs_per_s "$r")
+  STATIM_ROW="$STATIM_RATE | $(field p50_ms "$r") | $(field p90_ms "$r") | $notes"
+}
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
 for c in 1 2; do
-  log "OCR via statim, $c client(s)"
-  r=$(python3 bench/file_jobs.py --port "$PORT" --model ocr-tesseract --file "$OCR_IMG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
-  RATE[ocr_statim_$c]=$(field jobs_per_s "$r")
-  ROWS+=("| OCR | statim job API | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | server $(field server_p50_ms "$r") / $(field server_p90_ms "$r"), run $(field run_p50_ms "$r") |")
-  log "OCR via the tesseract CLI, $c client(s)"
-  r=$(python3 bench/file_jobs.py --command "tesseract $OCR_IMG stdout --tessdata-dir $TESSDATA -l eng --oem 1 --psm 3" \
-    --jobs-per-client "$JOBS" --clients "$c")
-  RATE[ocr_direct_$c]=$(field jobs_per_s "$r")
-  ROWS+=("| OCR | tesseract CLI | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | a process per job (loads eng.traineddata each time) |")
-  # Detection jobs take ~20 ms, so run-to-run noise of ±1 ms matters: ROUNDS alternating pairs,
-  # the ratio is the median of the pairs'.
-  RATIOS=()
+  # Jobs of ~20 ms, where run-to-run noise of +-1 ms matters: ROUNDS alternating pairs (statim, then
+  # the same work done directly); the ratio is the median of the pairs'.
+  OCR_RATIOS=()
+  OCR_RATES=()
+  DET_RATIOS=()
   for round in $(seq "$ROUNDS"); do
+    log "OCR via statim, $c client(s), round $round ($CLIENT client)"
+    statim_run ocr-tesseract "$OCR_IMG" "$c"
+    s=$STATIM_RATE
+    OCR_RATES+=("$s")
+    ROWS+=("| OCR | statim job API | $c | $STATIM_ROW |")
+    log "OCR via tess_ocr (libtesseract direct), $c client(s), round $round"
+    r=$("$TESS_DIRECT" "$TESSDATA" eng "$OCR_IMG" "$((DIRECT_JOBS / c))" "$c" 2>"$WORK/tess_ocr.err")
+    d=$(field jobs_per_s "$r")
+    ROWS+=("| OCR | tess_ocr (libtesseract direct) | $c | $d | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field words "$r") words |")
+    OCR_RATIOS+=("$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
+
     log "detection via statim, $c client(s), round $round ($CLIENT client)"
-    if [ "$CLIENT" = python ]; then
-      r=$(python3 bench/file_jobs.py --port "$PORT" --model yolox-nano --file "$DOG" --jobs-per-client "$JOBS" --clients "$c" --wait "$WAIT")
-      notes="server $(field server_p50_ms "$r") / $(field server_p90_ms "$r"), run $(field run_p50_ms "$r"); Python client"
-    else
-      waiting=()
-      [ "$WAIT" != 0 ] && waiting=(--wait "$WAIT")  # else it polls GET /job/{id}
-      r=$("$JOBCLIENT" loop --port "$PORT" --clients "$c" --seconds "$SECONDS_PER_RUN" --model yolox-nano --file "$DOG" \
-        "${waiting[@]}")
-      notes="server $(field server_p50_ms "$r") / p99 $(field server_p99_ms "$r"); C++ client (jobclient)"
-    fi
-    s=$(field jobs_per_s "$r")
-    ROWS+=("| detection | statim job API | $c | $s | $(field p50_ms "$r") | $(field p90_ms "$r") | $notes |")
+    statim_run yolox-nano "$DOG" "$c"
+    s=$STATIM_RATE
+    ROWS+=("| detection | statim job API | $c | $STATIM_ROW |")
     log "detection via ort_detect, $c client(s), round $round"
     r=$("$DIRECT" "$YOLOX" "$DOG" "$((DIRECT_JOBS / c))" "$c" "$THREADS" 2>"$WORK/ort_detect.err")  # libonnx duplicate-schema noise
     d=$(field jobs_per_s "$r")
     ROWS+=("| detection | ort_detect (ORT direct) | $c | $d | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field detections "$r") detections |")
-    RATIOS+=("$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
+    DET_RATIOS+=("$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
   done
-  RATE[det_pairs_$c]="${RATIOS[*]}"
-  RATE[det_ratio_$c]=$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2)}')
+  RATE[ocr_pairs_$c]="${OCR_RATIOS[*]}"
+  RATE[ocr_ratio_$c]=$(printf '%s\n' "${OCR_RATIOS[@]}" | median)
+  RATE[det_pairs_$c]="${DET_RATIOS[*]}"
+  RATE[det_ratio_$c]=$(printf '%s\n' "${DET_RATIOS[@]}" | median)
+  log "OCR via the tesseract CLI, $c client(s)"
+  r=$(python3 bench/file_jobs.py --command "tesseract $OCR_IMG stdout --tessdata-dir $TESSDATA -l eng --oem 1 --psm 3" \
+    --jobs-per-client "$JOBS" --clients "$c")
+  RATE[ocr_cli_$c]=$(awk -v a="$(printf '%s\n' "${OCR_RATES[@]}" | median)" -v b="$(field jobs_per_s "$r")" 'BEGIN {printf "%.2f", a / b}')
+  ROWS+=("| OCR | tesseract CLI | $c | $(field jobs_per_s "$r") | $(field p50_ms "$r") | $(field p90_ms "$r") | a process per page (loads eng.traineddata each time; OpenMP on) |")
 done
 echo "| work | how | clients | jobs/s | p50 ms | p90 ms | notes |"
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
 for c in 1 2; do
-  echo "throughput ratio statim/direct, $c client(s): OCR $(awk -v a="${RATE[ocr_statim_$c]}" -v b="${RATE[ocr_direct_$c]}" 'BEGIN {printf "%.2f", a / b}'), detection ${RATE[det_ratio_$c]} (median of the pairs ${RATE[det_pairs_$c]})"
+  echo "throughput ratio statim/direct, $c client(s): OCR ${RATE[ocr_ratio_$c]} (median of the pairs ${RATE[ocr_pairs_$c]}), detection ${RATE[det_ratio_$c]} (median of the pairs ${RATE[det_pairs_$c]}); OCR statim / tesseract CLI ${RATE[ocr_cli_$c]}"
 done
