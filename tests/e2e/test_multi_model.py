@@ -165,9 +165,9 @@ def thread_names(pid: int) -> list[str]:
 def test_ocr_pages_open_no_openmp_team(srv):
     """tesseract's LSTM opens 4-thread OpenMP regions. A page runs single-threaded on its OCR worker
     (core/openmp.h): no team there, and none on the compute thread either, whose team stays the
-    size of the largest ggml call (2 threads here). A 4-thread team would put more OpenMP threads
-    in the process than this machine's 2 cores, which throttles every LLM (the issue #7 defect);
-    on the compute thread it also ran each page ~10x slower."""
+    size of the largest ggml call (2 threads here). On the compute thread tesseract's teams grew
+    its pool to 4 threads, more than this machine's 2 cores while pages ran, ran each page ~10x
+    slower, and one page at a time."""
     if "ocr" not in srv.models():
         pytest.skip(f"no tesseract data or page under {shared_models_dir() / 'ocr'}")
     done = srv.wait_job(srv.submit("lm", "Hello", {"max_tokens": 8})["id"], timeout=60)
