@@ -211,15 +211,19 @@ void PostgresEventBus::publish(const JobEvent& event) {
               {{"job_id", event.job_id}, {"event", event.type}, {"bytes", line.size()}});
     return;
   }
-  bool first = false;
+  bool wake = false;
   {
     std::lock_guard lock(out_mu_);
-    first = outbox_.empty();
+    wake = outbox_.empty();
+    // A job's end, in a short pause (the last NOTIFY carried a few events: low load), goes at
+    // once: a client waits for it on another node, and at one client the pause after the job's
+    // "started" was a fifth of the job's time there.
+    if (event.terminal() && ++ends_queued_ == 1 && short_pause_) wake = true;
     outbox_.push_back(std::move(line));
   }
-  // Only the first event wakes the sender: while it pauses, the others only join the batch
-  // (a wake-up per event cost the API node two context switches per job under load).
-  if (first) out_cv_.notify_one();
+  // Otherwise only the first event wakes the sender: while it pauses, the others only join the
+  // batch (a wake-up per event cost the API node two context switches per job under load).
+  if (wake) out_cv_.notify_one();
 }
 
 void PostgresEventBus::senderLoop() {
@@ -239,8 +243,14 @@ void PostgresEventBus::senderLoop() {
       // gather into one NOTIFY per batch_delay (each notification wakes every listening node and
       // costs the server more than its size); at low load, the few events of one job (started,
       // result, completed: within a millisecond) each wait a quarter of it, not all of it.
+      // A job's end cuts a short pause (see publish), never the full one of a busy node.
       auto pause = options_.batch_delay * std::min(last_events, kFullBatch) / kFullBatch;
-      if (!stopping_) out_cv_.wait_until(lock, last_send + pause, [&] { return stopping_; });
+      short_pause_ = last_events < kFullBatch;
+      if (!stopping_) {
+        out_cv_.wait_until(lock, last_send + pause, [&] { return stopping_ || (short_pause_ && ends_queued_ > 0); });
+      }
+      short_pause_ = false;
+      ends_queued_ = 0;
       batch.swap(outbox_);
     }
     last_send = std::chrono::steady_clock::now();

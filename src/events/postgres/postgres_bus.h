@@ -2,7 +2,8 @@
 // (statim_events; statim_events_<schema> for a store in another schema than public).
 // Events published here reach this process's listeners at once (an InProcessEventBus inside)
 // and go out as NOTIFY payloads on a connection of their own, at most one NOTIFY every 2 ms (the
-// events of a burst share it; one after a quiet spell goes at once);
+// events of a burst share it; one after a quiet spell goes at once, and so does a job's end at
+// low load);
 // one listening connection per node receives the other nodes' events and publishes them here
 // (remote = true). A terminal event from another node carries the ended job when someone here
 // follows that job: the job its NOTIFY carried (when it fit, and has no files), else the job read
@@ -90,6 +91,8 @@ class PostgresEventBus final : public EventBus {
   std::condition_variable out_cv_;
   std::deque<std::string> outbox_;  // guarded by out_mu_: serialised events to send
   bool stopping_ = false;           // guarded by out_mu_
+  bool short_pause_ = false;        // guarded by out_mu_: the sender pauses after a small NOTIFY
+  int ends_queued_ = 0;             // guarded by out_mu_: terminal events in outbox_
 
   std::mutex follow_mu_;
   std::map<Token, JobId> followed_tokens_;  // guarded by follow_mu_

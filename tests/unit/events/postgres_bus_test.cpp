@@ -184,6 +184,28 @@ TEST_F(PostgresEventBusTest, ANodeThatReadsOnlySomeTypesGetsThoseAndNothingElse)
   EXPECT_EQ((*w)->eventsReceived(), 2);
 }
 
+// At low load a job's end is not held back by the pause after a small NOTIFY: the client waiting
+// for it is on another node. Here the pause after the hello (one event) is a quarter of a
+// 60-second batch_delay: "started" waits in it, and "completed" cuts it short, taking "started"
+// along. (The old sender held both for 15 s.)
+TEST_F(PostgresEventBusTest, AJobsEndAtLowLoadGoesAtOnce) {
+  auto b = node("b");
+  Seen on_b;
+  b->subscribeAll(on_b.listener());
+  auto a = PostgresEventBus::open({.url = url_, .node_id = "a", .batch_delay = 60s}, *store_);
+  ASSERT_TRUE(a) << a.error().message;
+  std::this_thread::sleep_for(200ms);  // a's hello has gone: the sender is in its pause
+  (*a)->publish({9, "started", {{"attempt", 1}}});
+  Job ended;
+  ended.id = 9;
+  ended.status = JobStatus::kCompleted;
+  ended.status_message = "completed";
+  (*a)->publish({9, "completed", {{"status", "COMPLETED"}}, ended});
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (on_b.types().size() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(on_b.types(), (std::vector<std::string>{"started", "completed"}));
+}
+
 // A late subscriber on the other node gets the text so far (its bus tracked the running job).
 TEST_F(PostgresEventBusTest, ALateFollowerOnAnotherNodeGetsTheTextSoFar) {
   auto a = node("a"), b = node("b");
