@@ -37,6 +37,7 @@ DIRECT=.bench/ort_detect
 TESS_DIRECT=.bench/tess_ocr
 
 log() { echo "bench: $*" >&2; }
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || { log "BENCH_ROUNDS must be 1 or more (got '$ROUNDS')"; exit 2; }
 [ -x "$BIN" ] || { log "no $BIN (run make build first)"; exit 1; }
 mkdir -p .bench
 if [ ! -x "$DIRECT" ] || [ bench/ort_detect.cpp -nt "$DIRECT" ] || [ src/backends/onnx/image.cpp -nt "$DIRECT" ] || [ src/backends/media/image.cpp -nt "$DIRECT" ]; then
@@ -114,8 +115,10 @@ for c in 1 2; do
     OCR_RATES+=("$s")
     ROWS+=("| OCR | statim job API | $c | $STATIM_ROW |")
     log "OCR via tess_ocr (libtesseract direct), $c client(s), round $round"
-    r=$("$TESS_DIRECT" "$TESSDATA" eng "$OCR_IMG" "$((DIRECT_JOBS / c))" "$c" 2>"$WORK/tess_ocr.err")
+    r=$("$TESS_DIRECT" "$TESSDATA" eng "$OCR_IMG" "$((DIRECT_JOBS / c))" "$c" 2>"$WORK/tess_ocr.err") ||
+      { cat "$WORK/tess_ocr.err" >&2; log "tess_ocr failed"; exit 1; }
     d=$(field jobs_per_s "$r")
+    [ -n "$d" ] || { log "tess_ocr printed no rate: $r"; exit 1; }
     ROWS+=("| OCR | tess_ocr (libtesseract direct) | $c | $d | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field words "$r") words |")
     OCR_RATIOS+=("$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
 
@@ -124,8 +127,10 @@ for c in 1 2; do
     s=$STATIM_RATE
     ROWS+=("| detection | statim job API | $c | $STATIM_ROW |")
     log "detection via ort_detect, $c client(s), round $round"
-    r=$("$DIRECT" "$YOLOX" "$DOG" "$((DIRECT_JOBS / c))" "$c" "$THREADS" 2>"$WORK/ort_detect.err")  # libonnx duplicate-schema noise
+    r=$("$DIRECT" "$YOLOX" "$DOG" "$((DIRECT_JOBS / c))" "$c" "$THREADS" 2>"$WORK/ort_detect.err") ||  # libonnx duplicate-schema noise
+      { cat "$WORK/ort_detect.err" >&2; log "ort_detect failed"; exit 1; }
     d=$(field jobs_per_s "$r")
+    [ -n "$d" ] || { log "ort_detect printed no rate: $r"; exit 1; }
     ROWS+=("| detection | ort_detect (ORT direct) | $c | $d | $(field p50_ms "$r") | $(field p90_ms "$r") | $(field detections "$r") detections |")
     DET_RATIOS+=("$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')")
   done

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     tesseract::ETEXT_DESC monitor;  // as statim: a cancel check between words
     monitor.cancel = [](void* flag, int) { return *static_cast<const bool*>(flag); };
     monitor.cancel_this = &cancelled;
-    if (api.Recognize(getenv("TESS_MONITOR") ? &monitor : nullptr) != 0) std::abort();
+    if (api.Recognize(&monitor) != 0) std::abort();
     std::unique_ptr<char[]> text(api.GetUTF8Text());
     std::unique_ptr<tesseract::ResultIterator> it(api.GetIterator());
     readOut(it.get(), tesseract::RIL_TEXTLINE);
@@ -80,9 +80,10 @@ int main(int argc, char** argv) {
   auto one = [&](int c) {
     omp_set_max_active_levels(0);  // one core per page: tesseract's 4-thread regions run on this thread
     // The engine loads, and reads a first page, before the clock starts (statim's workers load
-    // theirs with the model, and the benchmark sends each server a warm-up job).
+    // theirs with the model; statim gets no warm-up page, which if anything favours this side).
     tesseract::TessBaseAPI api;
     if (api.Init(tessdata.c_str(), lang.c_str(), tesseract::OEM_LSTM_ONLY) != 0) std::abort();
+    api.SetVariable("debug_file", "/dev/null");  // as statim (one global: the same value from each thread)
     page(api, c);
     ready.count_down();
     go.wait();

@@ -61,7 +61,8 @@ struct SchedulerOptions {
   EventBus* events = nullptr;                     // where job events go; outlives the scheduler. Null: its own
   BlobStore* blobs = nullptr;                     // where backends' artifacts go; outlives the scheduler
   // Every Session::run and BatchSession::step runs inside it; outlives the scheduler. Null: calls
-  // run directly on their worker (unit tests of the scheduler alone).
+  // run directly on their worker (unit tests of the scheduler alone), where OpenMP regions get no
+  // team (core/openmp.h): a ggml graph would run on one thread. `statim serve` always has one.
   ComputeBudget* compute = nullptr;
   // Called (on a store thread) when a job was queued for a model that is not loaded, so that it is
   // loaded on demand. Unset: such jobs wait until the model is loaded by other means.

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <format>
 #include <memory>
+#include <mutex>
 
 #include <leptonica/allheaders.h>
 #include <tesseract/baseapi.h>
@@ -96,7 +97,11 @@ class OcrModel final : public LoadedModel {
     }
     // Tesseract's own messages ("Estimating resolution as 445" for every page without a DPI) go
     // to stderr, one unstructured line per job in the server's log: a page's outcome is its job.
-    api->SetVariable("debug_file", "/dev/null");
+    // debug_file is one global of the library, unguarded: set once, by the first session (the
+    // load's probe, on the loader thread), before any worker reads it. (Later Init messages go
+    // there too; a failed Init is reported as this session's error.)
+    static std::once_flag quiet;
+    std::call_once(quiet, [&] { api->SetVariable("debug_file", "/dev/null"); });
     return std::make_unique<OcrSession>(std::move(api));
   }
   nlohmann::json describe() const override { return {{"language", language_}, {"engine", "tesseract LSTM"}}; }
