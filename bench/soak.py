@@ -8,7 +8,7 @@ that no job is stuck and that every accepted job ends in exactly one terminal st
 One statim process (build/statim or STATIM_BIN) with a random-weight llama model (4 slots, a short
 queue so that bursts get 429), Tesseract OCR, YOLOX-Nano detection, espeak TTS and echo. Client
 threads, each in a closed loop:
-  stream     POST /v1/completions stream=true (64 tokens); a third hang up after a few chunks
+  stream     POST /v1/completions stream=true (64 tokens); a third hang up after a few chunks (of 400)
              (their job must end CANCELLED);
   ocr, detect  multipart uploads of the sample page / dog picture;
   tts        speech jobs, one at a time, whose webhooks go to a flaky receiver (30 % answer 500, 10 % hang 3 s,
@@ -130,8 +130,12 @@ class Soak:
                 time.sleep(0.2)
 
     def stream(self, http: requests.Session) -> None:
-        body = {"model": "lm", "prompt": f"Once upon a time {self.rng.random()}", "max_tokens": 64, "stream": True}
+        prompt = f"Once upon a time {self.rng.random()}"
         hang_up = self.rng.random() < 1 / 3
+        # A stream that hangs up asks for more tokens: the tiny model makes 64 in a few ms, which
+        # can end the job before the server has read the client's close (the job then completes,
+        # rightly). 400 give the close ~30 ms or more to arrive, on a model that never stops early.
+        body = {"model": "lm", "prompt": prompt, "max_tokens": 400 if hang_up else 64, "stream": True}
         with http.post(f"{self.s.url}/v1/completions", json=body, stream=True, timeout=60) as r:
             if r.status_code == 429:
                 self.count("429")
