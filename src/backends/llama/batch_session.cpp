@@ -183,6 +183,7 @@ Result<void> LlamaBatchSession::start(const Job& job, JobControl& control, int c
   s.cached = static_cast<int>(common);
   s.max_tokens = std::min(sampling->max_tokens, n_ctx - n_prompt);
   s.sampler = std::move(*sampler);
+  s.greedy = greedyOnly(*sampling);
   s.tools = job.type == "chat" && toolsActive(job.params);
   // A call is not content: its text stays out of the stream (the calls come with the result).
   s.output.emplace(sampling->stop, s.tools ? sampling->call_opener : std::string());
@@ -286,6 +287,7 @@ void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, size_t start) 
   auto sampler = samplerFromTrigger(model_.get(), std::move(strict), s.out_tokens, at);
   if (!sampler) return;
   s.sampler = std::move(*sampler);
+  s.greedy = false;  // the grammar decides now
   s.out_tokens.clear();
 }
 
@@ -415,7 +417,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
       s.n_past = static_cast<int>(s.prompt.size());  // the prompt is now all in the cache
     }
     if (s.logits_index < 0) continue;  // still reading its prompt
-    llama_token tok = llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
+    llama_token tok = s.greedy
+                          ? greedyToken(llama_get_logits_ith(ctx_.get(), s.logits_index), llama_vocab_n_tokens(vocab))
+                          : llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
       lap(kSample);

@@ -70,6 +70,7 @@ class LlamaBatchSession final : public BatchSession {
     std::optional<llama_token> pending;  // sampled, not yet decoded
     int logits_index = -1;               // this step's output row, or -1
     SamplerPtr sampler;
+    bool greedy = false;  // the sampler is greedy alone: the token is read from the logits (greedyToken)
     std::optional<TextOutput> output;
     bool tools = false;  // the job offered tools: its output may hold calls
     // tool_choice auto: the sampling with the calls' grammar, switched to once the output holds

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <format>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -259,6 +260,30 @@ Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s) {
   add(llama_sampler_init_temp(static_cast<float>(s.temperature)));
   add(llama_sampler_init_dist(s.seed));
   return chain;
+}
+
+bool greedyOnly(const Sampling& s) {
+  return s.temperature <= 0 && s.repeat_penalty == 1.0 && s.presence_penalty == 0.0 && s.frequency_penalty == 0.0 &&
+         s.grammar.empty() && s.grammar_trigger.empty();
+}
+
+llama_token greedyToken(const float* logits, int n_vocab) {
+  // The largest value first, in lanes the compiler keeps in vector registers (a max has no
+  // order), then the first token that holds it: libllama's greedy keeps the first of equals.
+  constexpr int kLanes = 16;
+  float lane[kLanes];
+  std::fill(std::begin(lane), std::end(lane), -std::numeric_limits<float>::infinity());
+  int i = 0;
+  for (; i + kLanes <= n_vocab; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
+  }
+  float best = -std::numeric_limits<float>::infinity();
+  for (float v : lane) best = v > best ? v : best;
+  for (; i < n_vocab; ++i) best = logits[i] > best ? logits[i] : best;
+  for (int t = 0; t < n_vocab; ++t) {
+    if (logits[t] == best) return t;
+  }
+  return 0;  // every logit NaN (or -inf): libllama's greedy keeps the first token too
 }
 
 Result<SamplerPtr> samplerFromTrigger(const llama_model* model, Sampling s,

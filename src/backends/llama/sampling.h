@@ -62,6 +62,14 @@ Result<Sampling> readSampling(const nlohmann::json& params, ToolFormat tools);
 // Fails (naming params.grammar / params.response_format) when the grammar does not parse.
 Result<SamplerPtr> makeSampler(const llama_model* model, const Sampling& s);
 
+// Whether makeSampler(s) is the greedy sampler alone (no penalties, no grammar now or later): its
+// pick is then greedyToken's, which a batch reads straight from the logits.
+bool greedyOnly(const Sampling& s);
+// The first token with the largest logit (NaN never wins): what libllama's greedy sampler picks,
+// without the copy of the whole vocabulary into a candidate array that llama_sampler_sample makes
+// for every sequence at every step (~0.6 MB for a 49k vocabulary).
+llama_token greedyToken(const float* logits, int n_vocab);
+
 // For a grammar that waits for a trigger (grammar_trigger set, tool_choice auto): the sampler
 // with the grammar, fed the output so far from the token in which the trigger starts, at text
 // offset `at` (`tokens`: each output token with the offset where its text starts). Fails when
