@@ -108,6 +108,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="0: greedy; above: the server's default chain (top_k 40, top_p 0.95, min_p 0.05)")
     ap.add_argument("--prompt-words", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=16)

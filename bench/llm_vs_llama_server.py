@@ -184,7 +184,8 @@ class Server:
             return False  # 503 while loading
 
     def body(self, prompt):
-        b = {"model": "m", "prompt": prompt, "max_tokens": self.args.max_tokens, "temperature": 0,
+        b = {"model": "m", "prompt": prompt, "max_tokens": self.args.max_tokens,
+             "temperature": getattr(self.args, "temperature", 0.0),
              "stream": True, "stream_options": {"include_usage": True}}
         if self.kind == "llama-server":
             b.update({"cache_prompt": False, "ignore_eos": True})

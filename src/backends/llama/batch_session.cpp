@@ -419,7 +419,8 @@ void LlamaBatchSession::step(const EndSink& ended) {
     if (s.logits_index < 0) continue;  // still reading its prompt
     llama_token tok = s.greedy
                           ? greedyToken(llama_get_logits_ith(ctx_.get(), s.logits_index), llama_vocab_n_tokens(vocab))
-                          : llama_sampler_sample(s.sampler.get(), ctx_.get(), s.logits_index);
+                          : sampleLogits(s.sampler.get(), llama_get_logits_ith(ctx_.get(), s.logits_index),
+                                         llama_vocab_n_tokens(vocab), candidates_);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
       lap(kSample);

@@ -127,6 +127,7 @@ class LlamaBatchSession final : public BatchSession {
   // (progress events and the jobs that ended).
   enum Phase { kMedia, kDecode, kSample, kText, kEvents, kPhases };
   std::array<double, kPhases> phase_s_{};
+  std::vector<llama_token_data> candidates_;  // the sampler chains' candidates, reused (sampleLogits)
   int steps_ = 0, step_tokens_ = 0;
 };
 

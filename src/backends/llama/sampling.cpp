@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 
 #include "backends/llama/json_grammar.h"
 #include "backends/llama/tokenize.h"
@@ -284,6 +285,20 @@ llama_token greedyToken(const float* logits, int n_vocab) {
     if (logits[t] == best) return t;
   }
   return 0;  // every logit NaN (or -inf): libllama's greedy keeps the first token too
+}
+
+llama_token sampleLogits(llama_sampler* chain, const float* logits, int n_vocab,
+                         std::vector<llama_token_data>& candidates) {
+  candidates.resize(static_cast<size_t>(n_vocab));
+  for (llama_token t = 0; t < n_vocab; ++t) candidates[static_cast<size_t>(t)] = {t, logits[t], 0.0f};
+  llama_token_data_array cur{candidates.data(), candidates.size(), -1, false};
+  llama_sampler_apply(chain, &cur);
+  if (cur.selected < 0 || static_cast<size_t>(cur.selected) >= cur.size) {
+    throw std::runtime_error("the sampler chain selected no token");
+  }
+  llama_token token = cur.data[cur.selected].id;
+  llama_sampler_accept(chain, token);
+  return token;
 }
 
 Result<SamplerPtr> samplerFromTrigger(const llama_model* model, Sampling s,

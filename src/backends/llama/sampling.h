@@ -70,6 +70,12 @@ bool greedyOnly(const Sampling& s);
 // for every sequence at every step (~0.6 MB for a 49k vocabulary).
 llama_token greedyToken(const float* logits, int n_vocab);
 
+// The chain's token for one row of logits, accepted into the chain: what llama_sampler_sample
+// returns (llama.h documents it as this shorthand), with the candidate array kept in `candidates`
+// between calls, where llama_sampler_sample allocates the whole vocabulary's anew each time.
+llama_token sampleLogits(llama_sampler* chain, const float* logits, int n_vocab,
+                         std::vector<llama_token_data>& candidates);
+
 // For a grammar that waits for a trigger (grammar_trigger set, tool_choice auto): the sampler
 // with the grammar, fed the output so far from the token in which the trigger starts, at text
 // offset `at` (`tokens`: each output token with the offset where its text starts). Fails when

@@ -1,5 +1,6 @@
-// The batch's greedy fast path: greedyToken picks what libllama's greedy sampler picks, and only
-// samplings that are greedy alone take it.
+// The batch's sampling without llama_sampler_sample's per-call array: greedyToken picks what
+// libllama's greedy sampler picks, only samplings that are greedy alone take it, and the other
+// chains sample from a reused candidate buffer as from a fresh one.
 #include <cmath>
 #include <limits>
 #include <random>
@@ -47,6 +48,39 @@ TEST(GreedyToken, PicksWhatLibllamasGreedySamplerPicks) {
   std::vector<float> all_nan(40, nan);
   EXPECT_EQ(greedyToken(all_nan.data(), 40), 0);
   EXPECT_EQ(libllamaGreedy(all_nan), 0);
+}
+
+// sampleLogits with one candidate buffer reused across calls gives the tokens of the shorthand
+// llama.h documents for llama_sampler_sample (a fresh array each time), from two chains alike
+// (top_k, top_p, min_p, temperature, a seeded dist): the cut-offs that shrink and sort the
+// array at one call leave nothing behind for the next.
+TEST(GreedyToken, ReusedCandidatesSampleAsFreshOnes) {
+  auto chain = [] {
+    SamplerPtr c(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+    llama_sampler_chain_add(c.get(), llama_sampler_init_top_k(40));
+    llama_sampler_chain_add(c.get(), llama_sampler_init_top_p(0.95f, 1));
+    llama_sampler_chain_add(c.get(), llama_sampler_init_min_p(0.05f, 1));
+    llama_sampler_chain_add(c.get(), llama_sampler_init_temp(0.8f));
+    llama_sampler_chain_add(c.get(), llama_sampler_init_dist(1234));
+    return c;
+  };
+  SamplerPtr reused = chain(), fresh = chain();
+  std::vector<llama_token_data> candidates;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> logit(0.0f, 3.0f);
+  const int n = 5000;
+  for (int draw = 0; draw < 200; ++draw) {
+    std::vector<float> logits(n);
+    for (float& v : logits) v = logit(rng);
+    llama_token a = sampleLogits(reused.get(), logits.data(), n, candidates);
+    std::vector<llama_token_data> cur;
+    for (llama_token t = 0; t < n; ++t) cur.push_back({t, logits[t], 0.0f});
+    llama_token_data_array arr{cur.data(), cur.size(), -1, false};
+    llama_sampler_apply(fresh.get(), &arr);
+    llama_token b = arr.data[arr.selected].id;
+    llama_sampler_accept(fresh.get(), b);
+    ASSERT_EQ(a, b) << "draw " << draw;
+  }
 }
 
 TEST(GreedyToken, OnlyASamplingThatIsGreedyAloneTakesThePath) {
