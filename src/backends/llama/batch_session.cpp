@@ -293,6 +293,7 @@ void LlamaBatchSession::switchAtTrigger(Slot& s, llama_token tok, size_t start) 
 
 void LlamaBatchSession::step(const EndSink& ended) {
   const llama_vocab* vocab = llama_model_get_vocab(model_.get());
+  const int n_vocab = llama_vocab_n_tokens(vocab);
 
   auto end = [&](std::optional<BatchOutcome> o) {
     if (o) ended(std::move(*o));
@@ -417,10 +418,9 @@ void LlamaBatchSession::step(const EndSink& ended) {
       s.n_past = static_cast<int>(s.prompt.size());  // the prompt is now all in the cache
     }
     if (s.logits_index < 0) continue;  // still reading its prompt
-    llama_token tok = s.greedy
-                          ? greedyToken(llama_get_logits_ith(ctx_.get(), s.logits_index), llama_vocab_n_tokens(vocab))
-                          : sampleLogits(s.sampler.get(), llama_get_logits_ith(ctx_.get(), s.logits_index),
-                                         llama_vocab_n_tokens(vocab), candidates_);
+    const float* logits = llama_get_logits_ith(ctx_.get(), s.logits_index);
+    llama_token tok =
+        s.greedy ? greedyToken(logits, n_vocab) : sampleLogits(s.sampler.get(), logits, n_vocab, candidates_);
     if (s.n_out == 0) s.first_token = Clock::now();
     if (llama_vocab_is_eog(vocab, tok)) {
       lap(kSample);
@@ -430,8 +430,7 @@ void LlamaBatchSession::step(const EndSink& ended) {
     }
     ++s.n_out;
     if (s.top_logprobs >= 0) {
-      s.logprobs.push_back(tokenLogprob(vocab, llama_get_logits_ith(ctx_.get(), s.logits_index),
-                                        llama_vocab_n_tokens(vocab), tok, s.top_logprobs));
+      s.logprobs.push_back(tokenLogprob(vocab, logits, n_vocab, tok, s.top_logprobs));
     }
     lap(kSample);
     size_t start = s.output->text().size();

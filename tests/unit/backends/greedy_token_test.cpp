@@ -84,28 +84,24 @@ TEST(GreedyToken, ReusedCandidatesSampleAsFreshOnes) {
 }
 
 TEST(GreedyToken, OnlyASamplingThatIsGreedyAloneTakesThePath) {
-  Sampling s;
-  s.temperature = 0;
-  EXPECT_TRUE(greedyOnly(s));
-  Sampling warm = s;
-  warm.temperature = 0.7;
-  EXPECT_FALSE(greedyOnly(warm));
-  Sampling penalised = s;
-  penalised.repeat_penalty = 1.1;
-  EXPECT_FALSE(greedyOnly(penalised));
-  Sampling present = s;
-  present.presence_penalty = 0.5;
-  EXPECT_FALSE(greedyOnly(present));
-  Sampling frequent = s;
-  frequent.frequency_penalty = 0.5;
-  EXPECT_FALSE(greedyOnly(frequent));
-  Sampling grammar = s;
-  grammar.grammar = "root ::= \"a\"";
-  EXPECT_FALSE(greedyOnly(grammar));
-  Sampling later = s;
-  later.grammar = "root ::= \"a\"";
-  later.grammar_trigger = "<tool_call>";
-  EXPECT_FALSE(greedyOnly(later));
+  Sampling greedy;
+  greedy.temperature = 0;
+  EXPECT_TRUE(greedyOnly(greedy));
+  // greedy, with one thing changed
+  auto but = [&](auto change) {
+    Sampling s = greedy;
+    change(s);
+    return greedyOnly(s);
+  };
+  EXPECT_FALSE(but([](Sampling& s) { s.temperature = 0.7; }));
+  EXPECT_FALSE(but([](Sampling& s) { s.repeat_penalty = 1.1; }));
+  EXPECT_FALSE(but([](Sampling& s) { s.presence_penalty = 0.5; }));
+  EXPECT_FALSE(but([](Sampling& s) { s.frequency_penalty = 0.5; }));
+  EXPECT_FALSE(but([](Sampling& s) { s.grammar = "root ::= \"a\""; }));
+  EXPECT_FALSE(but([](Sampling& s) {
+    s.grammar = "root ::= \"a\"";
+    s.grammar_trigger = "<tool_call>";
+  }));
 }
 
 }  // namespace
